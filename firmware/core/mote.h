@@ -1,0 +1,133 @@
+/* mote.h - the public API of the Mote runtime core: open a blob in place, size and
+ * carve the arena, run the forward pass, sample. Portable C99, no OS, no malloc.
+ * The blob layout and the arithmetic are specified in docs/blob-format.md. */
+#ifndef MOTE_H
+#define MOTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tokenizer.h"
+
+#define MOTE_MAGIC 0x45544F4Du /* "MOTE" */
+#define MOTE_VERSION 1u
+#define MOTE_HEADER_BYTES 256u
+#define MOTE_ALIGN 32u
+#define MOTE_LINE_MAX 1024u /* longest console line (prompt) in bytes */
+
+typedef enum {
+    MOTE_OK = 0,
+    MOTE_E_TRUNCATED,      /* blob shorter than its header or its total_bytes */
+    MOTE_E_MAGIC,          /* not a .mote blob */
+    MOTE_E_VERSION,        /* a format version this runtime does not read */
+    MOTE_E_CRC,            /* contents do not match the CRC32 */
+    MOTE_E_HEADER,         /* impossible hyperparameters */
+    MOTE_E_TABLE,          /* tensor table entry out of bounds, misaligned or mis-shaped */
+    MOTE_E_TOKENIZER,      /* tokenizer section malformed */
+    MOTE_E_SPARSITY,       /* sparsity section malformed */
+    MOTE_E_ARENA,          /* arena smaller than mote_arena_bytes() */
+    MOTE_E_CONTEXT,        /* position or prompt beyond the context length */
+    MOTE_E_ARG,            /* invalid argument */
+} mote_status;
+
+const char *mote_status_str(mote_status s);
+
+typedef enum { MOTE_F32 = 0, MOTE_F16 = 1, MOTE_Q8 = 2, MOTE_Q4 = 3 } mote_dtype;
+typedef enum { MOTE_ACT_SILU = 0, MOTE_ACT_RELU = 1 } mote_activation;
+
+typedef struct {
+    uint32_t dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab_size;
+    uint32_t max_seq_len; /* trained context */
+    uint32_t ctx_len;     /* context the blob's arena_bytes is computed for */
+    uint32_t arena_bytes; /* as stored in the blob */
+    uint32_t group_size;
+    uint32_t activation; /* mote_activation */
+    uint32_t tied_classifier;
+    float rope_theta, norm_eps;
+    char name[33];
+} mote_config;
+
+/* A weight matrix (or vector) viewed in place inside the blob. */
+typedef struct {
+    const void *data;       /* f32 values, or q8/q4 codes row after row */
+    const uint16_t *scales; /* f16, rows x n_groups; NULL for f32 */
+    uint32_t rows, cols;
+    uint8_t dtype;          /* mote_dtype */
+} mote_tensor;
+
+typedef struct {
+    mote_tensor attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down;
+} mote_layer;
+
+#define MOTE_MAX_LAYERS 64
+
+typedef struct {
+    mote_config config;
+    mote_tensor tok_embedding, final_norm, classifier; /* classifier == tok_embedding if tied */
+    mote_layer layers[MOTE_MAX_LAYERS];
+    mote_tokenizer tokenizer;
+    const uint8_t *blob;
+    uint32_t blob_bytes;
+} mote_model;
+
+/* Validate `blob` in place (header, every table entry, tokenizer section and, when
+ * check_crc, the CRC32) and fill `m` with views into it. Never reads outside
+ * [blob, blob + len). */
+mote_status mote_model_open(mote_model *m, const uint8_t *blob, size_t len, int check_crc);
+
+/* Arena bytes the runtime needs for `ctx` positions of this model. */
+uint32_t mote_arena_bytes(const mote_config *c, uint32_t ctx);
+
+/* Optional parallelism, filled in by a port that has threads (firmware/ports/linux/
+ * threads.c); NULL runs everything inline. parallel_rows must call fn(ctx, begin, end)
+ * over disjoint ranges covering [0, rows) and return when all are done. */
+typedef void (*mote_rows_fn)(void *ctx, uint32_t begin, uint32_t end);
+typedef void (*mote_parallel_fn)(void *pool, mote_rows_fn fn, void *ctx, uint32_t rows);
+
+/* Activation buffers and KV cache, all carved from the caller's arena. */
+typedef struct {
+    const mote_model *model;
+    uint32_t ctx;          /* positions available, <= config.max_seq_len */
+    float *x, *xb, *xb2;   /* (dim,) (max(dim, q_dim),) (dim,) */
+    float *q, *k, *v;      /* (q_dim,) (kv_dim,) (kv_dim,) */
+    float *hb, *hb2;       /* (hidden,) */
+    float *att;            /* (ctx,) one head at a time */
+    float *logits;         /* (vocab,) */
+    int8_t *xq;            /* quantized activation, (max(dim, q_dim, hidden),) */
+    float *xs;             /* its group scales */
+    float *rope_cos, *rope_sin;         /* (head_dim/2,) for the current position */
+    int8_t *key_cache, *value_cache;    /* (layer, ctx, kv_dim) */
+    uint16_t *key_scales, *value_scales; /* (layer, ctx) f16 */
+    void *scratch;         /* prompt token ids, then sampler candidates */
+    uint32_t scratch_bytes;
+    mote_parallel_fn parallel_rows; /* NULL after mote_state_init: single-threaded */
+    void *pool;
+} mote_state;
+
+/* Carve `arena` (16-byte aligned) for `ctx` positions (0 means the blob's ctx_len;
+ * at most max_seq_len). MOTE_E_ARENA if arena_bytes < mote_arena_bytes(). */
+mote_status mote_state_init(mote_state *s, const mote_model *m, void *arena, size_t arena_bytes,
+                            uint32_t ctx);
+
+/* Run one token at position `pos` (< s->ctx) through the model; returns the logits
+ * (vocab floats, inside the arena), valid until the next call, or NULL when the token
+ * or the position is out of range. Positions 0..pos-1 must have run before. */
+float *mote_forward(mote_state *s, int32_t token, uint32_t pos);
+
+/* Sampling, identical to host/mote/sample.py: temperature 0 is greedy (argmax, lowest
+ * index on ties); otherwise logits / temperature, softmax, keep the top_k most likely
+ * (0 = all), keep the smallest prefix whose mass reaches top_p (1 = all), renormalize and
+ * draw with the xorshift generator below. */
+typedef struct {
+    float temperature;
+    float top_p;
+    uint32_t top_k;
+    uint64_t rng;
+} mote_sampler;
+
+void mote_sampler_init(mote_sampler *smp, float temperature, float top_p, uint32_t top_k,
+                       uint64_t seed);
+/* Picks a token; modifies `logits`. `scratch` holds 8 * n bytes (s->scratch fits). */
+int32_t mote_sample(mote_sampler *smp, float *logits, uint32_t n, void *scratch);
+
+#endif /* MOTE_H */

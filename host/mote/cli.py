@@ -1,0 +1,42 @@
+"""The `mote` command line: thin argparse verbs over importable functions.
+
+Every verb turns a MoteError into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mote.model import MoteError
+from mote.verbs import convert, evaluate, generate, inspect_blob
+from mote.verbs import train as train_verb
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mote", description=__doc__.splitlines()[0])
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    # Each verb module registers itself: register(verbs) adds a subparser whose
+    # `func` default takes the parsed args and returns an exit status.
+    # --- verbs (one line each) ---
+    convert.register(verbs)
+    inspect_blob.register(verbs)
+    evaluate.register(verbs)
+    generate.register(verbs)
+    train_verb.register(verbs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MoteError as err:
+        print(f"mote {args.verb}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Symmetric group quantization of weights (q8, q4) and of activations, exactly as
+docs/blob-format.md ("Numerics") specifies, so the numpy reference and the C
+runtime agree bit for bit on every integer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+QMAX = {"q8": 127, "q4": 7}
+DTYPE_CODES = {"f32": 0, "f16": 1, "q8": 2, "q4": 3}
+
+# Which dtype each tensor role gets under a --quant scheme. Embedding (and an
+# untied classifier) stay q8 under int4: they are one lookup row per token and the
+# model's output, where 4 bits cost the most perplexity for the least flash.
+SCHEMES: dict[str, dict[str, str]] = {
+    "int8": {"embedding": "q8", "attention": "q8", "ffn": "q8"},
+    "int4": {"embedding": "q8", "attention": "q4", "ffn": "q4"},
+    "mixed": {"embedding": "q8", "attention": "q8", "ffn": "q4"},
+}
+
+
+def role_of(tensor_name: str) -> str:
+    leaf = tensor_name.rsplit(".", 1)[-1]
+    if leaf in ("tok_embedding", "classifier"):
+        return "embedding"
+    if leaf in ("wq", "wk", "wv", "wo"):
+        return "attention"
+    if leaf in ("w_gate", "w_up", "w_down"):
+        return "ffn"
+    return "norm"
+
+
+def n_groups(cols: int, group_size: int) -> int:
+    return -(-cols // group_size)
+
+
+def _grouped(x: np.ndarray, group_size: int) -> np.ndarray:
+    """View the last axis as (n_groups, group_size), zero-padding a short last group."""
+    cols = x.shape[-1]
+    pad = n_groups(cols, group_size) * group_size - cols
+    if pad:
+        x = np.concatenate([x, np.zeros(x.shape[:-1] + (pad,), x.dtype)], axis=-1)
+    return x.reshape(x.shape[:-1] + (-1, group_size))
+
+
+@dataclass
+class QuantizedMatrix:
+    dtype: str  # "q8" or "q4"
+    codes: np.ndarray  # int8 (rows, cols), within [-QMAX, QMAX]
+    scales: np.ndarray  # float16 (rows, n_groups)
+    group_size: int
+
+    def dequantize(self) -> np.ndarray:
+        rows, cols = self.codes.shape
+        deq = _grouped(self.codes.astype(np.float32), self.group_size) * self.scales.astype(
+            np.float32
+        )[..., None]
+        return deq.reshape(rows, -1)[:, :cols]
+
+
+def quantize_matrix(w: np.ndarray, dtype: str, group_size: int) -> QuantizedMatrix:
+    """s = f16(amax / qmax); q = clamp(rint(w / f32(s)), -qmax, qmax), per row group."""
+    qmax = QMAX[dtype]
+    rows, cols = w.shape
+    groups = _grouped(np.asarray(w, np.float32), group_size)
+    amax = np.abs(groups).max(axis=-1)
+    scales = (amax / np.float32(qmax)).astype(np.float16)
+    s32 = scales.astype(np.float32)[..., None]
+    safe = np.where(s32 == 0, np.float32(1), s32)
+    codes = np.where(s32 == 0, 0, np.clip(np.rint(groups / safe), -qmax, qmax))
+    codes = codes.astype(np.int8).reshape(rows, -1)[:, :cols]
+    return QuantizedMatrix(dtype, np.ascontiguousarray(codes), scales, group_size)
+
+
+def relative_error(w: np.ndarray, q: QuantizedMatrix) -> float:
+    """||w - deq(q)|| / ||w||: the per-tensor figure `mote convert` reports."""
+    w = np.asarray(w, np.float32)
+    norm = float(np.linalg.norm(w))
+    return float(np.linalg.norm(w - q.dequantize()) / norm) if norm else 0.0
+
+
+def pack_q4(codes: np.ndarray) -> np.ndarray:
+    """Two 4-bit two's-complement codes per byte, even column in the low nibble."""
+    rows, cols = codes.shape
+    if cols % 2:
+        codes = np.concatenate([codes, np.zeros((rows, 1), np.int8)], axis=1)
+    low = codes[:, 0::2].astype(np.uint8) & 0x0F
+    high = codes[:, 1::2].astype(np.uint8) & 0x0F
+    return (low | (high << 4)).astype(np.uint8)
+
+
+def unpack_q4(packed: np.ndarray, cols: int) -> np.ndarray:
+    low = (packed & 0x0F).astype(np.int8)
+    high = (packed >> 4).astype(np.int8)
+    low = np.where(low > 7, low - 16, low).astype(np.int8)
+    high = np.where(high > 7, high - 16, high).astype(np.int8)
+    codes = np.empty((packed.shape[0], packed.shape[1] * 2), np.int8)
+    codes[:, 0::2] = low
+    codes[:, 1::2] = high
+    return codes[:, :cols]
+
+
+def quantize_activations(x: np.ndarray, group_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group int8 activations for a batch x (T, n): codes (T, n_groups, G) and
+    float32 scales (T, n_groups). amax == 0 gives scale 0 and codes 0; otherwise
+    sx = amax / 127 and q = clamp(rint(x * (127 / amax)), -127, 127)."""
+    groups = _grouped(np.asarray(x, np.float32), group_size)
+    amax = np.abs(groups).max(axis=-1)
+    zero = amax == 0
+    safe = np.where(zero, np.float32(1), amax)
+    inv = (np.float32(127) / safe)[..., None]
+    codes = np.clip(np.rint(groups * inv), -127, 127)
+    codes = np.where(zero[..., None], 0, codes).astype(np.int8)
+    scales = np.where(zero, np.float32(0), amax / np.float32(127)).astype(np.float32)
+    return codes, scales
+
+
+def quantize_kv(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One f16 scale per vector (last axis): s = f16(amax / 127), q = rint(x * (1/s))."""
+    x = np.asarray(x, np.float32)
+    amax = np.abs(x).max(axis=-1)
+    scales = (amax / np.float32(127)).astype(np.float16)
+    s32 = scales.astype(np.float32)
+    zero = s32 == 0
+    inv = np.where(zero, np.float32(0), np.float32(1) / np.where(zero, np.float32(1), s32))
+    codes = np.clip(np.rint(x * inv[..., None]), -127, 127).astype(np.int8)
+    return codes, scales
