@@ -2,7 +2,7 @@
 
 `load_model` picks the importer from what the path is: a Hugging Face directory
 (config.json), a GGUF file, or a llama2.c checkpoint (v1/v2 by their "ak42"
-magic, v0 by a header whose implied size matches the file).
+magic, v0 by a plausible header, after which the file size must match it).
 """
 
 from __future__ import annotations

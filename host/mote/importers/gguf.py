@@ -1,0 +1,186 @@
+"""Import GGUF files (llama.cpp) of architecture "llama".
+
+Read with the `gguf` package. Tensors may be F32, F16, BF16 or Q8_0; quantized
+ones are dequantized to float32. llama.cpp's converter already permutes Q and K
+into the interleaved RoPE order Mote uses, so tensors are taken as they are.
+GGUFReader hands tensors over in numpy order (rows, cols), the reverse of GGUF's
+`ne` dimension list.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mote.model import Config, Model, MoteError, TokenizerData, expected_shapes
+from mote.importers.vocab import bytelevel_tokenizer, parse_merges, sentencepiece_piece_bytes
+
+LAYER_NAMES = {
+    "attn_norm": "attn_norm.weight",
+    "wq": "attn_q.weight",
+    "wk": "attn_k.weight",
+    "wv": "attn_v.weight",
+    "wo": "attn_output.weight",
+    "ffn_norm": "ffn_norm.weight",
+    "w_gate": "ffn_gate.weight",
+    "w_up": "ffn_up.weight",
+    "w_down": "ffn_down.weight",
+}
+GLOBAL_NAMES = {"tok_embedding": "token_embd.weight", "final_norm": "output_norm.weight", "classifier": "output.weight"}
+SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0")
+
+# tokenizer.ggml.token_type values (llama.cpp's llama_token_type)
+TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = 2, 3, 4, 5, 6
+
+
+class _Metadata:
+    def __init__(self, path: Path, reader: Any):
+        self.path = path
+        self.fields = reader.fields
+
+    def get(self, key: str, default: Any = None) -> Any:
+        field = self.fields.get(key)
+        return default if field is None else field.contents()
+
+    def need(self, key: str) -> Any:
+        if key not in self.fields:
+            raise MoteError(f"{self.path}: missing metadata {key}")
+        return self.fields[key].contents()
+
+    def raw_strings(self, key: str) -> list[bytes]:
+        """A string array as raw bytes (token pieces need not be valid UTF-8)."""
+        field = self.fields[key]
+        return [bytes(field.parts[i]) for i in field.data]
+
+
+def _decimal(value: float) -> float:
+    """GGUF stores these as float32: take the shortest decimal that rounds to it
+    (1e-05, not 9.999999747378752e-06), the value the exporter started from."""
+    return float(str(np.float32(value)))
+
+
+def _config(meta: _Metadata, vocab_size: int, tied: bool) -> Config:
+    arch = meta.need("general.architecture")
+    if arch != "llama":
+        raise MoteError(f"{meta.path}: GGUF architecture {arch!r} is not supported (only llama)")
+    dim = int(meta.need("llama.embedding_length"))
+    n_heads = int(meta.need("llama.attention.head_count"))
+    head_dim = int(meta.get("llama.attention.key_length", dim // n_heads))
+    rope_dims = int(meta.get("llama.rope.dimension_count", head_dim))
+    if rope_dims != head_dim:
+        raise MoteError(f"{meta.path}: RoPE on {rope_dims} of {head_dim} head dimensions is not supported")
+    scaling = meta.get("llama.rope.scaling.type", "none")
+    if scaling != "none":
+        raise MoteError(f"{meta.path}: RoPE scaling {scaling!r} is not supported")
+    return Config(
+        dim=dim,
+        hidden_dim=int(meta.need("llama.feed_forward_length")),
+        n_layers=int(meta.need("llama.block_count")),
+        n_heads=n_heads,
+        n_kv_heads=int(meta.get("llama.attention.head_count_kv", n_heads)),
+        head_dim=head_dim,
+        vocab_size=vocab_size,
+        max_seq_len=int(meta.need("llama.context_length")),
+        rope_theta=_decimal(meta.get("llama.rope.freq_base", 10000.0)),
+        norm_eps=_decimal(meta.need("llama.attention.layer_norm_rms_epsilon")),
+        tied_classifier=tied,
+    )
+
+
+def _dequantize(path: Path, tensor: Any) -> np.ndarray:
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize
+
+    kind = tensor.tensor_type.name
+    if kind not in SUPPORTED_TYPES:
+        raise MoteError(
+            f"{path}: tensor {tensor.name} has type {kind}; supported: {', '.join(SUPPORTED_TYPES)}"
+        )
+    if tensor.tensor_type in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
+        return np.asarray(tensor.data).astype(np.float32)
+    return dequantize(tensor.data, tensor.tensor_type).astype(np.float32, copy=False)
+
+
+def _tokenizer(meta: _Metadata) -> TokenizerData:
+    model = meta.need("tokenizer.ggml.model")
+    raw = meta.raw_strings("tokenizer.ggml.tokens") if "tokenizer.ggml.tokens" in meta.fields else []
+    if not raw:
+        raise MoteError(f"{meta.path}: no tokenizer.ggml.tokens")
+    names = [piece.decode("utf-8", errors="replace") for piece in raw]
+    types = meta.get("tokenizer.ggml.token_type") or [1] * len(raw)
+    if len(types) != len(raw):
+        raise MoteError(f"{meta.path}: {len(types)} token types for {len(raw)} tokens")
+    special = {i for i, t in enumerate(types) if t in (TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_UNUSED)}
+
+    if model == "llama":  # sentencepiece; llama.cpp defaults <s> = 1, </s> = 2
+        scores = meta.get("tokenizer.ggml.scores")
+        if scores is None or len(scores) != len(raw):
+            raise MoteError(f"{meta.path}: sentencepiece vocabulary needs one score per token")
+        tokens = [
+            piece.replace("\u2581".encode(), b" ") if t != TOKEN_BYTE else sentencepiece_piece_bytes(name)
+            for piece, name, t in zip(raw, names, types)
+        ]
+        return TokenizerData(
+            kind="llama2c",
+            tokens=tokens,
+            scores=[float(s) for s in scores],
+            bos_id=int(meta.get("tokenizer.ggml.bos_token_id", 1)),
+            eos_id=int(meta.get("tokenizer.ggml.eos_token_id", 2)),
+            special=special,
+            names=names,
+        )
+    if model == "gpt2":
+        merges = meta.get("tokenizer.ggml.merges")
+        if merges is None:
+            raise MoteError(f"{meta.path}: byte-level vocabulary without tokenizer.ggml.merges")
+        return bytelevel_tokenizer(
+            str(meta.path),
+            names,
+            parse_merges(str(meta.path), merges),
+            special=special,
+            bos_id=int(meta.get("tokenizer.ggml.bos_token_id", -1)),
+            eos_id=int(meta.get("tokenizer.ggml.eos_token_id", -1)),
+            plain_text={i for i, t in enumerate(types) if t in (TOKEN_CONTROL, TOKEN_USER_DEFINED)},
+        )
+    raise MoteError(f"{meta.path}: tokenizer model {model!r} is not supported (only llama and gpt2)")
+
+
+def load_gguf(path: Path) -> Model:
+    """A GGUF file of a llama model as a Model."""
+    from gguf import GGUFReader
+
+    path = Path(path)
+    try:
+        reader = GGUFReader(path)
+    except Exception as err:  # GGUFReader parses untrusted bytes and may fail in many ways
+        raise MoteError(f"{path}: not a readable GGUF file ({err})") from err
+    meta = _Metadata(path, reader)
+    by_name = {t.name: t for t in reader.tensors}
+    embedding = by_name.get(GLOBAL_NAMES["tok_embedding"])
+    if embedding is None:
+        raise MoteError(f"{path}: missing tensor {GLOBAL_NAMES['tok_embedding']}")
+    vocab_size = int(embedding.shape[-1])  # GGUF ne order: (dim, vocab)
+    config = _config(meta, vocab_size, tied=GLOBAL_NAMES["classifier"] not in by_name)
+
+    wanted = {mote: g for mote, g in GLOBAL_NAMES.items() if mote != "classifier" or not config.tied_classifier}
+    for layer in range(config.n_layers):
+        for mote, g in LAYER_NAMES.items():
+            wanted[f"layers.{layer}.{mote}"] = f"blk.{layer}.{g}"
+    unused = sorted(set(by_name) - set(wanted.values()))
+    if unused:
+        raise MoteError(f"{path}: unexpected tensor {unused[0]} (not a plain llama model?)")
+
+    shapes = expected_shapes(config)
+    tensors = {}
+    for mote, g in wanted.items():
+        if g not in by_name:
+            raise MoteError(f"{path}: missing tensor {g}")
+        array = _dequantize(path, by_name[g])
+        if tuple(array.shape) != shapes[mote]:
+            raise MoteError(f"{path}: tensor {g} has shape {tuple(array.shape)}, expected {shapes[mote]}")
+        tensors[mote] = array
+    model = Model(config=config, tensors=tensors, tokenizer=_tokenizer(meta), name=path.stem)
+    model.validate()
+    return model
