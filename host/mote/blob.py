@@ -34,6 +34,9 @@ ALIGN = 32
 TABLE_ENTRY_BYTES = 32
 GLOBAL_LAYER = 0xFFFF
 LINE_MAX = 1024  # longest console line the firmware accepts, in bytes
+# Largest group: 127·127·1024 < 2^24 keeps every per-group integer sum exact in
+# float32, which the reference relies on (and int32 has room to spare).
+MAX_GROUP = 1024
 
 KINDS = {
     "tok_embedding": 1,
@@ -166,8 +169,8 @@ def pack(
 
     if quant not in SCHEMES:
         raise MoteError(f"unknown quantization {quant!r}; choose one of {', '.join(SCHEMES)}")
-    if group_size < 2 or group_size % 2:
-        raise MoteError(f"group size must be even and at least 2, got {group_size}")
+    if not 2 <= group_size <= MAX_GROUP or group_size % 2:
+        raise MoteError(f"group size must be even and within 2..{MAX_GROUP}, got {group_size}")
     model.validate()
     c = model.config
     ctx_len = c.max_seq_len if ctx is None else ctx
@@ -260,6 +263,11 @@ def _check_range(what: str, offset: int, size: int, total: int) -> None:
         raise MoteError(f"{what} [{offset}, {offset + size}) lies outside the blob ({total} bytes)")
 
 
+def _shortest(value: float) -> float:
+    """The shortest decimal that is this float32 (1e-05, not 9.99999974737875e-06)."""
+    return float(str(np.float32(value)))
+
+
 def load(source: Path | str | bytes) -> Blob:
     """Read and validate a blob; any violation of the spec raises MoteError."""
     buf = source if isinstance(source, bytes) else Path(source).read_bytes()
@@ -295,8 +303,9 @@ def load(source: Path | str | bytes) -> Blob:
     config = Config(
         dim=h["dim"], hidden_dim=h["hidden_dim"], n_layers=h["n_layers"], n_heads=h["n_heads"],
         n_kv_heads=h["n_kv_heads"], head_dim=h["head_dim"], vocab_size=h["vocab_size"],
-        max_seq_len=h["max_seq_len"], activation=activation, rope_theta=h["rope_theta"],
-        norm_eps=h["norm_eps"], tied_classifier=bool(h["flags"] & 1),
+        max_seq_len=h["max_seq_len"], activation=activation,
+        rope_theta=_shortest(h["rope_theta"]), norm_eps=_shortest(h["norm_eps"]),
+        tied_classifier=bool(h["flags"] & 1),
     )
     group = h["group_size"]
     expected = expected_shapes(config)

@@ -11,6 +11,7 @@ import sys
 from mote.model import MoteError
 from mote.verbs import convert, evaluate, generate, inspect_blob
 from mote.verbs import train as train_verb
+from mote.verbs import chat as chat_verb, run as run_verb
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.register(verbs)
     generate.register(verbs)
     train_verb.register(verbs)
+    run_verb.register(verbs)
+    chat_verb.register(verbs)
     return parser
 
 

@@ -29,22 +29,32 @@ class _QuantWeight:
     codes_t: np.ndarray  # float32 (n_groups, group, rows): int8 codes, zero padded
     scales: np.ndarray  # float32 (rows, n_groups)
     group: int
+    dequantized_t: np.ndarray  # float32 (n_groups·group, rows): codes · scales
 
 
 def _prepare_quantized(t: BlobTensor, group: int) -> _QuantWeight:
     ng = n_groups(t.cols, group)
     padded = np.zeros((t.rows, ng * group), np.float32)
     padded[:, : t.cols] = t.values
-    codes_t = np.ascontiguousarray(padded.reshape(t.rows, ng, group).transpose(1, 2, 0))
-    return _QuantWeight(codes_t, t.scales.astype(np.float32), group)
+    grouped = padded.reshape(t.rows, ng, group)
+    scales = t.scales.astype(np.float32)
+    codes_t = np.ascontiguousarray(grouped.transpose(1, 2, 0))
+    dequantized_t = np.ascontiguousarray((grouped * scales[:, :, None]).reshape(t.rows, -1).T)
+    return _QuantWeight(codes_t, scales, group, dequantized_t)
 
 
-def _qmatmul(x: np.ndarray, w: _QuantWeight) -> np.ndarray:
+def _qmatmul(x: np.ndarray, w: _QuantWeight, exact: bool) -> np.ndarray:
     """y = W x for a batch x (T, n), the firmware's way. The per-group integer sums
     are computed as float32 matrix products: every partial sum is an integer below
-    127·127·1024 < 2^24, so they are exact whatever order BLAS adds in."""
+    127·127·1024 < 2^24, so they are exact whatever order BLAS adds in. Without
+    `exact`, the same quantized values are multiplied as one float matrix product,
+    equal up to float rounding and much faster for long batches."""
     xq, xs = quantize_activations(x, w.group)  # (T, ng, G), (T, ng)
-    isum = np.matmul(xq.transpose(1, 0, 2).astype(np.float32), w.codes_t)  # (ng, T, rows)
+    if not exact:
+        x_hat = (xq.astype(np.float32) * xs[:, :, None]).reshape(x.shape[0], -1)
+        return x_hat @ w.dequantized_t
+    xq_t = np.ascontiguousarray(xq.transpose(1, 0, 2), dtype=np.float32)  # BLAS needs contiguous
+    isum = np.matmul(xq_t, w.codes_t)  # (ng, T, rows)
     y = np.zeros((x.shape[0], w.scales.shape[0]), np.float32)
     for g in range(isum.shape[0]):
         y += isum[g] * (w.scales[:, g][None, :] * xs[:, g][:, None])
@@ -80,32 +90,44 @@ def softmax(x: np.ndarray) -> np.ndarray:
 
 
 def attention(q: np.ndarray, keys: np.ndarray, key_scales: np.ndarray, values: np.ndarray,
-              value_scales: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Grouped-query attention with the firmware's order of float operations.
-    q (T, heads, hd); keys, values (S, kv_heads, hd) as cached codes (or floats with
-    scales of 1); scales (S,); mask (T, S) True where a query may not look."""
+              value_scales: np.ndarray, mask: np.ndarray, exact: bool = True) -> np.ndarray:
+    """Grouped-query attention. q (T, heads, hd); keys, values (S, kv_heads, hd) as
+    cached codes (or floats with scales of 1); scales (S,); mask (T, S) True where a
+    query may not look. `exact` follows the firmware's order of float operations
+    (sums in order); otherwise BLAS adds in its own order, which differs in the last
+    bits and is many times faster for scoring long texts."""
     T, n_heads, hd = q.shape
     group = n_heads // keys.shape[1]
     keys = np.repeat(keys, group, axis=1).transpose(1, 0, 2)  # (heads, S, hd)
     values = np.repeat(values, group, axis=1).transpose(1, 0, 2)
     qh = q.transpose(1, 0, 2)  # (heads, T, hd)
-    dot = np.zeros((n_heads, T, keys.shape[1]), np.float32)
-    for i in range(hd):  # in order over the head's dims
-        dot += qh[:, :, i, None] * keys[:, None, :, i]
+    if exact:
+        dot = np.zeros((n_heads, T, keys.shape[1]), np.float32)
+        for i in range(hd):  # in order over the head's dims
+            dot += qh[:, :, i, None] * keys[:, None, :, i]
+    else:
+        dot = qh @ keys.transpose(0, 2, 1)
     scores = (dot * key_scales[None, None, :]) / np.sqrt(np.float32(hd))
     scores[:, mask] = -np.inf
     att = softmax(scores)
-    out = np.zeros((n_heads, T, hd), np.float32)
-    for t in range(keys.shape[1]):  # in order over positions
-        out += (att[:, :, t] * value_scales[t])[:, :, None] * values[:, None, t, :]
+    weights = att * value_scales[None, None, :]
+    if exact:
+        out = np.zeros((n_heads, T, hd), np.float32)
+        for t in range(keys.shape[1]):  # in order over positions
+            out += weights[:, :, t, None] * values[:, None, t, :]
+    else:
+        out = weights @ values
     return out.transpose(1, 0, 2).reshape(T, n_heads * hd)
 
 
 class Runner:
-    """Forward pass with a KV cache for `ctx` positions."""
+    """Forward pass with a KV cache for `ctx` positions. With `exact` (the default)
+    attention sums in the firmware's order, making the Runner the firmware's oracle;
+    perplexity evaluation turns it off for speed."""
 
-    def __init__(self, source: Model | Blob, ctx: int | None = None):
+    def __init__(self, source: Model | Blob, ctx: int | None = None, exact: bool = True):
         self.config = c = source.config
+        self.exact = exact
         self.quantized = isinstance(source, Blob)
         default_ctx = source.ctx_len if isinstance(source, Blob) else c.max_seq_len
         self.ctx = ctx or default_ctx
@@ -138,7 +160,7 @@ class Runner:
 
     def _matmul(self, x: np.ndarray, name: str) -> np.ndarray:
         w = self.weights[name]
-        return _qmatmul(x, w) if isinstance(w, _QuantWeight) else x @ w.T
+        return _qmatmul(x, w, self.exact) if isinstance(w, _QuantWeight) else x @ w.T
 
     def _embed(self, tokens: np.ndarray) -> np.ndarray:
         if not self.quantized:
@@ -195,7 +217,7 @@ class Runner:
             k = self._matmul(xb, p + "wk").reshape(T, c.n_kv_heads, c.head_dim)
             v = self._matmul(xb, p + "wv").reshape(T, c.n_kv_heads, c.head_dim)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-            out = attention(q, *self._cache(layer, pos, k, v), mask)
+            out = attention(q, *self._cache(layer, pos, k, v), mask, self.exact)
             x = x + self._matmul(out, p + "wo")
             xb = rmsnorm(x, self.weights[p + "ffn_norm"], c.norm_eps)
             gate = self._matmul(xb, p + "w_gate")

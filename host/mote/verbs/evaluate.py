@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         text = args.text.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise MoteError(f"cannot read {args.text} as UTF-8 text: {err}") from None
-    runner = Runner(source, args.ctx)
+    runner = Runner(source, args.ctx, exact=False)
     result = perplexity(runner, tokenizer_of(source), text, args.max_tokens, progress=not args.json)
     record = {"model": str(args.model), "text": str(args.text), "quantized": runner.quantized,
               "tokens": result.tokens, "window": result.window,

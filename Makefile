@@ -1,0 +1,43 @@
+# Mote: the top-level targets. Board-specific targets live in boards.mk, the default
+# model's recipe in models.mk.
+#
+#   make chat        set up, build, flash the default model onto the default board, chat
+#   make test        the whole test suite (what CI runs)
+#   make setup       Debian packages (root or sudo) + the Python environment in .venv
+#   make linux       the Linux port: firmware/build/linux/mote-linux
+#   make bench       benchmarks: bench/results/*.json and plots
+
+VENV := .venv
+PYTHON := $(if $(wildcard $(VENV)/bin/python),$(abspath $(VENV))/bin/python,python3)
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+BOARD ?= qemu-m4
+FUZZ_SECONDS ?= 60
+HIL_BOARDS ?= qemu-m4 qemu-m7 qemu-m55
+
+.PHONY: setup test test-host test-hil fuzz linux bench
+
+setup: $(VENV)/.setup-done
+$(VENV)/.setup-done: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	touch $@
+
+linux: setup
+	$(MAKE) -C firmware linux
+
+# Host tests, golden C-vs-reference tests and the Linux port's protocol tests; then
+# the hardware-in-the-loop suite on every emulated board; then the blob-parser fuzzer.
+test: setup
+	$(MAKE) test-host test-hil fuzz
+test-host:
+	$(PYTHON) -m pytest tests --ignore=tests/hil
+test-hil:
+	set -e; for board in $(HIL_BOARDS); do $(PYTHON) -m pytest tests/hil --board $$board; done
+fuzz:
+	$(MAKE) -C firmware fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+bench: setup
+	$(PYTHON) bench/host.py
+	$(PYTHON) bench/mcu.py
+
+include boards.mk
+include models.mk

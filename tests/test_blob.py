@@ -1,0 +1,145 @@
+"""Quantization and the .mote blob: round trip, partial groups, and rejection of
+every kind of damage."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from mote import blob as blobfile
+from mote.importers import load_model
+from mote.model import MoteError
+from shared_models import model_path
+from mote.quant import pack_q4, quantize_activations, quantize_matrix, unpack_q4
+
+
+@pytest.fixture(scope="module")
+def stories():
+    return load_model(model_path("stories260K.bin"), model_path("tok512.bin"))
+
+
+@pytest.fixture(scope="module")
+def stories_int8(stories) -> bytes:
+    return blobfile.pack(stories, "int8", 32, 256)
+
+
+def test_group_quantization_handles_a_partial_last_group():
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((7, 172)).astype(np.float32)  # 172 = 5·32 + 12
+    w[:, 160:] *= 20  # the short group has its own, much larger, scale
+    for dtype, qmax in (("q8", 127), ("q4", 7)):
+        q = quantize_matrix(w, dtype, 32)
+        assert q.codes.shape == (7, 172) and q.scales.shape == (7, 6)
+        assert np.abs(q.codes).max() <= qmax
+        deq = q.dequantize()
+        step = np.repeat(q.scales.astype(np.float32), 32, axis=1)[:, :172]
+        assert np.all(np.abs(deq - w) <= step / 2 + 1e-6)
+        # the last group's scale is its own amax / qmax, not the padded group's
+        expected = (np.abs(w[:, 160:]).max(axis=1) / qmax).astype(np.float16)
+        assert np.array_equal(q.scales[:, 5], expected)
+
+
+def test_q4_packing_round_trips_odd_widths():
+    rng = np.random.default_rng(2)
+    codes = rng.integers(-7, 8, (5, 13)).astype(np.int8)
+    packed = pack_q4(codes)
+    assert packed.shape == (5, 7)
+    assert np.array_equal(unpack_q4(packed, 13), codes)
+    assert packed[0, 0] == (int(codes[0, 0]) & 0xF) | ((int(codes[0, 1]) & 0xF) << 4)
+
+
+def test_activation_quantization_follows_the_spec():
+    x = np.array([[0.0, 0.0, 1.0, -2.0, 0.5]], np.float32)
+    codes, scales = quantize_activations(x, 2)
+    assert scales[0, 0] == 0 and not codes[0, 0].any()
+    assert scales[0, 1] == np.float32(2) / np.float32(127)
+    assert list(codes[0, 1]) == [64, -127]  # rint(1 · 63.5) = 64 (half to even)
+    assert list(codes[0, 2]) == [127, 0]
+
+
+def test_round_trip_gives_back_the_quantized_tensors(stories, stories_int8):
+    blob = blobfile.load(stories_int8)
+    assert blob.config == stories.config
+    assert blob.total_bytes == len(stories_int8) and blob.ctx_len == 256
+    assert blob.arena_bytes == blobfile.arena_bytes(stories.config, 256, 32)
+    for name, w in stories.tensors.items():
+        t = blob.tensors[name]
+        if t.dtype == "f32":
+            assert np.array_equal(t.values, w)
+        else:
+            q = quantize_matrix(w, t.dtype, 32)
+            assert np.array_equal(t.values, q.codes) and np.array_equal(t.scales, q.scales)
+
+
+def test_int4_and_mixed_choose_dtypes_per_tensor(stories):
+    for scheme, ffn, attention in (("int4", "q4", "q4"), ("mixed", "q4", "q8")):
+        blob = blobfile.load(blobfile.pack(stories, scheme, 32, 256))
+        assert blob.tensors["tok_embedding"].dtype == "q8"
+        assert blob.tensors["layers.0.w_down"].dtype == ffn
+        assert blob.tensors["layers.0.wq"].dtype == attention
+        for name, w in stories.tensors.items():
+            t = blob.tensors[name]
+            if t.dtype == "q4":  # packed nibbles come back as the same codes
+                assert np.array_equal(t.values, quantize_matrix(w, "q4", 32).codes)
+
+
+def test_every_section_is_aligned(stories_int8):
+    n, table, tokenizer = struct.unpack_from("<III", stories_int8, 80)
+    assert table % 32 == 0 and tokenizer % 32 == 0
+    for i in range(n):
+        _, _, _, _, _, d_off, _, s_off, _, _ = struct.unpack_from("<BBHIIIIIII", stories_int8, table + 32 * i)
+        assert d_off % 32 == 0 and s_off % 32 == 0
+
+
+def _with_crc(buf: bytearray) -> bytes:
+    struct.pack_into("<I", buf, 12, zlib.crc32(memoryview(buf)[16:]))
+    return bytes(buf)
+
+
+def test_flipped_bytes_are_caught(stories_int8):
+    rng = np.random.default_rng(3)
+    for offset in rng.integers(0, len(stories_int8), 200):
+        broken = bytearray(stories_int8)
+        broken[offset] ^= 1 << int(rng.integers(0, 8))
+        with pytest.raises(MoteError):
+            blobfile.load(bytes(broken))
+
+
+def test_truncation_is_caught(stories_int8):
+    for length in (0, 3, 100, 255, 256, 1000, len(stories_int8) // 2, len(stories_int8) - 1):
+        with pytest.raises(MoteError, match="truncated"):
+            blobfile.load(stories_int8[:length])
+
+
+def test_version_and_magic_are_checked(stories_int8):
+    newer = bytearray(stories_int8)
+    struct.pack_into("<I", newer, 4, 2)
+    with pytest.raises(MoteError, match="version 2"):
+        blobfile.load(bytes(newer))
+    with pytest.raises(MoteError, match="not a .mote blob"):
+        blobfile.load(b"GGUF" + stories_int8[4:])
+
+
+def test_out_of_bounds_offsets_are_caught_even_with_a_valid_crc(stories_int8):
+    table = struct.unpack_from("<I", stories_int8, 84)[0]
+    for field_offset, value in ((12, len(stories_int8)), (12, 0xFFFFFFE0), (12, 33), (16, 7)):
+        broken = bytearray(stories_int8)
+        struct.pack_into("<I", broken, table + 32 + field_offset, value)
+        with pytest.raises(MoteError):
+            blobfile.load(_with_crc(broken))
+    wrong_shape = bytearray(stories_int8)
+    struct.pack_into("<I", wrong_shape, table + 4, 513)
+    with pytest.raises(MoteError, match="tok_embedding is 513x64"):
+        blobfile.load(_with_crc(wrong_shape))
+
+
+def test_bad_arguments_are_refused(stories):
+    with pytest.raises(MoteError, match="group size"):
+        blobfile.pack(stories, "int8", 31)
+    with pytest.raises(MoteError, match="context"):
+        blobfile.pack(stories, "int8", 32, 100000)
+    with pytest.raises(MoteError, match="unknown quantization"):
+        blobfile.pack(stories, "int3", 32)
