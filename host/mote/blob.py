@@ -270,8 +270,13 @@ def _shortest(value: float) -> float:
 
 def load(source: Path | str | bytes) -> Blob:
     """Read and validate a blob; any violation of the spec raises MoteError."""
-    buf = source if isinstance(source, bytes) else Path(source).read_bytes()
     where = "blob" if isinstance(source, bytes) else str(source)
+    try:
+        buf = source if isinstance(source, bytes) else Path(source).read_bytes()
+    except OSError as err:
+        raise MoteError(f"cannot read {where}: {err.strerror}") from None
+    if len(buf) >= 4 and buf[:4] != struct.pack("<I", MAGIC):
+        raise MoteError(f"{where}: not a .mote blob (magic {bytes(buf[:4])!r})")
     if len(buf) < HEADER_BYTES:
         raise MoteError(f"{where}: truncated: {len(buf)} bytes, shorter than the {HEADER_BYTES}-byte header")
     h = dict(zip(_HEADER_FIELDS, _HEADER.unpack_from(buf)))
