@@ -1,0 +1,296 @@
+/* blob.c - validate a .mote blob in place and index it (docs/blob-format.md).
+ * Every field is read with memcpy (unaligned-safe) and every range is checked in
+ * 64-bit arithmetic before anything points into the blob, so a corrupt or hostile
+ * blob gets a status, never an out-of-bounds read (tests/fuzz/fuzz_blob.c). */
+#include <string.h>
+
+#include "mote.h"
+
+/* The blob is little-endian and read with plain loads: refuse big-endian builds. */
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__)
+typedef char mote_little_endian_host[(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) ? 1 : -1];
+#endif
+
+#define TABLE_ENTRY_BYTES 32u
+#define GLOBAL_LAYER 0xFFFFu
+#define MAX_DIM (1u << 24)   /* any one width; keeps every product far from overflow */
+#define MAX_GROUP 65536u     /* int32 group sums cannot overflow below this */
+
+enum {
+    KIND_TOK_EMBEDDING = 1, KIND_ATTN_NORM, KIND_WQ, KIND_WK, KIND_WV, KIND_WO,
+    KIND_FFN_NORM, KIND_W_GATE, KIND_W_UP, KIND_W_DOWN, KIND_FINAL_NORM, KIND_CLASSIFIER
+};
+
+const char *mote_status_str(mote_status s)
+{
+    switch (s) {
+    case MOTE_OK: return "ok";
+    case MOTE_E_TRUNCATED: return "blob truncated";
+    case MOTE_E_MAGIC: return "not a .mote blob (bad magic)";
+    case MOTE_E_VERSION: return "unsupported blob format version";
+    case MOTE_E_CRC: return "CRC mismatch: blob corrupted";
+    case MOTE_E_HEADER: return "impossible hyperparameters in the header";
+    case MOTE_E_TABLE: return "tensor table entry out of bounds, misaligned or mis-shaped";
+    case MOTE_E_TOKENIZER: return "tokenizer section malformed";
+    case MOTE_E_SPARSITY: return "sparsity section malformed";
+    case MOTE_E_ARENA: return "arena too small";
+    case MOTE_E_CONTEXT: return "beyond the context length";
+    case MOTE_E_ARG: return "invalid argument";
+    }
+    return "unknown status";
+}
+
+static uint32_t read_u32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static uint16_t read_u16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static float read_f32(const uint8_t *p)
+{
+    float v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static int all_zero(const uint8_t *p, uint32_t n)
+{
+    uint32_t i;
+    for (i = 0; i < n; i++)
+        if (p[i])
+            return 0;
+    return 1;
+}
+
+/* CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320, as zlib), four bits a step. */
+static uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n)
+{
+    static const uint32_t nibble[16] = {
+        0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu, 0x76DC4190u, 0x6B6B51F4u,
+        0x4DB26158u, 0x5005713Cu, 0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu,
+        0x9B64C2B0u, 0x86D3D2D4u, 0xA00AE278u, 0xBDBDF21Cu,
+    };
+    size_t i;
+    crc = ~crc;
+    for (i = 0; i < n; i++) {
+        crc ^= p[i];
+        crc = (crc >> 4) ^ nibble[crc & 15u];
+        crc = (crc >> 4) ^ nibble[crc & 15u];
+    }
+    return ~crc;
+}
+
+/* [offset, offset + bytes) aligned and inside [0, total). */
+static int range_ok(uint64_t offset, uint64_t bytes, uint64_t total)
+{
+    return offset % MOTE_ALIGN == 0 && offset <= total && bytes <= total - offset;
+}
+
+static mote_status read_config(mote_config *c, const uint8_t *h)
+{
+    uint32_t flags = read_u32(h + 68);
+    uint64_t q_dim, kv_dim;
+    c->dim = read_u32(h + 20);
+    c->hidden_dim = read_u32(h + 24);
+    c->n_layers = read_u32(h + 28);
+    c->n_heads = read_u32(h + 32);
+    c->n_kv_heads = read_u32(h + 36);
+    c->head_dim = read_u32(h + 40);
+    c->vocab_size = read_u32(h + 44);
+    c->max_seq_len = read_u32(h + 48);
+    c->ctx_len = read_u32(h + 52);
+    c->arena_bytes = read_u32(h + 56);
+    c->group_size = read_u32(h + 60);
+    c->activation = read_u32(h + 64);
+    c->tied_classifier = flags & 1u;
+    c->rope_theta = read_f32(h + 72);
+    c->norm_eps = read_f32(h + 76);
+    memcpy(c->name, h + 128, 32);
+    c->name[32] = '\0';
+
+    q_dim = (uint64_t)c->n_heads * c->head_dim;
+    kv_dim = (uint64_t)c->n_kv_heads * c->head_dim;
+    if (c->dim == 0 || c->dim > MAX_DIM || c->hidden_dim == 0 || c->hidden_dim > MAX_DIM ||
+        c->n_layers == 0 || c->n_layers > MOTE_MAX_LAYERS || c->n_heads == 0 ||
+        c->n_kv_heads == 0 || c->n_heads % c->n_kv_heads != 0 || c->head_dim == 0 ||
+        c->head_dim % 2u != 0 || q_dim > MAX_DIM || kv_dim > MAX_DIM || c->vocab_size == 0 ||
+        c->vocab_size > MAX_DIM || c->max_seq_len == 0 || c->max_seq_len > MAX_DIM ||
+        c->ctx_len == 0 || c->ctx_len > c->max_seq_len || c->group_size < 2u ||
+        c->group_size % 2u != 0 || c->group_size > MAX_GROUP || c->activation > MOTE_ACT_RELU ||
+        (flags & ~1u) != 0)
+        return MOTE_E_HEADER;
+    /* finite and positive; NaN fails both comparisons */
+    if (!(c->rope_theta > 0.0f && c->rope_theta < 3.0e38f) ||
+        !(c->norm_eps >= 0.0f && c->norm_eps < 1.0f))
+        return MOTE_E_HEADER;
+    if (c->arena_bytes != mote_arena_bytes(c, c->ctx_len))
+        return MOTE_E_HEADER;
+    return MOTE_OK;
+}
+
+/* The kind, layer, shape and allowed dtypes of table entry `index`. */
+typedef struct {
+    uint8_t kind;
+    uint16_t layer;
+    uint32_t rows, cols;
+    mote_tensor *dest;
+} expected_entry;
+
+static expected_entry expect(mote_model *m, uint32_t index)
+{
+    const mote_config *c = &m->config;
+    const uint32_t q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
+    const uint32_t last = 1u + 9u * c->n_layers;
+    expected_entry e;
+    if (index == 0) {
+        e.kind = KIND_TOK_EMBEDDING; e.layer = GLOBAL_LAYER;
+        e.rows = c->vocab_size; e.cols = c->dim; e.dest = &m->tok_embedding;
+    } else if (index == last) {
+        e.kind = KIND_FINAL_NORM; e.layer = GLOBAL_LAYER;
+        e.rows = 1; e.cols = c->dim; e.dest = &m->final_norm;
+    } else if (index == last + 1u) {
+        e.kind = KIND_CLASSIFIER; e.layer = GLOBAL_LAYER;
+        e.rows = c->vocab_size; e.cols = c->dim; e.dest = &m->classifier;
+    } else {
+        mote_layer *L = &m->layers[(index - 1u) / 9u];
+        e.layer = (uint16_t)((index - 1u) / 9u);
+        e.kind = (uint8_t)(KIND_ATTN_NORM + (index - 1u) % 9u);
+        switch (e.kind) {
+        case KIND_ATTN_NORM: e.rows = 1; e.cols = c->dim; e.dest = &L->attn_norm; break;
+        case KIND_WQ: e.rows = q_dim; e.cols = c->dim; e.dest = &L->wq; break;
+        case KIND_WK: e.rows = kv_dim; e.cols = c->dim; e.dest = &L->wk; break;
+        case KIND_WV: e.rows = kv_dim; e.cols = c->dim; e.dest = &L->wv; break;
+        case KIND_WO: e.rows = c->dim; e.cols = q_dim; e.dest = &L->wo; break;
+        case KIND_FFN_NORM: e.rows = 1; e.cols = c->dim; e.dest = &L->ffn_norm; break;
+        case KIND_W_GATE: e.rows = c->hidden_dim; e.cols = c->dim; e.dest = &L->w_gate; break;
+        case KIND_W_UP: e.rows = c->hidden_dim; e.cols = c->dim; e.dest = &L->w_up; break;
+        default: e.rows = c->dim; e.cols = c->hidden_dim; e.dest = &L->w_down; break;
+        }
+    }
+    return e;
+}
+
+static int dtype_allowed(uint8_t kind, uint8_t dtype)
+{
+    switch (kind) {
+    case KIND_ATTN_NORM:
+    case KIND_FFN_NORM:
+    case KIND_FINAL_NORM:
+        return dtype == MOTE_F32;
+    case KIND_TOK_EMBEDDING:
+        return dtype == MOTE_F32 || dtype == MOTE_Q8 || dtype == MOTE_Q4;
+    default:
+        return dtype == MOTE_Q8 || dtype == MOTE_Q4;
+    }
+}
+
+static mote_status read_tensor(mote_model *m, uint32_t index, const uint8_t *entry,
+                               uint64_t total)
+{
+    const expected_entry want = expect(m, index);
+    const uint8_t kind = entry[0], dtype = entry[1];
+    const uint16_t layer = read_u16(entry + 2);
+    const uint32_t rows = read_u32(entry + 4), cols = read_u32(entry + 8);
+    const uint32_t data_offset = read_u32(entry + 12), data_bytes = read_u32(entry + 16);
+    const uint32_t scales_offset = read_u32(entry + 20), scales_bytes = read_u32(entry + 24);
+    const uint64_t group = m->config.group_size;
+    uint64_t want_data, want_scales;
+
+    if (kind != want.kind || layer != want.layer || rows != want.rows || cols != want.cols ||
+        !dtype_allowed(kind, dtype) || read_u32(entry + 28) != 0)
+        return MOTE_E_TABLE;
+    if (dtype == MOTE_F32) {
+        want_data = 4u * (uint64_t)rows * cols;
+        want_scales = 0;
+    } else {
+        uint64_t row_bytes = dtype == MOTE_Q8 ? cols : ((uint64_t)cols + 1u) / 2u;
+        want_data = (uint64_t)rows * row_bytes;
+        want_scales = 2u * (uint64_t)rows * (((uint64_t)cols + group - 1u) / group);
+    }
+    /* data and scales lie past the header (optimized kernels may read the 2 bytes
+     * before a scales array) */
+    if (data_bytes != want_data || scales_bytes != want_scales ||
+        data_offset < MOTE_HEADER_BYTES || !range_ok(data_offset, data_bytes, total))
+        return MOTE_E_TABLE;
+    if (want_scales ? scales_offset < MOTE_HEADER_BYTES ||
+                          !range_ok(scales_offset, scales_bytes, total)
+                    : scales_offset != 0)
+        return MOTE_E_TABLE;
+
+    want.dest->data = m->blob + data_offset;
+    want.dest->scales = want_scales ? (const uint16_t *)(const void *)(m->blob + scales_offset)
+                                    : NULL;
+    want.dest->rows = rows;
+    want.dest->cols = cols;
+    want.dest->dtype = dtype;
+    return MOTE_OK;
+}
+
+mote_status mote_model_open(mote_model *m, const uint8_t *blob, size_t len, int check_crc)
+{
+    const uint8_t *h = blob;
+    uint32_t total, n_tensors, table_offset, tok_offset, tok_bytes, i;
+    mote_status st;
+
+    if (m == NULL || blob == NULL)
+        return MOTE_E_ARG;
+    /* f32 norms and f16 scales are read through typed pointers: they need the 4-byte
+     * alignment the format gives them relative to the blob's start. */
+    if (((uintptr_t)blob & 3u) != 0)
+        return MOTE_E_ARG;
+    memset(m, 0, sizeof *m);
+    if (len < MOTE_HEADER_BYTES)
+        return MOTE_E_TRUNCATED;
+    if (read_u32(h) != MOTE_MAGIC)
+        return MOTE_E_MAGIC;
+    if (read_u32(h + 4) != MOTE_VERSION)
+        return MOTE_E_VERSION;
+    total = read_u32(h + 8);
+    if (total > len)
+        return MOTE_E_TRUNCATED;
+    if (total < MOTE_HEADER_BYTES)
+        return MOTE_E_HEADER;
+    if (check_crc && crc32_update(0, h + 16, total - 16u) != read_u32(h + 12))
+        return MOTE_E_CRC;
+    if (read_u32(h + 16) != MOTE_HEADER_BYTES || !all_zero(h + 104, 24) || !all_zero(h + 160, 96))
+        return MOTE_E_HEADER;
+    m->blob = blob;
+    m->blob_bytes = total;
+
+    st = read_config(&m->config, h);
+    if (st != MOTE_OK)
+        return st;
+
+    n_tensors = read_u32(h + 80);
+    table_offset = read_u32(h + 84);
+    if (n_tensors != 2u + 9u * m->config.n_layers + (m->config.tied_classifier ? 0u : 1u) ||
+        table_offset < MOTE_HEADER_BYTES ||
+        !range_ok(table_offset, (uint64_t)n_tensors * TABLE_ENTRY_BYTES, total))
+        return MOTE_E_TABLE;
+    for (i = 0; i < n_tensors; i++) {
+        st = read_tensor(m, i, blob + table_offset + (size_t)i * TABLE_ENTRY_BYTES, total);
+        if (st != MOTE_OK)
+            return st;
+    }
+    if (m->config.tied_classifier)
+        m->classifier = m->tok_embedding;
+
+    tok_offset = read_u32(h + 88);
+    tok_bytes = read_u32(h + 92);
+    if (tok_offset < MOTE_HEADER_BYTES || !range_ok(tok_offset, tok_bytes, total) ||
+        mote_tok_open(&m->tokenizer, blob + tok_offset, tok_bytes) != 0 ||
+        m->tokenizer.vocab_size != m->config.vocab_size)
+        return MOTE_E_TOKENIZER;
+
+    if (read_u32(h + 96) != 0 || read_u32(h + 100) != 0)
+        return MOTE_E_SPARSITY; /* reserved in version 1 */
+    return MOTE_OK;
+}

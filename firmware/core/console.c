@@ -1,0 +1,689 @@
+/* console.c - the serial text protocol (docs/serial-protocol.md) over hal.h: banner,
+ * line assembly, /commands, streamed generation with stats. No OS, no malloc, no
+ * mutable globals: everything lives in the caller's mote_console. */
+#include "console.h"
+
+#include <string.h>
+
+#include "hal.h"
+
+#define CTRL_C 0x03u
+#define BACKSPACE 0x08u
+#define DELETE 0x7Fu
+#define MAX_TEMPERATURE 100.0f
+
+static const mote_settings default_settings = {
+    .temperature = 0.8f, .top_p = 0.9f, .top_k = 0u, .seed = 0u, .max_new_tokens = 256u};
+
+/* ------------------------------------------------------------------------------------
+ * Output: a small line builder (the core has no printf) */
+
+typedef struct {
+    char buf[256]; /* the longest line, the banner, stays under 200 bytes */
+    uint32_t len;
+} out_line;
+
+static void out_str(out_line *o, const char *s)
+{
+    while (*s && o->len < sizeof o->buf) o->buf[o->len++] = *s++;
+}
+
+static void out_bytes(out_line *o, const char *s, uint32_t n)
+{
+    for (uint32_t i = 0; i < n && o->len < sizeof o->buf; i++) o->buf[o->len++] = s[i];
+}
+
+static void out_u64(out_line *o, uint64_t v)
+{
+    char digits[20];
+    uint32_t n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v);
+    while (n && o->len < sizeof o->buf) o->buf[o->len++] = digits[--n];
+}
+
+/* `v` >= 0 rounded to `decimals` places, trailing zeros dropped when `trim`. */
+static void out_fixed(out_line *o, double v, uint32_t decimals, int trim)
+{
+    uint64_t scale = 1u;
+    for (uint32_t i = 0; i < decimals; i++) scale *= 10u;
+    const uint64_t scaled = (uint64_t)(v * (double)scale + 0.5);
+    out_u64(o, scaled / scale);
+    uint64_t frac = scaled % scale;
+    if (decimals == 0u || (trim && frac == 0u)) return;
+    char digits[20];
+    uint32_t n = decimals;
+    for (uint32_t i = n; i-- > 0;) {
+        digits[i] = (char)('0' + frac % 10u);
+        frac /= 10u;
+    }
+    while (trim && digits[n - 1] == '0') n--;
+    out_str(o, ".");
+    out_bytes(o, digits, n);
+}
+
+static void out_send(const out_line *o) { hal_write(o->buf, o->len); }
+
+/* The built text as a C string in c->msg (error messages outlive the builder). */
+static const char *out_to_msg(const out_line *o, mote_console *c)
+{
+    const uint32_t n = o->len < MOTE_CONSOLE_MSG_MAX ? o->len : MOTE_CONSOLE_MSG_MAX - 1u;
+    memcpy(c->msg, o->buf, n);
+    c->msg[n] = '\0';
+    return c->msg;
+}
+
+static void send_str(const char *s) { hal_write(s, strlen(s)); }
+
+static void send_line(const char *s)
+{
+    send_str(s);
+    send_str("\r\n");
+}
+
+static void send_error(const char *message)
+{
+    send_str("error: ");
+    send_line(message);
+}
+
+/* Generated text, with every "\n" sent as "\r\n" when crlf (terminals in raw mode). */
+static void send_text(const char *s, uint32_t n, int crlf)
+{
+    uint32_t start = 0;
+    for (uint32_t i = 0; crlf && i < n; i++) {
+        if (s[i] != '\n') continue;
+        hal_write(s + start, i - start);
+        hal_write("\r\n", 2);
+        start = i + 1;
+    }
+    hal_write(s + start, n - start);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Parsing */
+
+/* Index of the first byte that is not part of valid UTF-8 (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or len when all of it is valid. */
+static uint32_t utf8_invalid_at(const uint8_t *s, uint32_t len)
+{
+    uint32_t i = 0;
+    while (i < len) {
+        const uint8_t b = s[i];
+        uint32_t n;
+        uint8_t lo = 0x80u, hi = 0xBFu; /* allowed range of the second byte */
+        if (b < 0x80u) {
+            i++;
+            continue;
+        } else if (b >= 0xC2u && b <= 0xDFu) {
+            n = 1;
+        } else if (b >= 0xE0u && b <= 0xEFu) {
+            n = 2;
+            if (b == 0xE0u) lo = 0xA0u; /* overlong */
+            if (b == 0xEDu) hi = 0x9Fu; /* surrogates */
+        } else if (b >= 0xF0u && b <= 0xF4u) {
+            n = 3;
+            if (b == 0xF0u) lo = 0x90u; /* overlong */
+            if (b == 0xF4u) hi = 0x8Fu; /* above U+10FFFF */
+        } else {
+            return i;
+        }
+        if (len - i <= n) return i;
+        if (s[i + 1] < lo || s[i + 1] > hi) return i;
+        for (uint32_t k = 2; k <= n; k++)
+            if ((s[i + k] & 0xC0u) != 0x80u) return i;
+        i += n + 1;
+    }
+    return len;
+}
+
+/* A decimal integer that fits in u64; returns 0 on anything else. */
+static int parse_u64(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!*s) return 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') return 0;
+        const uint64_t d = (uint64_t)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10u) return 0;
+        v = v * 10u + d;
+    }
+    *out = v;
+    return 1;
+}
+
+/* A plain decimal ("0.8", "1", ".5", "2.") of at most 18 significant digits. The digits form an
+ * exact integer m and the value is m / 10^k, one correctly rounded division in double
+ * and then a conversion to float: the same float as Python's np.float32(float(s)). */
+static int parse_float(const char *s, float *out)
+{
+    uint64_t mantissa = 0;
+    uint32_t digits = 0, frac_digits = 0;
+    int seen_point = 0, any_digit = 0;
+    for (; *s; s++) {
+        if (*s == '.' && !seen_point) {
+            seen_point = 1;
+        } else if (*s >= '0' && *s <= '9') {
+            if (mantissa || *s != '0') digits++; /* leading zeros are not significant */
+            if (digits > 18u) return 0;
+            mantissa = mantissa * 10u + (uint64_t)(*s - '0');
+            frac_digits += (uint32_t)seen_point;
+            any_digit = 1;
+        } else {
+            return 0;
+        }
+    }
+    if (!any_digit) return 0;
+    double scale = 1.0;
+    for (uint32_t i = 0; i < frac_digits; i++) scale *= 10.0;
+    *out = (float)((double)mantissa / scale);
+    return 1;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Settings */
+
+static void apply_settings(mote_console *c)
+{
+    const mote_settings *s = &c->settings;
+    mote_sampler_init(&c->sampler, s->temperature, s->top_p, s->top_k, s->seed);
+}
+
+const char *mote_console_set(mote_console *c, const char *name, const char *value)
+{
+    mote_settings *s = &c->settings;
+    float f;
+    uint64_t u;
+    if (strcmp(name, "temp") == 0) {
+        if (!parse_float(value, &f) || f > MAX_TEMPERATURE) return "temp must be a decimal number from 0 to 100";
+        s->temperature = c->sampler.temperature = f;
+    } else if (strcmp(name, "topp") == 0) {
+        if (!parse_float(value, &f) || f <= 0.0f || f > 1.0f) return "topp must be a decimal number above 0 and at most 1";
+        s->top_p = c->sampler.top_p = f;
+    } else if (strcmp(name, "topk") == 0) {
+        if (!parse_u64(value, &u) || u > UINT32_MAX) return "topk must be a whole number (0 = off)";
+        s->top_k = c->sampler.top_k = (uint32_t)u;
+    } else if (strcmp(name, "seed") == 0) {
+        if (!parse_u64(value, &u)) return "seed must be a whole number below 2^64";
+        s->seed = u;
+        apply_settings(c); /* restarts the random sequence */
+    } else if (strcmp(name, "n") == 0) {
+        if (!parse_u64(value, &u) || u == 0u || u > UINT32_MAX) return "n must be a whole number from 1";
+        s->max_new_tokens = (uint32_t)u;
+    } else {
+        return "unknown setting";
+    }
+    return NULL;
+}
+
+static void out_setting(out_line *o, const mote_console *c, const char *name)
+{
+    const mote_settings *s = &c->settings;
+    out_str(o, name);
+    out_str(o, "=");
+    if (strcmp(name, "temp") == 0) out_fixed(o, s->temperature, 3, 1);
+    else if (strcmp(name, "topp") == 0) out_fixed(o, s->top_p, 3, 1);
+    else if (strcmp(name, "topk") == 0) out_u64(o, s->top_k);
+    else if (strcmp(name, "seed") == 0) out_u64(o, s->seed);
+    else if (strcmp(name, "n") == 0) out_u64(o, s->max_new_tokens);
+    else if (strcmp(name, "echo") == 0) out_str(o, c->cfg.echo ? "on" : "off");
+}
+
+static void out_all_settings(out_line *o, const mote_console *c)
+{
+    static const char *const names[] = {"temp", "topp", "topk", "seed", "n", "echo"};
+    for (uint32_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (i) out_str(o, " ");
+        out_setting(o, c, names[i]);
+    }
+}
+
+/* ------------------------------------------------------------------------------------
+ * Banner and /info */
+
+static const char *dtype_name(uint8_t dtype)
+{
+    static const char *const names[] = {"f32", "f16", "q8", "q4"};
+    return dtype < 4u ? names[dtype] : "?";
+}
+
+static uint64_t param_count(const mote_config *k)
+{
+    const uint64_t dim = k->dim, q_dim = (uint64_t)k->n_heads * k->head_dim,
+                   kv_dim = (uint64_t)k->n_kv_heads * k->head_dim;
+    const uint64_t per_layer = 2u * dim + 2u * q_dim * dim + 2u * kv_dim * dim +
+                               3u * (uint64_t)k->hidden_dim * dim;
+    const uint64_t embedding = (uint64_t)k->vocab_size * dim;
+    return embedding * (k->tied_classifier ? 1u : 2u) + k->n_layers * per_layer + dim;
+}
+
+/* The model name with anything that would break "key=value" parsing replaced. */
+static void out_name(out_line *o, const char *name)
+{
+    if (!*name) out_str(o, "unnamed");
+    for (; *name; name++) {
+        const char ch = (*name == ' ' || (unsigned char)*name < 0x20u) ? '_' : *name;
+        out_bytes(o, &ch, 1);
+    }
+}
+
+static const char *model_problem(const mote_console *c)
+{
+    return c->model.blob ? "cannot start the model" : "no valid model in flash";
+}
+
+/* "no valid model in flash: bad magic" and the like, into c->msg. */
+static const char *model_error(mote_console *c)
+{
+    out_line o = {.len = 0};
+    out_str(&o, model_problem(c));
+    out_str(&o, ": ");
+    out_str(&o, mote_status_str(c->status));
+    return out_to_msg(&o, c);
+}
+
+static const char *line_too_long(mote_console *c)
+{
+    out_line o = {.len = 0};
+    out_str(&o, "line longer than ");
+    out_u64(&o, MOTE_LINE_MAX);
+    out_str(&o, " bytes");
+    return out_to_msg(&o, c);
+}
+
+static const char *invalid_utf8(mote_console *c, uint32_t at)
+{
+    out_line o = {.len = 0};
+    out_str(&o, "invalid UTF-8 at byte ");
+    out_u64(&o, at);
+    return out_to_msg(&o, c);
+}
+
+static void send_banner_line(const mote_console *c)
+{
+    out_line o = {.len = 0};
+    out_str(&o, "mote " MOTE_CONSOLE_VERSION " board=");
+    out_str(&o, c->cfg.board);
+    if (c->status != MOTE_OK) {
+        out_str(&o, " model=none\r\n");
+        out_send(&o);
+        return;
+    }
+    const mote_config *k = &c->model.config;
+    out_str(&o, " model=");
+    out_name(&o, k->name);
+    out_str(&o, " params=");
+    out_u64(&o, param_count(k));
+    out_str(&o, " ctx=");
+    out_u64(&o, c->state.ctx);
+    out_str(&o, " arena=");
+    out_u64(&o, mote_arena_bytes(k, c->state.ctx));
+    out_str(&o, " quant=");
+    out_str(&o, dtype_name(c->model.layers[0].wq.dtype));
+    out_str(&o, " group=");
+    out_u64(&o, k->group_size);
+    out_str(&o, "\r\n");
+    out_send(&o);
+}
+
+void mote_console_banner(mote_console *c)
+{
+    send_banner_line(c);
+    if (c->status != MOTE_OK) send_error(model_error(c));
+    send_str("> ");
+}
+
+static void send_info(mote_console *c)
+{
+    send_banner_line(c);
+    out_line o = {.len = 0};
+    if (c->status != MOTE_OK) {
+        send_error(model_error(c));
+    } else {
+        const mote_config *k = &c->model.config;
+        out_str(&o, "model dim=");
+        out_u64(&o, k->dim);
+        out_str(&o, " hidden=");
+        out_u64(&o, k->hidden_dim);
+        out_str(&o, " layers=");
+        out_u64(&o, k->n_layers);
+        out_str(&o, " heads=");
+        out_u64(&o, k->n_heads);
+        out_str(&o, " kv_heads=");
+        out_u64(&o, k->n_kv_heads);
+        out_str(&o, " head_dim=");
+        out_u64(&o, k->head_dim);
+        out_str(&o, " vocab=");
+        out_u64(&o, k->vocab_size);
+        out_str(&o, " max_seq_len=");
+        out_u64(&o, k->max_seq_len);
+        out_str(&o, k->activation == MOTE_ACT_RELU ? " activation=relu\r\n" : " activation=silu\r\n");
+        out_send(&o);
+        o.len = 0;
+        out_str(&o, "memory arena=");
+        out_u64(&o, mote_arena_bytes(k, c->state.ctx));
+        out_str(&o, " blob=");
+        out_u64(&o, c->model.blob_bytes);
+        out_str(&o, " ctx=");
+        out_u64(&o, c->state.ctx);
+        out_str(&o, "\r\n");
+        out_send(&o);
+        o.len = 0;
+    }
+    out_str(&o, "sampler ");
+    out_all_settings(&o, c);
+    out_str(&o, "\r\n");
+    out_send(&o);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Generation */
+
+/* Reads what arrived during a generation: 1 at a 0x03 byte. Other bytes are kept for
+ * after the generation (type-ahead) while there is room; when the room is full they
+ * stay unread in the port (an OS buffer keeps them, a FIFO-less UART drops them). */
+static int stop_requested(mote_console *c)
+{
+    while (c->ahead_len < MOTE_CONSOLE_AHEAD) {
+        const int b = hal_read_byte(0);
+        if (b < 0) return 0;
+        if (b == (int)CTRL_C) return 1;
+        c->ahead[(c->ahead_start + c->ahead_len++) % MOTE_CONSOLE_AHEAD] = (uint8_t)b;
+    }
+    return 0;
+}
+
+static int is_end_token(const mote_tokenizer *t, int32_t token)
+{
+    /* llama2.c-trained models end a story with BOS, Hugging Face ones with EOS */
+    return token == t->eos_id || token == t->bos_id;
+}
+
+const char *mote_console_generate(mote_console *c, const char *prompt, uint32_t len, int crlf,
+                                  mote_gen_stats *stats)
+{
+    if (c->status != MOTE_OK) return model_error(c);
+    if (len == 0u) return "empty prompt";
+    if (len > MOTE_LINE_MAX) return line_too_long(c);
+    const uint32_t bad = utf8_invalid_at((const uint8_t *)prompt, len);
+    if (bad != len) return invalid_utf8(c, bad);
+
+    mote_state *st = &c->state;
+    const mote_tokenizer *tok = &c->model.tokenizer;
+    int32_t *ids = (int32_t *)st->scratch; /* the arena's prompt-id space */
+    /* llama2.c models were trained with BOS before every text; the Hugging Face models
+     * on plain text, so they get none (as host/mote/eval.py adds_bos) */
+    const int add_bos = tok->kind == MOTE_TOK_KIND_LLAMA2C;
+    const int32_t n_prompt =
+        mote_tok_encode(tok, prompt, len, add_bos, ids, st->scratch_bytes / 4u);
+    if (n_prompt <= 0) return "the prompt cannot be encoded";
+    if ((uint32_t)n_prompt >= st->ctx) {
+        out_line o = {.len = 0};
+        out_str(&o, "prompt of ");
+        out_u64(&o, (uint64_t)n_prompt);
+        out_str(&o, " tokens does not fit the context of ");
+        out_u64(&o, st->ctx);
+        return out_to_msg(&o, c);
+    }
+
+    memset(stats, 0, sizeof *stats);
+    stats->prompt_tokens = (uint32_t)n_prompt;
+    stats->ticks_per_second = hal_ticks_per_second();
+    stats->end = MOTE_END_LENGTH;
+    const uint64_t start = hal_ticks();
+    float *logits = NULL;
+    uint32_t pos = 0;
+    int stopped = 0;
+    for (; pos < (uint32_t)n_prompt && !stopped; pos++) {
+        stopped = stop_requested(c);
+        if (!stopped) logits = mote_forward(st, ids[pos], pos);
+    }
+    stats->prefill_ticks = hal_ticks() - start;
+
+    /* After the prompt the scratch space belongs to the sampler. */
+    mote_tok_decoder dec;
+    mote_tok_decoder_init(&dec);
+    while (!stopped && stats->new_tokens < c->settings.max_new_tokens) {
+        if (stop_requested(c)) {
+            stopped = 1;
+            break;
+        }
+        const int32_t token = mote_sample(&c->sampler, logits, c->model.config.vocab_size, st->scratch);
+        if (is_end_token(tok, token)) {
+            stats->end = MOTE_END_EOS;
+            break;
+        }
+        send_text(c->text, mote_tok_decode(tok, &dec, token, c->text, sizeof c->text), crlf);
+        stats->new_tokens++;
+        if (stats->new_tokens == c->settings.max_new_tokens) break;
+        if (pos >= st->ctx) {
+            stats->end = MOTE_END_CONTEXT;
+            break;
+        }
+        logits = mote_forward(st, token, pos++);
+    }
+    if (stopped) stats->end = MOTE_END_STOPPED;
+    send_text(c->text, mote_tok_decode_flush(&dec, c->text, sizeof c->text), crlf);
+    stats->total_ticks = hal_ticks() - start;
+    return NULL;
+}
+
+static uint64_t ticks_to_ms(uint64_t ticks, uint64_t per_second)
+{
+    if (per_second == 0u) return 0u;
+    return ticks / per_second * 1000u + ticks % per_second * 1000u / per_second;
+}
+
+uint32_t mote_console_format_stats(const mote_gen_stats *s, char *out, uint32_t cap)
+{
+    static const char *const ends[] = {"eos", "length", "context", "stopped"};
+    out_line o = {.len = 0};
+    const uint64_t decode_ticks = s->total_ticks - s->prefill_ticks;
+    double tok_s = 0.0;
+    if (decode_ticks && s->ticks_per_second)
+        tok_s = (double)s->new_tokens * (double)s->ticks_per_second / (double)decode_ticks;
+    out_str(&o, "[stats] tokens=");
+    out_u64(&o, s->new_tokens);
+    out_str(&o, " prompt=");
+    out_u64(&o, s->prompt_tokens);
+    out_str(&o, " prefill_ms=");
+    out_u64(&o, ticks_to_ms(s->prefill_ticks, s->ticks_per_second));
+    out_str(&o, " ms=");
+    out_u64(&o, ticks_to_ms(s->total_ticks, s->ticks_per_second));
+    out_str(&o, " tok_s=");
+    out_fixed(&o, tok_s, 2, 0);
+    out_str(&o, " end=");
+    out_str(&o, ends[s->end]);
+    const uint32_t n = o.len < cap ? o.len : cap - 1u;
+    memcpy(out, o.buf, n);
+    out[n] = '\0';
+    return n;
+}
+
+static void run_prompt(mote_console *c)
+{
+    mote_gen_stats stats;
+    const char *err = mote_console_generate(c, c->line, c->line_len, 1, &stats);
+    if (err) {
+        send_error(err);
+        return;
+    }
+    /* Always a line break before the stats, so a host can cut the text off exactly. */
+    send_str("\r\n");
+    char line[160];
+    mote_console_format_stats(&stats, line, sizeof line);
+    send_line(line);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Commands */
+
+#define COMMAND_HELP \
+    "commands: /temp X  /topp X  /topk N  /seed N  /n N  /echo on|off  /reset  /info  /help\r\n" \
+    "any other line is a prompt; a 0x03 byte (Ctrl-C) stops a generation\r\n"
+
+/* Splits "/name  arg" into NUL-terminated name and argument; 0 if either is too long. */
+static int split_command(const char *line, uint32_t len, char *name, uint32_t name_cap, char *arg,
+                         uint32_t arg_cap)
+{
+    uint32_t i = 1, n = 0;
+    while (i < len && line[i] != ' ' && line[i] != '\t') {
+        if (n + 1u >= name_cap) return 0;
+        name[n++] = line[i++];
+    }
+    name[n] = '\0';
+    while (i < len && (line[i] == ' ' || line[i] == '\t')) i++;
+    while (len > i && (line[len - 1u] == ' ' || line[len - 1u] == '\t')) len--;
+    if (len - i + 1u > arg_cap) return 0;
+    memcpy(arg, line + i, len - i);
+    arg[len - i] = '\0';
+    return 1;
+}
+
+static void run_command(mote_console *c)
+{
+    char name[16], arg[64];
+    if (!split_command(c->line, c->line_len, name, sizeof name, arg, sizeof arg)) {
+        send_error("unknown command or argument too long; /help lists the commands");
+        return;
+    }
+    out_line o = {.len = 0};
+    if (strcmp(name, "help") == 0 || strcmp(name, "info") == 0 || strcmp(name, "reset") == 0) {
+        if (arg[0]) {
+            out_str(&o, "usage: /");
+            out_str(&o, name);
+            out_str(&o, " (no argument)");
+            send_error(out_to_msg(&o, c));
+        } else if (name[0] == 'h') {
+            send_str(COMMAND_HELP);
+        } else if (name[0] == 'i') {
+            send_info(c);
+        } else {
+            c->settings = default_settings;
+            apply_settings(c);
+            out_str(&o, "ok ");
+            out_all_settings(&o, c);
+            out_str(&o, "\r\n");
+            out_send(&o);
+        }
+        return;
+    }
+    if (strcmp(name, "echo") == 0) {
+        if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0) {
+            send_error("usage: /echo on|off");
+            return;
+        }
+        c->cfg.echo = (arg[1] == 'n');
+    } else {
+        const char *err = mote_console_set(c, name, arg);
+        if (err) {
+            send_error(strcmp(err, "unknown setting") == 0
+                           ? "unknown command; /help lists the commands"
+                           : err);
+            return;
+        }
+    }
+    out_str(&o, "ok ");
+    out_setting(&o, c, name);
+    out_str(&o, "\r\n");
+    out_send(&o);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Line assembly */
+
+static void end_line(mote_console *c)
+{
+    if (c->cfg.echo) send_str("\r\n");
+    const uint32_t bad = utf8_invalid_at((const uint8_t *)c->line, c->line_len);
+    if (c->line_overflow) {
+        send_error(line_too_long(c));
+    } else if (c->line_len == 0u) {
+        /* an empty line only asks for a new prompt */
+    } else if (bad != c->line_len) {
+        send_error(invalid_utf8(c, bad));
+    } else if (c->line[0] == '/') {
+        run_command(c);
+    } else {
+        run_prompt(c);
+    }
+    c->line_len = 0u;
+    c->line_overflow = 0u;
+    send_str("> ");
+}
+
+static void handle_byte(mote_console *c, uint8_t byte)
+{
+    const int after_cr = c->after_cr;
+    c->after_cr = (byte == '\r');
+    if (byte == '\n' && after_cr) return; /* the \n of a \r\n */
+    if (byte == '\r' || byte == '\n') {
+        end_line(c);
+    } else if (byte == CTRL_C) {
+        /* at the prompt, Ctrl-C drops the line being typed */
+        if (c->line_len || c->line_overflow) {
+            if (c->cfg.echo) send_str("^C\r\n> ");
+            c->line_len = 0u;
+            c->line_overflow = 0u;
+        }
+    } else if (byte == BACKSPACE || byte == DELETE) {
+        if (c->line_overflow || c->line_len == 0u) return;
+        /* drop one whole UTF-8 character: its continuation bytes, then its lead */
+        while (c->line_len > 1u && ((uint8_t)c->line[c->line_len - 1u] & 0xC0u) == 0x80u)
+            c->line_len--;
+        c->line_len--;
+        if (c->cfg.echo) send_str("\b \b");
+    } else if (c->line_overflow || c->line_len == MOTE_LINE_MAX) {
+        c->line_overflow = 1u; /* keep reading to the end of the line, then one error */
+    } else {
+        c->line[c->line_len++] = (char)byte;
+        if (c->cfg.echo) hal_write(&byte, 1);
+    }
+}
+
+void mote_console_input(mote_console *c, uint8_t byte)
+{
+    handle_byte(c, byte);
+    /* bytes that arrived while a line ran; a loop, since handling them can queue more */
+    while (c->ahead_len) {
+        const uint8_t next = c->ahead[c->ahead_start];
+        c->ahead_start = (c->ahead_start + 1u) % MOTE_CONSOLE_AHEAD;
+        c->ahead_len--;
+        handle_byte(c, next);
+    }
+}
+
+/* ------------------------------------------------------------------------------------
+ * Setup */
+
+mote_status mote_console_init(mote_console *c, const mote_console_config *cfg)
+{
+    memset(c, 0, sizeof *c);
+    c->cfg = *cfg;
+    c->settings = default_settings;
+    size_t blob_bytes = 0;
+    const uint8_t *blob = hal_blob(&blob_bytes);
+    c->status = mote_model_open(&c->model, blob, blob_bytes, 1);
+    if (c->status != MOTE_OK) {
+        c->model.blob = NULL; /* model_problem(): the blob itself is bad */
+        return c->status;
+    }
+    if (c->model.tokenizer.max_token_bytes + 4u > MOTE_CONSOLE_TEXT_MAX) {
+        c->status = MOTE_E_TOKENIZER;
+        return c->status;
+    }
+    c->status = mote_state_init(&c->state, &c->model, cfg->arena, cfg->arena_bytes, cfg->ctx);
+    if (c->status == MOTE_OK) apply_settings(c);
+    return c->status;
+}
+
+void mote_console_run(mote_console *c)
+{
+    mote_console_banner(c);
+    for (;;) {
+        const int b = hal_read_byte(1000u);
+        if (b >= 0) mote_console_input(c, (uint8_t)b);
+    }
+}

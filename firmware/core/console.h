@@ -1,0 +1,100 @@
+/* console.h - the serial text protocol of docs/serial-protocol.md: a banner, then one
+ * line per prompt or /command, generated text streamed as it is produced, a stats line.
+ * Portable C99: it talks only through hal.h and keeps all of its state in one
+ * mote_console that the port owns; the arena comes from the port too. */
+#ifndef MOTE_CONSOLE_H
+#define MOTE_CONSOLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mote.h"
+
+#define MOTE_CONSOLE_VERSION "0.1.0"
+/* One token's text plus a held-back partial UTF-8 character (tokenizer.h: cap >=
+ * max_token_bytes + 4; the blob writer caps max_token_bytes at 256). */
+#define MOTE_CONSOLE_TEXT_MAX 260u
+#define MOTE_CONSOLE_MSG_MAX 128u
+#define MOTE_CONSOLE_AHEAD 256u /* bytes received during a generation, kept for after it */
+
+/* Why a generation ended; the stats line names it (end=...). */
+typedef enum {
+    MOTE_END_EOS = 0, /* the model produced an end-of-text token (EOS or BOS) */
+    MOTE_END_LENGTH,  /* max_new_tokens reached */
+    MOTE_END_CONTEXT, /* the context is full */
+    MOTE_END_STOPPED, /* a 0x03 byte arrived */
+} mote_end;
+
+/* What /temp, /topp, /topk, /seed and /n set; /reset restores the defaults. */
+typedef struct {
+    float temperature; /* 0 = greedy */
+    float top_p;       /* (0, 1], 1 = off */
+    uint32_t top_k;    /* 0 = off */
+    uint64_t seed;     /* re-seeds the sampler when set */
+    uint32_t max_new_tokens;
+} mote_settings;
+
+typedef struct {
+    uint32_t prompt_tokens; /* including BOS */
+    uint32_t new_tokens;    /* generated and streamed (an ending EOS is not counted) */
+    uint64_t prefill_ticks; /* prompt forward passes */
+    uint64_t total_ticks;   /* prefill + generation */
+    uint64_t ticks_per_second;
+    mote_end end;
+} mote_gen_stats;
+
+typedef struct {
+    const char *board; /* shown in the banner; no spaces */
+    void *arena;       /* from the port: mote_arena_bytes(config, ctx) bytes */
+    size_t arena_bytes;
+    uint32_t ctx;      /* positions to use; 0 = the blob's ctx_len */
+    int echo;          /* echo received line bytes back (serial terminals do not echo) */
+} mote_console_config;
+
+typedef struct {
+    mote_console_config cfg;
+    mote_status status; /* MOTE_OK once a model and its state are ready */
+    mote_model model;
+    mote_state state;
+    mote_settings settings;
+    mote_sampler sampler;
+    /* the line being received */
+    char line[MOTE_LINE_MAX];
+    uint32_t line_len;
+    uint8_t line_overflow; /* more than MOTE_LINE_MAX bytes arrived: drop the line */
+    uint8_t after_cr;      /* the previous byte was \r: a following \n ends nothing */
+    uint8_t ahead[MOTE_CONSOLE_AHEAD]; /* ring buffer of type-ahead bytes */
+    uint32_t ahead_start, ahead_len;
+    char text[MOTE_CONSOLE_TEXT_MAX];   /* one decoded token */
+    char msg[MOTE_CONSOLE_MSG_MAX];     /* the last error message */
+} mote_console;
+
+/* Open the blob at hal_blob() and carve the arena. Prints nothing. The console works
+ * without a model (it reports why on every prompt), so the status is informational. */
+mote_status mote_console_init(mote_console *c, const mote_console_config *cfg);
+
+/* Boot output: the banner line (plus an error line without a model) and the prompt. */
+void mote_console_banner(mote_console *c);
+
+/* Feed one received byte; a completed line runs as a prompt or command (a prompt polls
+ * hal_read_byte(0) for 0x03 while it generates). */
+void mote_console_input(mote_console *c, uint8_t byte);
+
+/* For ports without an end of input (boards): banner, then input forever. */
+void mote_console_run(mote_console *c);
+
+/* Apply one setting by its command name ("temp", "topp", "topk", "seed", "n") from its
+ * text form, as the /commands do. Returns NULL, or an error message. */
+const char *mote_console_set(mote_console *c, const char *name, const char *value);
+
+/* Generate from `len` bytes of prompt text, streaming the new text through hal_write
+ * (with "\n" sent as "\r\n" when crlf). Returns NULL and fills `stats`, or returns an
+ * error message and generates nothing. */
+const char *mote_console_generate(mote_console *c, const char *prompt, uint32_t len, int crlf,
+                                  mote_gen_stats *stats);
+
+/* The stats line without its line ending, e.g. "[stats] tokens=64 prompt=5
+ * prefill_ms=3 ms=120 tok_s=545.45 end=length"; returns its length (< cap). */
+uint32_t mote_console_format_stats(const mote_gen_stats *stats, char *out, uint32_t cap);
+
+#endif /* MOTE_CONSOLE_H */

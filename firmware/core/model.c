@@ -1,0 +1,246 @@
+/* model.c - the arena and the forward pass of docs/blob-format.md ("Numerics",
+ * "Arena"). All memory comes from the caller's arena; weights are read in place. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "mote.h"
+
+/* Below this many multiply-adds a parallel_rows hand-off costs more than it saves. */
+#define PARALLEL_MIN_WORK 16384u
+
+/* ------------------------------------------------------------------ arena */
+
+typedef struct {
+    uint64_t x, xb2, xb, q, k, v, hb, hb2, att, logits, xq, xs, rope_cos, rope_sin;
+    uint64_t key_cache, value_cache, key_scales, value_scales, scratch;
+} arena_sizes;
+
+static uint64_t round16(uint64_t n) { return (n + 15u) & ~(uint64_t)15u; }
+static uint64_t max64(uint64_t a, uint64_t b) { return a > b ? a : b; }
+
+/* The table of docs/blob-format.md, "Arena" (host/mote/blob.py arena_bytes mirrors it). */
+static arena_sizes arena_table(const mote_config *c, uint64_t ctx)
+{
+    const uint64_t q_dim = (uint64_t)c->n_heads * c->head_dim;
+    const uint64_t kv_dim = (uint64_t)c->n_kv_heads * c->head_dim;
+    const uint64_t widest = max64(max64(c->dim, q_dim), c->hidden_dim);
+    const uint64_t cache = (uint64_t)c->n_layers * ctx * kv_dim;
+    arena_sizes a;
+    a.x = a.xb2 = 4u * (uint64_t)c->dim;
+    a.xb = 4u * max64(c->dim, q_dim);
+    a.q = 4u * q_dim;
+    a.k = a.v = 4u * kv_dim;
+    a.hb = a.hb2 = 4u * (uint64_t)c->hidden_dim;
+    a.att = 4u * ctx;
+    a.logits = 4u * (uint64_t)c->vocab_size;
+    a.xq = widest;
+    a.xs = 4u * ((widest + c->group_size - 1u) / c->group_size);
+    a.rope_cos = a.rope_sin = 4u * (uint64_t)(c->head_dim / 2u);
+    a.key_cache = a.value_cache = cache;
+    a.key_scales = a.value_scales = 2u * (uint64_t)c->n_layers * ctx;
+    a.scratch = max64(max64(4u * ctx, 4u * (MOTE_LINE_MAX + 2u)), 8u * (uint64_t)c->vocab_size);
+    return a;
+}
+
+static uint64_t arena_total(const mote_config *c, uint64_t ctx)
+{
+    const arena_sizes a = arena_table(c, ctx);
+    return round16(a.x) + round16(a.xb2) + round16(a.xb) + round16(a.q) + round16(a.k) +
+           round16(a.v) + round16(a.hb) + round16(a.hb2) + round16(a.att) +
+           round16(a.logits) + round16(a.xq) + round16(a.xs) + round16(a.rope_cos) +
+           round16(a.rope_sin) + round16(a.key_cache) + round16(a.value_cache) +
+           round16(a.key_scales) + round16(a.value_scales) + round16(a.scratch);
+}
+
+uint32_t mote_arena_bytes(const mote_config *c, uint32_t ctx)
+{
+    uint64_t total;
+    if (c->group_size == 0)
+        return UINT32_MAX;
+    total = arena_total(c, ctx);
+    return total > UINT32_MAX ? UINT32_MAX : (uint32_t)total;
+}
+
+/* Hand out the next piece of the arena; pieces keep 16-byte alignment. */
+static void *carve(uint8_t **cursor, uint64_t bytes)
+{
+    void *p = *cursor;
+    *cursor += (size_t)round16(bytes);
+    return p;
+}
+
+mote_status mote_state_init(mote_state *s, const mote_model *m, void *arena, size_t arena_bytes,
+                            uint32_t ctx)
+{
+    uint8_t *cursor = (uint8_t *)arena;
+    arena_sizes a;
+    if (s == NULL || m == NULL || arena == NULL || ((uintptr_t)arena & 15u) != 0)
+        return MOTE_E_ARG;
+    if (ctx == 0)
+        ctx = m->config.ctx_len;
+    if (ctx > m->config.max_seq_len)
+        return MOTE_E_CONTEXT;
+    if (arena_total(&m->config, ctx) > arena_bytes)
+        return MOTE_E_ARENA;
+    memset(s, 0, sizeof *s);
+    a = arena_table(&m->config, ctx);
+    s->model = m;
+    s->ctx = ctx;
+    s->x = carve(&cursor, a.x);
+    s->xb2 = carve(&cursor, a.xb2);
+    s->xb = carve(&cursor, a.xb);
+    s->q = carve(&cursor, a.q);
+    s->k = carve(&cursor, a.k);
+    s->v = carve(&cursor, a.v);
+    s->hb = carve(&cursor, a.hb);
+    s->hb2 = carve(&cursor, a.hb2);
+    s->att = carve(&cursor, a.att);
+    s->logits = carve(&cursor, a.logits);
+    s->xq = carve(&cursor, a.xq);
+    s->xs = carve(&cursor, a.xs);
+    s->rope_cos = carve(&cursor, a.rope_cos);
+    s->rope_sin = carve(&cursor, a.rope_sin);
+    s->key_cache = carve(&cursor, a.key_cache);
+    s->value_cache = carve(&cursor, a.value_cache);
+    s->key_scales = carve(&cursor, a.key_scales);
+    s->value_scales = carve(&cursor, a.value_scales);
+    s->scratch = carve(&cursor, a.scratch);
+    s->scratch_bytes = (uint32_t)a.scratch;
+    return MOTE_OK;
+}
+
+/* ------------------------------------------------------------------ matvec jobs */
+
+/* Up to three matrices that share one quantized input (wq/wk/wv, w_gate/w_up), run
+ * as one row range 0..sum(rows) so a thread pool splits them in one hand-off. */
+typedef struct {
+    const mote_tensor *w[3];
+    float *y[3];
+    uint32_t n;
+    const int8_t *xq;
+    const float *xs;
+    uint32_t group;
+} matvec_job;
+
+static void matvec_rows(void *ctx, uint32_t begin, uint32_t end)
+{
+    const matvec_job *job = (const matvec_job *)ctx;
+    uint32_t i, base = 0;
+    for (i = 0; i < job->n && begin < end; i++) {
+        const uint32_t rows = job->w[i]->rows;
+        if (begin < base + rows) {
+            const uint32_t stop = end < base + rows ? end : base + rows;
+            mote_k_matvec(job->y[i], job->w[i], job->xq, job->xs, job->group, begin - base,
+                          stop - base);
+            begin = stop;
+        }
+        base += rows;
+    }
+}
+
+static void run_matvecs(mote_state *s, matvec_job *job)
+{
+    uint32_t i, rows = 0;
+    uint64_t work = 0;
+    for (i = 0; i < job->n; i++) {
+        rows += job->w[i]->rows;
+        work += (uint64_t)job->w[i]->rows * job->w[i]->cols;
+    }
+    if (s->parallel_rows != NULL && work >= PARALLEL_MIN_WORK)
+        s->parallel_rows(s->pool, matvec_rows, job, rows);
+    else
+        matvec_rows(job, 0, rows);
+}
+
+/* y = W x: quantize x once, then one job for every matrix in w. */
+static void matvecs(mote_state *s, const float *x, uint32_t n, const mote_tensor *w0,
+                    float *y0, const mote_tensor *w1, float *y1, const mote_tensor *w2,
+                    float *y2)
+{
+    matvec_job job;
+    job.group = s->model->config.group_size;
+    job.xq = s->xq;
+    job.xs = s->xs;
+    job.w[0] = w0; job.y[0] = y0;
+    job.w[1] = w1; job.y[1] = y1;
+    job.w[2] = w2; job.y[2] = y2;
+    job.n = w2 != NULL ? 3u : w1 != NULL ? 2u : 1u;
+    mote_k_quantize_act(s->xq, s->xs, x, n, job.group);
+    run_matvecs(s, &job);
+}
+
+/* ------------------------------------------------------------------ forward */
+
+static void attention(mote_state *s, uint32_t layer, uint32_t pos)
+{
+    const mote_config *c = &s->model->config;
+    const uint32_t hd = c->head_dim, kv_dim = c->n_kv_heads * hd;
+    const uint32_t heads_per_kv = c->n_heads / c->n_kv_heads;
+    const size_t layer_base = (size_t)layer * s->ctx;
+    const float sqrt_hd = sqrtf((float)hd);
+    int8_t *kc = s->key_cache + layer_base * kv_dim;
+    int8_t *vc = s->value_cache + layer_base * kv_dim;
+    uint16_t *ks = s->key_scales + layer_base, *vs = s->value_scales + layer_base;
+    uint32_t h;
+
+    mote_quantize_kv(kc + (size_t)pos * kv_dim, ks + pos, s->k, kv_dim);
+    mote_quantize_kv(vc + (size_t)pos * kv_dim, vs + pos, s->v, kv_dim);
+    for (h = 0; h < c->n_heads; h++) {
+        const uint32_t kv_off = (h / heads_per_kv) * hd;
+        mote_k_attn_scores(s->att, s->q + (size_t)h * hd, kc + kv_off, ks, kv_dim, hd, pos + 1u,
+                           sqrt_hd);
+        mote_k_softmax(s->att, pos + 1u);
+        mote_k_attn_mix(s->xb + (size_t)h * hd, s->att, vc + kv_off, vs, kv_dim, hd, pos + 1u);
+    }
+}
+
+static void add(float *x, const float *y, uint32_t n)
+{
+    uint32_t i;
+    for (i = 0; i < n; i++)
+        x[i] += y[i];
+}
+
+float *mote_forward(mote_state *s, int32_t token, uint32_t pos)
+{
+    const mote_model *m = s->model;
+    const mote_config *c = &m->config;
+    const uint32_t dim = c->dim, hidden = c->hidden_dim, q_dim = c->n_heads * c->head_dim;
+    uint32_t l, i;
+
+    if (token < 0 || (uint32_t)token >= c->vocab_size || pos >= s->ctx)
+        return NULL;
+    mote_embedding_row(s->x, &m->tok_embedding, (uint32_t)token, c->group_size);
+    mote_rope_table(s->rope_cos, s->rope_sin, pos, c->head_dim, c->rope_theta);
+
+    for (l = 0; l < c->n_layers; l++) {
+        const mote_layer *L = &m->layers[l];
+        mote_rmsnorm(s->xb, s->x, (const float *)L->attn_norm.data, dim, c->norm_eps);
+        matvecs(s, s->xb, dim, &L->wq, s->q, &L->wk, s->k, &L->wv, s->v);
+        mote_rope_apply(s->q, s->rope_cos, s->rope_sin, c->n_heads, c->head_dim);
+        mote_rope_apply(s->k, s->rope_cos, s->rope_sin, c->n_kv_heads, c->head_dim);
+        attention(s, l, pos); /* writes the heads' outputs to xb */
+        matvecs(s, s->xb, q_dim, &L->wo, s->xb2, NULL, NULL, NULL, NULL);
+        add(s->x, s->xb2, dim);
+
+        mote_rmsnorm(s->xb, s->x, (const float *)L->ffn_norm.data, dim, c->norm_eps);
+        matvecs(s, s->xb, dim, &L->w_gate, s->hb, &L->w_up, s->hb2, NULL, NULL);
+        if (c->activation == MOTE_ACT_SILU) {
+            for (i = 0; i < hidden; i++)
+                s->hb[i] = s->hb[i] / (1.0f + mote_expf(-s->hb[i])) * s->hb2[i];
+        } else {
+            for (i = 0; i < hidden; i++)
+                s->hb[i] = (s->hb[i] > 0.0f ? s->hb[i] : 0.0f) * s->hb2[i];
+        }
+        matvecs(s, s->hb, hidden, &L->w_down, s->xb2, NULL, NULL, NULL, NULL);
+        add(s->x, s->xb2, dim);
+    }
+
+    mote_rmsnorm(s->xb, s->x, (const float *)m->final_norm.data, dim, c->norm_eps);
+    if (m->classifier.dtype == MOTE_F32)
+        mote_ref_matvec_f32(s->logits, &m->classifier, s->xb, 0, c->vocab_size);
+    else
+        matvecs(s, s->xb, dim, &m->classifier, s->logits, NULL, NULL, NULL, NULL);
+    return s->logits;
+}

@@ -1,0 +1,46 @@
+"""Write the fuzz seed corpus (tests/fuzz/corpus/): tiny valid blobs of every kind the
+format allows and a few broken ones, a few KB each. Deterministic: rerunning rewrites
+the same bytes. Run: python tests/fuzz/make_corpus.py"""
+
+from __future__ import annotations
+
+import struct
+import sys
+import zlib
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from mote import blob as mote_blob  # noqa: E402
+from tiny_model import tiny_model  # noqa: E402
+
+
+def main() -> None:
+    out = HERE / "corpus"
+    out.mkdir(exist_ok=True)
+    seeds = {
+        "int8_tied": mote_blob.pack(tiny_model(1), quant="int8", group_size=32, ctx=8),
+        "int4_g6": mote_blob.pack(tiny_model(2, hidden=30), quant="int4", group_size=6, ctx=8),
+        "mixed_untied_relu": mote_blob.pack(
+            tiny_model(3, activation="relu", tied=False, n_layers=2), quant="mixed",
+            group_size=8, ctx=4),
+    }
+    good = seeds["int8_tied"]
+    seeds["truncated"] = good[: len(good) // 2]
+    bad_crc = bytearray(good)
+    bad_crc[len(good) // 2] ^= 1
+    seeds["bad_crc"] = bytes(bad_crc)
+    out_of_bounds = bytearray(good)
+    entry = struct.unpack_from("<I", good, 84)[0] + 32
+    struct.pack_into("<I", out_of_bounds, entry + 12, len(good) + 32)
+    struct.pack_into("<I", out_of_bounds, 12, zlib.crc32(memoryview(out_of_bounds)[16:]))
+    seeds["table_out_of_bounds"] = bytes(out_of_bounds)
+    for name, data in seeds.items():
+        (out / f"{name}.mote").write_bytes(data)
+    total = sum(len(d) for d in seeds.values())
+    print(f"{len(seeds)} seeds, {total} bytes in {out}")
+
+
+if __name__ == "__main__":
+    main()
