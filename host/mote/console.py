@@ -1,0 +1,321 @@
+"""Talk to a board over the Mote serial protocol (docs/serial-protocol.md).
+
+`MoteConsole` is the programmatic client (tests, the hardware-in-the-loop suite,
+`mote chat`); `chat` is the interactive console on top of it. Every port is opened
+with `serial.serial_for_url`, so a device path, a pty, `socket://host:port` (QEMU)
+and `loop://` all work the same way.
+
+    with MoteConsole("socket://127.0.0.1:4321") as board:
+        print(board.read_banner())
+        text, stats = board.ask("Once upon a time")
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import serial
+
+from mote.model import MoteError
+
+PROMPT = b"> "
+END_OF_REPLY = b"\r\n> "  # every reply ends with a line break and the prompt
+STATS_MARK = b"\r\n[stats] "  # the device always breaks the line before the stats
+CTRL_C = b"\x03"
+ERROR_REPLY = re.compile(rb"error: ([^\r\n]*)\r\n> ")
+READ_CHUNK = 4096
+POLL_S = 0.02  # pyserial read timeout: how often a waiting loop looks at the clock
+DEFAULT_TIMEOUT_S = 30.0  # longest silence while a reply is due (slow emulated boards)
+BOOT_WAIT_S = 2.0  # how long read_banner waits for a boot banner before asking /info
+
+
+@dataclass(frozen=True)
+class Stats:
+    """The stats line: `[stats] tokens=N prompt=P prefill_ms=A ms=T tok_s=X end=E`."""
+
+    tokens: int  # generated (and streamed) tokens
+    prompt: int  # prompt tokens, BOS included
+    prefill_ms: int
+    ms: int  # prefill and generation
+    tok_s: float  # tokens / (ms - prefill_ms), measured on the board
+    end: str  # eos, length, context or stopped
+
+    @classmethod
+    def parse(cls, line: str) -> Stats:
+        fields = dict(item.split("=", 1) for item in line.split()[1:] if "=" in item)
+        try:
+            return cls(int(fields["tokens"]), int(fields["prompt"]), int(fields["prefill_ms"]),
+                       int(fields["ms"]), float(fields["tok_s"]), fields["end"])
+        except (KeyError, ValueError) as err:
+            raise MoteError(f"malformed stats line {line!r}") from err
+
+    def summary(self) -> str:
+        return (f"{self.tokens} tokens in {self.ms - self.prefill_ms} ms, {self.tok_s:.1f} tok/s "
+                f"(prompt {self.prompt} tokens, {self.prefill_ms} ms), end: {self.end}")
+
+
+def decimal_text(x: float) -> str:
+    """A float as the protocol's decimals are written (digits and a point, no
+    exponent), reading back as the same double: the board's float32 is then
+    np.float32(x), as on the host."""
+    return np.format_float_positional(float(x), trim="-")
+
+
+def _held_back(raw: bytes) -> int:
+    """Bytes at the end of `raw` that may begin the stats line (so are not text yet)."""
+    for k in range(min(len(raw), len(STATS_MARK) - 1), 0, -1):
+        if raw.endswith(STATS_MARK[:k]):
+            return k
+    return 0
+
+
+def _may_be_error(raw: bytes) -> bool:
+    """Whether a prompt's reply could still turn out to be an `error: ...` line (the
+    device reports prompt errors before generating anything)."""
+    if not raw.startswith(b"error: "[: len(raw)]):
+        return False
+    eol = raw.find(b"\r\n")
+    return eol < 0 or END_OF_REPLY.startswith(raw[eol:])
+
+
+class MoteConsole:
+    """A board (or mote-linux) at the other end of a serial URL."""
+
+    def __init__(self, url: str, baudrate: int = 115200, timeout: float = DEFAULT_TIMEOUT_S):
+        try:
+            self.port = serial.serial_for_url(url, baudrate=baudrate, timeout=POLL_S)
+        except (serial.SerialException, ValueError) as err:
+            raise MoteError(f"cannot open {url}: {err}") from err
+        self.url = url
+        self.timeout = timeout
+        self.banner: str | None = None
+
+    def close(self) -> None:
+        self.port.close()
+
+    def __enter__(self) -> MoteConsole:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- bytes ---------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self.port.write(data)
+        self.port.flush()
+
+    def _read_until(self, done: Callable[[bytes], bool], buf: bytearray | None = None,
+                    on_bytes: Callable[[bytes], None] | None = None,
+                    timeout: float | None = None) -> bytes:
+        """Read into `buf` until done(everything read) holds; `timeout` is the longest
+        silence. `buf` keeps what was read if a KeyboardInterrupt cuts the wait short."""
+        buf = bytearray() if buf is None else buf
+        limit = self.timeout if timeout is None else timeout
+        last = time.monotonic()
+        self.port.timeout = POLL_S  # callers reading the port directly may have changed it
+        while not done(bytes(buf)):
+            chunk = self.port.read(min(self.port.in_waiting, READ_CHUNK) or 1)
+            if chunk:
+                buf += chunk
+                last = time.monotonic()
+                if on_bytes:
+                    on_bytes(bytes(buf))
+            elif time.monotonic() - last > limit:
+                raise MoteError(f"{self.url}: no reply for {limit:.0f} s (got {bytes(buf[-200:])!r})")
+        return bytes(buf)
+
+    def interrupt(self) -> None:
+        """Stop a generation (a 0x03 byte); at the prompt it only drops a typed line."""
+        self.write(CTRL_C)
+
+    # -- protocol ------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Reach a known state from any: stop a generation, turn the echo off, and read
+        everything up to the prompt that follows."""
+        self.port.reset_input_buffer()
+        self.write(CTRL_C + b"/echo off\n")
+        self._read_until(lambda raw: raw.endswith(b"ok echo=off" + END_OF_REPLY))
+
+    def read_banner(self, boot_wait: float = BOOT_WAIT_S) -> str:
+        """The banner line (`mote VERSION board=... model=...`). A board that booted
+        before we connected is asked for it with /info. Leaves the echo off."""
+        try:
+            raw = self._read_until(lambda r: r.endswith(PROMPT), timeout=boot_wait)
+        except MoteError:
+            raw = b""  # booted before we connected, or not at all: ask below
+        lines = [ln for ln in raw.decode("utf-8", "replace").split("\r\n") if ln.startswith("mote ")]
+        self.sync()
+        self.banner = lines[-1] if lines else self.command("/info")[0]
+        if not self.banner.startswith("mote "):
+            raise MoteError(f"{self.url}: not a Mote console (got {self.banner!r})")
+        return self.banner
+
+    def exchange(self, line: bytes) -> list[str]:
+        """Send raw bytes ending in a line ending and return the reply's lines (up to
+        the prompt). For replies without generated text: commands and errors."""
+        self.write(line)
+        raw = self._read_until(lambda r: r.endswith(END_OF_REPLY) or r == PROMPT)
+        if raw == PROMPT:
+            return []  # an empty line
+        return raw[: -len(END_OF_REPLY)].decode("utf-8", "replace").split("\r\n")
+
+    def command(self, cmd: str) -> list[str]:
+        """Send a /command and return its reply lines (errors included, as `error: ...`)."""
+        if not cmd.startswith("/") or "\n" in cmd or "\r" in cmd:
+            raise MoteError(f"not a command line: {cmd!r}")
+        return self.exchange(cmd.encode() + b"\n")
+
+    def set(self, name: str, value: object) -> None:
+        """Apply one setting (/temp, /topp, /topk, /seed, /n); MoteError if refused."""
+        text = decimal_text(value) if isinstance(value, float) else str(value)
+        reply = self.command(f"/{name} {text}")
+        if not reply[-1].startswith("ok "):
+            raise MoteError(f"/{name} {text}: {reply[-1]}")
+
+    def info(self) -> dict[str, str]:
+        """/info as one dict: the banner's and every line's key=value pairs."""
+        out: dict[str, str] = {}
+        for line in self.command("/info"):
+            if line.startswith("error: "):
+                out["error"] = line[len("error: "):]
+            for item in line.split()[1:]:
+                key, sep, value = item.partition("=")
+                if sep:
+                    out[key] = value
+        return out
+
+    def ask(self, prompt: str, on_text: Callable[[str], None] | None = None,
+            ctrl_c_interrupts: bool = False) -> tuple[str, Stats]:
+        """Send a prompt and collect the streamed text (on_text sees it as it comes)
+        and the stats. A board error becomes MoteError. With ctrl_c_interrupts, a
+        KeyboardInterrupt while waiting stops the generation instead of propagating."""
+        if not prompt or "\n" in prompt or "\r" in prompt or prompt.startswith("/"):
+            raise MoteError(f"a prompt is one line of text not starting with '/': {prompt!r}")
+        self.write(prompt.encode() + b"\n")
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        streamed = 0
+
+        def stream(raw: bytes) -> None:
+            nonlocal streamed
+            if on_text is None or _may_be_error(raw):
+                return
+            end = raw.find(STATS_MARK)
+            safe = end if end >= 0 else len(raw) - _held_back(raw)
+            if safe > streamed:
+                # never splits a \r\n: a trailing \r is always held back
+                chunk, streamed = raw[streamed:safe], safe
+                on_text(decoder.decode(chunk.replace(b"\r\n", b"\n")))
+
+        def complete(raw: bytes) -> bool:
+            if ERROR_REPLY.fullmatch(raw):
+                return True
+            mark = raw.find(STATS_MARK)
+            return mark >= 0 and raw.endswith(END_OF_REPLY) and len(raw) > mark + len(END_OF_REPLY)
+
+        buf = bytearray()
+        interrupted = False
+        while True:
+            try:
+                raw = self._read_until(complete, buf, on_bytes=stream)
+                break
+            except KeyboardInterrupt:
+                if not ctrl_c_interrupts or interrupted:
+                    raise
+                interrupted = True
+                self.interrupt()
+        error = ERROR_REPLY.fullmatch(raw)
+        if error:
+            raise MoteError(f"board: {error.group(1).decode('utf-8', 'replace')}")
+        mark = raw.find(STATS_MARK)
+        text = raw[:mark].replace(b"\r\n", b"\n").decode("utf-8", "replace")
+        if on_text is not None:
+            stream(raw)
+            on_text(decoder.decode(b"", final=True))
+        stats_line = raw[mark + 2: -len(END_OF_REPLY)].decode("utf-8", "replace")
+        return text, Stats.parse(stats_line)
+
+
+# ---------------------------------------------------------------------------------
+# Interactive console
+
+
+class _Style:
+    """ANSI colours when writing to a terminal (and NO_COLOR is unset)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def __call__(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.enabled else text
+
+    def prompt(self, text: str) -> str:
+        # \x01 \x02 tell readline the escape codes take no columns
+        return f"\x01\x1b[1;32m\x02{text}\x01\x1b[0m\x02" if self.enabled else text
+
+
+def _history_file() -> Path:
+    state = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
+    return state / "mote" / "chat_history"
+
+
+def chat(board: MoteConsole, color: bool | None = None, out=sys.stdout) -> int:
+    """Interactive console: a line is a prompt or a /command; Ctrl-C stops a
+    generation; Ctrl-D quits. History is kept across sessions."""
+    try:
+        import readline
+    except ImportError:  # not on every platform; the console works without it
+        readline = None
+    style = _Style(out.isatty() and "NO_COLOR" not in os.environ if color is None else color)
+    history = _history_file()
+    if readline is not None:
+        try:
+            readline.read_history_file(history)
+        except OSError:
+            pass
+    out.write(style(board.read_banner(), "1") + "\n")
+    info = board.info()
+    if "error" in info:
+        out.write(style(f"board: {info['error']}", "31") + "\n")
+    out.write(style("a line is a prompt; /help lists the commands; Ctrl-C stops, Ctrl-D quits", "2")
+              + "\n")
+    try:
+        while True:
+            try:
+                line = input(style.prompt("> "))
+            except KeyboardInterrupt:
+                out.write("\n")
+                continue
+            except EOFError:
+                out.write("\n")
+                return 0
+            if not line.strip():
+                continue
+            if line.startswith("/"):
+                for reply in board.command(line):
+                    out.write((style(reply, "31") if reply.startswith("error: ") else reply) + "\n")
+                continue
+
+            def show(text: str) -> None:
+                out.write(text)
+                out.flush()
+
+            try:
+                _, stats = board.ask(line, on_text=show, ctrl_c_interrupts=True)
+            except MoteError as err:
+                out.write(style(str(err), "31") + "\n")
+                continue
+            out.write("\n" + style(stats.summary(), "2") + "\n")
+    finally:
+        if readline is not None:
+            history.parent.mkdir(parents=True, exist_ok=True)
+            readline.write_history_file(history)

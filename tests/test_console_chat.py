@@ -1,0 +1,66 @@
+"""`mote chat --board linux` in a real terminal (pexpect): banner, /commands, a prompt
+with readable stats, Ctrl-C (stops a generation, never the board), Ctrl-D quits."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from mote.blob import pack
+from mote.importers import load_model
+from mote.run import linux_binary
+
+PROMPT = "Once upon a time"
+
+
+@pytest.fixture
+def blob(stories260k, tmp_path) -> Path:
+    linux_binary()
+    path = tmp_path / "stories260K.mote"
+    path.write_bytes(pack(load_model(*stories260k), quant="int8"))
+    return path
+
+
+def test_chat_session(blob, tmp_path):
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path), TERM="dumb")
+    chat = pexpect.spawn(sys.executable, ["-m", "mote.cli", "chat", str(blob), "--board", "linux",
+                                          "--no-color"], env=env, timeout=30, encoding="utf-8")
+    try:
+        chat.expect(r"mote 0\.1\.0 board=linux model=stories260K ")
+        chat.expect("> ")
+        chat.sendline("/n 6")
+        chat.expect("ok n=6")
+        chat.expect("> ")
+        chat.sendline("/bogus")
+        chat.expect("error: unknown command")
+        chat.sendline(PROMPT)
+        chat.expect(r"6 tokens in \d+ ms, [\d.]+ tok/s \(prompt 5 tokens, \d+ ms\), end: length")
+        chat.expect("> ")
+        chat.sendintr()  # Ctrl-C at the input prompt: a fresh prompt, nothing quits
+        chat.expect("> ")
+        chat.sendline("/n 100000")
+        chat.expect("ok n=100000")
+        # Ctrl-C during a generation stops it (a story takes ~100 ms; a few tries)
+        for _ in range(5):
+            chat.sendline(PROMPT)
+            chat.expect(",")  # the first text
+            chat.sendintr()
+            index = chat.expect([r"end: stopped", r"end: (eos|context)"])
+            chat.expect("> ")
+            if index == 0:
+                break
+        assert index == 0
+        chat.sendline("/info")  # the board survived every Ctrl-C
+        chat.expect("sampler temp=0.8 topp=0.9 topk=0 seed=0 n=100000 echo=off")
+        chat.expect("> ")
+        chat.sendeof()
+        chat.expect(pexpect.EOF)
+    finally:
+        chat.close()
+    assert chat.exitstatus == 0
+    history = (tmp_path / "mote" / "chat_history").read_text()
+    assert "/n 6" in history and PROMPT in history

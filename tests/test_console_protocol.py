@@ -1,0 +1,252 @@
+"""The serial protocol (docs/serial-protocol.md) end to end: mote-linux on a real pty,
+driven through pyserial by mote.console.MoteConsole, with stories260K at int8."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from mote.blob import arena_bytes, pack
+from mote.console import END_OF_REPLY, MoteConsole
+from mote.importers import load_model
+from mote.model import MoteError
+from mote.run import GenerateOptions, LinuxRunner, linux_binary
+
+PROMPT = "Once upon a time"
+BANNER = re.compile(
+    r"mote 0\.1\.0 board=linux model=stories260K params=(\d+) ctx=(\d+) arena=(\d+) "
+    r"quant=q8 group=32")
+
+
+# Packed once per module; the paths come from the shared `stories260k` fixture
+# (tests/conftest.py), which a module-scoped fixture cannot request.
+_packed: dict[str, object] = {}
+
+
+@pytest.fixture
+def model(stories260k):
+    if "model" not in _packed:
+        _packed["model"] = load_model(*stories260k)
+    return _packed["model"]
+
+
+@pytest.fixture
+def blob(model, tmp_path_factory) -> Path:
+    if "blob" not in _packed:
+        linux_binary()  # build once, before any test waits for replies
+        path = tmp_path_factory.mktemp("console") / "stories260K.mote"
+        path.write_bytes(pack(model, quant="int8"))
+        _packed["blob"] = path
+    return _packed["blob"]
+
+
+@pytest.fixture
+def board(blob):
+    with LinuxRunner().console(blob) as client:
+        client.read_banner()
+        yield client
+
+
+def test_boot_banner_then_prompt(blob, model):
+    with LinuxRunner().console(blob) as client:
+        raw = client.port.read_until(b"> ", 4096)
+    lines = raw.decode().split("\r\n")
+    assert lines[-1] == "> " and len(lines) == 2, raw
+    match = BANNER.fullmatch(lines[0])
+    assert match, lines[0]
+    params, ctx, arena = map(int, match.groups())
+    assert params == model.config.n_params()
+    assert ctx == model.config.max_seq_len
+    assert arena == arena_bytes(model.config, ctx, 32)
+
+
+def test_prompt_streams_text_then_stats(board):
+    board.set("n", 30)
+    chunks: list[str] = []
+    text, stats = board.ask(PROMPT, on_text=chunks.append)
+    assert "".join(chunks) == text
+    assert text.strip() and "\r" not in text
+    assert stats.prompt == 5  # BOS and four tokens
+    assert stats.tokens == 30 and stats.end == "length" or 0 < stats.tokens < 30 and stats.end == "eos"
+    assert stats.ms >= stats.prefill_ms and stats.tok_s > 0
+
+
+def test_console_and_one_shot_agree(board, blob):
+    for temperature, top_p, top_k, seed in ((0.0, 1.0, 0, 0), (0.9, 0.9, 40, 1234)):
+        for name, value in (("temp", temperature), ("topp", top_p), ("topk", top_k),
+                            ("seed", seed), ("n", 48)):
+            board.set(name, value)
+        text, stats = board.ask(PROMPT)
+        one_shot = _one_shot(blob, GenerateOptions(PROMPT, 48, temperature, top_p, top_k, seed))
+        assert text == one_shot
+
+
+def _one_shot(blob: Path, options: GenerateOptions) -> str:
+    import io
+
+    out = io.BytesIO()
+    LinuxRunner().generate(blob, options, out)
+    return out.getvalue().decode()
+
+
+def test_settings_commands(board):
+    assert board.command("/temp 0.5") == ["ok temp=0.5"]
+    assert board.command("/topp 0.95") == ["ok topp=0.95"]
+    assert board.command("/topk 40") == ["ok topk=40"]
+    assert board.command("/seed 18446744073709551615") == ["ok seed=18446744073709551615"]
+    assert board.command("/n 7") == ["ok n=7"]
+    assert board.command("/temp   .25  ") == ["ok temp=0.25"]  # spaces around the argument
+    info = board.info()
+    assert (info["temp"], info["topp"], info["topk"], info["n"]) == ("0.25", "0.95", "40", "7")
+    assert info["dim"] == "64" and info["layers"] == "5" and info["vocab"] == "512"
+    assert info["echo"] == "off"
+    _, stats = board.ask(PROMPT)
+    assert stats.tokens <= 7
+    assert board.command("/reset") == ["ok temp=0.8 topp=0.9 topk=0 seed=0 n=256 echo=off"]
+
+
+def test_seed_repeats_a_sampled_generation(board):
+    board.set("temp", 1.0)
+    board.set("n", 24)
+    board.set("seed", 99)
+    first, _ = board.ask(PROMPT)
+    board.set("seed", 99)
+    again, _ = board.ask(PROMPT)
+    assert first == again
+
+
+@pytest.mark.parametrize("line, error", [
+    ("/temp", "temp must be a decimal number from 0 to 100"),
+    ("/temp -1", "temp must be a decimal number from 0 to 100"),
+    ("/temp 1e3", "temp must be a decimal number from 0 to 100"),
+    ("/topp 0", "topp must be a decimal number above 0 and at most 1"),
+    ("/topp 1.5", "topp must be a decimal number above 0 and at most 1"),
+    ("/topk x", "topk must be a whole number (0 = off)"),
+    ("/seed 18446744073709551616", "seed must be a whole number below 2^64"),
+    ("/n 0", "n must be a whole number from 1"),
+    ("/echo loud", "usage: /echo on|off"),
+    ("/info now", "usage: /info (no argument)"),
+    ("/frobnicate", "unknown command; /help lists the commands"),
+    ("/", "unknown command; /help lists the commands"),
+])
+def test_bad_commands_get_one_error_line(board, line, error):
+    assert board.command(line) == [f"error: {error}"]
+    assert board.command("/n 3") == ["ok n=3"]  # and the console goes on
+
+
+def test_help_lists_every_command(board):
+    text = "\n".join(board.command("/help"))
+    for cmd in ("/temp", "/topp", "/topk", "/seed", "/n", "/echo", "/reset", "/info", "/help"):
+        assert cmd in text
+
+
+def test_ctrl_c_stops_a_generation(board):
+    board.set("n", 100000)
+    board.set("temp", 0)  # greedy: runs about 250 tokens before its story ends
+    full_text, full = board.ask(PROMPT)
+    assert full.end == "eos" and full.tokens > 100
+
+    # The whole generation takes some 100 ms here; on a loaded machine it may end
+    # before the 0x03 arrives, so a few tries are allowed (every one is checked).
+    for _ in range(5):
+        seen: list[str] = []
+
+        def stop_at_first_text(text: str) -> None:
+            if not seen:
+                board.interrupt()
+            seen.append(text)
+
+        text, stats = board.ask(PROMPT, on_text=stop_at_first_text)
+        assert stats.end in ("stopped", "eos")
+        if stats.end == "stopped":
+            break
+    assert stats.end == "stopped" and stats.tokens < full.tokens
+    assert full_text.startswith(text)  # the same greedy text, cut short
+    # A 0x03 sent with the prompt stops it before the first token.
+    board.write(PROMPT.encode() + b"\n\x03")
+    raw = board._read_until(lambda r: r.endswith(END_OF_REPLY) and b"[stats]" in r)
+    assert raw.startswith(b"\r\n[stats] tokens=0 ") and b"end=stopped" in raw
+    assert board.command("/n 2") == ["ok n=2"]
+
+
+def test_ctrl_c_at_the_prompt_drops_the_typed_line(board):
+    board.write(b"/n 9")
+    board.interrupt()
+    assert board.info()["n"] == "256"
+
+
+def test_overlong_line_gets_one_error(board):
+    assert board.exchange(b"a" * 10_000 + b"\n") == ["error: line longer than 1024 bytes"]
+    assert board.exchange(b"a" * 1025 + b"\r\n") == ["error: line longer than 1024 bytes"]
+    # exactly MOTE_LINE_MAX bytes is a line; this one has too many tokens for ctx 512
+    reply = board.exchange(b"ab " * 341 + b"a\n")
+    assert len(reply) == 1 and re.fullmatch(
+        r"error: prompt of \d+ tokens does not fit the context of 512", reply[0]), reply
+    _, stats = board.ask(PROMPT)
+    assert stats.tokens > 0
+
+
+@pytest.mark.parametrize("raw, at", [
+    (b"\xff\xfe hello", 0),
+    (b"ab\xc3(", 2),           # a lead byte without its continuation
+    (b"x\xc0\xaf", 1),         # overlong "/"
+    (b"\xed\xa0\x80", 0),      # a UTF-16 surrogate
+    (b"ok \xf4\x90\x80\x80", 3),  # above U+10FFFF
+    (b"caf\xc3", 3),           # cut short by the line end
+])
+def test_invalid_utf8_gets_one_error(board, raw, at):
+    assert board.exchange(raw + b"\n") == [f"error: invalid UTF-8 at byte {at}"]
+    text, _ = board.ask("The café")  # valid UTF-8 still works
+    assert text
+
+
+def test_line_endings_cr_lf_crlf_and_type_ahead(board):
+    board.write(b"/n 3\r/n 4\r\n/n 5\n")
+    raw = board._read_until(lambda r: r.count(END_OF_REPLY) == 3)
+    assert raw == b"ok n=3\r\n> ok n=4\r\n> ok n=5\r\n> "
+    # a prompt and a command sent together: the command waits for the generation
+    board.write(PROMPT.encode() + b"\n/n 6\n")
+    raw = board._read_until(lambda r: r.endswith(b"ok n=6" + END_OF_REPLY))
+    assert b"[stats] tokens=5 " in raw
+
+
+def test_echo_for_terminals(board):
+    assert board.command("/echo on") == ["ok echo=on"]
+    board.write(b"/n 4\x7f5\r")
+    raw = board._read_until(lambda r: r.endswith(END_OF_REPLY))
+    assert raw == b"/n 4\b \b5\r\nok n=5\r\n> "
+    assert board.exchange(b"/echo off\n") == ["/echo off", "ok echo=off"]
+
+
+def test_reopening_the_port_finds_the_console_still_running(board):
+    url = board.url
+    board.set("n", 300)
+    board.write(PROMPT.encode() + b"\n")  # close in the middle of a generation
+    board.close()
+    time.sleep(0.3)
+    with MoteConsole(url, timeout=10) as again:
+        assert BANNER.fullmatch(again.read_banner(boot_wait=0.2))
+        text, stats = again.ask(PROMPT)
+        assert text and stats.end in ("length", "eos")
+        again.close()
+    with MoteConsole(url, timeout=10) as third:
+        assert third.command("/n 5") == ["ok n=5"]
+
+
+def test_a_board_without_a_valid_model_keeps_answering(blob, tmp_path):
+    broken = tmp_path / "broken.mote"
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF  # last byte of the data: only the CRC notices
+    broken.write_bytes(bytes(data))
+    with LinuxRunner().console(broken) as client:
+        raw = client.port.read_until(b"> ", 4096)
+        assert raw.decode().split("\r\n")[:2] == [
+            "mote 0.1.0 board=linux model=none", "error: no valid model in flash: CRC mismatch: blob corrupted"]
+        client.read_banner(boot_wait=0.1)  # the boot banner was read above
+        with pytest.raises(MoteError, match="no valid model in flash"):
+            client.ask(PROMPT)
+        assert client.info()["error"] == "no valid model in flash: CRC mismatch: blob corrupted"
+        assert client.command("/temp 0") == ["ok temp=0"]
