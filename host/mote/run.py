@@ -20,6 +20,7 @@ from typing import BinaryIO, Protocol
 
 from mote.console import MoteConsole, Stats, decimal_text
 from mote.model import MoteError
+from mote.qemu import runners as qemu_runners
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE_DIR = ROOT / "firmware"
@@ -145,6 +146,7 @@ class LinuxRunner:
 
 
 RUNNERS: dict[str, Callable[[], Runner]] = {"linux": LinuxRunner}
+RUNNERS.update(qemu_runners())  # emulated boards: boards/qemu-*.toml (mote.qemu)
 
 
 def runner_for(board: str) -> Runner:

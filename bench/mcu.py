@@ -1,0 +1,228 @@
+"""Counting on the emulated microcontrollers: instructions per generated token, weight
+bytes read per token, RAM high-water mark, flash used, and an estimated tok/s.
+
+    python bench/mcu.py [--boards qemu-m4,qemu-m7] [--tokens 128]
+
+Writes bench/results/mcu.json and bench/results/mcu.png. How each figure is obtained:
+- instructions per token: QEMU runs with -icount shift=0, where virtual time counts
+  instructions. The firmware times generation with SysTick (hal_ticks); the
+  calibration image (firmware/ports/cmsdk/calibrate.c) measures instructions per tick
+  against loops of known length on each board, and the console's stats line gives the
+  decode ticks per generated token (the prompt's prefill excluded).
+- weight bytes per token: from the blob's tensor table; in dense mode every weight
+  tensor's data and scales are read once per token (a tied classifier reads the whole
+  embedding, which covers the looked-up row; an untied one adds one embedding row).
+- RAM high-water mark: the arena the model needs (the runtime carves exactly that much
+  of the static arena) + the deepest stack use, read after the run from the painted
+  stack through QEMU's monitor + the rest of .data/.bss (console state, libc).
+- flash used: firmware image + blob.
+- estimated tok/s: the board's clock_hz / instructions per token, i.e. assuming one
+  instruction per cycle from zero-wait-state memory. An estimate, labelled as one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import serial
+
+from mote import blob as blobfile
+from mote.boards import Board, load_board
+from mote.flash import board_dir, build_firmware, flash_model, images, pack_for_board
+from mote.model import MoteError
+from mote.qemu import QemuBoard, calibrate_clock
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT.parent / "shared" / "models"
+RESULTS = ROOT / "bench" / "results"
+PROMPT = "Once upon a time"
+CTX = 256
+STACK_PAINT = 0x5AA5C33C  # firmware/ports/cmsdk/cmsdk.h
+
+# llama2.c measured here the same way (the issue's figures), for comparison.
+LLAMA2C = {
+    "run.c fp32": {"qemu-m7": 1_858_195, "qemu-m4": 2_012_849},
+    "runq.c int8": {"qemu-m7": 3_555_648},
+}
+
+MODEL_SOURCES = {
+    "stories260K": (MODELS / "stories260K.bin", MODELS / "tok512.bin"),
+    "mcu-1m-silu": (MODELS / "mcu-1m-silu", None),
+}
+
+# Tensor kinds (docs/blob-format.md): 1 tok_embedding, 12 classifier.
+_ENTRY = struct.Struct("<BBHIIIIIII")
+
+
+def weight_bytes_per_token(data: bytes) -> int:
+    """Bytes of weights (data + scales) a dense forward pass reads for one token."""
+    n_tensors, table = struct.unpack_from("<II", data, 80)
+    total = 0
+    for i in range(n_tensors):
+        kind, _, _, rows, _, _, data_bytes, _, scales_bytes, _ = _ENTRY.unpack_from(data, table + 32 * i)
+        total += data_bytes + scales_bytes
+        if kind == 1:  # embedding: one row for the lookup, all of it if it is the classifier
+            embedding_row = (data_bytes + scales_bytes) // rows
+            embedding_all = data_bytes + scales_bytes
+    tied = struct.unpack_from("<I", data, 68)[0] & 1
+    return total - embedding_all + (embedding_all if tied else embedding_row)
+
+
+def elf_symbols(elf: Path, names: list[str]) -> dict[str, int]:
+    out = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True)
+    found = {}
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[2] in names:
+            found[parts[2]] = int(parts[0], 16)
+    return found
+
+
+def elf_symbol_size(elf: Path, name: str) -> int:
+    out = subprocess.run(["arm-none-eabi-nm", "-S", str(elf)], capture_output=True, text=True, check=True)
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[3] == name:
+            return int(parts[1], 16)
+    raise MoteError(f"{elf}: no symbol {name}")
+
+
+def ask(port: serial.Serial, line: str) -> str:
+    port.write(line.encode() + b"\r")
+    reply = port.read_until(b"\n> ")
+    if not reply.endswith(b"\n> "):
+        raise MoteError(f"no prompt after {line!r}: {reply[-200:]!r}")
+    return reply.decode(errors="replace")
+
+
+def run_one(board: Board, model: str, quant: str, tokens: int, per_tick: float) -> dict:
+    source, tokenizer = MODEL_SOURCES[model]
+    row: dict = {"board": board.name, "model": model, "quant": quant, "ctx": CTX}
+    try:
+        data = pack_for_board(board, source, quant, CTX, tokenizer=tokenizer)
+    except MoteError as err:
+        row["fits"] = False
+        row["error"] = str(err)
+        return row
+    row["fits"] = True
+    blob = blobfile.load(data)
+    flash_model(board, data)
+    elf = board_dir(board) / "firmware.elf"
+    sym = elf_symbols(elf, ["__stack_limit", "__stack_top", "__data_start", "__bss_end"])
+    static_arena = elf_symbol_size(elf, "arena")
+    with QemuBoard(board, flash=images(board)) as qb:
+        port = serial.serial_for_url(qb.url, timeout=600)
+        banner = port.read_until(b"\n> ").decode(errors="replace")
+        ask(port, "/temp 0")
+        ask(port, f"/n {tokens}")
+        started = time.monotonic()
+        reply = ask(port, PROMPT)
+        wall = time.monotonic() - started
+        stack = qb.read_memory(sym["__stack_limit"], sym["__stack_top"] - sym["__stack_limit"])
+        port.close()
+    words = struct.unpack(f"<{len(stack) // 4}I", stack)
+    untouched = next((i for i, w in enumerate(words) if w != STACK_PAINT), len(words))
+    stack_used = len(stack) - 4 * untouched
+    stats = dict(re.findall(r"(\w+)=([\w.]+)", reply[reply.index("[stats]"):]))
+    new_tokens = int(stats["tokens"])
+    decode_ticks = new_tokens * board.tick_hz / float(stats["tok_s"])
+    instructions = decode_ticks * per_tick / new_tokens
+    other_static = sym["__bss_end"] - sym["__data_start"] - static_arena
+    row.update({
+        "banner": banner.strip().splitlines()[0],
+        "text": reply[reply.index("\n") + 1: reply.index("[stats]")].strip(),
+        "new_tokens": new_tokens,
+        "end": stats["end"],
+        "instructions_per_token": round(instructions),
+        "weight_bytes_per_token": weight_bytes_per_token(data),
+        "ram": {
+            "arena": blob.arena_bytes,
+            "stack_high_water": stack_used,
+            "other_static": other_static,
+            "high_water_total": blob.arena_bytes + stack_used + other_static,
+            "budget": board.ram_size,
+        },
+        "flash": {"firmware": images(board)[0].path.stat().st_size, "blob": len(data),
+                  "total": images(board)[0].path.stat().st_size + len(data)},
+        "estimated_tok_s": round(board.clock_hz / instructions, 1),
+        "estimate_basis": f"{board.clock_hz / 1e6:g} MHz / instructions per token (1 IPC assumed)",
+        "qemu_wall_s": round(wall, 2),
+    })
+    return row
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in results["runs"] if r.get("fits")]
+    labels = [f"{r['board']}\n{r['model']}\n{r['quant']}" for r in rows]
+    values = [r["instructions_per_token"] / 1e6 for r in rows]
+    fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.9), 5))
+    ax.bar(range(len(rows)), values, color=["#4c72b0" if r["quant"] == "int8" else "#dd8452" for r in rows])
+    ax.set_xticks(range(len(rows)), labels, fontsize=7)
+    lines = sorted((count, f"llama2.c {name} ({board})")
+                   for name, per_board in LLAMA2C.items() for board, count in per_board.items())
+    for i, (count, label) in enumerate(lines):  # alternate sides so close lines stay legible
+        ax.axhline(count / 1e6, linestyle="--", linewidth=0.8, color="gray")
+        ax.text(len(rows) - 0.5, count / 1e6, label, fontsize=7, ha="right",
+                va="top" if i % 2 == 0 else "bottom")
+    ax.set_ylabel("million instructions per generated token")
+    ax.set_title(f"Mote on emulated MCUs (QEMU -icount), {results['tokens']} tokens after "
+                 f"\"{PROMPT}\", context {CTX}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--boards", default="qemu-m4,qemu-m7,qemu-m55")
+    parser.add_argument("--models", default="stories260K,mcu-1m-silu")
+    parser.add_argument("--quants", default="int8,int4")
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--output", type=Path, default=RESULTS / "mcu.json")
+    args = parser.parse_args()
+    results: dict = {"prompt": PROMPT, "tokens": args.tokens, "ctx": CTX, "calibration": {},
+                     "runs": [], "llama2c_reference": LLAMA2C}
+    for name in args.boards.split(","):
+        board = load_board(name)
+        build_firmware(board)
+        cal = calibrate_clock(board)
+        results["calibration"][name] = cal
+        print(f"{name}: {cal['instructions_per_tick']:.4f} instructions per tick "
+              f"(expected {cal['expected_instructions_per_tick']:.4f})", flush=True)
+        if not cal["agrees"]:
+            raise MoteError(f"{name}: clock calibration disagrees with the board file")
+        for model in args.models.split(","):
+            for quant in args.quants.split(","):
+                row = run_one(board, model, quant, args.tokens, cal["instructions_per_tick"])
+                results["runs"].append(row)
+                if row["fits"]:
+                    print(f"  {model} {quant}: {row['instructions_per_token']:,} instructions/token, "
+                          f"{row['weight_bytes_per_token']:,} weight B/token, "
+                          f"RAM {row['ram']['high_water_total']:,} B, flash {row['flash']['total']:,} B, "
+                          f"~{row['estimated_tok_s']} tok/s (estimate)", flush=True)
+                else:
+                    print(f"  {model} {quant}: {row['error']}", flush=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, args.output.with_suffix(".png"))
+    print(f"wrote {args.output} and {args.output.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except MoteError as err:
+        print(f"bench/mcu.py: error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,285 @@
+"""Boards as data: load and check boards/<name>.toml, and decide whether a model fits.
+
+A board file is the one source of truth for a board: compiler flags, flash and RAM
+layout, the model partition, the RAM budget for the arena, the clock used for tok/s
+estimates, and how to run it (a QEMU machine, or a PlatformIO env and flasher for a
+real part). The firmware build reads it through `make_vars` (run as
+`python -m mote.boards make-vars NAME`), so the linker script and the C defines come
+from the same numbers `mote convert --board` checks against.
+"""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from mote.model import MoteError
+
+BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
+
+# Where a blob's tensors must start: docs/blob-format.md aligns everything to 32 bytes
+# from the blob's start, so the partition itself must be at least that aligned.
+PARTITION_ALIGN = 32
+
+# section -> {key: type}; every key is required unless listed in _OPTIONAL.
+_SCHEMA: dict[str, dict[str, type]] = {
+    "": {"name": str, "description": str, "port": str},
+    "cpu": {"core": str, "cflags": list, "clock_hz": int},
+    "flash": {"base": int, "size": int, "firmware_bytes": int},
+    "model": {"base": int, "size": int},
+    "ram": {"base": int, "size": int, "stack_bytes": int, "arena_bytes": int},
+    "uart": {"base": int, "baud": int},
+    "qemu": {"machine": str, "systick_hz": int},
+    "platformio": {"env": str, "flasher": str},
+}
+_RUNNERS = ("qemu", "platformio")  # a board has exactly one of these sections
+_PORTS = ("cmsdk",)
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    description: str
+    port: str
+    core: str
+    cflags: tuple[str, ...]
+    clock_hz: int  # the real part's core clock: tok/s derived from it are estimates
+    flash_base: int
+    flash_size: int
+    firmware_bytes: int  # the firmware partition, at flash_base
+    model_base: int  # the model partition (internal or memory-mapped external flash)
+    model_size: int
+    ram_base: int
+    ram_size: int  # all the part's RAM: arena + stack + .data/.bss must fit
+    stack_bytes: int
+    arena_bytes: int  # the static arena the firmware hands the runtime
+    uart_base: int
+    baud: int
+    qemu_machine: str | None = None
+    systick_hz: int | None = None  # SysTick's rate under QEMU (virtual time)
+    platformio_env: str | None = None
+    flasher: str | None = None
+    path: Path | None = None
+
+    @property
+    def is_qemu(self) -> bool:
+        return self.qemu_machine is not None
+
+    @property
+    def tick_hz(self) -> int:
+        """Rate of the firmware's clock (hal_ticks): QEMU's SysTick, else the core clock."""
+        return self.systick_hz if self.systick_hz is not None else self.clock_hz
+
+
+def _hex(n: int) -> str:
+    return f"0x{n:08X}"
+
+
+def _read_sections(data: dict, where: str) -> dict[str, dict]:
+    """Check keys and types against _SCHEMA; returns {section: table}."""
+    sections: dict[str, dict] = {"": {k: v for k, v in data.items() if not isinstance(v, dict)}}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            sections[key] = value
+    for section, table in sections.items():
+        if section not in _SCHEMA:
+            raise MoteError(f"{where}: unknown section [{section}]")
+        schema = _SCHEMA[section]
+        label = f"[{section}] " if section else ""
+        for key, value in table.items():
+            if key not in schema:
+                raise MoteError(f"{where}: unknown key {label}{key}")
+            if not isinstance(value, schema[key]) or isinstance(value, bool):
+                raise MoteError(f"{where}: {label}{key} must be {schema[key].__name__}")
+        for key in schema:
+            if key not in table:
+                raise MoteError(f"{where}: missing {label}{key}")
+    for section in _SCHEMA:
+        if section not in sections and section not in _RUNNERS:
+            raise MoteError(f"{where}: missing section [{section}]")
+    runners = [r for r in _RUNNERS if r in sections]
+    if len(runners) != 1:
+        raise MoteError(f"{where}: needs exactly one of [qemu] or [platformio]")
+    return sections
+
+
+def _check_layout(b: Board, where: str) -> None:
+    """Partitions inside their memories, no overlaps, budgets that add up."""
+    for label, n in (("flash size", b.flash_size), ("firmware_bytes", b.firmware_bytes),
+                     ("model size", b.model_size), ("ram size", b.ram_size),
+                     ("stack_bytes", b.stack_bytes), ("arena_bytes", b.arena_bytes),
+                     ("clock_hz", b.clock_hz), ("baud", b.baud)):
+        if n <= 0:
+            raise MoteError(f"{where}: {label} must be positive")
+    if b.firmware_bytes > b.flash_size:
+        raise MoteError(f"{where}: firmware partition larger than flash")
+    fw_end = b.flash_base + b.firmware_bytes
+    model_end = b.model_base + b.model_size
+    flash_end = b.flash_base + b.flash_size
+    if b.model_base % PARTITION_ALIGN:
+        raise MoteError(f"{where}: model base {_hex(b.model_base)} not {PARTITION_ALIGN}-aligned")
+    in_flash = b.flash_base <= b.model_base < flash_end
+    if in_flash and model_end > flash_end:
+        raise MoteError(f"{where}: model partition runs past the end of flash")
+    if b.model_base < fw_end and model_end > b.flash_base:
+        raise MoteError(f"{where}: model partition overlaps the firmware partition")
+    ram_end = b.ram_base + b.ram_size
+    if b.model_base < ram_end and model_end > b.ram_base:
+        raise MoteError(f"{where}: model partition overlaps RAM")
+    if b.arena_bytes + b.stack_bytes > b.ram_size:
+        raise MoteError(
+            f"{where}: arena_bytes + stack_bytes = {b.arena_bytes + b.stack_bytes} "
+            f"exceed ram size {b.ram_size}"
+        )
+    if b.arena_bytes % 16 or b.stack_bytes % 8:
+        raise MoteError(f"{where}: arena_bytes must be a multiple of 16, stack_bytes of 8")
+    if b.port not in _PORTS:
+        raise MoteError(f"{where}: unknown port {b.port!r} (known: {', '.join(_PORTS)})")
+
+
+def parse_board(text: str, where: str = "board") -> Board:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise MoteError(f"{where}: {err}") from None
+    s = _read_sections(data, where)
+    if not all(isinstance(f, str) for f in s["cpu"]["cflags"]):
+        raise MoteError(f"{where}: [cpu] cflags must be a list of strings")
+    qemu, pio = s.get("qemu", {}), s.get("platformio", {})
+    board = Board(
+        name=s[""]["name"],
+        description=s[""]["description"],
+        port=s[""]["port"],
+        core=s["cpu"]["core"],
+        cflags=tuple(s["cpu"]["cflags"]),
+        clock_hz=s["cpu"]["clock_hz"],
+        flash_base=s["flash"]["base"],
+        flash_size=s["flash"]["size"],
+        firmware_bytes=s["flash"]["firmware_bytes"],
+        model_base=s["model"]["base"],
+        model_size=s["model"]["size"],
+        ram_base=s["ram"]["base"],
+        ram_size=s["ram"]["size"],
+        stack_bytes=s["ram"]["stack_bytes"],
+        arena_bytes=s["ram"]["arena_bytes"],
+        uart_base=s["uart"]["base"],
+        baud=s["uart"]["baud"],
+        qemu_machine=qemu.get("machine"),
+        systick_hz=qemu.get("systick_hz"),
+        platformio_env=pio.get("env"),
+        flasher=pio.get("flasher"),
+    )
+    _check_layout(board, where)
+    return board
+
+
+def board_names() -> list[str]:
+    return sorted(p.stem for p in BOARDS_DIR.glob("*.toml"))
+
+
+def load_board(name: str) -> Board:
+    """Board by name (boards/<name>.toml) or by path to a .toml file."""
+    path = Path(name) if name.endswith(".toml") else BOARDS_DIR / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(board_names()) or "none"
+        raise MoteError(f"unknown board {name!r} (known: {known})")
+    board = parse_board(path.read_text(encoding="utf-8"), where=str(path))
+    if not name.endswith(".toml") and board.name != name:
+        raise MoteError(f"{path}: name {board.name!r} does not match the file name")
+    return Board(**{**board.__dict__, "path": path})
+
+
+def all_boards() -> list[Board]:
+    return [load_board(n) for n in board_names()]
+
+
+def fit_problems(board: Board, blob_bytes: int, arena_bytes: int) -> list[str]:
+    """Why a model of blob_bytes needing arena_bytes does not fit `board` ([] if it does)."""
+    problems = []
+    if blob_bytes > board.model_size:
+        problems.append(
+            f"needs {blob_bytes} bytes of flash, model partition {board.model_size} "
+            f"({blob_bytes - board.model_size} too many)"
+        )
+    if arena_bytes > board.arena_bytes:
+        problems.append(
+            f"needs {arena_bytes} bytes of RAM, budget {board.arena_bytes} "
+            f"({arena_bytes - board.arena_bytes} too many)"
+        )
+    return problems
+
+
+def check_fit(board: Board, blob_bytes: int, arena_bytes: int) -> None:
+    """Raise MoteError saying by how much a model does not fit `board`."""
+    problems = fit_problems(board, blob_bytes, arena_bytes)
+    if problems:
+        raise MoteError(f"does not fit {board.name}: " + "; ".join(problems))
+
+
+def fits(blob_bytes: int, arena_bytes: int, board: Board) -> bool:
+    return not fit_problems(board, blob_bytes, arena_bytes)
+
+
+def fit_table(blob_bytes: int, arena_bytes: int) -> list[tuple[str, bool, str]]:
+    """(board name, fits, detail) for every board file, for `mote convert` to print."""
+    rows = []
+    for board in all_boards():
+        problems = fit_problems(board, blob_bytes, arena_bytes)
+        detail = "; ".join(problems) if problems else (
+            f"flash {blob_bytes}/{board.model_size}, RAM {arena_bytes}/{board.arena_bytes}"
+        )
+        rows.append((board.name, not problems, detail))
+    return rows
+
+
+def make_vars(board: Board) -> str:
+    """Make variable assignments for the firmware build (firmware/ports/cmsdk/Makefile)."""
+    defines = {
+        "FLASH_BASE": _hex(board.flash_base),
+        "FIRMWARE_BYTES": _hex(board.firmware_bytes),
+        "MODEL_BASE": _hex(board.model_base),
+        "MODEL_SIZE": _hex(board.model_size),
+        "RAM_BASE": _hex(board.ram_base),
+        "RAM_SIZE": _hex(board.ram_size),
+        "STACK_BYTES": _hex(board.stack_bytes),
+        "ARENA_BYTES": _hex(board.arena_bytes),
+        "UART_BASE": _hex(board.uart_base) + "u",
+        "UART_BAUD": f"{board.baud}u",
+        "SYSTICK_HZ": f"{board.tick_hz}u",
+        "MOTE_BOARD_NAME": f'\\"{board.name}\\"',
+    }
+    lines = [
+        f"# generated from {board.path or board.name} by mote.boards; do not edit",
+        f"BOARD_NAME := {board.name}",
+        f"BOARD_PORT := {board.port}",
+        f"BOARD_CPU_FLAGS := {' '.join(board.cflags)}",
+        "BOARD_DEFINES := " + " ".join(f"-D{k}={v}" for k, v in defines.items()),
+        f"QEMU_MACHINE := {board.qemu_machine or ''}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    """`python -m mote.boards make-vars NAME` | `list` | `check` (lint every board file)."""
+    try:
+        if len(argv) == 2 and argv[0] == "make-vars":
+            sys.stdout.write(make_vars(load_board(argv[1])))
+        elif argv == ["list"]:
+            for board in all_boards():
+                print(f"{board.name:10} {board.description}")
+        elif argv == ["check"]:
+            for board in all_boards():
+                print(f"{board.name}: ok")
+        else:
+            print("usage: python -m mote.boards make-vars NAME | list | check", file=sys.stderr)
+            return 2
+    except MoteError as err:
+        print(f"mote.boards: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,163 @@
+"""Hardware-in-the-loop fixtures: one suite for an emulated board booted here
+(--board qemu-m7) or a real one already flashed with the same model
+(--board B --port /dev/ttyACM0).
+
+    pytest tests/hil --board qemu-m55
+    pytest tests/hil --board my-board --port /dev/ttyACM0 --model build/my-board/model.mote
+
+Without --board the suite runs on qemu-m4.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared_models import model_path
+
+from mote import blob as blobfile
+from mote.boards import Board, load_board
+from mote.console import MoteConsole
+from mote.eval import adds_bos, stop_ids, tokenizer_of
+from mote.flash import Image, build_firmware, firmware_image, pack_for_board
+from mote.qemu import QemuBoard
+from mote.reference import Runner, generate
+from mote.sample import Sampler
+
+
+
+BOOT_TIMEOUT_S = 60
+REPLY_TIMEOUT_S = 300  # a slow real part generating a few hundred tokens
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hil", "hardware-in-the-loop")
+    group.addoption("--board", default=None, help="board file name (default qemu-m4)")
+    group.addoption("--port", default=None, help="serial port of a real board (no QEMU)")
+    group.addoption("--model", default=None,
+                    help="the .mote the real board holds (default: stories260K packed for the board)")
+
+
+class Reference:
+    """The numpy reference run on the same blob the board holds."""
+
+    def __init__(self, data: bytes):
+        self.blob = blobfile.load(data)
+        self.tok = tokenizer_of(self.blob)
+        self.runner = Runner(self.blob)
+
+    def generate(self, prompt: str, n: int, temperature: float = 0.0, top_p: float = 1.0,
+                 top_k: int = 0, seed: int = 0) -> tuple[str, int]:
+        ids = self.tok.encode(prompt, bos=adds_bos(self.tok))
+        out = generate(self.runner, ids, n, Sampler(temperature, top_p, top_k, seed), stop_ids(self.tok))
+        stream = self.tok.stream()
+        stream.prev = ids[-1]
+        text = b"".join(stream.decode(t) for t in out) + stream.flush()
+        return text.decode("utf-8", errors="replace"), len(out)
+
+
+@pytest.fixture(scope="session")
+def board(request: pytest.FixtureRequest) -> Board:
+    return load_board(request.config.getoption("--board", default=None) or "qemu-m4")
+
+
+@pytest.fixture(scope="session")
+def real_port(request: pytest.FixtureRequest) -> str | None:
+    return request.config.getoption("--port", default=None)
+
+
+@pytest.fixture(scope="session")
+def model_blob(request: pytest.FixtureRequest, board: Board) -> bytes:
+    given = request.config.getoption("--model", default=None)
+    if given:
+        return Path(given).read_bytes()
+    return pack_for_board(board, model_path("stories260K.bin"), "int8", 256,
+                          tokenizer=model_path("tok512.bin"))
+
+
+@pytest.fixture(scope="session")
+def reference(model_blob: bytes) -> Reference:
+    return Reference(model_blob)
+
+
+@pytest.fixture(scope="session")
+def firmware(board: Board, real_port: str | None) -> Path | None:
+    if real_port:
+        return None
+    if not board.is_qemu:
+        pytest.skip(f"{board.name} is a real board: pass --port")
+    build_firmware(board)
+    return firmware_image(board)
+
+
+def boot(board: Board, firmware: Path, model: bytes | None, tmp: Path) -> QemuBoard:
+    """Boot `board` with `firmware` and `model` (None: empty partition) in its flash."""
+    flash = [Image(board.flash_base, firmware)]
+    if model is not None:
+        path = tmp / "model.bin"
+        path.write_bytes(model)
+        flash.append(Image(board.model_base, path))
+    return QemuBoard(board, flash=flash).start()
+
+
+@pytest.fixture(scope="session")
+def emulated(board: Board, firmware: Path | None, model_blob: bytes, tmp_path_factory):
+    """The booted QEMU board (None for a real one)."""
+    if firmware is None:
+        yield None
+        return
+    qb = boot(board, firmware, model_blob, tmp_path_factory.mktemp("flash"))
+    yield qb
+    qb.stop()
+
+
+@pytest.fixture(scope="session")
+def session_console(real_port: str | None, emulated: QemuBoard | None):
+    console = MoteConsole(real_port or emulated.url, timeout=REPLY_TIMEOUT_S)
+    console.read_banner(boot_wait=BOOT_TIMEOUT_S if emulated else 2.0)
+    yield console
+    console.close()
+
+
+@pytest.fixture
+def console(session_console: MoteConsole) -> MoteConsole:
+    """The board's console (echo off), its settings back at their defaults."""
+    session_console.sync()
+    assert session_console.command("/reset")[-1].startswith("ok")
+    return session_console
+
+
+@pytest.fixture
+def read_until():
+    """read_until(console, marker): raw text from the board up to `marker`, for replies
+    MoteConsole does not parse (an interrupted generation, a refused line)."""
+
+    def read(console: MoteConsole, marker: bytes, timeout: float = 60) -> str:
+        console.port.timeout = timeout
+        data = console.port.read_until(marker)
+        if not data.endswith(marker):
+            raise AssertionError(f"no {marker!r} within {timeout} s; got {data[-300:]!r}")
+        return data.decode("utf-8", errors="replace")
+
+    return read
+
+
+@pytest.fixture
+def boot_other(board: Board, firmware: Path | None, tmp_path: Path):
+    """Boot a second emulated board with other flash contents: boot_other(model_bytes
+    or None) -> (QemuBoard, MoteConsole); both stopped after the test."""
+    if firmware is None:
+        pytest.skip("needs the emulated board: a real one would have to be reflashed")
+    started: list = []
+
+    def start(model: bytes | None) -> tuple[QemuBoard, MoteConsole]:
+        qb = boot(board, firmware, model, tmp_path)
+        started.append(qb)
+        console = MoteConsole(qb.url, timeout=60)
+        started.append(console)
+        return qb, console
+
+    yield start
+    for thing in reversed(started):
+        (thing.close if isinstance(thing, MoteConsole) else thing.stop)()
