@@ -8,9 +8,11 @@
 #   make bench       benchmarks: bench/results/*.json and plots
 
 VENV := .venv
-PYTHON := $(if $(wildcard $(VENV)/bin/python),$(abspath $(VENV))/bin/python,python3)
+# Everything runs in the environment `make setup` creates (override: PYTHON=python3).
+PYTHON ?= $(abspath $(VENV))/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 BOARD ?= qemu-m4
+DEFAULT_MODEL := models/default.mote
 FUZZ_SECONDS ?= 60
 HIL_BOARDS ?= qemu-m4 qemu-m7 qemu-m55
 
@@ -41,3 +43,5 @@ bench: setup
 
 include boards.mk
 include models.mk
+
+flash: setup
