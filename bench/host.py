@@ -1,7 +1,8 @@
 """Host benchmark of the C runtime (firmware/ports/linux one-shot mode): instructions
 per generated token under callgrind and wall-clock tokens per second, for
 stories260K and ref-11m-silu at int8 and int4, 1 and 2 threads. Writes
-bench/results/host.json. Run: python bench/host.py [--runs 7]"""
+bench/results/host.json and a plot of it, bench/results/host.png.
+Run: python bench/host.py [--runs 7]"""
 
 from __future__ import annotations
 
@@ -53,11 +54,14 @@ def callgrind_instructions(exe: Path, blob: Path, n: int, tmp: Path) -> tuple[in
     return int(re.search(r"Collected : (\d+)", err).group(1)), tokens
 
 
-def tok_per_second(exe: Path, blob: Path, threads: int, runs: int) -> list[float]:
-    rates = []
+def tok_per_second(exe: Path, blob: Path, thread_counts: tuple[int, ...], runs: int) -> dict[int, list[float]]:
+    """tok/s of `runs` runs per thread count, the counts interleaved run by run so that
+    a change in the machine's load hits them alike."""
+    rates: dict[int, list[float]] = {t: [] for t in thread_counts}
     for _ in range(runs):
-        err = one_shot(exe, blob, N_TOKENS, threads)
-        rates.append(float(re.search(r"tok_s=([0-9.]+)", err).group(1)))
+        for threads in thread_counts:
+            err = one_shot(exe, blob, N_TOKENS, threads)
+            rates[threads].append(float(re.search(r"tok_s=([0-9.]+)", err).group(1)))
     return rates
 
 
@@ -97,12 +101,14 @@ def main() -> None:
                 "instructions_per_token": round((long_run - short_run) / (long_tokens - short_tokens)),
                 "tok_s": {},
             }
-            for threads in (1, 2):
-                rates = tok_per_second(native, blob, threads, args.runs)
+            entry["load_avg_before"] = os.getloadavg()[0]
+            for threads, rates in tok_per_second(native, blob, (1, 2), args.runs).items():
                 entry["tok_s"][f"threads_{threads}"] = {
                     "median": round(statistics.median(rates), 1),
+                    "best": round(max(rates), 1),
                     "runs": [round(r, 1) for r in rates],
                 }
+            entry["load_avg_after"] = os.getloadavg()[0]
             results.append(entry)
             print(json.dumps(entry))
     report = {
@@ -116,8 +122,10 @@ def main() -> None:
                 f"Counted on an AVX2 build ({CALLGRIND_ARCH}, KERNELS=x86) because valgrind "
                 f"cannot decode AVX-512 or AVX-VNNI instructions."),
             "tok_s": (f"the one-shot mode's own tok/s over {N_TOKENS} greedy tokens after the "
-                      f"prompt, median of {args.runs} runs, build `make -C firmware linux` "
-                      f"(-march=native, KERNELS=x86)."),
+                      f"prompt, median (and best) of {args.runs} runs, 1 and 2 threads "
+                      f"interleaved, build `make -C firmware linux` (-march=native, "
+                      f"KERNELS=x86). Wall-clock on a shared machine: load_avg_before/after "
+                      f"give the 1-minute load average around each case's runs."),
             "blobs": "mote.blob.pack(quant, group_size=32, ctx=256)",
         },
         "host": {"machine": platform.machine(), "cpu": _cpu_name(), "nproc": os.cpu_count()},
@@ -127,6 +135,39 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
+    plot(results, out.with_suffix(".png"))
+    print(f"wrote {out.with_suffix('.png')}")
+
+
+def plot(results: list[dict], path: Path) -> None:
+    """Instructions per token (left) and median tok/s with 1 and 2 threads (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = [r["case"] for r in results]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    bars = left.bar(cases, [r["instructions_per_token"] for r in results], color="tab:blue")
+    left.bar_label(bars, labels=[f"{r['instructions_per_token']:,}" for r in results], fontsize=8)
+    left.set_yscale("log")
+    left.set_ylabel("instructions / token (callgrind, AVX2 build)")
+    left.set_title("cost per generated token (lower is better)")
+    width = 0.4
+    for k, threads in enumerate((1, 2)):
+        rates = [r["tok_s"][f"threads_{threads}"]["median"] for r in results]
+        xs = [i + (k - 0.5) * width for i in range(len(cases))]
+        right.bar(xs, rates, width, label=f"{threads} thread{'s' if threads > 1 else ''}")
+    right.set_xticks(range(len(cases)), cases)
+    right.set_yscale("log")
+    right.set_ylabel("tokens / s (median, native build)")
+    right.set_title("speed (higher is better)")
+    right.legend()
+    for ax in (left, right):
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _cpu_name() -> str:

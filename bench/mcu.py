@@ -8,13 +8,15 @@ Writes bench/results/mcu.json and bench/results/mcu.png. How each figure is obta
   instructions. The firmware times generation with SysTick (hal_ticks); the
   calibration image (firmware/ports/cmsdk/calibrate.c) measures instructions per tick
   against loops of known length on each board, and the console's stats line gives the
-  decode ticks per generated token (the prompt's prefill excluded).
+  exact decode ticks (decode_ticks=, the prompt's prefill excluded) of the generated
+  tokens.
 - weight bytes per token: from the blob's tensor table; in dense mode every weight
   tensor's data and scales are read once per token (a tied classifier reads the whole
   embedding, which covers the looked-up row; an untied one adds one embedding row).
 - RAM high-water mark: the arena the model needs (the runtime carves exactly that much
-  of the static arena) + the deepest stack use, read after the run from the painted
-  stack through QEMU's monitor + the rest of .data/.bss (console state, libc).
+  of the static arena) + the deepest stack use + the rest of .data/.bss (console state,
+  libc); the firmware reports stack and static RAM on /info's port line (painted
+  stack, linker symbols) after the run.
 - flash used: firmware image + blob.
 - estimated tok/s: the board's clock_hz / instructions per token, i.e. assuming one
   instruction per cycle from zero-wait-state memory. An estimate, labelled as one.
@@ -24,17 +26,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import serial
-
 from mote import blob as blobfile
 from mote.boards import Board, load_board
+from mote.console import MoteConsole
 from mote.flash import board_dir, build_firmware, flash_model, images, pack_for_board
 from mote.model import MoteError
 from mote.qemu import QemuBoard, calibrate_clock
@@ -44,7 +44,6 @@ MODELS = ROOT.parent / "shared" / "models"
 RESULTS = ROOT / "bench" / "results"
 PROMPT = "Once upon a time"
 CTX = 256
-STACK_PAINT = 0x5AA5C33C  # firmware/ports/cmsdk/cmsdk.h
 
 # llama2.c measured here the same way (the figures), for comparison.
 LLAMA2C = {
@@ -75,16 +74,6 @@ def weight_bytes_per_token(data: bytes) -> int:
     return total - embedding_all + (embedding_all if tied else embedding_row)
 
 
-def elf_symbols(elf: Path, names: list[str]) -> dict[str, int]:
-    out = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True)
-    found = {}
-    for line in out.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[2] in names:
-            found[parts[2]] = int(parts[0], 16)
-    return found
-
-
 def elf_symbol_size(elf: Path, name: str) -> int:
     out = subprocess.run(["arm-none-eabi-nm", "-S", str(elf)], capture_output=True, text=True, check=True)
     for line in out.stdout.splitlines():
@@ -92,14 +81,6 @@ def elf_symbol_size(elf: Path, name: str) -> int:
         if len(parts) == 4 and parts[3] == name:
             return int(parts[1], 16)
     raise MoteError(f"{elf}: no symbol {name}")
-
-
-def ask(port: serial.Serial, line: str) -> str:
-    port.write(line.encode() + b"\r")
-    reply = port.read_until(b"\n> ")
-    if not reply.endswith(b"\n> "):
-        raise MoteError(f"no prompt after {line!r}: {reply[-200:]!r}")
-    return reply.decode(errors="replace")
 
 
 def run_one(board: Board, model: str, quant: str, tokens: int, per_tick: float) -> dict:
@@ -114,32 +95,27 @@ def run_one(board: Board, model: str, quant: str, tokens: int, per_tick: float) 
     row["fits"] = True
     blob = blobfile.load(data)
     flash_model(board, data)
-    elf = board_dir(board) / "firmware.elf"
-    sym = elf_symbols(elf, ["__stack_limit", "__stack_top", "__data_start", "__bss_end"])
-    static_arena = elf_symbol_size(elf, "arena")
-    with QemuBoard(board, flash=images(board)) as qb:
-        port = serial.serial_for_url(qb.url, timeout=600)
-        banner = port.read_until(b"\n> ").decode(errors="replace")
-        ask(port, "/temp 0")
-        ask(port, f"/n {tokens}")
+    static_arena = elf_symbol_size(board_dir(board) / "firmware.elf", "arena")
+    with QemuBoard(board, flash=images(board)) as qb, MoteConsole(qb.url, timeout=600) as console:
+        console.read_banner(boot_wait=10)
+        console.set("temp", 0)
+        console.set("n", tokens)
         started = time.monotonic()
-        reply = ask(port, PROMPT)
+        text, stats = console.ask(PROMPT)
         wall = time.monotonic() - started
-        stack = qb.read_memory(sym["__stack_limit"], sym["__stack_top"] - sym["__stack_limit"])
-        port.close()
-    words = struct.unpack(f"<{len(stack) // 4}I", stack)
-    untouched = next((i for i, w in enumerate(words) if w != STACK_PAINT), len(words))
-    stack_used = len(stack) - 4 * untouched
-    stats = dict(re.findall(r"(\w+)=([\w.]+)", reply[reply.index("[stats]"):]))
-    new_tokens = int(stats["tokens"])
-    decode_ticks = new_tokens * board.tick_hz / float(stats["tok_s"])
-    instructions = decode_ticks * per_tick / new_tokens
-    other_static = sym["__bss_end"] - sym["__data_start"] - static_arena
+        info = console.info()  # after the run: the stack's high-water mark includes it
+    if stats.ticks_hz != board.tick_hz:
+        raise MoteError(f"{board.name}: the firmware counts {stats.ticks_hz} ticks/s, "
+                        f"the board file says {board.tick_hz}")
+    new_tokens = stats.tokens
+    instructions = stats.decode_ticks * per_tick / new_tokens
+    stack_used = int(info["stack_high_water"])
+    other_static = int(info["static_ram"]) - static_arena
     row.update({
-        "banner": banner.strip().splitlines()[0],
-        "text": reply[reply.index("\n") + 1: reply.index("[stats]")].strip(),
+        "banner": console.banner.strip(),
+        "text": text.strip(),
         "new_tokens": new_tokens,
-        "end": stats["end"],
+        "end": stats.end,
         "instructions_per_token": round(instructions),
         "weight_bytes_per_token": weight_bytes_per_token(data),
         "ram": {

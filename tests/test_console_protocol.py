@@ -72,6 +72,10 @@ def test_prompt_streams_text_then_stats(board):
     assert stats.prompt == 5  # BOS and four tokens
     assert stats.tokens == 30 and stats.end == "length" or 0 < stats.tokens < 30 and stats.end == "eos"
     assert stats.ms >= stats.prefill_ms and stats.tok_s > 0
+    # the raw clock figures agree with the rounded ones
+    assert stats.ticks_hz > 0 and stats.decode_ticks > 0
+    assert abs(stats.tok_s - stats.tokens * stats.ticks_hz / stats.decode_ticks) <= 0.0051
+    assert abs(stats.ms - stats.prefill_ms - stats.decode_ticks * 1000 / stats.ticks_hz) <= 1
 
 
 def test_console_and_one_shot_agree(board, blob):

@@ -15,6 +15,8 @@ typedef char mote_little_endian_host[(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
 #define GLOBAL_LAYER 0xFFFFu
 #define MAX_DIM (1u << 24)   /* any one width; keeps every product far from overflow */
 #define MAX_GROUP 65536u     /* int32 group sums cannot overflow below this */
+#define SPARSITY_MAGIC 0x53525053u /* "SPRS" */
+#define SPARSITY_HEADER_BYTES 32u
 
 enum {
     KIND_TOK_EMBEDDING = 1, KIND_ATTN_NORM, KIND_WQ, KIND_WK, KIND_WV, KIND_WO,
@@ -178,6 +180,38 @@ static expected_entry expect(mote_model *m, uint32_t index)
     return e;
 }
 
+/* The layout the sparsity flags imply for a tensor (host/mote/sparsity.py layout_of). */
+static uint8_t expected_layout(uint8_t kind, uint32_t flags)
+{
+    const uint32_t attn_in = flags & (1u << MOTE_SPARSE_ATTN_IN);
+    const uint32_t attn_out = flags & (1u << MOTE_SPARSE_ATTN_OUT);
+    const uint32_t ffn_in = flags & (1u << MOTE_SPARSE_FFN_IN);
+    const uint32_t gate = flags & (1u << MOTE_SPARSE_GATE);
+    switch (kind) {
+    case KIND_WQ: case KIND_WK: case KIND_WV:
+        return attn_in ? MOTE_LAYOUT_COLUMNS : MOTE_LAYOUT_ROWS;
+    case KIND_WO:
+        return attn_out ? MOTE_LAYOUT_COLUMNS : MOTE_LAYOUT_ROWS;
+    case KIND_W_UP:
+        return gate ? MOTE_LAYOUT_BUNDLED : ffn_in ? MOTE_LAYOUT_COLUMNS : MOTE_LAYOUT_ROWS;
+    case KIND_W_DOWN:
+        return gate ? MOTE_LAYOUT_BUNDLED : MOTE_LAYOUT_ROWS;
+    case KIND_W_GATE:
+        return ffn_in ? MOTE_LAYOUT_COLUMNS : MOTE_LAYOUT_ROWS;
+    default:
+        return MOTE_LAYOUT_ROWS;
+    }
+}
+
+/* Bytes of the bundled w_up/w_down region: per hidden group, w_down's scales for it
+ * (dim f16), then per neuron its w_up row codes, w_up row scales, w_down column codes. */
+static uint64_t bundled_bytes(const mote_config *c)
+{
+    const uint64_t g = c->group_size, dim = c->dim, hidden = c->hidden_dim;
+    const uint64_t per_neuron = 2u * dim + 2u * ((dim + g - 1u) / g);
+    return ((hidden + g - 1u) / g) * 2u * dim + hidden * per_neuron;
+}
+
 static int dtype_allowed(uint8_t kind, uint8_t dtype)
 {
     switch (kind) {
@@ -201,12 +235,34 @@ static mote_status read_tensor(mote_model *m, uint32_t index, const uint8_t *ent
     const uint32_t rows = read_u32(entry + 4), cols = read_u32(entry + 8);
     const uint32_t data_offset = read_u32(entry + 12), data_bytes = read_u32(entry + 16);
     const uint32_t scales_offset = read_u32(entry + 20), scales_bytes = read_u32(entry + 24);
+    const uint32_t layout = read_u32(entry + 28);
     const uint64_t group = m->config.group_size;
     uint64_t want_data, want_scales;
 
     if (kind != want.kind || layer != want.layer || rows != want.rows || cols != want.cols ||
-        !dtype_allowed(kind, dtype) || read_u32(entry + 28) != 0)
+        !dtype_allowed(kind, dtype) || layout != expected_layout(kind, m->sparsity.flags) ||
+        (layout != MOTE_LAYOUT_ROWS && dtype != MOTE_Q8))
         return MOTE_E_TABLE;
+    want.dest->layout = (uint8_t)layout;
+    if (layout == MOTE_LAYOUT_BUNDLED) {
+        /* w_up's entry holds the region, w_down's is empty and shares it */
+        if (kind == KIND_W_DOWN) {
+            if (data_offset || data_bytes || scales_offset || scales_bytes)
+                return MOTE_E_TABLE;
+            want.dest->data = m->layers[layer].w_up.data;
+        } else {
+            if (m->config.dim % 2u != 0 || data_bytes != bundled_bytes(&m->config) ||
+                scales_offset || scales_bytes || data_offset < MOTE_HEADER_BYTES ||
+                !range_ok(data_offset, data_bytes, total))
+                return MOTE_E_TABLE;
+            want.dest->data = m->blob + data_offset;
+        }
+        want.dest->scales = NULL;
+        want.dest->rows = rows;
+        want.dest->cols = cols;
+        want.dest->dtype = dtype;
+        return MOTE_OK;
+    }
     if (dtype == MOTE_F32) {
         want_data = 4u * (uint64_t)rows * cols;
         want_scales = 0;
@@ -231,6 +287,34 @@ static mote_status read_tensor(mote_model *m, uint32_t index, const uint8_t *ent
     want.dest->rows = rows;
     want.dest->cols = cols;
     want.dest->dtype = dtype;
+    return MOTE_OK;
+}
+
+/* The optional sparsity section: magic, layer count, known flags, zero reserved bytes,
+ * thresholds finite and >= 0 (and 0 for the points left dense). */
+static mote_status read_sparsity(mote_model *m, uint32_t offset, uint32_t bytes, uint64_t total)
+{
+    const uint32_t n_layers = m->config.n_layers;
+    const uint8_t *sec;
+    uint32_t flags, i;
+    if (offset == 0 && bytes == 0)
+        return MOTE_OK; /* dense */
+    if (offset < MOTE_HEADER_BYTES || !range_ok(offset, bytes, total) ||
+        bytes != SPARSITY_HEADER_BYTES + 4u * MOTE_SPARSE_POINTS * n_layers)
+        return MOTE_E_SPARSITY;
+    sec = m->blob + offset;
+    flags = read_u32(sec + 8);
+    if (read_u32(sec) != SPARSITY_MAGIC || read_u32(sec + 4) != n_layers ||
+        (flags & ~((1u << MOTE_SPARSE_POINTS) - 1u)) != 0 || !all_zero(sec + 16, 16))
+        return MOTE_E_SPARSITY;
+    for (i = 0; i < n_layers * MOTE_SPARSE_POINTS; i++) {
+        const float t = read_f32(sec + SPARSITY_HEADER_BYTES + 4u * i);
+        const int on = (flags >> (i % MOTE_SPARSE_POINTS)) & 1u;
+        if (!(t >= 0.0f && t <= 3.40282347e38f) || (!on && t != 0.0f)) /* NaN, inf fail */
+            return MOTE_E_SPARSITY;
+    }
+    m->sparsity.flags = flags;
+    m->sparsity.thresholds = (const float *)(const void *)(sec + SPARSITY_HEADER_BYTES);
     return MOTE_OK;
 }
 
@@ -269,6 +353,10 @@ mote_status mote_model_open(mote_model *m, const uint8_t *blob, size_t len, int 
     if (st != MOTE_OK)
         return st;
 
+    st = read_sparsity(m, read_u32(h + 96), read_u32(h + 100), total);
+    if (st != MOTE_OK)
+        return st;
+
     n_tensors = read_u32(h + 80);
     table_offset = read_u32(h + 84);
     if (n_tensors != 2u + 9u * m->config.n_layers + (m->config.tied_classifier ? 0u : 1u) ||
@@ -289,8 +377,5 @@ mote_status mote_model_open(mote_model *m, const uint8_t *blob, size_t len, int 
         mote_tok_open(&m->tokenizer, blob + tok_offset, tok_bytes) != 0 ||
         m->tokenizer.vocab_size != m->config.vocab_size)
         return MOTE_E_TOKENIZER;
-
-    if (read_u32(h + 96) != 0 || read_u32(h + 100) != 0)
-        return MOTE_E_SPARSITY; /* reserved in version 1 */
     return MOTE_OK;
 }

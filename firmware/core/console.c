@@ -372,6 +372,14 @@ static void send_info(mote_console *c)
         out_send(&o);
         o.len = 0;
     }
+    if (c->cfg.port_info) {
+        char port[MOTE_CONSOLE_MSG_MAX];
+        const uint32_t n = c->cfg.port_info(port, sizeof port);
+        out_bytes(&o, port, n < sizeof port ? n : sizeof port);
+        out_str(&o, "\r\n");
+        out_send(&o);
+        o.len = 0;
+    }
     out_str(&o, "sampler ");
     out_all_settings(&o, c);
     out_str(&o, "\r\n");
@@ -494,6 +502,10 @@ uint32_t mote_console_format_stats(const mote_gen_stats *s, char *out, uint32_t 
     out_u64(&o, ticks_to_ms(s->total_ticks, s->ticks_per_second));
     out_str(&o, " tok_s=");
     out_fixed(&o, tok_s, 2, 0);
+    out_str(&o, " decode_ticks="); /* exact, for hosts that count instructions per tick */
+    out_u64(&o, decode_ticks);
+    out_str(&o, " ticks_hz=");
+    out_u64(&o, s->ticks_per_second);
     out_str(&o, " end=");
     out_str(&o, ends[s->end]);
     const uint32_t n = o.len < cap ? o.len : cap - 1u;
@@ -512,7 +524,7 @@ static void run_prompt(mote_console *c)
     }
     /* Always a line break before the stats, so a host can cut the text off exactly. */
     send_str("\r\n");
-    char line[160];
+    char line[256];
     mote_console_format_stats(&stats, line, sizeof line);
     send_line(line);
 }

@@ -49,6 +49,10 @@ typedef struct {
     size_t arena_bytes;
     uint32_t ctx;      /* positions to use; 0 = the blob's ctx_len */
     int echo;          /* echo received line bytes back (serial terminals do not echo) */
+    /* Optional (NULL: none): the port's own /info line, e.g. "port stack_high_water=1368
+     * stack=16384 static_ram=239096", written to out without a line ending; returns its
+     * length (< cap). */
+    uint32_t (*port_info)(char *out, uint32_t cap);
 } mote_console_config;
 
 typedef struct {
@@ -94,7 +98,8 @@ const char *mote_console_generate(mote_console *c, const char *prompt, uint32_t 
                                   mote_gen_stats *stats);
 
 /* The stats line without its line ending, e.g. "[stats] tokens=64 prompt=5
- * prefill_ms=3 ms=120 tok_s=545.45 end=length"; returns its length (< cap). */
+ * prefill_ms=3 ms=120 tok_s=545.45 decode_ticks=2925000 ticks_hz=25000000 end=length";
+ * returns its length (< cap). */
 uint32_t mote_console_format_stats(const mote_gen_stats *stats, char *out, uint32_t cap);
 
 #endif /* MOTE_CONSOLE_H */

@@ -42,7 +42,24 @@ void mote_ref_attn_scores(float *att, const float *q, const int8_t *kq, const ui
 void mote_ref_attn_mix(float *out, const float *att, const int8_t *vq, const uint16_t *vs,
                        uint32_t stride, uint32_t head_dim, uint32_t n_pos);
 
-/* Cheap O(n) kernels: only a reference version exists. */
+/* Sparse kernels (docs/blob-format.md, "Sparsity section"), q8 only, one version on
+ * every port. They skip the weights of every zero activation code and the scales of
+ * every input group whose codes are all zero, and give exactly mote_ref_matvec's
+ * floats: the integer group sums are the same, and a skipped group's term would have
+ * been an exact +0 in the same in-order float sum. */
+
+/* y[r] for r in [row_begin, row_end) of y = W x, W stored input-major (layout
+ * COLUMNS) or a bundled w_down (layout BUNDLED: w->data is the w_up/w_down region). */
+void mote_ref_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
+                          uint32_t group, uint32_t row_begin, uint32_t row_end);
+/* CATS up projection from a bundled w_up: u[j] = row j of W_up x for the neurons j in
+ * [begin, end) with gate[j] != 0; u[j] is left untouched for the others. */
+void mote_ref_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float *gate,
+                                  const int8_t *xq, const float *xs, uint32_t group,
+                                  uint32_t begin, uint32_t end);
+
+/* Cheap O(n) kernels: a reference version here; rmsnorm, softmax, silu_mul and
+ * quantize_kv also have optimized twins (mote_k_* below). */
 
 /* x (cols,) = row `row` of an embedding tensor (q8, q4 or f32), dequantized. */
 void mote_embedding_row(float *x, const mote_tensor *e, uint32_t row, uint32_t group);
@@ -60,6 +77,8 @@ void mote_rope_apply(float *x, const float *cos_t, const float *sin_t, uint32_t 
 float mote_expf(float x);
 /* In place: x = mote_expf(x - max) / sum, sum in index order. */
 void mote_softmax(float *x, uint32_t n);
+/* SwiGLU's gate in place: h = h / (1 + mote_expf(-h)) * u. */
+void mote_silu_mul(float *h, const float *u, uint32_t n);
 /* One KV vector: q (n,) int8 and its f16 scale. */
 void mote_quantize_kv(int8_t *q, uint16_t *scale, const float *x, uint32_t n);
 
@@ -74,8 +93,14 @@ void mote_x86_attn_scores(float *att, const float *q, const int8_t *kq, const ui
 void mote_x86_attn_mix(float *out, const float *att, const int8_t *vq, const uint16_t *vs,
                        uint32_t stride, uint32_t head_dim, uint32_t n_pos);
 void mote_x86_softmax(float *x, uint32_t n);
+void mote_x86_silu_mul(float *h, const float *u, uint32_t n);
+void mote_x86_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps);
+void mote_x86_quantize_kv(int8_t *q, uint16_t *scale, const float *x, uint32_t n);
 #define MOTE_KERNELS_NAME "x86"
 #define mote_k_softmax mote_x86_softmax
+#define mote_k_silu_mul mote_x86_silu_mul
+#define mote_k_rmsnorm mote_x86_rmsnorm
+#define mote_k_quantize_kv mote_x86_quantize_kv
 #define mote_k_quantize_act mote_x86_quantize_act
 #define mote_k_matvec mote_x86_matvec
 #define mote_k_attn_scores mote_x86_attn_scores
@@ -83,6 +108,9 @@ void mote_x86_softmax(float *x, uint32_t n);
 #else
 #define MOTE_KERNELS_NAME "ref"
 #define mote_k_softmax mote_softmax
+#define mote_k_silu_mul mote_silu_mul
+#define mote_k_rmsnorm mote_rmsnorm
+#define mote_k_quantize_kv mote_quantize_kv
 #define mote_k_quantize_act mote_ref_quantize_act
 #define mote_k_matvec mote_ref_matvec
 #define mote_k_attn_scores mote_ref_attn_scores

@@ -10,22 +10,22 @@
 
 float mote_f16_to_f32(uint16_t h)
 {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exponent = (h >> 10) & 0x1Fu;
-    uint32_t mantissa = h & 0x3FFu;
+    /* Exponent and mantissa moved to their binary32 places read as the value times
+     * 2^-112, subnormals included (the exponent biases are 15 and 127): one exact
+     * multiplication by 2^112 fixes that, with no branch for zero and subnormals. The
+     * matvec converts one scale per row and group, so this is kept short. */
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    const uint32_t magnitude = (uint32_t)(h & 0x7FFFu) << 13;
     uint32_t bits;
     float f;
-    if (exponent == 0) {
-        /* zero or subnormal: mantissa * 2^-24, exact in binary32 */
-        f = (float)mantissa * 5.9604644775390625e-8f;
-        return sign ? -f : f;
+    if (magnitude >= 0x0F800000u) {
+        bits = sign | 0x7F800000u | magnitude; /* inf, NaN keeps its payload */
+        memcpy(&f, &bits, sizeof f);
+        return f;
     }
-    if (exponent == 31)
-        bits = sign | 0x7F800000u | (mantissa << 13); /* inf, NaN keeps its payload */
-    else
-        bits = sign | ((exponent + 112u) << 23) | (mantissa << 13);
+    bits = sign | magnitude;
     memcpy(&f, &bits, sizeof f);
-    return f;
+    return f * 0x1p112f;
 }
 
 uint16_t mote_f32_to_f16(float f)
@@ -63,10 +63,22 @@ uint16_t mote_f32_to_f16(float f)
 
 /* ------------------------------------------------------------------ quantization */
 
-/* rint and clamp to [-127, 127]; NaN becomes -127, as the SIMD max/min order does. */
+/* rintf(v) (round half to even) for |v| < 2^22, other v unchanged. Adding 1.5 * 2^23
+ * lands in [2^23, 2^24), where floats are the integers, so the FPU's round-to-nearest-
+ * even does the rounding and the subtraction is exact. The same value as rintf (only
+ * the sign of a zero result may differ, which no caller sees), without a libm call: a
+ * Cortex-M4 has no VRINT instruction and its rintf costs some 30 instructions. */
+static float rint_small(float v)
+{
+    const float shift = 12582912.0f; /* 1.5 * 2^23 */
+    return fabsf(v) < 4194304.0f ? (v + shift) - shift : v;
+}
+
+/* rint and clamp to [-127, 127]; NaN becomes -127, as the SIMD max/min order does.
+ * |v| >= 2^22 clamps whether rounded or not. */
 static int8_t clamp_rint_q8(float v)
 {
-    v = rintf(v);
+    v = rint_small(v);
     if (!(v >= -127.0f))
         v = -127.0f;
     if (v > 127.0f)
@@ -117,43 +129,232 @@ void mote_quantize_kv(int8_t *q, uint16_t *scale, const float *x, uint32_t n)
         q[i] = clamp_rint_q8(x[i] * inv);
 }
 
-/* A q4 code: a 4-bit two's-complement nibble. */
+/* A q4 code: a 4-bit two's-complement nibble. The high one is the byte as int8 with
+ * its low nibble cleared, divided by 16 (exact): written so, GCC makes each of the two
+ * one signed bit-field extract on Arm (sbfx) instead of three instructions. */
 static int32_t q4_low(uint8_t b) { return (int32_t)((b & 0x0Fu) ^ 0x08u) - 8; }
-static int32_t q4_high(uint8_t b) { return (int32_t)((b >> 4) ^ 0x08u) - 8; }
+static int32_t q4_high(uint8_t b) { return ((int32_t)(int8_t)b & ~15) / 16; }
 
 /* ------------------------------------------------------------------ matvec */
+
+/* mote_ref_matvec works on four rows at a time. A microcontroller runs this kernel
+ * one instruction after another, so the cost is instructions per multiply-add: four
+ * rows share each load of an activation code, and their four int32 group sums stay in
+ * registers. Each row still has its own float sum over its groups in order, so the
+ * blocking changes no bit of y (x86 does the same with eight rows). */
+
+/* The int32 sums over columns [begin, end) of four q8 rows. */
+static void group_sums_q8(int32_t sum[4], const uint8_t *const row[4], const int8_t *xq,
+                          uint32_t begin, uint32_t end)
+{
+    const int8_t *r0 = (const int8_t *)row[0], *r1 = (const int8_t *)row[1];
+    const int8_t *r2 = (const int8_t *)row[2], *r3 = (const int8_t *)row[3];
+    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    uint32_t i;
+    for (i = begin; i < end; i++) {
+        const int32_t a = xq[i];
+        s0 += r0[i] * a;
+        s1 += r1[i] * a;
+        s2 += r2[i] * a;
+        s3 += r3[i] * a;
+    }
+    sum[0] = s0;
+    sum[1] = s1;
+    sum[2] = s2;
+    sum[3] = s3;
+}
+
+/* The same for four q4 rows: one byte holds columns i (low nibble) and i + 1 (high
+ * nibble); groups start on even columns, and an odd last column has only a low one. */
+static void group_sums_q4(int32_t sum[4], const uint8_t *const row[4], const int8_t *xq,
+                          uint32_t begin, uint32_t end)
+{
+    const uint8_t *r0 = row[0], *r1 = row[1], *r2 = row[2], *r3 = row[3];
+    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    uint32_t i;
+    for (i = begin; i + 1u < end; i += 2u) {
+        const int32_t a = xq[i], b = xq[i + 1u];
+        const uint32_t at = i / 2u;
+        s0 += q4_low(r0[at]) * a;
+        s0 += q4_high(r0[at]) * b;
+        s1 += q4_low(r1[at]) * a;
+        s1 += q4_high(r1[at]) * b;
+        s2 += q4_low(r2[at]) * a;
+        s2 += q4_high(r2[at]) * b;
+        s3 += q4_low(r3[at]) * a;
+        s3 += q4_high(r3[at]) * b;
+    }
+    if (i < end) {
+        const int32_t a = xq[i];
+        s0 += q4_low(r0[i / 2u]) * a;
+        s1 += q4_low(r1[i / 2u]) * a;
+        s2 += q4_low(r2[i / 2u]) * a;
+        s3 += q4_low(r3[i / 2u]) * a;
+    }
+    sum[0] = s0;
+    sum[1] = s1;
+    sum[2] = s2;
+    sum[3] = s3;
+}
 
 void mote_ref_matvec(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
                      uint32_t group, uint32_t row_begin, uint32_t row_end)
 {
     const uint32_t cols = w->cols;
     const uint32_t n_groups = (cols + group - 1u) / group;
-    const size_t row_bytes = w->dtype == MOTE_Q4 ? (cols + 1u) / 2u : cols;
-    uint32_t r;
-    for (r = row_begin; r < row_end; r++) {
-        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * row_bytes;
-        const uint16_t *ws = w->scales + (size_t)r * n_groups;
-        float acc = 0.0f;
+    const int is_q4 = w->dtype == MOTE_Q4;
+    const size_t row_bytes = is_q4 ? (cols + 1u) / 2u : cols;
+    uint32_t r, k;
+    for (r = row_begin; r < row_end; r += 4u) {
+        const uint8_t *row[4];
+        const uint16_t *ws[4];
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         uint32_t g;
+        /* past row_end the block repeats the last row; those sums are dropped */
+        for (k = 0; k < 4u; k++) {
+            const uint32_t rk = r + k < row_end ? r + k : row_end - 1u;
+            row[k] = (const uint8_t *)w->data + (size_t)rk * row_bytes;
+            ws[k] = w->scales + (size_t)rk * n_groups;
+        }
         for (g = 0; g < n_groups; g++) {
-            uint32_t begin = g * group;
-            uint32_t end = cols - begin < group ? cols : begin + group;
-            int32_t sum = 0;
-            uint32_t i;
-            if (w->dtype == MOTE_Q8) {
-                for (i = begin; i < end; i++)
-                    sum += (int32_t)(int8_t)row[i] * xq[i];
-            } else { /* q4: groups start on even columns */
-                for (i = begin; i < end; i += 2) {
-                    uint8_t b = row[i / 2u];
-                    sum += q4_low(b) * xq[i];
-                    if (i + 1u < end)
-                        sum += q4_high(b) * xq[i + 1u];
+            const uint32_t begin = g * group;
+            const uint32_t end = cols - begin < group ? cols : begin + group;
+            int32_t sum[4];
+            if (is_q4)
+                group_sums_q4(sum, row, xq, begin, end);
+            else
+                group_sums_q8(sum, row, xq, begin, end);
+            for (k = 0; k < 4u; k++)
+                acc[k] += (float)sum[k] * (mote_f16_to_f32(ws[k][g]) * xs[g]);
+        }
+        for (k = 0; k < 4u && r + k < row_end; k++)
+            y[r + k] = acc[k];
+    }
+}
+
+/* ------------------------------------------------------------------ sparse matvec */
+
+/* Rows of y done at a time by the column kernel: their int32 group sums live on the
+ * stack (256 bytes). */
+#define COLUMN_TILE 64u
+
+/* Where column j's `rows` codes and input group g's `rows` f16 scales lie in an
+ * input-major tensor or a bundled w_down (rows = dim, cols = hidden). */
+typedef struct {
+    const int8_t *codes;   /* column j of group g: codes + g*group_stride + (j - g*group)*col_stride */
+    const uint8_t *scales; /* group g: scales + g*group_stride_scales */
+    size_t group_stride, col_stride, group_stride_scales;
+} column_map;
+
+static column_map columns_of(const mote_tensor *w, uint32_t group)
+{
+    column_map c;
+    if (w->layout == MOTE_LAYOUT_BUNDLED) {
+        const size_t dim = w->rows, n_groups_dim = (w->rows + group - 1u) / group;
+        const size_t bundle = 2u * dim + 2u * n_groups_dim; /* up row, up scales, down column */
+        c.group_stride = 2u * dim + group * bundle;        /* down scales, then the bundles */
+        c.col_stride = bundle;
+        c.codes = (const int8_t *)w->data + 2u * dim + dim + 2u * n_groups_dim;
+        c.scales = (const uint8_t *)w->data;
+        c.group_stride_scales = c.group_stride;
+    } else {
+        c.group_stride = (size_t)group * w->rows;
+        c.col_stride = w->rows;
+        c.codes = (const int8_t *)w->data;
+        c.scales = (const uint8_t *)w->scales;
+        c.group_stride_scales = 2u * (size_t)w->rows;
+    }
+    return c;
+}
+
+void mote_ref_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
+                          uint32_t group, uint32_t row_begin, uint32_t row_end)
+{
+    const column_map map = columns_of(w, group);
+    const uint32_t cols = w->cols;
+    int32_t acc[COLUMN_TILE];
+    uint32_t tile, r;
+    for (tile = row_begin; tile < row_end; tile += COLUMN_TILE) {
+        const uint32_t n = row_end - tile < COLUMN_TILE ? row_end - tile : COLUMN_TILE;
+        uint32_t begin, g = 0;
+        for (r = 0; r < n; r++)
+            y[tile + r] = 0.0f;
+        for (begin = 0; begin < cols; begin += group, g++) {
+            const uint32_t end = cols - begin < group ? cols : begin + group;
+            const uint16_t *ws;
+            uint32_t j;
+            int any = 0;
+            for (j = begin; j < end && !any; j++)
+                any = xq[j] != 0;
+            if (!any)
+                continue; /* all codes 0: the dense term is +0, skip the group's scales */
+            for (r = 0; r < n; r++)
+                acc[r] = 0;
+            /* the needed columns four at a time, so that each int32 sum is loaded and
+             * stored once per four multiply-adds (integer sums: any order is exact) */
+            for (j = begin; j < end;) {
+                const int8_t *col[4];
+                int32_t a[4];
+                uint32_t k = 0, i;
+                for (; j < end && k < 4u; j++) {
+                    if (xq[j] == 0)
+                        continue; /* a column this token does not need: not read */
+                    a[k] = xq[j];
+                    col[k++] = map.codes + g * map.group_stride + (j - begin) * map.col_stride + tile;
+                }
+                if (k == 4u) {
+                    for (r = 0; r < n; r++)
+                        acc[r] += a[0] * col[0][r] + a[1] * col[1][r] + a[2] * col[2][r] +
+                                  a[3] * col[3][r];
+                } else {
+                    for (i = 0; i < k; i++)
+                        for (r = 0; r < n; r++)
+                            acc[r] += a[i] * col[i][r];
                 }
             }
-            acc += (float)sum * (mote_f16_to_f32(ws[g]) * xs[g]);
+            ws = (const uint16_t *)(const void *)(map.scales + g * map.group_stride_scales) + tile;
+            for (r = 0; r < n; r++)
+                y[tile + r] += (float)acc[r] * (mote_f16_to_f32(ws[r]) * xs[g]);
         }
-        y[r] = acc;
+    }
+}
+
+void mote_ref_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float *gate,
+                                  const int8_t *xq, const float *xs, uint32_t group,
+                                  uint32_t begin, uint32_t end)
+{
+    const uint32_t dim = w_up->cols, n_groups = (dim + group - 1u) / group;
+    const size_t bundle = 2u * (size_t)dim + 2u * n_groups;
+    const size_t group_stride = 2u * (size_t)dim + group * bundle;
+    uint32_t j = begin;
+    while (j < end) {
+        /* the next (up to) four kept neurons, as mote_ref_matvec blocks four rows; a
+         * short block repeats its first row and drops the copies' results */
+        const uint8_t *row[4];
+        uint32_t which[4], k = 0, g, i;
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (; j < end && k < 4u; j++) {
+            if (gate[j] == 0.0f)
+                continue; /* a dropped neuron: its whole bundle stays unread */
+            which[k] = j;
+            row[k++] = (const uint8_t *)w_up->data + (j / group) * group_stride +
+                       2u * (size_t)dim + (j % group) * bundle;
+        }
+        if (k == 0)
+            break;
+        for (i = k; i < 4u; i++)
+            row[i] = row[0];
+        for (g = 0; g < n_groups; g++) {
+            const uint32_t lo = g * group, hi = dim - lo < group ? dim : lo + group;
+            int32_t sum[4];
+            group_sums_q8(sum, row, xq, lo, hi);
+            for (i = 0; i < k; i++) {
+                const uint16_t *ws = (const uint16_t *)(const void *)(row[i] + dim);
+                acc[i] += (float)sum[i] * (mote_f16_to_f32(ws[g]) * xs[g]);
+            }
+        }
+        for (i = 0; i < k; i++)
+            u[which[i]] = acc[i];
     }
 }
 
@@ -199,30 +400,56 @@ void mote_embedding_row(float *x, const mote_tensor *e, uint32_t row, uint32_t g
 
 /* ------------------------------------------------------------------ attention */
 
+/* Attention, shaped like the matvec for the same reason (instructions per multiply-
+ * add): scores go four positions at a time, sharing each load of q[i]; the mix keeps
+ * eight output dims in registers over all positions. Every score and every output dim
+ * keeps its own float sum in the order of the formula. */
+
 void mote_ref_attn_scores(float *att, const float *q, const int8_t *kq, const uint16_t *ks,
                           uint32_t stride, uint32_t head_dim, uint32_t n_pos, float sqrt_hd)
 {
-    uint32_t t, i;
-    for (t = 0; t < n_pos; t++) {
-        const int8_t *k = kq + (size_t)t * stride;
-        float dot = 0.0f;
-        for (i = 0; i < head_dim; i++)
-            dot += q[i] * (float)k[i];
-        att[t] = (dot * mote_f16_to_f32(ks[t])) / sqrt_hd;
+    uint32_t t, i, j;
+    for (t = 0; t < n_pos; t += 4u) {
+        const int8_t *k[4];
+        float dot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        /* past n_pos the block repeats the last position; those scores are dropped */
+        for (j = 0; j < 4u; j++)
+            k[j] = kq + (size_t)(t + j < n_pos ? t + j : n_pos - 1u) * stride;
+        for (i = 0; i < head_dim; i++) {
+            const float qi = q[i];
+            for (j = 0; j < 4u; j++)
+                dot[j] += qi * (float)k[j][i];
+        }
+        for (j = 0; j < 4u && t + j < n_pos; j++)
+            att[t + j] = (dot[j] * mote_f16_to_f32(ks[t + j])) / sqrt_hd;
     }
 }
 
 void mote_ref_attn_mix(float *out, const float *att, const int8_t *vq, const uint16_t *vs,
                        uint32_t stride, uint32_t head_dim, uint32_t n_pos)
 {
-    uint32_t t, i;
-    for (i = 0; i < head_dim; i++)
-        out[i] = 0.0f;
+    uint32_t t, i = 0, j;
+    for (; i + 8u <= head_dim; i += 8u) {
+        float o[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+        for (t = 0; t < n_pos; t++) {
+            const int8_t *v = vq + (size_t)t * stride + i;
+            const float a = att[t] * mote_f16_to_f32(vs[t]);
+            for (j = 0; j < 8u; j++)
+                o[j] += a * (float)v[j];
+        }
+        for (j = 0; j < 8u; j++)
+            out[i + j] = o[j];
+    }
+    if (i == head_dim)
+        return;
+    /* the last head_dim % 8 dims */
+    for (j = i; j < head_dim; j++)
+        out[j] = 0.0f;
     for (t = 0; t < n_pos; t++) {
         const int8_t *v = vq + (size_t)t * stride;
-        float a = att[t] * mote_f16_to_f32(vs[t]);
-        for (i = 0; i < head_dim; i++)
-            out[i] += a * (float)v[i];
+        const float a = att[t] * mote_f16_to_f32(vs[t]);
+        for (j = i; j < head_dim; j++)
+            out[j] += a * (float)v[j];
     }
 }
 
@@ -283,7 +510,7 @@ float mote_expf(float x)
         return 0.0f;
     if (x > 88.0f)
         return HUGE_VALF;
-    n = rintf(x * EXP_LOG2E); /* within [-126, 127] for x in [-87, 88] */
+    n = rint_small(x * EXP_LOG2E); /* within [-126, 127] for x in [-87, 88] */
     r = (x - n * EXP_LN2_HI) - n * EXP_LN2_LO;
     p = (float)(1.0 / 720.0);
     p = (float)(1.0 / 120.0) + r * p;
@@ -310,4 +537,11 @@ void mote_softmax(float *x, uint32_t n)
     }
     for (i = 0; i < n; i++)
         x[i] /= sum;
+}
+
+void mote_silu_mul(float *h, const float *u, uint32_t n)
+{
+    uint32_t i;
+    for (i = 0; i < n; i++)
+        h[i] = h[i] / (1.0f + mote_expf(-h[i])) * u[i];
 }

@@ -85,16 +85,6 @@ static int32_t hsum_epi32(__m256i v)
     return _mm_cvtsi128_si32(s);
 }
 
-/* Eight vectors of lane partials -> one vector of their eight totals, in order. */
-static __m256i reduce8(const __m256i p[8])
-{
-    __m256i a = _mm256_hadd_epi32(p[0], p[1]), b = _mm256_hadd_epi32(p[2], p[3]);
-    __m256i c = _mm256_hadd_epi32(p[4], p[5]), d = _mm256_hadd_epi32(p[6], p[7]);
-    __m256i ab = _mm256_hadd_epi32(a, b), cd = _mm256_hadd_epi32(c, d);
-    return _mm256_add_epi32(_mm256_permute2x128_si256(ab, cd, 0x20),
-                            _mm256_permute2x128_si256(ab, cd, 0x31));
-}
-
 /* acc += w . x for 32 int8 weights. With VNNI the weights enter as unsigned w + 128
  * and the caller subtracts 128 * sum(x); without, |w| times x carrying w's sign
  * (|w| <= 128 and |x| <= 127 keep maddubs' int16 pairs from saturating). */
@@ -142,25 +132,51 @@ static __m256i q4_x(__m256i x)
 #define ALWAYS_INLINE inline
 #endif
 
-/* The activations of one 32-column chunk, in the layout the dot product wants. */
+/* The activations of one 32-column chunk (n <= 32 of them, zero beyond), in the
+ * layout the dot product wants. */
 static ALWAYS_INLINE __m256i x_chunk(const int8_t *xq, uint32_t n, int is_q4)
 {
     const __m256i x = load_bytes32(xq, n);
     return is_q4 ? q4_x(x) : x;
 }
 
-/* Integer dot of one row's group [begin, begin + len) with the activations (their
- * first chunk prepared in x_first; x is zero past len). A short chunk reads the row's
- * weights in full, past the group into the next row's bytes, which meet zero
- * activations; only the tensor's last row (`last`) must not read past its end. */
-static ALWAYS_INLINE __m256i row_dot(const uint8_t *row, int is_q4, int last, const int8_t *xq,
-                                     uint32_t begin, uint32_t len, __m256i x_first)
+/* One 32-column weight chunk of a row at p against x (from x_chunk). */
+static ALWAYS_INLINE __m256i chunk_dot(const uint8_t *p, __m256i x, int is_q4)
+{
+    return is_q4 ? dot_q4(_mm256_setzero_si256(), _mm_loadu_si128((const __m128i *)(const void *)p), x)
+                 : dot_q8(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)(const void *)p), x);
+}
+
+/* Integer dots of eight consecutive rows (the first at p, row_bytes apart) with one
+ * 32-column chunk x, as eight int32 totals. The weights load in full: a chunk shorter
+ * than 32 columns reads bytes past its group, which meet zero activations (the caller
+ * keeps such reads off the tensor's last row). Pairs are reduced as soon as they are
+ * ready, which keeps few registers alive. */
+static ALWAYS_INLINE __m256i block_dots(const uint8_t *p, size_t row_bytes, __m256i x, int is_q4)
+{
+    const uint8_t *p4 = p + 4u * row_bytes;
+    const __m256i d01 = _mm256_hadd_epi32(chunk_dot(p, x, is_q4), chunk_dot(p + row_bytes, x, is_q4));
+    const __m256i d23 = _mm256_hadd_epi32(chunk_dot(p + 2u * row_bytes, x, is_q4),
+                                          chunk_dot(p + 3u * row_bytes, x, is_q4));
+    const __m256i d0123 = _mm256_hadd_epi32(d01, d23);
+    const __m256i d45 = _mm256_hadd_epi32(chunk_dot(p4, x, is_q4), chunk_dot(p4 + row_bytes, x, is_q4));
+    const __m256i d67 = _mm256_hadd_epi32(chunk_dot(p4 + 2u * row_bytes, x, is_q4),
+                                          chunk_dot(p4 + 3u * row_bytes, x, is_q4));
+    const __m256i d4567 = _mm256_hadd_epi32(d45, d67);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(d0123, d4567, 0x20),
+                            _mm256_permute2x128_si256(d0123, d4567, 0x31));
+}
+
+/* The integer dot of one row's group [begin, begin + len) with the activations, one
+ * chunk at a time; `last` (the tensor's last row) loads only the group's own bytes. */
+static ALWAYS_INLINE int32_t row_dot(const uint8_t *row, int is_q4, int last, const int8_t *xq,
+                                     uint32_t begin, uint32_t len)
 {
     __m256i acc = _mm256_setzero_si256();
     uint32_t c;
     for (c = 0; c < len; c += 32u) {
         const uint32_t n = len - c < 32u ? len - c : 32u;
-        const __m256i x = c == 0 ? x_first : x_chunk(xq + begin + c, n, is_q4);
+        const __m256i x = x_chunk(xq + begin + c, n, is_q4);
         if (is_q4) {
             const uint8_t *p = row + (begin + c) / 2u;
             acc = dot_q4(acc, last ? load_bytes16(p, (n + 1u) / 2u)
@@ -171,85 +187,174 @@ static ALWAYS_INLINE __m256i row_dot(const uint8_t *row, int is_q4, int last, co
                                    : _mm256_loadu_si256((const __m256i *)(const void *)p), x);
         }
     }
-    return acc;
+    return hsum_epi32(acc);
 }
 
-static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8_t *xq,
-                                      const float *xs, uint32_t group, uint32_t row_begin,
-                                      uint32_t row_end, int is_q4)
+/* acc + (float)dots * (ws * sx), ws the eight rows' f16 scales of one group (32-bit
+ * words ending at each scale, gathered from 2 bytes before it: inside the blob, as the
+ * scales start 32-aligned after the header at least): the reference's
+ * acc += (float)sum * (f32(ws) * xs) with the same operands, one row per lane. */
+static ALWAYS_INLINE __m256 add_term(__m256 acc, __m256i dots, const uint16_t *scale,
+                                     __m256i offsets, float sx)
+{
+    const __m256i words = _mm256_i32gather_epi32(
+        (const int *)(const void *)((const uint8_t *)scale - 2), offsets, 1);
+    const __m256 ws = _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(
+        _mm256_packus_epi32(_mm256_srli_epi32(words, 16), _mm256_setzero_si256()),
+        _MM_SHUFFLE(3, 1, 2, 0))));
+    return _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(dots),
+                                            _mm256_mul_ps(ws, _mm256_set1_ps(sx))));
+}
+
+/* The groups [g_begin, g_end) of the block of rows at r0 (`valid` of them; `whole`:
+ * eight distinct rows ending at r0 + valid) that are not one whole chunk: a ragged
+ * group (cols % group), or a group size not a multiple of 32. Reads only what it may:
+ * a short chunk loads past its group except on the tensor's last row. Kept out of
+ * line, where its temporaries do not crowd the common loop's registers. */
+static ALWAYS_INLINE __m256 careful_groups(__m256 acc, const mote_tensor *w, const int8_t *xq,
+                                           const float *xs, uint32_t group, uint32_t r0,
+                                           uint32_t valid, int whole, uint32_t g_begin,
+                                           uint32_t g_end, const __m256i *x_first,
+                                           const __m256i *bias_of, __m256i offsets, int is_q4)
 {
     const uint32_t cols = w->cols, last_row = w->rows - 1u;
     const uint32_t n_groups = (cols + group - 1u) / group;
     const size_t row_bytes = is_q4 ? (cols + 1u) / 2u : cols;
+    const uint32_t base = valid == 8u || !whole ? r0 : r0 + valid - 8u;
+    const uint8_t *block = (const uint8_t *)w->data + (size_t)base * row_bytes;
+    const uint16_t *scale = w->scales + (size_t)base * n_groups;
+    uint32_t g, j;
+    for (g = g_begin; g < g_end; g++) {
+        const uint32_t begin = g * group, len = cols - begin < group ? cols - begin : group;
+        __m256i dots;
+        if (whole && (len % 32u == 0 || base + 8u <= last_row)) { /* loads stay inside */
+            const uint8_t *p = block + (is_q4 ? begin / 2u : begin);
+            uint32_t c;
+            dots = block_dots(p, row_bytes, x_first[g], is_q4);
+            for (c = 32u; c < len; c += 32u)
+                dots = _mm256_add_epi32(
+                    dots, block_dots(p + (is_q4 ? c / 2u : c), row_bytes,
+                                     x_chunk(xq + begin + c, len - c < 32u ? len - c : 32u, is_q4),
+                                     is_q4));
+        } else {
+            int32_t d[8];
+            for (j = 0; j < 8u; j++) {
+                const uint32_t r = whole ? base + j : r0 + (j < valid ? j : valid - 1u);
+                d[j] = row_dot((const uint8_t *)w->data + (size_t)r * row_bytes, is_q4,
+                               r == last_row, xq, begin, len);
+            }
+            dots = _mm256_loadu_si256((const __m256i *)(const void *)d);
+        }
+        if ((is_q4 ? Q4_BIAS : Q8_BIAS) != 0)
+            dots = _mm256_sub_epi32(dots, bias_of[g]);
+        acc = add_term(acc, dots, scale + g, offsets, xs[g]);
+    }
+    return acc;
+}
+
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
+
+static NOINLINE __m256 careful_groups_q8(__m256 acc, const mote_tensor *w, const int8_t *xq,
+                                         const float *xs, uint32_t group, uint32_t r0,
+                                         uint32_t valid, int whole, uint32_t g_begin,
+                                         uint32_t g_end, const __m256i *x_first,
+                                         const __m256i *bias_of, __m256i offsets)
+{
+    return careful_groups(acc, w, xq, xs, group, r0, valid, whole, g_begin, g_end, x_first,
+                          bias_of, offsets, 0);
+}
+
+static NOINLINE __m256 careful_groups_q4(__m256 acc, const mote_tensor *w, const int8_t *xq,
+                                         const float *xs, uint32_t group, uint32_t r0,
+                                         uint32_t valid, int whole, uint32_t g_begin,
+                                         uint32_t g_end, const __m256i *x_first,
+                                         const __m256i *bias_of, __m256i offsets)
+{
+    return careful_groups(acc, w, xq, xs, group, r0, valid, whole, g_begin, g_end, x_first,
+                          bias_of, offsets, 1);
+}
+
+/* Groups per pass over the rows: their first activation chunks and the bias of the
+ * unsigned dot products (VNNI, q4) are prepared once per pass, on the stack. */
+#define TILE_GROUPS 32u
+
+/* Eight rows at a time, each row's groups in order with its float sum in a register
+ * (kept in y between passes): y[r] = ((0 + term_0) + term_1) + ..., the reference's
+ * acc += (float)sum * (f32(ws) * xs) with the same operands. A block shorter than 8
+ * rows is computed as the 8 rows ending at row_end (lanes before r0 dropped) when the
+ * tensor has them, else lane by lane with the last row repeated. */
+static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8_t *xq,
+                                      const float *xs, uint32_t group, uint32_t row_begin,
+                                      uint32_t row_end, int is_q4)
+{
+    const uint32_t cols = w->cols;
+    const uint32_t n_groups = (cols + group - 1u) / group;
+    const size_t row_bytes = is_q4 ? (cols + 1u) / 2u : cols;
     const int32_t bias = is_q4 ? Q4_BIAS : Q8_BIAS;
-    /* f16 scales of 8 consecutive rows are n_groups apart: gathered as 32-bit words
-     * ending at each scale (from 2 bytes before it, which lie inside the blob: the
-     * scales start 32-aligned after the header at least), then shifted down. */
+    const uint32_t n_simple = group == 32u ? cols / 32u : 0; /* groups of one whole chunk */
+    /* f16 scales of 8 consecutive rows are n_groups apart (see add_term) */
     const __m256i scale_offsets = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                                      _mm256_set1_epi32((int)(2u * n_groups)));
-    uint32_t g;
-    for (g = 0; g < n_groups; g++) {
-        const uint32_t begin = g * group;
-        const uint32_t len = cols - begin < group ? cols - begin : group;
-        const __m256i x_first = x_chunk(xq + begin, len < 32u ? len : 32u, is_q4);
-        const __m256 sx = _mm256_set1_ps(xs[g]);
-        __m256i bias_v = _mm256_setzero_si256();
-        uint32_t r0;
-        if (bias != 0) {
+    __m256i x_first[TILE_GROUPS], bias_of[TILE_GROUPS];
+    uint32_t g0, r0, g, j;
+    for (g0 = 0; g0 < n_groups; g0 += TILE_GROUPS) {
+        const uint32_t g1 = n_groups - g0 < TILE_GROUPS ? n_groups : g0 + TILE_GROUPS;
+        for (g = g0; g < g1; g++) {
+            const uint32_t begin = g * group, len = cols - begin < group ? cols - begin : group;
             int32_t x_sum = 0;
             uint32_t c;
-            for (c = 0; c < len; c += 32u) /* x_chunk's permutation keeps the sum */
+            x_first[g - g0] = x_chunk(xq + begin, len < 32u ? len : 32u, is_q4);
+            for (c = 0; c < len && bias != 0; c += 32u) /* x_chunk's permutation keeps the sum */
                 x_sum += hsum_epi32(byte_sums(
-                    c == 0 ? x_first : load_bytes32(xq + begin + c, len - c < 32u ? len - c : 32u)));
-            bias_v = _mm256_set1_epi32(bias * x_sum);
+                    c == 0 ? x_first[g - g0] : load_bytes32(xq + begin + c, len - c < 32u ? len - c : 32u)));
+            bias_of[g - g0] = _mm256_set1_epi32(bias * x_sum);
         }
         for (r0 = row_begin; r0 < row_end; r0 += 8u) {
-            const uint8_t *rows = (const uint8_t *)w->data + (size_t)r0 * row_bytes;
-            const uint8_t *scale_words = (const uint8_t *)(w->scales + (size_t)r0 * n_groups + g) - 2;
-            __m256i partial[8], offsets = scale_offsets, words;
-            __m256 ws, term;
-            uint32_t j;
-            if (r0 + 8u <= row_end && r0 + 8u <= last_row && len <= 32u) {
-                /* the common case: eight whole rows, a group of one chunk */
-                const uint8_t *p = rows + (is_q4 ? begin / 2u : begin);
-#pragma GCC unroll 8
-                for (j = 0; j < 8u; j++, p += row_bytes)
-                    partial[j] = is_q4 ? dot_q4(_mm256_setzero_si256(),
-                                                _mm_loadu_si128((const __m128i *)(const void *)p),
-                                                x_first)
-                                       : dot_q8(_mm256_setzero_si256(),
-                                                _mm256_loadu_si256((const __m256i *)(const void *)p),
-                                                x_first);
-            } else if (r0 + 8u <= row_end && r0 + 8u <= last_row) {
-                for (j = 0; j < 8u; j++)
-                    partial[j] = row_dot(rows + j * row_bytes, is_q4, 0, xq, begin, len, x_first);
-            } else {
-                /* the range's or the tensor's end: rows past row_end repeat the last
-                 * one (results dropped), the tensor's last row loads carefully */
-                const uint32_t valid = row_end - r0 < 8u ? row_end - r0 : 8u;
+            const uint32_t valid = row_end - r0 < 8u ? row_end - r0 : 8u;
+            const int whole = valid == 8u || row_end >= 8u; /* eight distinct rows */
+            const uint32_t base = valid == 8u || !whole ? r0 : row_end - 8u;
+            const uint32_t skip = r0 - base; /* lanes before r0 */
+            const uint32_t g_simple = whole ? (n_simple < g0 ? g0 : n_simple < g1 ? n_simple : g1) : g0;
+            const uint8_t *block = (const uint8_t *)w->data + (size_t)base * row_bytes;
+            const uint16_t *scale = w->scales + (size_t)base * n_groups;
+            __m256i offsets = scale_offsets;
+            __m256 acc;
+            float tmp[8];
+            if (!whole)
                 offsets = _mm256_min_epi32(offsets,
                                            _mm256_set1_epi32((int)(2u * n_groups * (valid - 1u))));
-                for (j = 0; j < 8u; j++) {
-                    const uint32_t r = j < valid ? r0 + j : r0 + valid - 1u;
-                    partial[j] = row_dot((const uint8_t *)w->data + (size_t)r * row_bytes, is_q4,
-                                         r == last_row, xq, begin, len, x_first);
-                }
-            }
-            words = _mm256_i32gather_epi32((const int *)(const void *)scale_words, offsets, 1);
-            ws = _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(
-                _mm256_packus_epi32(_mm256_srli_epi32(words, 16), _mm256_setzero_si256()),
-                _MM_SHUFFLE(3, 1, 2, 0))));
-            /* y[r] = 0 + term for the first group, as the reference's acc starts at 0 */
-            term = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(reduce8(partial), bias_v)),
-                                 _mm256_mul_ps(ws, sx));
-            if (r0 + 8u <= row_end) {
-                const __m256 prev = g == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(y + r0);
-                _mm256_storeu_ps(y + r0, _mm256_add_ps(prev, term));
+            if (g0 == 0) {
+                acc = _mm256_setzero_ps();
+            } else if (valid == 8u) {
+                acc = _mm256_loadu_ps(y + r0);
             } else {
-                float tmp[8];
-                _mm256_storeu_ps(tmp, term);
-                for (j = 0; r0 + j < row_end; j++)
-                    y[r0 + j] = (g == 0 ? 0.0f : y[r0 + j]) + tmp[j];
+                for (j = 0; j < 8u; j++)
+                    tmp[j] = j >= skip && j - skip < valid ? y[r0 + j - skip] : 0.0f;
+                acc = _mm256_loadu_ps(tmp);
+            }
+            /* the common case first: groups of exactly one whole chunk */
+            for (g = g0; g < g_simple; g++) {
+                __m256i dots = block_dots(block + (is_q4 ? g * 16u : g * 32u), row_bytes,
+                                          x_first[g - g0], is_q4);
+                if (bias != 0)
+                    dots = _mm256_sub_epi32(dots, bias_of[g - g0]);
+                acc = add_term(acc, dots, scale + g, offsets, xs[g]);
+            }
+            if (g_simple < g1)
+                acc = is_q4 ? careful_groups_q4(acc, w, xq, xs, group, r0, valid, whole, g_simple, g1,
+                                                x_first - g0, bias_of - g0, offsets)
+                            : careful_groups_q8(acc, w, xq, xs, group, r0, valid, whole, g_simple, g1,
+                                                x_first - g0, bias_of - g0, offsets);
+            if (valid == 8u) {
+                _mm256_storeu_ps(y + r0, acc);
+            } else {
+                _mm256_storeu_ps(tmp, acc);
+                for (j = 0; j < valid; j++)
+                    y[r0 + j] = tmp[skip + j];
             }
         }
     }
@@ -268,103 +373,190 @@ void mote_x86_matvec(float *y, const mote_tensor *w, const int8_t *xq, const flo
 
 /* ------------------------------------------------------------------ activations */
 
-void mote_x86_quantize_act(int8_t *xq, float *xs, const float *x, uint32_t n, uint32_t group)
+/* max |x[i]| over i in order, NaN skipped, as the reference's `if (a > amax)` loop:
+ * max_ps returns its second operand (the running max) when either is NaN. */
+static float abs_max(const float *x, uint32_t n)
 {
     const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 vmax = _mm256_setzero_ps();
+    __m128 m;
+    float amax;
+    uint32_t i;
+    for (i = 0; i + 8u <= n; i += 8u)
+        vmax = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask), vmax);
+    m = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    amax = _mm_cvtss_f32(m);
+    for (; i < n; i++) {
+        float a = x[i] < 0.0f ? -x[i] : x[i];
+        if (a > amax)
+            amax = a;
+    }
+    return amax;
+}
+
+/* q[i] = clamp(rint(x[i] * inv), -127, 127); NaN becomes -127, as the reference. */
+static void quantize_codes(int8_t *q, const float *x, uint32_t n, float inv)
+{
     const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
-    uint32_t begin, i, g = 0;
+    const __m256 vinv = _mm256_set1_ps(inv);
+    uint32_t i;
+    for (i = 0; i + 8u <= n; i += 8u) {
+        __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m256i c = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(v, lo), hi));
+        __m128i c16 = _mm_packs_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+        _mm_storel_epi64((__m128i *)(void *)(q + i), _mm_packs_epi16(c16, c16));
+    }
+    for (; i < n; i++) {
+        __m128 v = _mm_round_ss(_mm_setzero_ps(), _mm_set_ss(x[i] * inv),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm_min_ss(_mm_max_ss(v, _mm_set_ss(-127.0f)), _mm_set_ss(127.0f));
+        q[i] = (int8_t)_mm_cvttss_si32(v);
+    }
+}
+
+void mote_x86_quantize_act(int8_t *xq, float *xs, const float *x, uint32_t n, uint32_t group)
+{
+    uint32_t begin, g = 0;
     for (begin = 0; begin < n; begin += group, g++) {
-        const uint32_t end = n - begin < group ? n : begin + group;
-        __m256 vmax = _mm256_setzero_ps();
-        __m128 m;
-        float amax, inv;
-        for (i = begin; i + 8u <= end; i += 8u) /* NaN lanes keep the old max, as ref */
-            vmax = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask), vmax);
-        m = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
-        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-        m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
-        amax = _mm_cvtss_f32(m);
-        for (; i < end; i++) {
-            float a = x[i] < 0.0f ? -x[i] : x[i];
-            if (a > amax)
-                amax = a;
-        }
+        const uint32_t len = n - begin < group ? n - begin : group;
+        const float amax = abs_max(x + begin, len);
         if (amax == 0.0f) {
             xs[g] = 0.0f;
-            memset(xq + begin, 0, end - begin);
+            memset(xq + begin, 0, len);
             continue;
         }
         xs[g] = amax / 127.0f;
-        inv = 127.0f / amax;
-        {
-            const __m256 vinv = _mm256_set1_ps(inv);
-            for (i = begin; i + 8u <= end; i += 8u) {
-                __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv),
-                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-                __m256i q = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(v, lo), hi));
-                __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(q),
-                                              _mm256_extracti128_si256(q, 1));
-                _mm_storel_epi64((__m128i *)(void *)(xq + i), _mm_packs_epi16(q16, q16));
-            }
-            for (; i < end; i++) {
-                __m128 v = _mm_round_ss(_mm_setzero_ps(), _mm_set_ss(x[i] * inv),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-                v = _mm_min_ss(_mm_max_ss(v, _mm_set_ss(-127.0f)), _mm_set_ss(127.0f));
-                xq[i] = (int8_t)_mm_cvttss_si32(v);
-            }
-        }
+        quantize_codes(xq + begin, x + begin, len, 127.0f / amax);
+    }
+}
+
+void mote_x86_quantize_kv(int8_t *q, uint16_t *scale, const float *x, uint32_t n)
+{
+    float s;
+    *scale = mote_f32_to_f16(abs_max(x, n) / 127.0f);
+    s = mote_f16_to_f32(*scale);
+    if (s == 0.0f) {
+        memset(q, 0, n);
+        return;
+    }
+    quantize_codes(q, x, n, 1.0f / s);
+}
+
+void mote_x86_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps)
+{
+    float ss = 0.0f, inv, sq[8];
+    uint32_t i, j;
+    /* the squares eight lanes at a time; their sum in index order */
+    for (i = 0; i + 8u <= n; i += 8u) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        _mm256_storeu_ps(sq, _mm256_mul_ps(v, v));
+        for (j = 0; j < 8u; j++)
+            ss += sq[j];
+    }
+    for (; i < n; i++)
+        ss += x[i] * x[i];
+    inv = 1.0f / sqrtf(ss / (float)n + eps);
+    {
+        const __m256 vinv = _mm256_set1_ps(inv);
+        for (i = 0; i + 8u <= n; i += 8u)
+            _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv),
+                                                    _mm256_loadu_ps(w + i)));
+        for (; i < n; i++)
+            out[i] = x[i] * inv * w[i];
     }
 }
 
 /* ------------------------------------------------------------------ attention */
 
+/* Scores of eight positions at once, one lane each: lane t sums q[i] * k[t][i] in i
+ * order; in the last block, lanes past n_pos repeat position n_pos - 1 (results
+ * dropped). head_dim % 4 == 0; inlined with a constant head_dim for small heads, so
+ * that the broadcasts of q stay in registers across positions. */
+static ALWAYS_INLINE void attn_scores_impl(float *att, const float *q, const int8_t *kq,
+                                           const uint16_t *ks, uint32_t stride,
+                                           uint32_t head_dim, uint32_t n_pos, float sqrt_hd)
+{
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i rows = _mm256_mullo_epi32(lanes, _mm256_set1_epi32((int)stride));
+    const __m256 div = _mm256_set1_ps(sqrt_hd);
+    uint32_t t, i, j;
+    for (t = 0; t < n_pos; t += 8u) {
+        const uint32_t valid = n_pos - t < 8u ? n_pos - t : 8u;
+        const int8_t *k = kq + (size_t)t * stride;
+        __m256i offsets = rows;
+        __m256 dot = _mm256_setzero_ps(), s;
+        if (valid < 8u)
+            offsets = _mm256_mullo_epi32(_mm256_min_epi32(lanes, _mm256_set1_epi32((int)valid - 1)),
+                                         _mm256_set1_epi32((int)stride));
+        for (i = 0; i < head_dim; i += 4u) {
+            /* k[t][i..i+3] of the eight positions, one 32-bit word per lane */
+            const __m256i k4 = _mm256_i32gather_epi32((const int *)(const void *)(k + i), offsets, 1);
+            const __m256 k0 = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(k4, 24), 24));
+            const __m256 k1 = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(k4, 16), 24));
+            const __m256 k2 = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(k4, 8), 24));
+            const __m256 k3 = _mm256_cvtepi32_ps(_mm256_srai_epi32(k4, 24));
+            dot = _mm256_add_ps(dot, _mm256_mul_ps(_mm256_set1_ps(q[i]), k0));
+            dot = _mm256_add_ps(dot, _mm256_mul_ps(_mm256_set1_ps(q[i + 1u]), k1));
+            dot = _mm256_add_ps(dot, _mm256_mul_ps(_mm256_set1_ps(q[i + 2u]), k2));
+            dot = _mm256_add_ps(dot, _mm256_mul_ps(_mm256_set1_ps(q[i + 3u]), k3));
+        }
+        if (valid == 8u) {
+            s = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(ks + t)));
+            _mm256_storeu_ps(att + t, _mm256_div_ps(_mm256_mul_ps(dot, s), div));
+        } else {
+            uint16_t h[8] = {0};
+            float out[8];
+            for (j = 0; j < valid; j++)
+                h[j] = ks[t + j];
+            s = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)h));
+            _mm256_storeu_ps(out, _mm256_div_ps(_mm256_mul_ps(dot, s), div));
+            for (j = 0; j < valid; j++)
+                att[t + j] = out[j];
+        }
+    }
+}
+
 void mote_x86_attn_scores(float *att, const float *q, const int8_t *kq, const uint16_t *ks,
                           uint32_t stride, uint32_t head_dim, uint32_t n_pos, float sqrt_hd)
 {
-    const __m256i rows = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                            _mm256_set1_epi32((int)stride));
-    const __m256 div = _mm256_set1_ps(sqrt_hd);
-    uint32_t t = 0, i;
-    if (head_dim % 4u == 0) {
-        /* eight positions at once, one lane each: lane t sums q[i] * k[t][i] in i order */
-        for (; t + 8u <= n_pos; t += 8u) {
-            const int8_t *k = kq + (size_t)t * stride;
-            __m256 dot = _mm256_setzero_ps();
-            for (i = 0; i < head_dim; i += 4u) {
-                /* k[t][i..i+3] of the eight positions, one 32-bit word per lane */
-                __m256i k4 = _mm256_i32gather_epi32((const int *)(const void *)(k + i), rows, 1);
-                __m256 k0 = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(k4, 24), 24));
-                __m256 k1 = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(k4, 16), 24));
-                __m256 k2 = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(k4, 8), 24));
-                __m256 k3 = _mm256_cvtepi32_ps(_mm256_srai_epi32(k4, 24));
-                dot = _mm256_add_ps(dot, _mm256_mul_ps(_mm256_set1_ps(q[i]), k0));
-                dot = _mm256_add_ps(dot, _mm256_mul_ps(_mm256_set1_ps(q[i + 1u]), k1));
-                dot = _mm256_add_ps(dot, _mm256_mul_ps(_mm256_set1_ps(q[i + 2u]), k2));
-                dot = _mm256_add_ps(dot, _mm256_mul_ps(_mm256_set1_ps(q[i + 3u]), k3));
-            }
-            {
-                __m256 s = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(ks + t)));
-                _mm256_storeu_ps(att + t, _mm256_div_ps(_mm256_mul_ps(dot, s), div));
-            }
-        }
-    }
-    if (t < n_pos)
-        mote_ref_attn_scores(att + t, q, kq + (size_t)t * stride, ks + t, stride, head_dim,
-                             n_pos - t, sqrt_hd);
+    if (head_dim == 8u)
+        attn_scores_impl(att, q, kq, ks, stride, 8u, n_pos, sqrt_hd);
+    else if (head_dim == 16u)
+        attn_scores_impl(att, q, kq, ks, stride, 16u, n_pos, sqrt_hd);
+    else if (head_dim % 4u == 0)
+        attn_scores_impl(att, q, kq, ks, stride, head_dim, n_pos, sqrt_hd);
+    else
+        mote_ref_attn_scores(att, q, kq, ks, stride, head_dim, n_pos, sqrt_hd);
 }
 
 void mote_x86_attn_mix(float *out, const float *att, const int8_t *vq, const uint16_t *vs,
                        uint32_t stride, uint32_t head_dim, uint32_t n_pos)
 {
-    uint32_t i0, t, i;
-    /* eight outputs at once, one lane each: lane i sums a_t * v[t][i] in t order */
+    float a8[8];
+    uint32_t i0, t, i, j;
+    /* eight outputs at once, one lane each: lane i sums (att[t] * vs[t]) * v[t][i] in t
+     * order; the weights att[t] * vs[t] of eight positions come from one multiply */
     for (i0 = 0; i0 + 8u <= head_dim; i0 += 8u) {
+        const int8_t *v = vq + i0;
         __m256 acc = _mm256_setzero_ps();
-        for (t = 0; t < n_pos; t++) {
-            const float a = att[t] * _cvtsh_ss(vs[t]);
-            __m128i v8 = _mm_loadl_epi64((const __m128i *)(const void *)(vq + (size_t)t * stride + i0));
-            __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v8));
-            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(a), v));
+        for (t = 0; t + 8u <= n_pos; t += 8u) {
+            _mm256_storeu_ps(a8, _mm256_mul_ps(_mm256_loadu_ps(att + t),
+                                               _mm256_cvtph_ps(_mm_loadu_si128(
+                                                   (const __m128i *)(const void *)(vs + t)))));
+#pragma GCC unroll 8
+            for (j = 0; j < 8u; j++, v += stride) {
+                const __m256 vf = _mm256_cvtepi32_ps(
+                    _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)v)));
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(a8[j]), vf));
+            }
+        }
+        for (; t < n_pos; t++, v += stride) {
+            const __m256 vf = _mm256_cvtepi32_ps(
+                _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)v)));
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(att[t] * _cvtsh_ss(vs[t])), vf));
         }
         _mm256_storeu_ps(out + i0, acc);
     }
@@ -376,10 +568,10 @@ void mote_x86_attn_mix(float *out, const float *att, const int8_t *vq, const uin
     }
 }
 
-/* ------------------------------------------------------------------ softmax */
+/* ------------------------------------------------------------------ exp, softmax, SiLU */
 
 /* mote_expf on eight lanes: the same operations in the same order. */
-static __m256 expf8(__m256 x)
+static ALWAYS_INLINE __m256 expf8(__m256 x)
 {
     const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps((float)1.44269504)),
                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -404,6 +596,13 @@ static __m256 expf8(__m256 x)
     return _mm256_blendv_ps(out, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
 
+/* The first n (< 8) lanes: a mask for maskload (zero beyond, never reads past p + n)
+ * and maskstore. */
+static __m256i first_lanes(uint32_t n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 void mote_x86_softmax(float *x, uint32_t n)
 {
     __m256 vmax = _mm256_set1_ps(x[0]), vsum;
@@ -421,18 +620,50 @@ void mote_x86_softmax(float *x, uint32_t n)
     for (; i < n; i++)
         if (x[i] > max)
             max = x[i];
+    /* e = exp(x - max) eight lanes at a time; the sum stays in index order */
     vmax = _mm256_set1_ps(max);
-    for (i = 0; i + 8u <= n; i += 8u)
+    for (i = 0; i + 8u <= n; i += 8u) {
         _mm256_storeu_ps(x + i, expf8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax)));
-    for (; i < n; i++)
-        x[i] = mote_expf(x[i] - max);
-    for (i = 0; i < n; i++) /* the sum stays in index order */
         sum += x[i];
+        sum += x[i + 1u];
+        sum += x[i + 2u];
+        sum += x[i + 3u];
+        sum += x[i + 4u];
+        sum += x[i + 5u];
+        sum += x[i + 6u];
+        sum += x[i + 7u];
+    }
+    if (i < n) { /* the last lanes: exp of 0 - max beyond n, not stored */
+        const __m256i mask = first_lanes(n - i);
+        _mm256_maskstore_ps(x + i, mask, expf8(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), vmax)));
+        for (; i < n; i++)
+            sum += x[i];
+    }
     vsum = _mm256_set1_ps(sum);
     for (i = 0; i + 8u <= n; i += 8u)
         _mm256_storeu_ps(x + i, _mm256_div_ps(_mm256_loadu_ps(x + i), vsum));
     for (; i < n; i++)
         x[i] /= sum;
+}
+
+void mote_x86_silu_mul(float *h, const float *u, uint32_t n)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    uint32_t i;
+    /* h / (1 + exp(-h)) * u, the reference's operations on each lane */
+    for (i = 0; i + 8u <= n; i += 8u) {
+        const __m256 g = _mm256_loadu_ps(h + i);
+        const __m256 e = expf8(_mm256_xor_ps(g, sign));
+        _mm256_storeu_ps(h + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)),
+                                              _mm256_loadu_ps(u + i)));
+    }
+    if (i < n) {
+        const __m256i mask = first_lanes(n - i);
+        const __m256 g = _mm256_maskload_ps(h + i, mask);
+        const __m256 e = expf8(_mm256_xor_ps(g, sign));
+        _mm256_maskstore_ps(h + i, mask, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)),
+                                                       _mm256_maskload_ps(u + i, mask)));
+    }
 }
 
 #else

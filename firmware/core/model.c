@@ -6,8 +6,11 @@
 #include "kernels.h"
 #include "mote.h"
 
-/* Below this many multiply-adds a parallel_rows hand-off costs more than it saves. */
-#define PARALLEL_MIN_WORK 16384u
+/* Below this many multiply-adds a parallel_rows hand-off costs more than it saves:
+ * about 5 us of work on one x86 core, against a hand-off of a few hundred ns when the
+ * other thread is awake and tens of us when it must be woken or was preempted. All of
+ * stories260K's products stay inline (bench/host.py measures 1 against 2 threads). */
+#define PARALLEL_MIN_WORK 65536u
 
 /* ------------------------------------------------------------------ arena */
 
@@ -121,6 +124,7 @@ typedef struct {
     const int8_t *xq;
     const float *xs;
     uint32_t group;
+    const float *gate; /* CATS: a bundled w_up computes only rows with gate[j] != 0 */
 } matvec_job;
 
 static void matvec_rows(void *ctx, uint32_t begin, uint32_t end)
@@ -131,8 +135,16 @@ static void matvec_rows(void *ctx, uint32_t begin, uint32_t end)
         const uint32_t rows = job->w[i]->rows;
         if (begin < base + rows) {
             const uint32_t stop = end < base + rows ? end : base + rows;
-            mote_k_matvec(job->y[i], job->w[i], job->xq, job->xs, job->group, begin - base,
-                          stop - base);
+            const mote_tensor *w = job->w[i];
+            if (w->layout == MOTE_LAYOUT_ROWS)
+                mote_k_matvec(job->y[i], w, job->xq, job->xs, job->group, begin - base,
+                              stop - base);
+            else if (w->layout == MOTE_LAYOUT_BUNDLED && job->gate != NULL)
+                mote_ref_matvec_bundled_rows(job->y[i], w, job->gate, job->xq, job->xs,
+                                             job->group, begin - base, stop - base);
+            else
+                mote_ref_matvec_cols(job->y[i], w, job->xq, job->xs, job->group, begin - base,
+                                     stop - base);
             begin = stop;
         }
         base += rows;
@@ -153,12 +165,46 @@ static void run_matvecs(mote_state *s, matvec_job *job)
         matvec_rows(job, 0, rows);
 }
 
+/* Count what a job's kernel reads (host/mote/sparsity.py counts the same): row kernels
+ * read whole rows; column kernels one column per nonzero code and one scales block per
+ * input group with a nonzero code; a bundled w_up the bundle of each kept neuron. */
+static void count_reads(mote_reads *reads, const mote_tensor *w, const int8_t *xq,
+                        uint32_t group, const float *gate)
+{
+    const uint64_t n_groups = (w->cols + group - 1u) / group;
+    uint32_t i;
+    if (w->layout == MOTE_LAYOUT_ROWS) {
+        const uint64_t row_bytes = w->dtype == MOTE_Q4 ? (w->cols + 1u) / 2u : w->cols;
+        reads->rows += w->rows;
+        reads->bytes += (uint64_t)w->rows * (row_bytes + 2u * n_groups);
+    } else if (gate != NULL) {
+        uint64_t kept = 0;
+        for (i = 0; i < w->rows; i++)
+            kept += gate[i] != 0.0f;
+        reads->rows += kept;
+        reads->bytes += kept * (w->cols + 2u * n_groups);
+    } else {
+        uint64_t kept = 0, active = 0;
+        uint32_t begin;
+        for (begin = 0; begin < w->cols; begin += group) {
+            const uint32_t end = w->cols - begin < group ? w->cols : begin + group;
+            const uint64_t before = kept;
+            for (i = begin; i < end; i++)
+                kept += xq[i] != 0;
+            active += kept != before;
+        }
+        reads->cols += kept;
+        reads->bytes += (kept + 2u * active) * w->rows;
+    }
+}
+
 /* y = W x: quantize x once, then one job for every matrix in w. */
 static void matvecs(mote_state *s, const float *x, uint32_t n, const mote_tensor *w0,
                     float *y0, const mote_tensor *w1, float *y1, const mote_tensor *w2,
                     float *y2)
 {
     matvec_job job;
+    uint32_t i;
     job.group = s->model->config.group_size;
     job.xq = s->xq;
     job.xs = s->xs;
@@ -166,8 +212,58 @@ static void matvecs(mote_state *s, const float *x, uint32_t n, const mote_tensor
     job.w[1] = w1; job.y[1] = y1;
     job.w[2] = w2; job.y[2] = y2;
     job.n = w2 != NULL ? 3u : w1 != NULL ? 2u : 1u;
+    job.gate = NULL;
     mote_k_quantize_act(s->xq, s->xs, x, n, job.group);
+    for (i = 0; i < job.n; i++)
+        count_reads(&s->reads, job.w[i], s->xq, job.group, NULL);
     run_matvecs(s, &job);
+}
+
+/* ------------------------------------------------------------------ sparsity */
+
+/* Dynamic sparsity at one point of a layer: values of magnitude <= the threshold
+ * become 0 before they are quantized (NaN is kept), so their codes are 0. */
+static void drop_small(float *v, uint32_t n, const mote_model *m, uint32_t layer,
+                       mote_sparse_point point)
+{
+    float threshold;
+    uint32_t i;
+    if (!((m->sparsity.flags >> point) & 1u))
+        return;
+    threshold = m->sparsity.thresholds[(size_t)layer * MOTE_SPARSE_POINTS + point];
+    for (i = 0; i < n; i++)
+        if (fabsf(v[i]) <= threshold)
+            v[i] = 0.0f;
+}
+
+/* The FFN with CATS (w_up/w_down bundled): gate = act(w_gate xb) dense; neurons at or
+ * below the threshold are dropped; w_up rows and w_down columns only for the others.
+ * Expects xb normed (and dropped at FFN_IN) in s->xb; leaves w_down h in s->xb2. */
+static void ffn_cats(mote_state *s, const mote_layer *L, uint32_t layer)
+{
+    const mote_config *c = &s->model->config;
+    const uint32_t hidden = c->hidden_dim;
+    matvec_job job;
+    uint32_t i;
+    matvecs(s, s->xb, c->dim, &L->w_gate, s->hb, NULL, NULL, NULL, NULL);
+    for (i = 0; i < hidden; i++) {
+        const float g = s->hb[i];
+        s->hb[i] = c->activation == MOTE_ACT_SILU ? g / (1.0f + mote_expf(-g)) : (g > 0.0f ? g : 0.0f);
+    }
+    drop_small(s->hb, hidden, s->model, layer, MOTE_SPARSE_GATE);
+    /* s->xq still holds xb quantized for w_gate: the same input for w_up */
+    job.group = c->group_size;
+    job.xq = s->xq;
+    job.xs = s->xs;
+    job.w[0] = &L->w_up;
+    job.y[0] = s->hb2;
+    job.n = 1;
+    job.gate = s->hb;
+    count_reads(&s->reads, &L->w_up, s->xq, job.group, s->hb);
+    run_matvecs(s, &job);
+    for (i = 0; i < hidden; i++)
+        s->hb[i] = s->hb[i] != 0.0f ? s->hb[i] * s->hb2[i] : 0.0f;
+    matvecs(s, s->hb, hidden, &L->w_down, s->xb2, NULL, NULL, NULL, NULL);
 }
 
 /* ------------------------------------------------------------------ forward */
@@ -184,8 +280,8 @@ static void attention(mote_state *s, uint32_t layer, uint32_t pos)
     uint16_t *ks = s->key_scales + layer_base, *vs = s->value_scales + layer_base;
     uint32_t h;
 
-    mote_quantize_kv(kc + (size_t)pos * kv_dim, ks + pos, s->k, kv_dim);
-    mote_quantize_kv(vc + (size_t)pos * kv_dim, vs + pos, s->v, kv_dim);
+    mote_k_quantize_kv(kc + (size_t)pos * kv_dim, ks + pos, s->k, kv_dim);
+    mote_k_quantize_kv(vc + (size_t)pos * kv_dim, vs + pos, s->v, kv_dim);
     for (h = 0; h < c->n_heads; h++) {
         const uint32_t kv_off = (h / heads_per_kv) * hd;
         mote_k_attn_scores(s->att, s->q + (size_t)h * hd, kc + kv_off, ks, kv_dim, hd, pos + 1u,
@@ -212,35 +308,52 @@ float *mote_forward(mote_state *s, int32_t token, uint32_t pos)
     if (token < 0 || (uint32_t)token >= c->vocab_size || pos >= s->ctx)
         return NULL;
     mote_embedding_row(s->x, &m->tok_embedding, (uint32_t)token, c->group_size);
+    {   /* the embedding row and the norm vectors (2 per layer + the final one) */
+        const mote_tensor *e = &m->tok_embedding;
+        const uint64_t n_groups = (dim + c->group_size - 1u) / c->group_size;
+        s->reads.rows += 1u;
+        s->reads.bytes += e->dtype == MOTE_F32 ? 4u * (uint64_t)dim
+                          : (e->dtype == MOTE_Q4 ? (dim + 1u) / 2u : dim) + 2u * n_groups;
+        s->reads.bytes += 4u * (uint64_t)dim * (2u * c->n_layers + 1u);
+    }
     mote_rope_table(s->rope_cos, s->rope_sin, pos, c->head_dim, c->rope_theta);
 
     for (l = 0; l < c->n_layers; l++) {
         const mote_layer *L = &m->layers[l];
-        mote_rmsnorm(s->xb, s->x, (const float *)L->attn_norm.data, dim, c->norm_eps);
+        mote_k_rmsnorm(s->xb, s->x, (const float *)L->attn_norm.data, dim, c->norm_eps);
+        drop_small(s->xb, dim, m, l, MOTE_SPARSE_ATTN_IN);
         matvecs(s, s->xb, dim, &L->wq, s->q, &L->wk, s->k, &L->wv, s->v);
         mote_rope_apply(s->q, s->rope_cos, s->rope_sin, c->n_heads, c->head_dim);
         mote_rope_apply(s->k, s->rope_cos, s->rope_sin, c->n_kv_heads, c->head_dim);
         attention(s, l, pos); /* writes the heads' outputs to xb */
+        drop_small(s->xb, q_dim, m, l, MOTE_SPARSE_ATTN_OUT);
         matvecs(s, s->xb, q_dim, &L->wo, s->xb2, NULL, NULL, NULL, NULL);
         add(s->x, s->xb2, dim);
 
-        mote_rmsnorm(s->xb, s->x, (const float *)L->ffn_norm.data, dim, c->norm_eps);
-        matvecs(s, s->xb, dim, &L->w_gate, s->hb, &L->w_up, s->hb2, NULL, NULL);
-        if (c->activation == MOTE_ACT_SILU) {
-            for (i = 0; i < hidden; i++)
-                s->hb[i] = s->hb[i] / (1.0f + mote_expf(-s->hb[i])) * s->hb2[i];
+        mote_k_rmsnorm(s->xb, s->x, (const float *)L->ffn_norm.data, dim, c->norm_eps);
+        drop_small(s->xb, dim, m, l, MOTE_SPARSE_FFN_IN);
+        if (L->w_up.layout == MOTE_LAYOUT_BUNDLED) {
+            ffn_cats(s, L, l);
         } else {
-            for (i = 0; i < hidden; i++)
-                s->hb[i] = (s->hb[i] > 0.0f ? s->hb[i] : 0.0f) * s->hb2[i];
+            matvecs(s, s->xb, dim, &L->w_gate, s->hb, &L->w_up, s->hb2, NULL, NULL);
+            if (c->activation == MOTE_ACT_SILU) {
+                mote_k_silu_mul(s->hb, s->hb2, hidden);
+            } else {
+                for (i = 0; i < hidden; i++)
+                    s->hb[i] = (s->hb[i] > 0.0f ? s->hb[i] : 0.0f) * s->hb2[i];
+            }
+            matvecs(s, s->hb, hidden, &L->w_down, s->xb2, NULL, NULL, NULL, NULL);
         }
-        matvecs(s, s->hb, hidden, &L->w_down, s->xb2, NULL, NULL, NULL, NULL);
         add(s->x, s->xb2, dim);
     }
 
-    mote_rmsnorm(s->xb, s->x, (const float *)m->final_norm.data, dim, c->norm_eps);
-    if (m->classifier.dtype == MOTE_F32)
+    mote_k_rmsnorm(s->xb, s->x, (const float *)m->final_norm.data, dim, c->norm_eps);
+    if (m->classifier.dtype == MOTE_F32) {
         mote_ref_matvec_f32(s->logits, &m->classifier, s->xb, 0, c->vocab_size);
-    else
+        s->reads.rows += c->vocab_size;
+        s->reads.bytes += 4u * (uint64_t)c->vocab_size * dim;
+    } else {
         matvecs(s, s->xb, dim, &m->classifier, s->logits, NULL, NULL, NULL, NULL);
+    }
     return s->logits;
 }

@@ -47,13 +47,42 @@ typedef struct {
     char name[33];
 } mote_config;
 
+/* Weight layouts (docs/blob-format.md, "Sparsity section"): row-major; input-major
+ * (column j's codes contiguous, the scales of input group g contiguous); or FFN
+ * row-column bundles (w_up row j, its scales and w_down column j side by side). */
+typedef enum { MOTE_LAYOUT_ROWS = 0, MOTE_LAYOUT_COLUMNS = 1, MOTE_LAYOUT_BUNDLED = 2 } mote_layout;
+
 /* A weight matrix (or vector) viewed in place inside the blob. */
 typedef struct {
-    const void *data;       /* f32 values, or q8/q4 codes row after row */
-    const uint16_t *scales; /* f16, rows x n_groups; NULL for f32 */
+    const void *data;       /* f32 values, or q8/q4 codes row after row (see layout) */
+    const uint16_t *scales; /* f16, rows x n_groups; NULL for f32 and bundled */
     uint32_t rows, cols;
     uint8_t dtype;          /* mote_dtype */
+    uint8_t layout;         /* mote_layout; a bundled w_down shares w_up's data */
 } mote_tensor;
+
+/* Dynamic activation sparsity: per layer and point, activations of magnitude at or
+ * below the threshold are set to 0 before quantization, and the kernels skip the
+ * weights of zero codes. flags == 0 (no sparsity section): dense. */
+typedef enum {
+    MOTE_SPARSE_ATTN_IN = 0,  /* wq/wk/wv input (TEAL) */
+    MOTE_SPARSE_ATTN_OUT = 1, /* wo input (TEAL) */
+    MOTE_SPARSE_FFN_IN = 2,   /* w_gate/w_up input (TEAL) */
+    MOTE_SPARSE_GATE = 3,     /* activated gate: neurons (CATS) */
+    MOTE_SPARSE_POINTS = 4
+} mote_sparse_point;
+
+typedef struct {
+    uint32_t flags;           /* bit p set: point p is sparsified */
+    const float *thresholds;  /* (n_layers, MOTE_SPARSE_POINTS), inside the blob */
+} mote_sparsity;
+
+/* Weights actually read, summed over every token since mote_state_init: rows by
+ * row kernels (dot products, the embedding row), columns by column kernels, bytes of
+ * weight codes, scales and norm vectors. host/mote/sparsity.py counts the same. */
+typedef struct {
+    uint64_t rows, cols, bytes;
+} mote_reads;
 
 typedef struct {
     mote_tensor attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down;
@@ -65,6 +94,7 @@ typedef struct {
     mote_config config;
     mote_tensor tok_embedding, final_norm, classifier; /* classifier == tok_embedding if tied */
     mote_layer layers[MOTE_MAX_LAYERS];
+    mote_sparsity sparsity;
     mote_tokenizer tokenizer;
     const uint8_t *blob;
     uint32_t blob_bytes;
@@ -102,6 +132,7 @@ typedef struct {
     uint32_t scratch_bytes;
     mote_parallel_fn parallel_rows; /* NULL after mote_state_init: single-threaded */
     void *pool;
+    mote_reads reads;      /* weights read so far (zeroed by mote_state_init) */
 } mote_state;
 
 /* Carve `arena` (16-byte aligned) for `ctx` positions (0 means the blob's ctx_len;

@@ -14,7 +14,9 @@ from typing import Callable
 
 import numpy as np
 
+from mote import sparsity as sparse
 from mote.model import Config, Model, MoteError, expected_shapes
+from mote.sparsity import Sparsity
 from mote.quant import (
     DTYPE_CODES,
     SCHEMES,
@@ -139,6 +141,7 @@ class Blob:
     total_bytes: int
     tensors: dict[str, BlobTensor]
     tokenizer_section: bytes
+    sparsity: Sparsity | None = None  # thresholds and layouts; None runs dense
 
     def dtype_summary(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -162,9 +165,11 @@ def pack(
     ctx: int | None = None,
     progress: Callable[[str], None] | None = None,
     errors: dict[str, float] | None = None,
+    sparsity: Sparsity | None = None,
 ) -> bytes:
     """Quantize `model` and lay it out as a .mote blob. `errors`, if given, receives
-    each quantized tensor's relative error; `progress` is called per tensor."""
+    each quantized tensor's relative error; `progress` is called per tensor. With
+    `sparsity`, the blob carries its section and the matching weight layouts."""
     from mote.tokenizer import pack_tokenizer
 
     if quant not in SCHEMES:
@@ -179,10 +184,13 @@ def pack(
     scheme = SCHEMES[quant]
     names = tensor_order(c)
     tokenizer_section = pack_tokenizer(model.tokenizer)
+    sparsity_section = sparse.pack_section(sparsity, c.n_layers) if sparsity else b""
 
     table_offset = align(HEADER_BYTES)
     tokenizer_offset = align(table_offset + TABLE_ENTRY_BYTES * len(names))
     cursor = align(tokenizer_offset + len(tokenizer_section))
+    sparsity_offset = cursor if sparsity_section else 0
+    cursor = align(cursor + len(sparsity_section))
     entries: list[bytes] = []
     chunks: list[tuple[int, bytes]] = []  # (offset, bytes) of tensor data
 
@@ -194,16 +202,34 @@ def pack(
         rows, cols = (1, w.shape[0]) if w.ndim == 1 else w.shape
         layer = int(name.split(".")[1]) if name.startswith("layers.") else GLOBAL_LAYER
         kind = KINDS[name.rsplit(".", 1)[-1]]
+        layout = sparse.layout_of(name, sparsity)
+        if layout != sparse.LAYOUT_ROWS and dtype != "q8":
+            raise MoteError(f"sparse weight layouts are defined for q8 matrices; {name} is {dtype} "
+                            "(use --quant int8)")
         if dtype == "f32":
             data, scales = np.ascontiguousarray(w, "<f4").tobytes(), b""
+        elif layout == sparse.LAYOUT_BUNDLED:
+            # w_up's entry holds the region with w_down inside; w_down's entry is empty
+            data, scales = b"", b""
+            if kind == KINDS["w_up"]:
+                down_name = name.replace("w_up", "w_down")
+                up = quantize_matrix(w, dtype, group_size)
+                down = quantize_matrix(np.asarray(model.tensors[down_name], np.float32), dtype, group_size)
+                if errors is not None:
+                    errors[name] = relative_error(w, up)
+                    errors[down_name] = relative_error(model.tensors[down_name], down)
+                data = sparse.bundle(up.codes, up.scales, down.codes, down.scales, group_size)
         else:
             q = quantize_matrix(w, dtype, group_size)
             if errors is not None:
                 errors[name] = relative_error(w, q)
             codes = pack_q4(q.codes) if dtype == "q4" else q.codes
-            data = np.ascontiguousarray(codes).tobytes()
-            scales = np.ascontiguousarray(q.scales, "<f2").tobytes()
-        data_offset = cursor
+            if layout == sparse.LAYOUT_COLUMNS:
+                data, scales = sparse.to_columns(codes, q.scales)
+            else:
+                data = np.ascontiguousarray(codes).tobytes()
+                scales = np.ascontiguousarray(q.scales, "<f2").tobytes()
+        data_offset = cursor if data else 0
         cursor = align(cursor + len(data))
         scales_offset = cursor if scales else 0
         if scales:
@@ -214,7 +240,7 @@ def pack(
         entries.append(
             _ENTRY.pack(
                 kind, DTYPE_CODES[dtype], layer, rows, cols,
-                data_offset, len(data), scales_offset, len(scales), 0,
+                data_offset, len(data), scales_offset, len(scales), layout,
             )
         )
 
@@ -224,6 +250,7 @@ def pack(
     buf = bytearray(total)
     buf[table_offset : table_offset + TABLE_ENTRY_BYTES * len(entries)] = b"".join(entries)
     buf[tokenizer_offset : tokenizer_offset + len(tokenizer_section)] = tokenizer_section
+    buf[sparsity_offset : sparsity_offset + len(sparsity_section)] = sparsity_section
     for offset, data in chunks:
         buf[offset : offset + len(data)] = data
 
@@ -236,7 +263,8 @@ def pack(
         activation=ACTIVATIONS[c.activation], flags=int(c.tied_classifier),
         rope_theta=c.rope_theta, norm_eps=c.norm_eps, n_tensors=len(names),
         tensor_table_offset=table_offset, tokenizer_offset=tokenizer_offset,
-        tokenizer_bytes=len(tokenizer_section), sparsity_offset=0, sparsity_bytes=0,
+        tokenizer_bytes=len(tokenizer_section), sparsity_offset=sparsity_offset,
+        sparsity_bytes=len(sparsity_section),
     )
     buf[: _HEADER.size] = _HEADER.pack(*(header[f] for f in _HEADER_FIELDS))
     name_bytes = model.name.encode("utf-8")[:_NAME_BYTES]
@@ -320,12 +348,18 @@ def load(source: Path | str | bytes) -> Blob:
     table = h["tensor_table_offset"]
     _check_range("tensor table", table, TABLE_ENTRY_BYTES * len(names), total)
     _check_range("tokenizer section", h["tokenizer_offset"], h["tokenizer_bytes"], total)
+    sparsity = None
     if h["sparsity_bytes"] or h["sparsity_offset"]:
-        raise MoteError(f"{where}: has a sparsity section, which format version {VERSION} reserves")
+        _check_range("sparsity section", h["sparsity_offset"], h["sparsity_bytes"], total)
+        if h["sparsity_offset"] < HEADER_BYTES:
+            raise MoteError(f"{where}: sparsity section overlaps the header")
+        sparsity = sparse.parse_section(
+            bytes(buf[h["sparsity_offset"] : h["sparsity_offset"] + h["sparsity_bytes"]]),
+            config.n_layers, where)
 
     tensors: dict[str, BlobTensor] = {}
     for i, tname in enumerate(names):
-        kind, dtype_code, layer, rows, cols, d_off, d_len, s_off, s_len, _ = _ENTRY.unpack_from(
+        kind, dtype_code, layer, rows, cols, d_off, d_len, s_off, s_len, layout = _ENTRY.unpack_from(
             buf, table + i * TABLE_ENTRY_BYTES
         )
         leaf = tname.rsplit(".", 1)[-1]
@@ -340,6 +374,12 @@ def load(source: Path | str | bytes) -> Blob:
         allowed = ("f32",) if role_of(tname) == "norm" else ("q8", "q4")
         if dtype not in allowed:
             raise MoteError(f"{where}: {tname} has dtype {dtype_code}, not allowed for it")
+        want_layout = sparse.layout_of(tname, sparsity)
+        if layout != want_layout or (layout and dtype != "q8"):
+            raise MoteError(f"{where}: {tname} has layout {layout} ({dtype}), the sparsity section implies {want_layout} (q8)")
+        if layout == sparse.LAYOUT_BUNDLED:
+            _load_bundled(buf, where, tname, leaf, config, group, (d_off, d_len, s_off, s_len), total, tensors)
+            continue
         if dtype == "f32":
             want_data, want_scales = 4 * rows * cols, 0
         else:
@@ -356,13 +396,37 @@ def load(source: Path | str | bytes) -> Blob:
             continue
         _check_range(f"{tname} scales", s_off, s_len, total)
         raw = np.frombuffer(buf, np.uint8 if dtype == "q4" else np.int8, d_len, d_off)
-        codes = unpack_q4(raw.reshape(rows, -1), cols) if dtype == "q4" else raw.reshape(rows, cols)
-        scales = np.frombuffer(buf, "<f2", s_len // 2, s_off).reshape(rows, -1)
+        scales = np.frombuffer(buf, "<f2", s_len // 2, s_off)
+        if layout == sparse.LAYOUT_COLUMNS:
+            codes, scales = sparse.from_columns(raw, scales, rows, cols)
+        else:
+            codes = unpack_q4(raw.reshape(rows, -1), cols) if dtype == "q4" else raw.reshape(rows, cols)
+            scales = scales.reshape(rows, -1)
         tensors[tname] = BlobTensor(tname, dtype, rows, cols, codes, scales)
 
     tok = bytes(buf[h["tokenizer_offset"] : h["tokenizer_offset"] + h["tokenizer_bytes"]])
     return Blob(
         config=config, name=name, group_size=group, ctx_len=h["ctx_len"],
         arena_bytes=h["arena_bytes"], total_bytes=total, tensors=tensors,
-        tokenizer_section=tok,
+        tokenizer_section=tok, sparsity=sparsity,
     )
+
+
+def _load_bundled(buf, where: str, tname: str, leaf: str, config: Config, group: int,
+                  ranges: tuple[int, int, int, int], total: int, tensors: dict[str, BlobTensor]) -> None:
+    """w_up's entry holds the bundled region (w_up and w_down); w_down's is empty."""
+    d_off, d_len, s_off, s_len = ranges
+    dim, hidden = config.dim, config.hidden_dim
+    if leaf == "w_down":
+        if ranges != (0, 0, 0, 0):
+            raise MoteError(f"{where}: {tname} is bundled into w_up, its entry must be empty")
+        return
+    want = sparse.bundled_region_bytes(dim, hidden, group)
+    if (d_len, s_off, s_len) != (want, 0, 0) or dim % 2:
+        raise MoteError(f"{where}: {tname} bundled region is {d_len}+{s_len} bytes, expected {want}+0")
+    _check_range(f"{tname} bundled region", d_off, d_len, total)
+    region = np.frombuffer(buf, np.uint8, d_len, d_off)
+    up_codes, up_scales, down_codes, down_scales = sparse.unbundle(region, dim, hidden, group)
+    down_name = tname.replace("w_up", "w_down")
+    tensors[tname] = BlobTensor(tname, "q8", hidden, dim, up_codes, up_scales)
+    tensors[down_name] = BlobTensor(down_name, "q8", dim, hidden, down_codes, down_scales)

@@ -39,13 +39,16 @@ BOOT_WAIT_S = 2.0  # how long read_banner waits for a boot banner before asking 
 
 @dataclass(frozen=True)
 class Stats:
-    """The stats line: `[stats] tokens=N prompt=P prefill_ms=A ms=T tok_s=X end=E`."""
+    """The stats line: `[stats] tokens=N prompt=P prefill_ms=A ms=T tok_s=X
+    decode_ticks=D ticks_hz=H end=E`."""
 
     tokens: int  # generated (and streamed) tokens
     prompt: int  # prompt tokens, BOS included
     prefill_ms: int
     ms: int  # prefill and generation
     tok_s: float  # tokens / (ms - prefill_ms), measured on the board
+    decode_ticks: int  # board clock ticks of the generation (ms - prefill_ms, exact)
+    ticks_hz: int  # the board clock's ticks per second
     end: str  # eos, length, context or stopped
 
     @classmethod
@@ -53,7 +56,8 @@ class Stats:
         fields = dict(item.split("=", 1) for item in line.split()[1:] if "=" in item)
         try:
             return cls(int(fields["tokens"]), int(fields["prompt"]), int(fields["prefill_ms"]),
-                       int(fields["ms"]), float(fields["tok_s"]), fields["end"])
+                       int(fields["ms"]), float(fields["tok_s"]), int(fields["decode_ticks"]),
+                       int(fields["ticks_hz"]), fields["end"])
         except (KeyError, ValueError) as err:
             raise MoteError(f"malformed stats line {line!r}") from err
 

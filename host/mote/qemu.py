@@ -126,19 +126,6 @@ class QemuBoard:
         """The reset button: the CPU restarts from the vector table, flash contents stay."""
         self.monitor("system_reset")
 
-    def read_memory(self, address: int, size: int) -> bytes:
-        """size bytes of memory at address as the CPU sees it (the monitor's memsave:
-        tightly coupled memory such as the M55's DTCM is outside the system bus that
-        pmemsave reads)."""
-        path = os.path.join(self._tmp.name, "mem.bin")
-        error = self.monitor(f'memsave 0x{address:X} {size} "{path}"')
-        if error.strip():
-            raise MoteError(f"memsave: {error.strip()}")
-        data = Path(path).read_bytes()
-        if len(data) != size:
-            raise MoteError(f"memsave returned {len(data)} bytes, wanted {size}")
-        return data
-
     def wait(self, timeout: float) -> int:
         """Wait for the firmware to exit through semihosting; returns its exit status."""
         assert self.process is not None

@@ -21,6 +21,7 @@ from mote.blob import Blob, BlobTensor
 from mote.model import Config, Model, MoteError
 from mote.mathf import expf_mote, sum_in_order
 from mote.quant import n_groups, quantize_activations, quantize_kv
+from mote.sparsity import drop
 from mote.sample import Sampler
 
 
@@ -142,6 +143,8 @@ class Runner:
         else:
             self.weights = {name: np.asarray(t, np.float32) for name, t in source.tensors.items()}
         self.classifier_name = "tok_embedding" if c.tied_classifier else "classifier"
+        # a blob's sparsity thresholds (None: dense); set to None to run the blob dense
+        self.sparsity = source.sparsity if self.quantized else None
         self.reset()
 
     def reset(self) -> None:
@@ -161,6 +164,12 @@ class Runner:
     def _matmul(self, x: np.ndarray, name: str) -> np.ndarray:
         w = self.weights[name]
         return _qmatmul(x, w, self.exact) if isinstance(w, _QuantWeight) else x @ w.T
+
+    def _drop(self, v: np.ndarray, layer: int, point: str) -> np.ndarray:
+        """Dynamic sparsity (mote/sparsity.py): zero the values at or below the layer's
+        threshold at this point, before they are quantized."""
+        threshold = None if self.sparsity is None else self.sparsity.threshold(layer, point)
+        return v if threshold is None else drop(v, threshold)
 
     def _embed(self, tokens: np.ndarray) -> np.ndarray:
         if not self.quantized:
@@ -212,20 +221,22 @@ class Runner:
         x = self._embed(tokens)
         for layer in range(c.n_layers):
             p = f"layers.{layer}."
-            xb = rmsnorm(x, self.weights[p + "attn_norm"], c.norm_eps)
+            xb = self._drop(rmsnorm(x, self.weights[p + "attn_norm"], c.norm_eps), layer, "attn_in")
             q = self._matmul(xb, p + "wq").reshape(T, c.n_heads, c.head_dim)
             k = self._matmul(xb, p + "wk").reshape(T, c.n_kv_heads, c.head_dim)
             v = self._matmul(xb, p + "wv").reshape(T, c.n_kv_heads, c.head_dim)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
             out = attention(q, *self._cache(layer, pos, k, v), mask, self.exact)
+            out = self._drop(out, layer, "attn_out")
             x = x + self._matmul(out, p + "wo")
-            xb = rmsnorm(x, self.weights[p + "ffn_norm"], c.norm_eps)
+            xb = self._drop(rmsnorm(x, self.weights[p + "ffn_norm"], c.norm_eps), layer, "ffn_in")
             gate = self._matmul(xb, p + "w_gate")
             up = self._matmul(xb, p + "w_up")
             if c.activation == "silu":
                 act = gate / (np.float32(1) + expf_mote(-gate))
             else:
                 act = np.maximum(gate, np.float32(0))
+            act = self._drop(act, layer, "gate")  # CATS: a dropped neuron's h is 0
             x = x + self._matmul(act * up, p + "w_down")
         x = rmsnorm(x, self.weights["final_norm"], c.norm_eps)
         return self._matmul(x, self.classifier_name)

@@ -5,11 +5,12 @@
  *   prompt <id> <id> ...
  *   logits <pos> <v0> <v1> ...     (positions < --logits, %.9g)
  *   tokens <id> <id> ...           (generated)
+ *   reads <pos> <rows> <cols> <bytes>   (with --reads: weights read at each position)
  *
  * and "open <status>" instead when mote_model_open refuses the blob.
  * usage: mote_dump BLOB (--tokens 1,2,3 | --prompt TEXT) [--logits N] [-n N]
  *                  [--temp T] [--top-p P] [--top-k K] [--seed S] [--ctx N] [--threads N]
- *                  [--no-crc] [--time] */
+ *                  [--no-crc] [--time] [--reads] */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +24,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: mote_dump BLOB (--tokens IDS | --prompt TEXT) [--logits N] [-n N] "
                     "[--temp T] [--top-p P] [--top-k K] [--seed S] [--ctx N] [--threads N] "
-                    "[--no-crc] [--time]\n");
+                    "[--no-crc] [--time] [--reads]\n");
     exit(2);
 }
 
@@ -59,7 +60,8 @@ int main(int argc, char **argv)
     unsigned long n_logits = 0, n_new = 0, ctx = 0, threads = 1, top_k = 0;
     unsigned long long seed = 0;
     float temperature = 0.0f, top_p = 1.0f;
-    int check_crc = 1, timing = 0, i;
+    int check_crc = 1, timing = 0, reads = 0, i;
+    mote_reads before;
     size_t len;
     uint8_t *blob;
     void *arena;
@@ -79,6 +81,7 @@ int main(int argc, char **argv)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--no-crc")) { check_crc = 0; continue; }
         if (!strcmp(a, "--time")) { timing = 1; continue; }
+        if (!strcmp(a, "--reads")) { reads = 1; continue; }
         if (a[0] != '-') { path = a; continue; }
         if (!v) usage();
         i++;
@@ -152,6 +155,7 @@ int main(int argc, char **argv)
     for (pos = 0;; pos++) {
         const int32_t token = (int32_t)pos < n_ids ? ids[pos] : -1;
         uint32_t v;
+        before = state.reads;
         if (token < 0) {
             /* generating: sample from the previous position's logits */
             int32_t next;
@@ -172,6 +176,11 @@ int main(int argc, char **argv)
         }
         if ((int32_t)pos == n_ids - 1)
             t_prefill = now_seconds();
+        if (reads)
+            printf("reads %u %llu %llu %llu\n", pos,
+                   (unsigned long long)(state.reads.rows - before.rows),
+                   (unsigned long long)(state.reads.cols - before.cols),
+                   (unsigned long long)(state.reads.bytes - before.bytes));
         if (pos < n_logits) {
             printf("logits %u", pos);
             for (v = 0; v < model.config.vocab_size; v++)

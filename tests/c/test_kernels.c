@@ -203,6 +203,13 @@ static void test_softmax(void)
         mote_softmax(ref, 8);
         for (j = 0; j < 8; j++)
             expect(same_float(ref[j], e8[j]), "softmax 8", i, j, 0, 0);
+        /* the same through the partial-vector tail: five lanes */
+        memcpy(ref, in, sizeof in);
+        memcpy(e8, in, sizeof in);
+        mote_x86_softmax(e8, 5);
+        mote_softmax(ref, 5);
+        for (j = 0; j < 5; j++)
+            expect(same_float(ref[j], e8[j]), "softmax 5", i, j, 0, 0);
     }
     for (a = 0; a < sizeof ns / sizeof ns[0]; a++)
         for (rep = 0; rep < 20; rep++) {
@@ -220,6 +227,68 @@ static void test_softmax(void)
         }
 }
 
+/* The vector exp inside the SiLU kernel, lane by lane against mote_expf through the
+ * reference formula: every length (partial last vector), and inputs over the whole
+ * range of exp, beyond its cut-offs, and non-finite. */
+static void test_silu_mul(void)
+{
+    static const uint32_t ns[] = {1, 3, 7, 8, 9, 15, 16, 17, 64, 172, 864};
+    static float h[864], u[864], ref[864], opt[864];
+    static const float special[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 87.0f, -87.0f,
+                                    88.0f, -88.0f, 89.0f, -89.0f, 1e30f, -1e30f, 1e-30f,
+                                    -1e-45f, 3.4e38f, -3.4e38f};
+    unsigned a, rep;
+    uint32_t i;
+    for (a = 0; a < sizeof ns / sizeof ns[0]; a++)
+        for (rep = 0; rep < 400; rep++) {
+            const uint32_t n = ns[a];
+            const float scale = rep % 4u == 0 ? 2.0f : rep % 4u == 1 ? 20.0f : rep % 4u == 2 ? 100.0f : 1e6f;
+            for (i = 0; i < n; i++) {
+                h[i] = rnd_float(scale);
+                u[i] = rnd_float(rep % 2u ? 3.0f : 1e20f);
+                if (rnd() % 16u == 0)
+                    h[i] = special[rnd() % (sizeof special / sizeof special[0])];
+                if (rnd() % 64u == 0)
+                    u[i] = special[rnd() % (sizeof special / sizeof special[0])];
+            }
+            memcpy(ref, h, n * sizeof(float));
+            memcpy(opt, h, n * sizeof(float));
+            mote_silu_mul(ref, u, n);
+            mote_x86_silu_mul(opt, u, n);
+            for (i = 0; i < n; i++)
+                expect(same_float(ref[i], opt[i]), "silu_mul", n, rep, i, 0);
+        }
+}
+
+static void test_rmsnorm_quantize_kv(void)
+{
+    static const uint32_t ns[] = {1, 7, 8, 9, 31, 32, 40, 64, 100, 320};
+    static float x[320], w[320], ref[320], opt[320];
+    int8_t q_ref[320], q_opt[320];
+    unsigned a, rep;
+    uint32_t i;
+    for (a = 0; a < sizeof ns / sizeof ns[0]; a++)
+        for (rep = 0; rep < 40; rep++) {
+            const uint32_t n = ns[a];
+            uint16_t s_ref, s_opt;
+            fill_activation(x, n, 8);
+            for (i = 0; i < n; i++)
+                w[i] = rnd_float(2.0f);
+            if (rep == 39) /* non-finite inputs must agree too */
+                x[rnd() % n] = rep % 2 ? INFINITY : NAN;
+            if (rep == 38)
+                memset(x, 0, n * sizeof(float));
+            mote_rmsnorm(ref, x, w, n, 1e-5f);
+            mote_x86_rmsnorm(opt, x, w, n, 1e-5f);
+            for (i = 0; i < n; i++)
+                expect(same_float(ref[i], opt[i]), "rmsnorm", n, rep, i, 0);
+            mote_quantize_kv(q_ref, &s_ref, x, n);
+            mote_x86_quantize_kv(q_opt, &s_opt, x, n);
+            expect(s_ref == s_opt, "quantize_kv scale", n, rep, s_ref, s_opt);
+            expect(memcmp(q_ref, q_opt, n) == 0, "quantize_kv codes", n, rep, 0, 0);
+        }
+}
+
 int main(void)
 {
     test_f16();
@@ -227,6 +296,8 @@ int main(void)
     test_matvec();
     test_attention();
     test_softmax();
+    test_silu_mul();
+    test_rmsnorm_quantize_kv();
     if (failures) {
         printf("test_kernels: FAIL (%u of %u checks)\n", failures, checks);
         return 1;

@@ -68,6 +68,26 @@ def test_n_limits_the_generation(console):
     assert (stats.tokens, stats.end) == (3, "length")
 
 
+def test_stats_carry_the_exact_clock_ticks(console, board):
+    console.set("n", 5)
+    stats = console.ask(PROMPT)[1]
+    assert stats.ticks_hz == board.tick_hz
+    assert abs(stats.tok_s - stats.tokens * stats.ticks_hz / stats.decode_ticks) <= 0.0051
+    assert abs(stats.ms - stats.prefill_ms - stats.decode_ticks * 1000 / stats.ticks_hz) <= 1
+
+
+def test_info_reports_stack_and_static_ram(console, board):
+    if board.port != "cmsdk":
+        pytest.skip("the stack and RAM line is the cmsdk port's")
+    console.set("n", 4)
+    console.ask(PROMPT)  # a generation reaches the deepest stack
+    info = console.info()
+    stack, high_water, static = (int(info[k]) for k in ("stack", "stack_high_water", "static_ram"))
+    assert 0 < high_water < stack and stack >= board.stack_bytes
+    assert board.arena_bytes < static and static + stack <= board.ram_size
+    assert int(console.info()["stack_high_water"]) >= high_water  # a high-water mark only grows
+
+
 def test_reset_restores_defaults(console):
     defaults = console.info()
     console.set("temp", 0.1)

@@ -158,7 +158,7 @@ static int run_one_shot(mote_console *c, const options *o)
     mote_gen_stats stats;
     const char *err = mote_console_generate(c, o->prompt, (uint32_t)strlen(o->prompt), 0, &stats);
     if (err) return fail(err, NULL);
-    char line[160];
+    char line[256]; /* as the console's own stats line */
     mote_console_format_stats(&stats, line, sizeof line);
     if (isatty(STDOUT_FILENO)) fputc('\n', stdout); /* stdout itself gets only the text */
     fflush(stdout);
