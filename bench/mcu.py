@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import struct
 import subprocess
 import sys
 import time
@@ -55,24 +54,6 @@ MODEL_SOURCES = {
     "stories260K": (MODELS / "stories260K.bin", MODELS / "tok512.bin"),
     "mcu-1m-silu": (MODELS / "mcu-1m-silu", None),
 }
-
-# Tensor kinds (docs/blob-format.md): 1 tok_embedding, 12 classifier.
-_ENTRY = struct.Struct("<BBHIIIIIII")
-
-
-def weight_bytes_per_token(data: bytes) -> int:
-    """Bytes of weights (data + scales) a dense forward pass reads for one token."""
-    n_tensors, table = struct.unpack_from("<II", data, 80)
-    total = 0
-    for i in range(n_tensors):
-        kind, _, _, rows, _, _, data_bytes, _, scales_bytes, _ = _ENTRY.unpack_from(data, table + 32 * i)
-        total += data_bytes + scales_bytes
-        if kind == 1:  # embedding: one row for the lookup, all of it if it is the classifier
-            embedding_row = (data_bytes + scales_bytes) // rows
-            embedding_all = data_bytes + scales_bytes
-    tied = struct.unpack_from("<I", data, 68)[0] & 1
-    return total - embedding_all + (embedding_all if tied else embedding_row)
-
 
 def elf_symbol_size(elf: Path, name: str) -> int:
     out = subprocess.run(["arm-none-eabi-nm", "-S", str(elf)], capture_output=True, text=True, check=True)
@@ -117,7 +98,7 @@ def run_one(board: Board, model: str, quant: str, tokens: int, per_tick: float) 
         "new_tokens": new_tokens,
         "end": stats.end,
         "instructions_per_token": round(instructions),
-        "weight_bytes_per_token": weight_bytes_per_token(data),
+        "weight_bytes_per_token": stats.read_bytes_per_token,  # counted by the runtime
         "ram": {
             "arena": blob.arena_bytes,
             "stack_high_water": stack_used,

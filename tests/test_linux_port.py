@@ -21,7 +21,7 @@ from mote.run import GenerateOptions, LinuxRunner, linux_binary, run_prompt
 
 PROMPT = "Once upon a time"
 STATS = re.compile(r"\[stats\] tokens=(\d+) prompt=(\d+) prefill_ms=\d+ ms=\d+ tok_s=\d+\.\d\d "
-                   r"decode_ticks=\d+ ticks_hz=\d+ end=(eos|length|context|stopped)")
+                   r"decode_ticks=\d+ ticks_hz=\d+ read_bytes_per_token=\d+ end=(eos|length|context|stopped)")
 
 
 # Packed once per module; the paths come from the shared `stories260k` fixture

@@ -449,6 +449,7 @@ const char *mote_console_generate(mote_console *c, const char *prompt, uint32_t 
         if (!stopped) logits = mote_forward(st, ids[pos], pos);
     }
     stats->prefill_ticks = hal_ticks() - start;
+    const uint64_t prefill_read_bytes = st->reads.bytes;
 
     /* After the prompt the scratch space belongs to the sampler. */
     mote_tok_decoder dec;
@@ -471,7 +472,9 @@ const char *mote_console_generate(mote_console *c, const char *prompt, uint32_t 
             break;
         }
         logits = mote_forward(st, token, pos++);
+        stats->decode_passes++;
     }
+    stats->decode_read_bytes = st->reads.bytes - prefill_read_bytes;
     if (stopped) stats->end = MOTE_END_STOPPED;
     send_text(c->text, mote_tok_decode_flush(&dec, c->text, sizeof c->text), crlf);
     stats->total_ticks = hal_ticks() - start;
@@ -506,6 +509,8 @@ uint32_t mote_console_format_stats(const mote_gen_stats *s, char *out, uint32_t 
     out_u64(&o, decode_ticks);
     out_str(&o, " ticks_hz=");
     out_u64(&o, s->ticks_per_second);
+    out_str(&o, " read_bytes_per_token="); /* weights read, counted by the runtime */
+    out_u64(&o, s->decode_passes ? s->decode_read_bytes / s->decode_passes : 0u);
     out_str(&o, " end=");
     out_str(&o, ends[s->end]);
     const uint32_t n = o.len < cap ? o.len : cap - 1u;

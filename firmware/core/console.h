@@ -40,6 +40,8 @@ typedef struct {
     uint64_t prefill_ticks; /* prompt forward passes */
     uint64_t total_ticks;   /* prefill + generation */
     uint64_t ticks_per_second;
+    uint64_t decode_read_bytes; /* weight bytes the generation's forward passes read */
+    uint32_t decode_passes;     /* those forward passes */
     mote_end end;
 } mote_gen_stats;
 

@@ -153,6 +153,19 @@ class Blob:
 # ---------------------------------------------------------------------------- pack
 
 
+def _stored_bytes(name: str, dtype: str, layout: int, rows: int, cols: int, group: int,
+                  config: Config) -> tuple[int, int]:
+    """(data bytes, scales bytes) of a tensor's table entry."""
+    if dtype == "f32":
+        return 4 * rows * cols, 0
+    if layout == sparse.LAYOUT_BUNDLED:
+        if name.endswith("w_up"):
+            return sparse.bundled_region_bytes(config.dim, config.hidden_dim, group), 0
+        return 0, 0  # w_down lives inside w_up's region
+    row_bytes = cols if dtype == "q8" else -(-cols // 2)
+    return rows * row_bytes, 2 * rows * n_groups(cols, group)
+
+
 def _tensor_dtype(name: str, scheme: dict[str, str]) -> str:
     role = role_of(name)
     return "f32" if role == "norm" else scheme[role]
@@ -191,27 +204,42 @@ def pack(
     cursor = align(tokenizer_offset + len(tokenizer_section))
     sparsity_offset = cursor if sparsity_section else 0
     cursor = align(cursor + len(sparsity_section))
-    entries: list[bytes] = []
-    chunks: list[tuple[int, bytes]] = []  # (offset, bytes) of tensor data
 
+    # First the layout, from shapes alone, so the blob is written in one buffer as
+    # each tensor is quantized (converting holds one copy of the blob, not three).
+    plan = []  # (name, dtype, layout, rows, cols, data_offset, data_bytes, scales_offset, scales_bytes)
     for name in names:
-        if progress:
-            progress(name)
-        w = np.asarray(model.tensors[name], np.float32)
         dtype = _tensor_dtype(name, scheme)
-        rows, cols = (1, w.shape[0]) if w.ndim == 1 else w.shape
-        layer = int(name.split(".")[1]) if name.startswith("layers.") else GLOBAL_LAYER
-        kind = KINDS[name.rsplit(".", 1)[-1]]
+        shape = model.tensors[name].shape
+        rows, cols = (1, shape[0]) if len(shape) == 1 else shape
         layout = sparse.layout_of(name, sparsity)
         if layout != sparse.LAYOUT_ROWS and dtype != "q8":
             raise MoteError(f"sparse weight layouts are defined for q8 matrices; {name} is {dtype} "
                             "(use --quant int8)")
+        data_bytes, scales_bytes = _stored_bytes(name, dtype, layout, rows, cols, group_size, c)
+        data_offset = cursor if data_bytes else 0
+        cursor = align(cursor + data_bytes)
+        scales_offset = cursor if scales_bytes else 0
+        cursor = align(cursor + scales_bytes)
+        plan.append((name, dtype, layout, rows, cols, data_offset, data_bytes, scales_offset, scales_bytes))
+    total = cursor
+    if total > 0xFFFFFFFF:
+        raise MoteError(f"blob would be {total} bytes; the format's offsets are 32-bit")
+    buf = bytearray(total)
+    buf[tokenizer_offset : tokenizer_offset + len(tokenizer_section)] = tokenizer_section
+    buf[sparsity_offset : sparsity_offset + len(sparsity_section)] = sparsity_section
+
+    for i, (name, dtype, layout, rows, cols, d_off, d_len, s_off, s_len) in enumerate(plan):
+        if progress:
+            progress(name)
+        w = np.asarray(model.tensors[name], np.float32)
+        leaf = name.rsplit(".", 1)[-1]
         if dtype == "f32":
             data, scales = np.ascontiguousarray(w, "<f4").tobytes(), b""
         elif layout == sparse.LAYOUT_BUNDLED:
             # w_up's entry holds the region with w_down inside; w_down's entry is empty
             data, scales = b"", b""
-            if kind == KINDS["w_up"]:
+            if leaf == "w_up":
                 down_name = name.replace("w_up", "w_down")
                 up = quantize_matrix(w, dtype, group_size)
                 down = quantize_matrix(np.asarray(model.tensors[down_name], np.float32), dtype, group_size)
@@ -229,30 +257,12 @@ def pack(
             else:
                 data = np.ascontiguousarray(codes).tobytes()
                 scales = np.ascontiguousarray(q.scales, "<f2").tobytes()
-        data_offset = cursor if data else 0
-        cursor = align(cursor + len(data))
-        scales_offset = cursor if scales else 0
-        if scales:
-            cursor = align(cursor + len(scales))
-        chunks.append((data_offset, data))
-        if scales:
-            chunks.append((scales_offset, scales))
-        entries.append(
-            _ENTRY.pack(
-                kind, DTYPE_CODES[dtype], layer, rows, cols,
-                data_offset, len(data), scales_offset, len(scales), layout,
-            )
-        )
-
-    total = cursor
-    if total > 0xFFFFFFFF:
-        raise MoteError(f"blob would be {total} bytes; the format's offsets are 32-bit")
-    buf = bytearray(total)
-    buf[table_offset : table_offset + TABLE_ENTRY_BYTES * len(entries)] = b"".join(entries)
-    buf[tokenizer_offset : tokenizer_offset + len(tokenizer_section)] = tokenizer_section
-    buf[sparsity_offset : sparsity_offset + len(sparsity_section)] = sparsity_section
-    for offset, data in chunks:
-        buf[offset : offset + len(data)] = data
+        assert (len(data), len(scales)) == (d_len, s_len), name  # the layout pass agrees
+        buf[d_off : d_off + d_len] = data
+        buf[s_off : s_off + s_len] = scales
+        layer = int(name.split(".")[1]) if name.startswith("layers.") else GLOBAL_LAYER
+        _ENTRY.pack_into(buf, table_offset + TABLE_ENTRY_BYTES * i, KINDS[leaf], DTYPE_CODES[dtype],
+                         layer, rows, cols, d_off, d_len, s_off, s_len, layout)
 
     header = dict(
         magic=MAGIC, version=VERSION, total_bytes=total, crc32=0, header_bytes=HEADER_BYTES,

@@ -40,7 +40,7 @@ BOOT_WAIT_S = 2.0  # how long read_banner waits for a boot banner before asking 
 @dataclass(frozen=True)
 class Stats:
     """The stats line: `[stats] tokens=N prompt=P prefill_ms=A ms=T tok_s=X
-    decode_ticks=D ticks_hz=H end=E`."""
+    decode_ticks=D ticks_hz=H read_bytes_per_token=B end=E`."""
 
     tokens: int  # generated (and streamed) tokens
     prompt: int  # prompt tokens, BOS included
@@ -49,6 +49,7 @@ class Stats:
     tok_s: float  # tokens / (ms - prefill_ms), measured on the board
     decode_ticks: int  # board clock ticks of the generation (ms - prefill_ms, exact)
     ticks_hz: int  # the board clock's ticks per second
+    read_bytes_per_token: int  # weight bytes read per generated token, counted on the board
     end: str  # eos, length, context or stopped
 
     @classmethod
@@ -57,7 +58,7 @@ class Stats:
         try:
             return cls(int(fields["tokens"]), int(fields["prompt"]), int(fields["prefill_ms"]),
                        int(fields["ms"]), float(fields["tok_s"]), int(fields["decode_ticks"]),
-                       int(fields["ticks_hz"]), fields["end"])
+                       int(fields["ticks_hz"]), int(fields["read_bytes_per_token"]), fields["end"])
         except (KeyError, ValueError) as err:
             raise MoteError(f"malformed stats line {line!r}") from err
 

@@ -52,33 +52,48 @@ class QuantizedMatrix:
     scales: np.ndarray  # float16 (rows, n_groups)
     group_size: int
 
-    def dequantize(self) -> np.ndarray:
-        rows, cols = self.codes.shape
-        deq = _grouped(self.codes.astype(np.float32), self.group_size) * self.scales.astype(
-            np.float32
-        )[..., None]
-        return deq.reshape(rows, -1)[:, :cols]
+    def dequantize(self, begin: int = 0, end: int | None = None) -> np.ndarray:
+        """Rows begin..end (all by default) as float32."""
+        codes, scales = self.codes[begin:end], self.scales[begin:end]
+        deq = _grouped(codes.astype(np.float32), self.group_size) * scales.astype(np.float32)[..., None]
+        return deq.reshape(codes.shape[0], -1)[:, : codes.shape[1]]
 
 
-def quantize_matrix(w: np.ndarray, dtype: str, group_size: int) -> QuantizedMatrix:
-    """s = f16(amax / qmax); q = clamp(rint(w / f32(s)), -qmax, qmax), per row group."""
-    qmax = QMAX[dtype]
-    rows, cols = w.shape
+# Rows quantized at a time: bounds the temporaries to a few MB for any tensor, so
+# converting needs little more memory than the float model itself.
+ROW_BLOCK = 256
+
+
+def _quantize_rows(w: np.ndarray, qmax: int, group_size: int) -> tuple[np.ndarray, np.ndarray]:
     groups = _grouped(np.asarray(w, np.float32), group_size)
     amax = np.abs(groups).max(axis=-1)
     scales = (amax / np.float32(qmax)).astype(np.float16)
     s32 = scales.astype(np.float32)[..., None]
     safe = np.where(s32 == 0, np.float32(1), s32)
     codes = np.where(s32 == 0, 0, np.clip(np.rint(groups / safe), -qmax, qmax))
-    codes = codes.astype(np.int8).reshape(rows, -1)[:, :cols]
-    return QuantizedMatrix(dtype, np.ascontiguousarray(codes), scales, group_size)
+    return codes.astype(np.int8).reshape(w.shape[0], -1)[:, : w.shape[1]], scales
+
+
+def quantize_matrix(w: np.ndarray, dtype: str, group_size: int) -> QuantizedMatrix:
+    """s = f16(amax / qmax); q = clamp(rint(w / f32(s)), -qmax, qmax), per row group."""
+    rows, cols = w.shape
+    codes = np.empty((rows, cols), np.int8)
+    scales = np.empty((rows, n_groups(cols, group_size)), np.float16)
+    for begin in range(0, rows, ROW_BLOCK):
+        end = begin + ROW_BLOCK
+        codes[begin:end], scales[begin:end] = _quantize_rows(w[begin:end], QMAX[dtype], group_size)
+    return QuantizedMatrix(dtype, codes, scales, group_size)
 
 
 def relative_error(w: np.ndarray, q: QuantizedMatrix) -> float:
     """||w - deq(q)|| / ||w||: the per-tensor figure `mote convert` reports."""
     w = np.asarray(w, np.float32)
     norm = float(np.linalg.norm(w))
-    return float(np.linalg.norm(w - q.dequantize()) / norm) if norm else 0.0
+    if not norm:
+        return 0.0
+    squared = sum(float(np.sum(np.square(w[b : b + ROW_BLOCK] - q.dequantize(b, b + ROW_BLOCK)),
+                               dtype=np.float64)) for b in range(0, w.shape[0], ROW_BLOCK))
+    return squared ** 0.5 / norm
 
 
 def pack_q4(codes: np.ndarray) -> np.ndarray:

@@ -73,30 +73,26 @@ _CONTRACTIONS = ("s", "t", "re", "ve", "m", "ll", "d")
 # Unicode class tables (stored in bytelevel sections)
 
 
-def _ranges(member) -> list[tuple[int, int]]:
-    """Sorted inclusive (first, last) code point ranges where member(cp) holds."""
-    out: list[tuple[int, int]] = []
-    for cp in range(0x110000):
-        if not member(cp):
-            continue
-        if out and out[-1][1] == cp - 1:
-            out[-1] = (out[-1][0], cp)
-        else:
-            out.append((cp, cp))
-    return out
-
-
 @lru_cache(maxsize=1)
 def unicode_class_tables() -> tuple[list[tuple[int, int]], ...]:
-    """(letters, numbers, spaces) as the `tokenizers` regex (Oniguruma) sees them:
-    \\p{L} is categories L*, \\p{N} is N*, and \\s is U+0009..U+000D, U+0085 and
-    categories Zs, Zl, Zp. Uses Python's unicodedata, so code points this Python's
-    Unicode version leaves unassigned count as neither letter, number nor space."""
-    categories = [unicodedata.category(chr(cp)) for cp in range(0x110000)]
-    letters = _ranges(lambda cp: categories[cp][0] == "L")
-    numbers = _ranges(lambda cp: categories[cp][0] == "N")
-    spaces = _ranges(lambda cp: 9 <= cp <= 13 or cp == 0x85 or categories[cp] in ("Zs", "Zl", "Zp"))
-    return letters, numbers, spaces
+    """(letters, numbers, spaces) as sorted inclusive (first, last) code point ranges,
+    as the `tokenizers` regex (Oniguruma) sees them: \\p{L} is categories L*, \\p{N} is
+    N*, and \\s is U+0009..U+000D, U+0085 and categories Zs, Zl, Zp. Uses Python's
+    unicodedata, so code points this Python's Unicode version leaves unassigned count
+    as neither letter, number nor space. One pass, keeping only the ranges."""
+    tables: tuple[list[tuple[int, int]], ...] = ([], [], [])
+    for cp in range(0x110000):
+        category = unicodedata.category(chr(cp))
+        classes = (category[0] == "L", category[0] == "N",
+                   9 <= cp <= 13 or cp == 0x85 or category in ("Zs", "Zl", "Zp"))
+        for ranges, member in zip(tables, classes):
+            if not member:
+                continue
+            if ranges and ranges[-1][1] == cp - 1:
+                ranges[-1] = (ranges[-1][0], cp)
+            else:
+                ranges.append((cp, cp))
+    return tables
 
 
 # ---------------------------------------------------------------------------

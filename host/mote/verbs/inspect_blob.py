@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from mote import blob as blobfile
+from mote.sparsity import describe
 from mote.tokenizer import Tokenizer
 from mote.verbs.report import fit_rows, print_fit, print_summary, summary
 
@@ -27,14 +28,22 @@ def run(args: argparse.Namespace) -> int:
     ]
     tokenizer = {"kind": {1: "llama2c", 2: "bytelevel"}[tok.kind], "vocab_size": tok.vocab_size,
                  "bos_id": tok.bos_id, "eos_id": tok.eos_id, "bytes": len(blob.tokenizer_section)}
+    sparsity = None if blob.sparsity is None else {
+        "points": list(blob.sparsity.points), "target": blob.sparsity.target,
+        "thresholds": blob.sparsity.thresholds.tolist(),
+    }
     if args.json:
-        info = summary(blob) | {"tensors": tensors, "tokenizer": tokenizer,
+        info = summary(blob) | {"tensors": tensors, "tokenizer": tokenizer, "sparsity": sparsity,
                                 "boards": fit_rows(blob.total_bytes, blob.arena_bytes)}
         print(json.dumps(info, indent=2))
         return 0
     print_summary(blob, args.file)
     print(f"  tokenizer: {tokenizer['kind']}, {tokenizer['vocab_size']} tokens, "
           f"{tokenizer['bytes']:,} bytes")
+    if blob.sparsity is None:
+        print("  sparsity: none (runs dense)")
+    else:
+        print(f"  sparsity: S={blob.sparsity.target:g} at {describe(blob.sparsity, blob.config)}")
     for t in tensors:
         print(f"    {t['name']:24s} {t['dtype']:4s} {t['rows']:6d} x {t['cols']}")
     print_fit(blob.total_bytes, blob.arena_bytes)
