@@ -44,4 +44,4 @@ bench: setup
 include boards.mk
 include models.mk
 
-flash: setup
+flash model: setup
