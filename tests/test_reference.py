@@ -88,9 +88,9 @@ def test_float_logits_equal_transformers(name):
     assert np.abs(ours - theirs).max() <= 1e-3 * scale
 
 
-@pytest.fixture(scope="module")
-def silu_perplexities():
-    path = model_path("ref-11m-silu")
+@pytest.fixture(scope="module", params=["ref-11m-silu", "ref-11m-relu"])
+def perplexities(request):
+    path = model_path(request.param)
     model = load_model(path)
     text = (path / "heldout.txt").read_text(encoding="utf-8")
     tok = tokenizer_of(model)
@@ -101,13 +101,13 @@ def silu_perplexities():
     return result
 
 
-def test_int8_perplexity_within_half_a_percent(silu_perplexities):
-    p = silu_perplexities
+def test_int8_perplexity_within_half_a_percent(perplexities):
+    p = perplexities
     assert abs(p["int8"] / p["float"] - 1) <= 0.005, p
 
 
-def test_int4_perplexity_within_three_percent(silu_perplexities):
-    p = silu_perplexities
+def test_int4_perplexity_within_three_percent(perplexities):
+    p = perplexities
     assert abs(p["int4"] / p["float"] - 1) <= 0.03, p
 
 
