@@ -115,8 +115,11 @@ class MoteConsole:
     # -- bytes ---------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        self.port.write(data)
-        self.port.flush()
+        try:
+            self.port.write(data)
+            self.port.flush()
+        except (serial.SerialException, OSError) as err:
+            raise MoteError(f"{self.url}: the port went away ({err})") from None
 
     def _read_until(self, done: Callable[[bytes], bool], buf: bytearray | None = None,
                     on_bytes: Callable[[bytes], None] | None = None,
@@ -128,7 +131,11 @@ class MoteConsole:
         last = time.monotonic()
         self.port.timeout = POLL_S  # callers reading the port directly may have changed it
         while not done(bytes(buf)):
-            chunk = self.port.read(min(self.port.in_waiting, READ_CHUNK) or 1)
+            try:
+                chunk = self.port.read(min(self.port.in_waiting, READ_CHUNK) or 1)
+            except (serial.SerialException, OSError) as err:
+                raise MoteError(f"{self.url}: the port went away ({err}); "
+                                f"last bytes read: {bytes(buf[-200:])!r}") from None
             if chunk:
                 buf += chunk
                 last = time.monotonic()

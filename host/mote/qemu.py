@@ -78,9 +78,11 @@ class QemuBoard:
         return cmd
 
     def start(self) -> "QemuBoard":
+        # its own session: a Ctrl-C typed into `mote chat` is for the client (which
+        # sends 0x03 to the board), not a SIGINT that would power the board off
         self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True)
+                                        text=True, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S
         if self.serial == "pty":
             assert self.process.stdout is not None
