@@ -254,3 +254,28 @@ def test_a_board_without_a_valid_model_keeps_answering(blob, tmp_path):
             client.ask(PROMPT)
         assert client.info()["error"] == "no valid model in flash: CRC mismatch: blob corrupted"
         assert client.command("/temp 0") == ["ok temp=0"]
+
+
+def test_a_port_that_disappears_mid_stream_is_a_clear_error():
+    """The board end of a socket:// port sends half a reply, then goes away."""
+    import socket
+    import threading
+
+    from mote.console import PortClosed
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def board_that_dies() -> None:
+        conn, _ = server.accept()
+        conn.recv(64)  # the prompt line
+        conn.sendall(b", there was a ti")
+        conn.close()
+
+    thread = threading.Thread(target=board_that_dies, daemon=True)
+    thread.start()
+    with MoteConsole(f"socket://127.0.0.1:{server.getsockname()[1]}", timeout=10) as client:
+        with pytest.raises(PortClosed, match="the port went away") as caught:
+            client.ask("Once upon a time")
+    assert ", there was a ti" in str(caught.value)
+    thread.join(5)
+    server.close()

@@ -91,6 +91,10 @@ def _may_be_error(raw: bytes) -> bool:
     return eol < 0 or END_OF_REPLY.startswith(raw[eol:])
 
 
+class PortClosed(MoteError):
+    """The serial port (or socket, or pty) went away: nothing more can be said to it."""
+
+
 class MoteConsole:
     """A board (or mote-linux) at the other end of a serial URL."""
 
@@ -119,7 +123,7 @@ class MoteConsole:
             self.port.write(data)
             self.port.flush()
         except (serial.SerialException, OSError) as err:
-            raise MoteError(f"{self.url}: the port went away ({err})") from None
+            raise PortClosed(f"{self.url}: the port went away ({err})") from None
 
     def _read_until(self, done: Callable[[bytes], bool], buf: bytearray | None = None,
                     on_bytes: Callable[[bytes], None] | None = None,
@@ -134,7 +138,7 @@ class MoteConsole:
             try:
                 chunk = self.port.read(min(self.port.in_waiting, READ_CHUNK) or 1)
             except (serial.SerialException, OSError) as err:
-                raise MoteError(f"{self.url}: the port went away ({err}); "
+                raise PortClosed(f"{self.url}: the port went away ({err}); "
                                 f"last bytes read: {bytes(buf[-200:])!r}") from None
             if chunk:
                 buf += chunk
@@ -323,6 +327,9 @@ def chat(board: MoteConsole, color: bool | None = None, out=sys.stdout) -> int:
 
             try:
                 _, stats = board.ask(line, on_text=show, ctrl_c_interrupts=True)
+            except PortClosed:
+                out.write("\n")  # end the cut-off text; the CLI reports the error, exits 2
+                raise
             except MoteError as err:
                 out.write(style(str(err), "31") + "\n")
                 continue
