@@ -8,6 +8,10 @@ import pytest
 
 from shared_models import model_path
 
+from mote.blob import pack
+from mote.importers import load_model
+from mote.model import Model
+
 
 @pytest.fixture
 def stories260k() -> tuple[Path, Path]:
@@ -27,3 +31,16 @@ def ref_relu() -> Path:
 @pytest.fixture
 def mcu_silu() -> Path:
     return model_path("mcu-1m-silu")
+
+
+@pytest.fixture(scope="session")
+def stories260k_model() -> Model:
+    return load_model(model_path("stories260K.bin"), model_path("tok512.bin"))
+
+
+@pytest.fixture(scope="session")
+def stories260k_int8_blob(stories260k_model, tmp_path_factory) -> Path:
+    """stories260K packed int8 at its full context, once per session."""
+    path = tmp_path_factory.mktemp("blobs") / "stories260K.mote"
+    path.write_bytes(pack(stories260k_model, quant="int8"))
+    return path

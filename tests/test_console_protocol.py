@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mote.blob import arena_bytes, pack
+from mote.blob import arena_bytes
 from mote.console import END_OF_REPLY, MoteConsole
-from mote.importers import load_model
 from mote.model import MoteError
 from mote.run import GenerateOptions, LinuxRunner, linux_binary
 
@@ -21,26 +20,15 @@ BANNER = re.compile(
     r"quant=q8 group=32")
 
 
-# Packed once per module; the paths come from the shared `stories260k` fixture
-# (tests/conftest.py), which a module-scoped fixture cannot request.
-_packed: dict[str, object] = {}
+@pytest.fixture
+def model(stories260k_model):
+    return stories260k_model
 
 
 @pytest.fixture
-def model(stories260k):
-    if "model" not in _packed:
-        _packed["model"] = load_model(*stories260k)
-    return _packed["model"]
-
-
-@pytest.fixture
-def blob(model, tmp_path_factory) -> Path:
-    if "blob" not in _packed:
-        linux_binary()  # build once, before any test waits for replies
-        path = tmp_path_factory.mktemp("console") / "stories260K.mote"
-        path.write_bytes(pack(model, quant="int8"))
-        _packed["blob"] = path
-    return _packed["blob"]
+def blob(stories260k_int8_blob) -> Path:
+    linux_binary()  # built before any test waits for replies
+    return stories260k_int8_blob
 
 
 @pytest.fixture

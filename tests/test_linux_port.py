@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mote.blob import arena_bytes, pack
-from mote.importers import load_model
+from mote.blob import arena_bytes
 from mote.model import MoteError
 from mote.run import GenerateOptions, LinuxRunner, linux_binary, run_prompt
 
@@ -24,26 +23,15 @@ STATS = re.compile(r"\[stats\] tokens=(\d+) prompt=(\d+) prefill_ms=\d+ ms=\d+ t
                    r"decode_ticks=\d+ ticks_hz=\d+ read_bytes_per_token=\d+ end=(eos|length|context|stopped)")
 
 
-# Packed once per module; the paths come from the shared `stories260k` fixture
-# (tests/conftest.py), which a module-scoped fixture cannot request.
-_packed: dict[str, object] = {}
+@pytest.fixture
+def model(stories260k_model):
+    return stories260k_model
 
 
 @pytest.fixture
-def model(stories260k):
-    if "model" not in _packed:
-        _packed["model"] = load_model(*stories260k)
-    return _packed["model"]
-
-
-@pytest.fixture
-def blob(model, tmp_path_factory) -> Path:
-    if "blob" not in _packed:
-        linux_binary()  # build once, before any test waits for replies
-        path = tmp_path_factory.mktemp("linux") / "stories260K.mote"
-        path.write_bytes(pack(model, quant="int8"))
-        _packed["blob"] = path
-    return _packed["blob"]
+def blob(stories260k_int8_blob) -> Path:
+    linux_binary()  # built before any test waits for replies
+    return stories260k_int8_blob
 
 
 @pytest.fixture(scope="module")
