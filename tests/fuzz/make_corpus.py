@@ -12,7 +12,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+import numpy as np  # noqa: E402
+
 from mote import blob as mote_blob  # noqa: E402
+from mote.sparsity import POINTS, Sparsity  # noqa: E402
 from tiny_model import tiny_model  # noqa: E402
 
 
@@ -25,6 +28,10 @@ def main() -> None:
         "mixed_untied_relu": mote_blob.pack(
             tiny_model(3, activation="relu", tied=False, n_layers=2), quant="mixed",
             group_size=8, ctx=4),
+        # every sparsity point on: input-major and bundled layouts, thresholds section
+        "int8_sparse": mote_blob.pack(
+            tiny_model(4, n_layers=2), quant="int8", group_size=8, ctx=8,
+            sparsity=Sparsity(POINTS, np.full((2, len(POINTS)), 0.05, np.float32), 0.25)),
     }
     good = seeds["int8_tied"]
     seeds["truncated"] = good[: len(good) // 2]
