@@ -284,9 +284,11 @@ def _history_file() -> Path:
     return state / "mote" / "chat_history"
 
 
-def chat(board: MoteConsole, color: bool | None = None, out=sys.stdout) -> int:
+def chat(board: MoteConsole, color: bool | None = None, out=sys.stdout,
+         note: Callable[[Stats], str] | None = None) -> int:
     """Interactive console: a line is a prompt or a /command; Ctrl-C stops a
-    generation; Ctrl-D quits. History is kept across sessions."""
+    generation; Ctrl-D quits. History is kept across sessions. `note`, if given,
+    adds a line after each generation's stats (e.g. what an emulated board's times mean)."""
     try:
         import readline
     except ImportError:  # not on every platform; the console works without it
@@ -334,6 +336,8 @@ def chat(board: MoteConsole, color: bool | None = None, out=sys.stdout) -> int:
                 out.write(style(str(err), "31") + "\n")
                 continue
             out.write("\n" + style(stats.summary(), "2") + "\n")
+            if note is not None:
+                out.write(style(note(stats), "2") + "\n")
     finally:
         if readline is not None:
             history.parent.mkdir(parents=True, exist_ok=True)

@@ -276,10 +276,22 @@ def main(argv: list[str] | None = None) -> int:
         with QemuBoard(board, serial=args.serial) as qb:
             print(f"{board.name}: {board.qemu_machine} running, UART on {qb.url}", file=sys.stderr)
             with MoteConsole(qb.url) as client:
-                return chat(client)
+                return chat(client, note=lambda stats: emulated_speed(board, stats))
     except MoteError as err:
         print(f"mote chat: error: {err}", file=sys.stderr)
         return 2
+
+
+def emulated_speed(board: Board, stats) -> str:
+    """What a QEMU board's stats mean: under -icount shift=0 its clock counts virtual
+    time, one nanosecond per instruction, so the figures are instruction counts; a
+    real part's tok/s follows from its clock, as an estimate (one instruction a cycle)."""
+    if not stats.tokens or not stats.ticks_hz:
+        return f"{board.name}: QEMU virtual time (1 ns per instruction)"
+    per_token = stats.decode_ticks * 1e9 / stats.ticks_hz / stats.tokens
+    return (f"{board.name} under QEMU: times are virtual (1 ns per instruction): "
+            f"{per_token:,.0f} instructions per token, about {board.clock_hz / per_token:,.0f} tok/s "
+            f"on a {board.clock_hz / 1e6:g} MHz {board.core} (estimate)")
 
 
 if __name__ == "__main__":

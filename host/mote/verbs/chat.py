@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mote.verbs.run import emulated_note
 from mote.console import MoteConsole, chat
 from mote.model import MoteError
 from mote.run import RUNNERS, runner_for
@@ -34,4 +35,4 @@ def run(args: argparse.Namespace) -> int:
     if args.model is None:
         raise MoteError("give MODEL (with --board, default linux) or --port URL")
     with runner_for(args.board or "linux").console(args.model, args.threads, args.ctx) as board:
-        return chat(board, color=args.color)
+        return chat(board, color=args.color, note=emulated_note(args.board or "linux"))

@@ -29,4 +29,18 @@ def run(args: argparse.Namespace) -> int:
                               threads=args.threads, ctx=args.ctx)
     stats = run_prompt(args.model, args.board, options)
     print(stats.summary(), file=sys.stderr)
+    note = emulated_note(args.board)
+    if note:
+        print(note(stats), file=sys.stderr)
     return 0
+
+
+def emulated_note(board_name: str):
+    """For an emulated board, a function explaining its stats; None otherwise."""
+    from mote.boards import board_names, load_board
+    from mote.qemu import emulated_speed
+
+    if board_name not in board_names():
+        return None
+    board = load_board(board_name)
+    return (lambda stats: emulated_speed(board, stats)) if board.is_qemu else None
