@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mote.verbs.run import emulated_note
 from mote.console import MoteConsole, chat
 from mote.model import MoteError
 from mote.run import RUNNERS, runner_for
+from mote.verbs.run import emulated_note
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
