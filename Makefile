@@ -26,10 +26,10 @@ $(VENV)/.setup-done: pyproject.toml scripts/setup.sh
 linux: setup
 	$(MAKE) -C firmware linux
 
-# Host tests, golden C-vs-reference tests and the Linux port's protocol tests; then
-# the hardware-in-the-loop suite on every emulated board; then the blob-parser fuzzer.
+# The blob-parser fuzzer; host tests, golden C-vs-reference tests and the Linux port's
+# protocol tests; then the hardware-in-the-loop suite on every emulated board.
 test: setup
-	$(MAKE) test-host test-hil fuzz
+	$(MAKE) fuzz test-host test-hil
 test-host:
 	$(PYTHON) -m pytest tests --ignore=tests/hil
 test-hil:
