@@ -10,19 +10,15 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from mote.blob import pack
-from mote.importers import load_model
 from mote.run import linux_binary
 
 PROMPT = "Once upon a time"
 
 
 @pytest.fixture
-def blob(stories260k, tmp_path) -> Path:
-    linux_binary()
-    path = tmp_path / "stories260K.mote"
-    path.write_bytes(pack(load_model(*stories260k), quant="int8"))
-    return path
+def blob(stories260k_int8_blob) -> Path:
+    linux_binary()  # built before the chat waits for its banner
+    return stories260k_int8_blob
 
 
 def test_chat_session(blob, tmp_path):
