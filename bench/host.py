@@ -27,7 +27,7 @@ NATIVE_BUILD = "build/linux"
 CALLGRIND_BUILD = "build/linux-bench-avx2"
 
 sys.path.insert(0, str(ROOT / "host"))
-from mote import blob as mote_blob  # noqa: E402
+from mote.format import blob as mote_blob  # noqa: E402
 from mote.importers import load_model  # noqa: E402
 
 
@@ -126,7 +126,7 @@ def main() -> None:
                       f"interleaved, build `make -C firmware linux` (-march=native, "
                       f"KERNELS=x86). Wall-clock on a shared machine: load_avg_before/after "
                       f"give the 1-minute load average around each case's runs."),
-            "blobs": "mote.blob.pack(quant, group_size=32, ctx=256)",
+            "blobs": "mote.format.blob.pack(quant, group_size=32, ctx=256)",
         },
         "host": {"machine": platform.machine(), "cpu": _cpu_name(), "nproc": os.cpu_count()},
         "results": results,

@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from mote import blob as blobfile
+from mote.format import blob as blobfile
 from mote.boards import Board, load_board
 from mote.console import MoteConsole
 from mote.flash import board_dir, build_firmware, flash_model, images, pack_for_board

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mote import blob as blobfile
+from mote.format import blob as blobfile
 from mote import sparsity
 from mote.eval import tokenizer_of
 from mote.importers import load_model

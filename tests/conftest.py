@@ -8,7 +8,7 @@ import pytest
 
 from shared_models import model_path
 
-from mote.blob import pack
+from mote.format.blob import pack
 from mote.importers import load_model
 from mote.model import Model
 

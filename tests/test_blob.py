@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 import pytest
 
-from mote import blob as blobfile
+from mote.format import blob as blobfile
 from mote.importers import load_model
 from mote.model import MoteError
 from shared_models import model_path

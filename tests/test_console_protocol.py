@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mote.blob import arena_bytes
+from mote.format.blob import arena_bytes
 from mote.console import END_OF_REPLY, MoteConsole
 from mote.model import MoteError
 from mote.run import GenerateOptions, LinuxRunner, linux_binary

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mote.blob import arena_bytes
+from mote.format.blob import arena_bytes
 from mote.model import MoteError
 from mote.run import GenerateOptions, LinuxRunner, linux_binary, run_prompt
 

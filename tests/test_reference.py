@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from shared_models import model_path
-from mote import blob as blobfile
+from mote.format import blob as blobfile
 from mote.eval import adds_bos, perplexity, stop_ids, tokenizer_of
 from mote.importers import load_model
 from mote.reference import Runner, generate

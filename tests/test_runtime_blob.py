@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mote import blob as mote_blob
+from mote.format import blob as mote_blob
 from tiny_model import tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]

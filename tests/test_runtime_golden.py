@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from shared_models import model_path
-from mote import blob as mote_blob
+from mote.format import blob as mote_blob
 from mote.importers import load_model
 from mote.reference import Runner, generate
 from mote.sample import Sampler

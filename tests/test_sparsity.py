@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mote import blob as mote_blob
+from mote.format import blob as mote_blob
 from mote import sparsity
 from mote.eval import tokenizer_of
 from mote.importers import load_model

@@ -181,7 +181,7 @@ def test_cli_reports_errors_in_one_line(tmp_path):
 def test_end_to_end_on_the_linux_port(trained, tmp_path):
     """train -> HF importer -> .mote blob -> greedy generation on the Linux port, which
     must print what the numpy reference of the same blob generates."""
-    from mote.blob import pack
+    from mote.format.blob import pack
     from mote.importers import load_model
 
     out, _ = trained

@@ -235,7 +235,7 @@ def validation_text(corpus: Path, seed: int, fraction: float) -> str:
 def measure(blob_path: Path, hf_dir: Path, text: str, max_tokens: int) -> dict[str, dict]:
     """Perplexity on `text` through the numpy reference: float32 weights, the shipped
     blob, and the other packing that fits 1 MiB, all tokenized the same way."""
-    from mote import blob as blobfile
+    from mote.format import blob as blobfile
     from mote.eval import perplexity, tokenizer_of
     from mote.importers import load_model
     from mote.reference import Runner
@@ -257,7 +257,7 @@ def measure(blob_path: Path, hf_dir: Path, text: str, max_tokens: int) -> dict[s
 
 
 def write_card(build_dir: Path, blob_path: Path, out: Path, max_tokens: int) -> str:
-    from mote import blob as blobfile
+    from mote.format import blob as blobfile
 
     hf_dir = build_dir / "mote-default"
     corpus_record = json.loads((build_dir / "corpus.json").read_text())

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mote import blob as blobfile
-from mote.blob import Blob
+from mote.format import blob as blobfile
+from mote.format.blob import Blob
 from mote.importers import load_model
 from mote.model import Model, MoteError
 from mote.reference import Runner

@@ -14,7 +14,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from mote import blob as blobfile
+from mote.format import blob as blobfile
 from mote.boards import Board, check_fit
 from mote.model import MoteError
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mote.blob import Blob, BlobTensor
+from mote.format.blob import Blob, BlobTensor
 from mote.model import Config, Model, MoteError
 from mote.mathf import expf_mote, sum_in_order
 from mote.quant import n_groups, quantize_activations, quantize_kv

@@ -16,7 +16,7 @@ import pytest
 
 from shared_models import model_path
 
-from mote import blob as blobfile
+from mote.format import blob as blobfile
 from mote.boards import Board, load_board
 from mote.console import MoteConsole
 from mote.eval import adds_bos, stop_ids, tokenizer_of

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mote import blob as blobfile
+from mote.format import blob as blobfile
 from mote.importers import load_model
 from mote import sparsity as sparse
 from mote.model import MoteError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mote.blob import Blob
+from mote.format.blob import Blob
 
 
 def summary(blob: Blob) -> dict:

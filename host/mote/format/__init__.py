@@ -1,0 +1,1 @@
+"""The .mote blob format: its one machine-readable description, the writer and the reader."""
