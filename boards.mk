@@ -15,8 +15,8 @@ PYTHON ?= python3
 
 .PHONY: flash chat
 flash:
-	$(PYTHON) -m mote.flash $(BOARD) $(MODEL) --quant $(QUANT) $(if $(CTX),--ctx $(CTX)) \
+	$(PYTHON) -m mote flash --board $(BOARD) $(MODEL) --quant $(QUANT) $(if $(CTX),--ctx $(CTX)) \
 		$(if $(TOKENIZER),--tokenizer $(TOKENIZER))
 
 chat: flash
-	$(PYTHON) -m mote.qemu chat $(BOARD) --serial $(SERIAL)
+	$(PYTHON) -m mote chat --board $(BOARD) --serial $(SERIAL)

@@ -24,9 +24,9 @@ corpus-deps:
 model:
 	@command -v bible >/dev/null && command -v mod2imp >/dev/null || \
 	  { echo "make model: run 'make corpus-deps' first (Debian bible-kjv, sword-text-web, libsword-utils)"; exit 2; }
-	$(PYTHON) -m mote.corpus build $(MODEL_BUILD)/cache $(MODEL_BUILD)/corpus
+	$(PYTHON) -m mote corpus build $(MODEL_BUILD)/cache $(MODEL_BUILD)/corpus
 	rm -rf $(MODEL_BUILD)/mote-default
-	$(PYTHON) -m mote.cli train --text $(MODEL_BUILD)/corpus -o $(MODEL_BUILD)/mote-default $(MODEL_SHAPE) \
+	$(PYTHON) -m mote train --text $(MODEL_BUILD)/corpus -o $(MODEL_BUILD)/mote-default $(MODEL_SHAPE) \
 	  --steps $(MODEL_STEPS) --seed $(MODEL_SEED) --threads 1 --data-license "$(MODEL_LICENSE)"
-	$(PYTHON) -m mote.cli convert $(MODEL_BUILD)/mote-default -o models/default.mote --quant $(MODEL_QUANT) --board qemu-m4
-	$(PYTHON) -m mote.corpus card $(MODEL_BUILD) models/default.mote -o models/MODEL_CARD.md
+	$(PYTHON) -m mote convert $(MODEL_BUILD)/mote-default -o models/default.mote --quant $(MODEL_QUANT) --board qemu-m4
+	$(PYTHON) -m mote corpus card $(MODEL_BUILD) models/default.mote -o models/MODEL_CARD.md

@@ -32,11 +32,12 @@ import time
 from pathlib import Path
 
 from mote.format import blob as blobfile
-from mote.boards import Board, load_board
-from mote.console import MoteConsole
-from mote.flash import board_dir, build_firmware, flash_model, images, pack_for_board
+from mote.boards.catalog import Board, load_board
+from mote.console.client import MoteConsole
+from mote.boards.images import board_dir, build_firmware, flash_model, images
 from mote.model import MoteError
-from mote.qemu import QemuBoard, calibrate_clock
+from mote.boards.qemu import QemuBoard, calibrate_clock
+from mote.pipeline import ConvertOptions, convert
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT.parent / "shared" / "models"
@@ -68,7 +69,7 @@ def run_one(board: Board, model: str, quant: str, tokens: int, per_tick: float) 
     source, tokenizer = MODEL_SOURCES[model]
     row: dict = {"board": board.name, "model": model, "quant": quant, "ctx": CTX}
     try:
-        data = pack_for_board(board, source, quant, CTX, tokenizer=tokenizer)
+        data = convert(source, ConvertOptions(tokenizer=tokenizer, quant=quant, ctx=CTX), board).data
     except MoteError as err:
         row["fits"] = False
         row["error"] = str(err)

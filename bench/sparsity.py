@@ -40,11 +40,12 @@ from pathlib import Path
 import numpy as np
 
 from mote.format import blob as blobfile
-from mote import sparsity
-from mote.eval import tokenizer_of
+from mote.eval import sparsity
+from mote.format import sparsity as layouts
+from mote.eval.perplexity import tokenizer_of
 from mote.importers import load_model
 from mote.model import MoteError
-from mote.reference import Runner
+from mote.reference.forward import Runner
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT.parent / "shared" / "models"
@@ -135,10 +136,10 @@ def tok_s(blob: Path, prompt: str, tokens: int) -> float:
 def qemu_instructions(board_name: str, data: bytes, prompt: str, tokens: int) -> float:
     """Instructions per generated token on an emulated board, as bench/mcu.py counts
     them: the console's decode ticks times the calibrated instructions per tick."""
-    from mote.boards import load_board
-    from mote.console import MoteConsole
-    from mote.flash import build_firmware, flash_model, images
-    from mote.qemu import QemuBoard, calibrate_clock
+    from mote.boards.catalog import load_board
+    from mote.console.client import MoteConsole
+    from mote.boards.images import build_firmware, flash_model, images
+    from mote.boards.qemu import QemuBoard, calibrate_clock
 
     board = load_board(board_name)
     if not hasattr(qemu_instructions, "per_tick"):
@@ -264,7 +265,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(SOURCES))
     parser.add_argument("--levels", default="0,0.25,0.4,0.5,0.6")
-    parser.add_argument("--points", default=",".join(sparsity.POINTS))
+    parser.add_argument("--points", default=",".join(layouts.POINTS))
     parser.add_argument("--tokens", type=int, default=128, help="greedy tokens for agreement and reads")
     parser.add_argument("--eval-tokens", type=int, default=4096)
     parser.add_argument("--calib-tokens", type=int, default=4096)

@@ -13,7 +13,7 @@ from mote.format import blob as blobfile
 from mote.importers import load_model
 from mote.model import MoteError
 from shared_models import model_path
-from mote.quant import pack_q4, quantize_activations, quantize_matrix, unpack_q4
+from mote.quant.groups import pack_q4, quantize_activations, quantize_matrix, unpack_q4
 
 
 @pytest.fixture(scope="module")

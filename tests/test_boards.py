@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mote import boards
+from mote.boards import catalog as boards
 from mote.model import MoteError
 
 NAMES = boards.board_names()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from mote.run import linux_binary
+from mote.boards.runners import linux_binary
 
 PROMPT = "Once upon a time"
 

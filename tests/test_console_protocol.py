@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from mote.format.blob import arena_bytes
-from mote.console import END_OF_REPLY, MoteConsole
+from mote.console.client import END_OF_REPLY, MoteConsole
 from mote.model import MoteError
-from mote.run import GenerateOptions, LinuxRunner, linux_binary
+from mote.boards.runners import GenerateOptions, LinuxRunner, linux_binary
 
 PROMPT = "Once upon a time"
 BANNER = re.compile(
@@ -249,7 +249,7 @@ def test_a_port_that_disappears_mid_stream_is_a_clear_error():
     import socket
     import threading
 
-    from mote.console import PortClosed
+    from mote.console.client import PortClosed
 
     server = socket.create_server(("127.0.0.1", 0))
 

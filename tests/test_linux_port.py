@@ -16,7 +16,7 @@ import pytest
 
 from mote.format.blob import arena_bytes
 from mote.model import MoteError
-from mote.run import GenerateOptions, LinuxRunner, linux_binary, run_prompt
+from mote.boards.runners import GenerateOptions, LinuxRunner, linux_binary, run_prompt
 
 PROMPT = "Once upon a time"
 STATS = re.compile(r"\[stats\] tokens=(\d+) prompt=(\d+) prefill_ms=\d+ ms=\d+ tok_s=\d+\.\d\d "

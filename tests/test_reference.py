@@ -8,10 +8,10 @@ import pytest
 
 from shared_models import model_path
 from mote.format import blob as blobfile
-from mote.eval import adds_bos, perplexity, stop_ids, tokenizer_of
+from mote.eval.perplexity import adds_bos, perplexity, stop_ids, tokenizer_of
 from mote.importers import load_model
-from mote.reference import Runner, generate
-from mote.sample import Sampler
+from mote.reference.forward import Runner, generate
+from mote.reference.sample import Sampler
 
 # What llama2.c's run.c prints for stories260K, greedy, 64 steps (models/README.md).
 RUN_C_GOLDEN = (

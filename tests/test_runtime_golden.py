@@ -16,8 +16,8 @@ import pytest
 from shared_models import model_path
 from mote.format import blob as mote_blob
 from mote.importers import load_model
-from mote.reference import Runner, generate
-from mote.sample import Sampler
+from mote.reference.forward import Runner, generate
+from mote.reference.sample import Sampler
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "firmware" / "core"

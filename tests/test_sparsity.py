@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 from mote.format import blob as mote_blob
-from mote import sparsity
-from mote.eval import tokenizer_of
+from mote.eval import sparsity
+from mote.format import sparsity as layouts
+from mote.eval.perplexity import tokenizer_of
 from mote.importers import load_model
 from mote.model import MoteError
-from mote.reference import Runner, generate
-from mote.sample import Sampler
+from mote.reference.forward import Runner, generate
+from mote.reference.sample import Sampler
 from shared_models import model_path
 from test_runtime_golden import BUILDS, X86, build_dump, run_dump
 from tiny_model import tiny_model
@@ -47,7 +48,7 @@ def blobs(stories, calib_windows, tmp_path_factory) -> dict[str, Path]:
     dense = mote_blob.load(dense_bytes)
     paths = {"dense": out / "dense.mote"}
     paths["dense"].write_bytes(dense_bytes)
-    for name, target, points in (("s0", 0.0, sparsity.POINTS), ("s40", 0.4, sparsity.POINTS),
+    for name, target, points in (("s0", 0.0, layouts.POINTS), ("s40", 0.4, layouts.POINTS),
                                  ("cats50", 0.5, ("gate",)), ("teal30", 0.3, ("attn_in", "attn_out", "ffn_in"))):
         sp, _ = sparsity.calibrate(dense, calib_windows, target, points)
         paths[name] = out / f"{name}.mote"
@@ -65,11 +66,11 @@ def dump_tools(tmp_path_factory) -> dict[str, Path]:
 def test_section_and_layouts_round_trip():
     model = tiny_model(dim=16, hidden=40, n_layers=2)  # hidden 40: a short last group of 8
     t = np.arange(8, dtype=np.float32).reshape(2, 4) / 10
-    sp = sparsity.Sparsity(sparsity.POINTS, t, 0.25)
+    sp = layouts.Sparsity(layouts.POINTS, t, 0.25)
     dense = mote_blob.load(mote_blob.pack(model, "int8", 16))
     sparse = mote_blob.load(mote_blob.pack(model, "int8", 16, sparsity=sp))
     assert dense.sparsity is None
-    assert sparse.sparsity.points == sparsity.POINTS and np.array_equal(sparse.sparsity.thresholds, t)
+    assert sparse.sparsity.points == layouts.POINTS and np.array_equal(sparse.sparsity.thresholds, t)
     assert sparse.sparsity.target == np.float32(0.25)
     for name, tensor in dense.tensors.items():
         assert np.array_equal(tensor.values, sparse.tensors[name].values), name
@@ -78,16 +79,16 @@ def test_section_and_layouts_round_trip():
 
 
 def test_layouts_follow_the_points():
-    sp = sparsity.Sparsity(("attn_out", "ffn_in"), np.zeros((1, 4), np.float32))
-    assert [sparsity.layout_of(f"layers.0.{n}", sp) for n in ("wq", "wo", "w_gate", "w_up", "w_down")] == [
-        sparsity.LAYOUT_ROWS, sparsity.LAYOUT_COLUMNS, sparsity.LAYOUT_COLUMNS, sparsity.LAYOUT_COLUMNS,
-        sparsity.LAYOUT_ROWS]
-    assert sparsity.layout_of("tok_embedding", sp) == sparsity.LAYOUT_ROWS
+    sp = layouts.Sparsity(("attn_out", "ffn_in"), np.zeros((1, 4), np.float32))
+    assert [layouts.layout_of(f"layers.0.{n}", sp) for n in ("wq", "wo", "w_gate", "w_up", "w_down")] == [
+        layouts.LAYOUT_ROWS, layouts.LAYOUT_COLUMNS, layouts.LAYOUT_COLUMNS, layouts.LAYOUT_COLUMNS,
+        layouts.LAYOUT_ROWS]
+    assert layouts.layout_of("tok_embedding", sp) == layouts.LAYOUT_ROWS
 
 
 def test_bad_sections_are_refused():
     model = tiny_model()
-    sp = sparsity.Sparsity(("gate",), np.array([[0, 0, 0, 0.5]], np.float32))
+    sp = layouts.Sparsity(("gate",), np.array([[0, 0, 0, 0.5]], np.float32))
     good = mote_blob.pack(model, "int8", 16, sparsity=sp)
     offset = struct.unpack_from("<I", good, 96)[0]
 
@@ -111,7 +112,7 @@ def test_bad_sections_are_refused():
 def test_calibration_drops_the_fraction_asked_for(stories, calib_windows):
     dense = mote_blob.load(mote_blob.pack(stories, "int8", 32, 64))
     sp, dropped = sparsity.calibrate(dense, calib_windows, 0.4)
-    assert sp.points == sparsity.POINTS and np.all(sp.thresholds > 0)
+    assert sp.points == layouts.POINTS and np.all(sp.thresholds > 0)
     for point, per_layer in dropped.items():
         assert all(abs(f - 0.4) < 0.01 for f in per_layer), point
     zero, _ = sparsity.calibrate(dense, calib_windows, 0.0)
@@ -246,7 +247,7 @@ def test_convert_and_eval_verbs(tmp_path, capsys):
     assert main(["convert", str(stories_bin), "--tokenizer", str(tok), "-o", str(out), "--ctx", "64",
                  "--sparsity", "0.3", "--calib", str(calib), "--calib-tokens", "300"]) == 0
     assert "sparsity S = 0.3" in capsys.readouterr().out
-    assert mote_blob.load(out).sparsity.points == sparsity.POINTS
+    assert mote_blob.load(out).sparsity.points == layouts.POINTS
     assert main(["eval", str(out), "--text", str(calib), "--max-tokens", "200", "--json"]) == 0
     import json
     record = json.loads(capsys.readouterr().out)

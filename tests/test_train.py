@@ -22,8 +22,8 @@ except ImportError:
         raise
     pytest.skip("mote train needs the optional torch extra", allow_module_level=True)
 
-from mote import train as mote_train  # noqa: E402  (after the torch check)
-from mote.train import TrainConfig, train  # noqa: E402
+from mote.train import loop as mote_train  # noqa: E402  (after the torch check)
+from mote.train.loop import TrainConfig, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,8 @@ import sys
 from mote.model import MoteError
 from mote.verbs import convert, evaluate, generate, inspect_blob
 from mote.verbs import train as train_verb
-from mote.verbs import chat as chat_verb, run as run_verb
+from mote.verbs import boards as boards_verb, chat as chat_verb, corpus as corpus_verb
+from mote.verbs import flash as flash_verb, run as run_verb
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     train_verb.register(verbs)
     run_verb.register(verbs)
     chat_verb.register(verbs)
+    flash_verb.register(verbs)
+    boards_verb.register(verbs)
+    corpus_verb.register(verbs)
     return parser
 
 

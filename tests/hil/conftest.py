@@ -17,13 +17,14 @@ import pytest
 from shared_models import model_path
 
 from mote.format import blob as blobfile
-from mote.boards import Board, load_board
-from mote.console import MoteConsole
-from mote.eval import adds_bos, stop_ids, tokenizer_of
-from mote.flash import Image, build_firmware, firmware_image, pack_for_board
-from mote.qemu import QemuBoard
-from mote.reference import Runner, generate
-from mote.sample import Sampler
+from mote.boards.catalog import Board, load_board
+from mote.console.client import MoteConsole
+from mote.eval.perplexity import adds_bos, stop_ids, tokenizer_of
+from mote.boards.images import Image, build_firmware, firmware_image
+from mote.boards.qemu import QemuBoard
+from mote.pipeline import ConvertOptions, convert
+from mote.reference.forward import Runner, generate
+from mote.reference.sample import Sampler
 
 
 
@@ -72,8 +73,8 @@ def model_blob(request: pytest.FixtureRequest, board: Board) -> bytes:
     given = request.config.getoption("--model", default=None)
     if given:
         return Path(given).read_bytes()
-    return pack_for_board(board, model_path("stories260K.bin"), "int8", 256,
-                          tokenizer=model_path("tok512.bin"))
+    options = ConvertOptions(tokenizer=model_path("tok512.bin"), quant="int8", ctx=256)
+    return convert(model_path("stories260K.bin"), options, board).data
 
 
 @pytest.fixture(scope="session")

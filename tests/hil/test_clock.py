@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from mote.qemu import calibrate_clock
+from mote.boards.qemu import calibrate_clock
 
 pytestmark = pytest.mark.hil
 

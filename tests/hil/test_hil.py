@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from mote.flash import corrupt
+from mote.boards.images import corrupt
 from mote.model import MoteError
 
 pytestmark = pytest.mark.hil

@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from mote.eval import load_any, perplexity, tokenizer_of
+from mote.eval.perplexity import load_any, perplexity, tokenizer_of
 from mote.model import MoteError
-from mote.reference import Runner
+from mote.reference.forward import Runner
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_compare(args: argparse.Namespace, source, runner: Runner, text: str) -> int:
     """Perplexity and mean KL(reference || model) on the same windows."""
-    from mote import sparsity
+    from mote.eval import sparsity
 
     if args.reference is not None:
         dense = Runner(load_any(args.reference), args.ctx or runner.ctx, exact=False)

@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from mote.eval import adds_bos, load_any, stop_ids, tokenizer_of
-from mote.reference import Runner, generate
-from mote.sample import Sampler
+from mote.eval.perplexity import adds_bos, load_any, stop_ids, tokenizer_of
+from mote.reference.forward import Runner, generate
+from mote.reference.sample import Sampler
 
 
 def register(verbs: argparse._SubParsersAction) -> None:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from mote.format import blob as blobfile
-from mote.sparsity import describe
+from mote.eval.sparsity import describe
 from mote.tokenizer import Tokenizer
 from mote.verbs.report import fit_rows, print_fit, print_summary, summary
 

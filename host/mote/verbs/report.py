@@ -36,7 +36,7 @@ def print_summary(blob: Blob, path: Path) -> None:
 
 
 def fit_rows(blob_bytes: int, arena_bytes: int) -> list[dict]:
-    from mote import boards
+    from mote.boards import catalog as boards
 
     return [{"board": name, "fits": ok, "detail": detail}
             for name, ok, detail in boards.fit_table(blob_bytes, arena_bytes)]

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mote.run import RUNNERS, GenerateOptions, run_prompt
+from mote.boards.runners import RUNNERS, GenerateOptions, run_prompt
 from mote.verbs.generate import add_sampling_arguments
 
 
@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
 def emulated_note(board_name: str):
     """For an emulated board, a function explaining its stats; None otherwise."""
-    from mote.boards import board_names, load_board
-    from mote.qemu import emulated_speed
+    from mote.boards.catalog import board_names, load_board
+    from mote.boards.qemu import emulated_speed
 
     if board_name not in board_names():
         return None

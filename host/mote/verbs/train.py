@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def register(verbs) -> None:
-    from mote.train_config import TrainConfig
+    from mote.train.config import TrainConfig
 
     d = TrainConfig()
     p = verbs.add_parser(
@@ -46,7 +46,7 @@ def register(verbs) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mote.train import TrainConfig, train
+    from mote.train.loop import TrainConfig, train
 
     config = TrainConfig(
         dim=args.dim, n_layers=args.layers, n_heads=args.heads, n_kv_heads=args.kv_heads,

@@ -4,7 +4,7 @@ A board file is the one source of truth for a board: compiler flags, flash and R
 layout, the model partition, the RAM budget for the arena, the clock used for tok/s
 estimates, and how to run it (a QEMU machine, or a PlatformIO env and flasher for a
 real part). The firmware build reads it through `make_vars` (run as
-`python -m mote.boards make-vars NAME`), so the linker script and the C defines come
+`mote boards NAME --make-vars`), so the linker script and the C defines come
 from the same numbers `mote convert --board` checks against.
 """
 
@@ -17,7 +17,9 @@ from pathlib import Path
 
 from mote.model import MoteError
 
-BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
+# the source tree: board files, firmware sources and build outputs live beside host/
+ROOT = Path(__file__).resolve().parents[3]
+BOARDS_DIR = ROOT / "boards"
 
 # Where a blob's tensors must start: docs/blob-format.md aligns everything to 32 bytes
 # from the blob's start, so the partition itself must be at least that aligned.
@@ -259,27 +261,3 @@ def make_vars(board: Board) -> str:
         f"QEMU_MACHINE := {board.qemu_machine or ''}",
     ]
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str]) -> int:
-    """`python -m mote.boards make-vars NAME` | `list` | `check` (lint every board file)."""
-    try:
-        if len(argv) == 2 and argv[0] == "make-vars":
-            sys.stdout.write(make_vars(load_board(argv[1])))
-        elif argv == ["list"]:
-            for board in all_boards():
-                print(f"{board.name:10} {board.description}")
-        elif argv == ["check"]:
-            for board in all_boards():
-                print(f"{board.name}: ok")
-        else:
-            print("usage: python -m mote.boards make-vars NAME | list | check", file=sys.stderr)
-            return 2
-    except MoteError as err:
-        print(f"mote.boards: error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from mote.console import MoteConsole, Stats, decimal_text
+from mote.console.client import MoteConsole, Stats, decimal_text
 from mote.model import MoteError
-from mote.qemu import runners as qemu_runners
+from mote.boards.catalog import ROOT
+from mote.boards.qemu import runners as qemu_runners
 
-ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE_DIR = ROOT / "firmware"
 LINUX_BINARY = FIRMWARE_DIR / "build" / "linux" / "mote-linux"
 STOP_TIMEOUT_S = 5.0

@@ -19,10 +19,10 @@ import numpy as np
 
 from mote.format.blob import Blob, BlobTensor
 from mote.model import Config, Model, MoteError
-from mote.mathf import expf_mote, sum_in_order
-from mote.quant import n_groups, quantize_activations, quantize_kv
-from mote.sparsity import drop
-from mote.sample import Sampler
+from mote.reference.mathf import expf_mote, sum_in_order
+from mote.quant.groups import n_groups, quantize_activations, quantize_kv
+from mote.reference.sparse import drop
+from mote.reference.sample import Sampler
 
 
 @dataclass

@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mote.boards import Board
-from mote.flash import Image, build_firmware, images
+from mote.boards.catalog import Board
+from mote.boards.images import Image, build_firmware, images
 from mote.model import MoteError
 
 QEMU = "qemu-system-arm"
@@ -200,12 +200,12 @@ class QemuRunner:
     partition (after checking it fits), boot, and talk to it over its UART."""
 
     def __init__(self, board_name: str):
-        from mote.boards import load_board
+        from mote.boards.catalog import load_board
 
         self.board = load_board(board_name)
 
     def _flash(self, blob: Path, threads: int, ctx: int | None) -> None:
-        from mote.flash import flash_model
+        from mote.boards.images import flash_model
 
         if threads != 1:
             raise MoteError(f"{self.board.name} has one core: --threads must be 1")
@@ -219,7 +219,7 @@ class QemuRunner:
 
     @contextlib.contextmanager
     def console(self, blob: Path, threads: int = 1, ctx: int | None = None):
-        from mote.console import MoteConsole
+        from mote.console.client import MoteConsole
 
         self._flash(blob, threads, ctx)
         with QemuBoard(self.board) as qb:
@@ -231,7 +231,7 @@ class QemuRunner:
 
     def generate(self, blob: Path, options, out):
         """One prompt (options: mote.run.GenerateOptions); the text streams to `out`."""
-        from mote.console import decimal_text
+        from mote.console.client import decimal_text
 
         with self.console(blob, options.threads, options.ctx) as client:
             client.read_banner(boot_wait=START_TIMEOUT_S)
@@ -252,34 +252,9 @@ def runners() -> dict:
     """A runner factory for every emulated board file, for mote.run.RUNNERS."""
     from functools import partial
 
-    from mote.boards import all_boards
+    from mote.boards.catalog import all_boards
 
     return {b.name: partial(QemuRunner, b.name) for b in all_boards() if b.is_qemu}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m mote.qemu chat BOARD [--serial pty]`: boot what `make flash` wrote and
-    open the interactive console on it (what `make chat` runs)."""
-    import argparse
-    import sys
-
-    from mote.boards import load_board
-    from mote.console import MoteConsole, chat
-
-    parser = argparse.ArgumentParser(prog="python -m mote.qemu", description=main.__doc__)
-    parser.add_argument("action", choices=["chat"])
-    parser.add_argument("board")
-    parser.add_argument("--serial", choices=["socket", "pty"], default="socket")
-    args = parser.parse_args(argv)
-    try:
-        board = load_board(args.board)
-        with QemuBoard(board, serial=args.serial) as qb:
-            print(f"{board.name}: {board.qemu_machine} running, UART on {qb.url}", file=sys.stderr)
-            with MoteConsole(qb.url) as client:
-                return chat(client, note=lambda stats: emulated_speed(board, stats))
-    except MoteError as err:
-        print(f"mote chat: error: {err}", file=sys.stderr)
-        return 2
 
 
 def emulated_speed(board: Board, stats) -> str:
@@ -293,6 +268,3 @@ def emulated_speed(board: Board, stats) -> str:
             f"{per_token:,.0f} instructions per token, about {board.clock_hz / per_token:,.0f} tok/s "
             f"on a {board.clock_hz / 1e6:g} MHz {board.core} (estimate)")
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

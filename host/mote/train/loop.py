@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from mote.model import MoteError
-from mote.train_config import TrainConfig
+from mote.train.config import TrainConfig
 
 try:
     import torch

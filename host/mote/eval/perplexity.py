@@ -13,7 +13,7 @@ from mote.format import blob as blobfile
 from mote.format.blob import Blob
 from mote.importers import load_model
 from mote.model import Model, MoteError
-from mote.reference import Runner
+from mote.reference.forward import Runner
 from mote.tokenizer import KIND_LLAMA2C, Tokenizer
 
 

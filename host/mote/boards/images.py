@@ -10,15 +10,15 @@ build/<board>/, loaded at the partition's address (`images`).
 from __future__ import annotations
 
 import subprocess
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from mote.format import blob as blobfile
-from mote.boards import Board, check_fit
+from mote.boards.catalog import ROOT, Board, check_fit
 from mote.model import MoteError
 
-ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = ROOT / "build"
 
 
@@ -45,7 +45,9 @@ def model_image(board: Board) -> Path:
 def build_firmware(board: Board, target: str = "firmware", quiet: bool = True) -> Path:
     """Compile the firmware (or another target of the port's Makefile) for `board`."""
     port_dir = ROOT / "firmware" / "ports" / board.port
-    cmd = ["make", "-C", str(port_dir), f"BOARD={board.name}", target]
+    # the build runs host code (the board's Make variables): with this interpreter, so
+    # that it works from any venv, activated or not
+    cmd = ["make", "-C", str(port_dir), f"BOARD={board.name}", f"PYTHON={sys.executable}", target]
     if quiet:
         cmd.insert(1, "-s")
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -60,20 +62,6 @@ def build_firmware(board: Board, target: str = "firmware", quiet: bool = True) -
     return board_dir(board) / f"{target}.elf"
 
 
-def pack_for_board(board: Board, source: Path, quant: str = "int8", ctx: int | None = None,
-                   group_size: int = 32, tokenizer: Path | None = None) -> bytes:
-    """Import `source` (any format `mote convert` reads, or a ready .mote) and return a
-    blob that fits `board`, or raise MoteError saying by how much it does not."""
-    source = Path(source)
-    if blobfile.is_blob(source):
-        data = source.read_bytes()
-    else:
-        from mote.importers import load_model
-
-        data = blobfile.pack(load_model(source, tokenizer), quant, group_size, ctx)
-    check_fit(board, len(data), blobfile.load(data).arena_bytes)
-    return data
-
 
 def flash_model(board: Board, data: bytes, check: bool = True) -> Path:
     """Write blob bytes into the board's model partition image. With check=False the
@@ -87,10 +75,6 @@ def flash_model(board: Board, data: bytes, check: bool = True) -> Path:
     path.write_bytes(data)
     return path
 
-
-def erase_model(board: Board) -> None:
-    """Leave the model partition empty (the firmware must say it has no model)."""
-    model_image(board).unlink(missing_ok=True)
 
 
 def corrupt(data: bytes) -> bytes:
@@ -111,41 +95,3 @@ def images(board: Board) -> list[Image]:
     if model_image(board).is_file():
         found.append(Image(board.model_base, model_image(board)))
     return found
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m mote.flash BOARD [MODEL] [--quant Q] [--ctx N] [--tokenizer T]`:
-    what `make flash` runs."""
-    import argparse
-    import sys
-
-    from mote.boards import load_board
-
-    parser = argparse.ArgumentParser(prog="python -m mote.flash", description=main.__doc__)
-    parser.add_argument("board")
-    parser.add_argument("model", nargs="?", type=Path, help="checkpoint or .mote (default: keep)")
-    parser.add_argument("--quant", default="int8")
-    parser.add_argument("--ctx", type=int)
-    parser.add_argument("--tokenizer", type=Path)
-    args = parser.parse_args(argv)
-    try:
-        board = load_board(args.board)
-        firmware = build_firmware(board)
-        print(f"{board.name}: firmware {firmware} ({firmware.stat().st_size} bytes) "
-              f"at 0x{board.flash_base:08X}")
-        if args.model is not None:
-            data = pack_for_board(board, args.model, args.quant, args.ctx, tokenizer=args.tokenizer)
-            path = flash_model(board, data)
-            arena = blobfile.load(data).arena_bytes
-            print(f"{board.name}: model {path} ({len(data)} bytes, arena {arena}) "
-                  f"at 0x{board.model_base:08X}")
-        elif not model_image(board).is_file():
-            print(f"{board.name}: model partition empty (pass MODEL=...)")
-    except MoteError as err:
-        print(f"mote flash: error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

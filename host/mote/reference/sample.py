@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mote.mathf import expf_mote, sum_in_order
+from mote.reference.mathf import expf_mote, sum_in_order
 
 _MASK64 = (1 << 64) - 1
 _DEFAULT_STATE = 0x9E3779B97F4A7C15

@@ -1,0 +1,1 @@
+"""Boards: board files, flash images, firmware builds, QEMU and the runners that drive a board."""

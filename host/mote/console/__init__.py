@@ -1,0 +1,1 @@
+"""The host side of the serial console protocol (docs/serial-protocol.md)."""

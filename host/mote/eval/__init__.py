@@ -1,0 +1,1 @@
+"""Measurements on the reference: perplexity, sparsity calibration and comparison."""

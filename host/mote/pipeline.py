@@ -1,0 +1,88 @@
+"""The data path of `mote convert` (and of `mote flash` with a checkpoint), in one
+place: checkpoint -> importer -> quantizer -> sparsity calibration -> blob bytes,
+checked against a board when one is named."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mote.boards.catalog import Board, check_fit
+from mote.eval import sparsity as calibration
+from mote.eval.perplexity import tokenizer_of
+from mote.format import blob as blobfile
+from mote.format.sparsity import POINTS
+from mote.importers import load_model
+from mote.model import MoteError
+
+
+@dataclass
+class ConvertOptions:
+    tokenizer: Path | None = None  # llama2.c checkpoints: their tokenizer.bin
+    quant: str = "int8"
+    group: int = 32
+    ctx: int | None = None  # context the arena is sized for (default: trained)
+    sparsity: str | None = None  # a fraction S, "natural", or None (dense)
+    calib: Path | None = None  # calibration text for sparsity
+    calib_tokens: int = 4096
+    sparse_points: tuple[str, ...] = POINTS
+
+
+@dataclass
+class Converted:
+    data: bytes
+    blob: blobfile.Blob
+    errors: dict[str, float]  # relative quantization error per tensor
+    notes: list[str] = field(default_factory=list)  # what calibration chose, for the report
+
+
+def convert(source: Path, options: ConvertOptions, board: Board | None = None,
+            progress: Callable[[str], None] | None = None) -> Converted:
+    """Import, quantize and pack `source`; refuse (MoteError, by how much) when it
+    does not fit `board`."""
+    o = options
+    if o.sparsity is not None and o.quant != "int8":
+        raise MoteError("--sparsity lays out q8 matrices: use --quant int8")
+    if o.sparsity not in (None, "natural") and o.calib is None:
+        raise MoteError("--sparsity S needs --calib TEXT to calibrate the thresholds on")
+    model = load_model(source, o.tokenizer)
+    errors: dict[str, float] = {}
+    data = blobfile.pack(model, o.quant, o.group, o.ctx, progress=progress, errors=errors)
+    blob = blobfile.load(data)
+    notes: list[str] = []
+    if o.sparsity is not None:
+        sp, notes = _calibrate(blob, o)
+        data = blobfile.pack(model, o.quant, o.group, o.ctx, errors=errors, sparsity=sp)
+        blob = blobfile.load(data)
+    if board is not None:
+        check_fit(board, len(data), blob.arena_bytes)
+    return Converted(data, blob, errors, notes)
+
+
+def _calibrate(dense: blobfile.Blob, o: ConvertOptions):
+    """Thresholds for `o.sparsity`, calibrated on the quantized dense model."""
+    natural = o.sparsity == "natural"
+    target = 0.0
+    if not natural:
+        try:
+            target = float(o.sparsity)
+        except ValueError:
+            raise MoteError(f"--sparsity must be a fraction 0..0.9 or 'natural', not {o.sparsity!r}") from None
+    windows = []  # natural: thresholds are 0 by definition; --calib only measures sparsity
+    if o.calib is not None:
+        try:
+            text = o.calib.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise MoteError(f"cannot read {o.calib} as UTF-8 text: {err}") from None
+        windows = calibration.calibration_windows(tokenizer_of(dense), text, dense.ctx_len, o.calib_tokens)
+    sp, dropped = calibration.calibrate(dense, windows, target, o.sparse_points, natural=natural)
+    what = "natural (ReLU zeros, threshold 0)" if natural else f"S = {target:g}"
+    notes = [f"sparsity {what}: {calibration.describe(sp, dense.config)}"]
+    if windows:
+        notes.append(f"  {'measured' if natural else 'calibrated'} on {sum(len(w) for w in windows)} "
+                     f"tokens of {o.calib}")
+    label = "measured gate zeros" if natural else "dropped on the calibration text"
+    for p in dropped:
+        notes.append(f"  {p:8s} {label} per layer: " + " ".join(f"{v:.3f}" for v in dropped[p]))
+    return sp, notes

@@ -1,0 +1,1 @@
+"""Training on the CPU: the corpus builder, the training configuration and loop."""
