@@ -60,7 +60,7 @@ def test_fit_table_covers_every_board():
     (("base = 0x00040000", "base = 0x00040004"), "not 32-aligned"),
     (("arena_bytes = 0x37000", "arena_bytes = 0x3E000"), "exceed ram size"),
     (("machine = \"mps2-an386\"", "machine = 386"), r"\[qemu\] machine must be str"),
-    (("[qemu]", "[platformio]\nenv = \"x\"\nflasher = \"y\"\n[qemu]"), "exactly one of"),
+    (("[qemu]\nmachine = \"mps2-an386\"\nsystick_hz = 25_000_000", ""), r"exactly one of \[qemu\]"),
     (("size = 0x001C0000", "size = 0x001C0001"), "runs past the end of flash"),
 ])
 def test_linter_rejects_inconsistent_board_files(edit, message):

@@ -2,8 +2,7 @@
 
 A board file is the one source of truth for a board: compiler flags, flash and RAM
 layout, the model partition, the RAM budget for the arena, the clock used for tok/s
-estimates, and how to run it (a QEMU machine, or a PlatformIO env and flasher for a
-real part). The firmware build reads it through `make_vars` (run as
+estimates, and how to run it (a QEMU machine). The firmware build reads it through `make_vars` (run as
 `mote boards NAME --make-vars`), so the linker script and the C defines come
 from the same numbers `mote convert --board` checks against.
 """
@@ -34,9 +33,8 @@ _SCHEMA: dict[str, dict[str, type]] = {
     "ram": {"base": int, "size": int, "stack_bytes": int, "arena_bytes": int},
     "uart": {"base": int, "baud": int},
     "qemu": {"machine": str, "systick_hz": int},
-    "platformio": {"env": str, "flasher": str},
 }
-_RUNNERS = ("qemu", "platformio")  # a board has exactly one of these sections
+_RUNNERS = ("qemu",)  # how a board is run: a board has exactly one of these sections
 _PORTS = ("cmsdk",)
 
 
@@ -61,8 +59,6 @@ class Board:
     baud: int
     qemu_machine: str | None = None
     systick_hz: int | None = None  # SysTick's rate under QEMU (virtual time)
-    platformio_env: str | None = None
-    flasher: str | None = None
     path: Path | None = None
 
     @property
@@ -103,7 +99,7 @@ def _read_sections(data: dict, where: str) -> dict[str, dict]:
             raise MoteError(f"{where}: missing section [{section}]")
     runners = [r for r in _RUNNERS if r in sections]
     if len(runners) != 1:
-        raise MoteError(f"{where}: needs exactly one of [qemu] or [platformio]")
+        raise MoteError(f"{where}: needs exactly one of " + ", ".join(f"[{r}]" for r in _RUNNERS))
     return sections
 
 
@@ -149,7 +145,7 @@ def parse_board(text: str, where: str = "board") -> Board:
     s = _read_sections(data, where)
     if not all(isinstance(f, str) for f in s["cpu"]["cflags"]):
         raise MoteError(f"{where}: [cpu] cflags must be a list of strings")
-    qemu, pio = s.get("qemu", {}), s.get("platformio", {})
+    qemu = s.get("qemu", {})
     board = Board(
         name=s[""]["name"],
         description=s[""]["description"],
@@ -170,8 +166,6 @@ def parse_board(text: str, where: str = "board") -> Board:
         baud=s["uart"]["baud"],
         qemu_machine=qemu.get("machine"),
         systick_hz=qemu.get("systick_hz"),
-        platformio_env=pio.get("env"),
-        flasher=pio.get("flasher"),
     )
     _check_layout(board, where)
     return board
