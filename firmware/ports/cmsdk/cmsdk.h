@@ -1,6 +1,6 @@
 /* cmsdk.h - what the cmsdk port's files share: the UART, the semihosting exit, and the
  * memory measurements main.c reports. Board numbers come in as -D flags generated from
- * boards/<name>.toml (host/mote/boards.py make_vars). */
+ * boards/<name>.toml (host/mote/boards/catalog.py make_vars). */
 #ifndef MOTE_CMSDK_H
 #define MOTE_CMSDK_H
 

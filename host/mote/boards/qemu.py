@@ -249,7 +249,7 @@ class QemuRunner:
 
 
 def runners() -> dict:
-    """A runner factory for every emulated board file, for mote.run.RUNNERS."""
+    """A runner factory for every emulated board file, for mote.boards.runners.RUNNERS."""
     from functools import partial
 
     from mote.boards.catalog import all_boards
