@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mote.format import blob as blobfile
 from mote.boards.catalog import ROOT, Board, check_fit
+from mote.fileio import write_atomically
 from mote.model import MoteError
 
 BUILD_DIR = ROOT / "build"
@@ -71,8 +72,7 @@ def flash_model(board: Board, data: bytes, check: bool = True) -> Path:
     elif len(data) > board.model_size:
         raise MoteError(f"{len(data)} bytes do not fit the model partition ({board.model_size})")
     path = model_image(board)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    write_atomically(path, data)
     return path
 
 

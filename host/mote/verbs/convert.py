@@ -8,6 +8,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mote.boards.catalog import load_board
+from mote.fileio import write_atomically
 from mote.format.sparsity import POINTS
 from mote.pipeline import ConvertOptions, Converted, convert
 from mote.quant.groups import SCHEMES
@@ -50,8 +51,7 @@ def convert_and_report(source: Path, args: argparse.Namespace, output: Path) -> 
     board = load_board(args.board) if args.board else None
     with tqdm(desc="quantize", unit="tensor", leave=False) as bar:
         result = convert(source, options_from(args), board, progress=lambda name: bar.update())
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_bytes(result.data)
+    write_atomically(output, result.data, inputs=(source, args.tokenizer, args.calib))
     for line in result.notes:
         print(line)
     print_summary(result.blob, output)
