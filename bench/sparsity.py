@@ -67,7 +67,8 @@ def build_tools(work: Path) -> Path:
                    capture_output=True)
     dump = work / "mote_dump"
     core = ROOT / "firmware" / "core"
-    sources = [core / s for s in ("blob.c", "model.c", "kernels_ref.c", "sample.c", "tokenizer.c")]
+    sources = [core / s for s in ("blob.c", "model.c", "kernels_ref.c", "sample.c", "tokenizer.c",
+                                    "generate.c")]
     sources += [ROOT / "firmware" / "ports" / "linux" / "threads.c", ROOT / "tests" / "c" / "mote_dump.c"]
     subprocess.run(["gcc", "-std=c99", "-O2", "-D_GNU_SOURCE", "-ffp-contract=off", "-fno-math-errno", f"-I{core}",
                     f"-I{ROOT / 'firmware' / 'ports' / 'linux'}", *map(str, sources), "-o", str(dump),

@@ -26,7 +26,7 @@ TABLE_OFFSET_FIELD, TOKENIZER_OFFSET_FIELD = 84, 88
 def asan_dump(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("asan") / "mote_dump_asan"
     sources = [str(CORE / s) for s in ("blob.c", "model.c", "kernels_ref.c", "sample.c",
-                                       "tokenizer.c")]
+                                       "tokenizer.c", "generate.c")]
     sources += [str(LINUX / "threads.c"), str(ROOT / "tests" / "c" / "mote_dump.c")]
     subprocess.run(
         ["gcc", "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off",

@@ -22,7 +22,8 @@ from mote.reference.sample import Sampler
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "firmware" / "core"
 LINUX = ROOT / "firmware" / "ports" / "linux"
-CORE_SOURCES = ["blob.c", "model.c", "kernels_ref.c", "kernels_x86.c", "sample.c", "tokenizer.c"]
+CORE_SOURCES = ["blob.c", "model.c", "kernels_ref.c", "kernels_x86.c", "sample.c", "tokenizer.c",
+                "generate.c"]
 X86 = platform.machine() == "x86_64"
 
 N_LOGIT_POSITIONS = 8

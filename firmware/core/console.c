@@ -1,11 +1,13 @@
 /* console.c - the serial text protocol (docs/serial-protocol.md) over hal.h: banner,
- * line assembly, /commands, streamed generation with stats. No OS, no malloc, no
- * mutable globals: everything lives in the caller's mote_console. */
+ * line assembly, /commands and settings, error lines, a prompt line run through
+ * generate.h and its stats line. No OS, no malloc, no mutable globals: everything
+ * lives in the caller's mote_console. */
 #include "console.h"
 
 #include <string.h>
 
 #include "hal.h"
+#include "text.h"
 
 #define CTRL_C 0x03u
 #define BACKSPACE 0x08u
@@ -16,60 +18,29 @@ static const mote_settings default_settings = {
     .temperature = 0.8f, .top_p = 0.9f, .top_k = 0u, .seed = 0u, .max_new_tokens = 256u};
 
 /* ------------------------------------------------------------------------------------
- * Output: a small line builder (the core has no printf) */
+ * Output: lines built with text.h (the core has no printf) */
 
 typedef struct {
     char buf[256]; /* the longest line, the banner, stays under 200 bytes */
-    uint32_t len;
+    mote_text t;
 } out_line;
 
-static void out_str(out_line *o, const char *s)
-{
-    while (*s && o->len < sizeof o->buf) o->buf[o->len++] = *s++;
-}
+static void out_init(out_line *o) { mote_text_init(&o->t, o->buf, sizeof o->buf); }
 
-static void out_bytes(out_line *o, const char *s, uint32_t n)
-{
-    for (uint32_t i = 0; i < n && o->len < sizeof o->buf; i++) o->buf[o->len++] = s[i];
-}
-
-static void out_u64(out_line *o, uint64_t v)
-{
-    char digits[20];
-    uint32_t n = 0;
-    do {
-        digits[n++] = (char)('0' + v % 10u);
-        v /= 10u;
-    } while (v);
-    while (n && o->len < sizeof o->buf) o->buf[o->len++] = digits[--n];
-}
-
-/* `v` >= 0 rounded to `decimals` places, trailing zeros dropped when `trim`. */
+static void out_str(out_line *o, const char *s) { mote_text_str(&o->t, s); }
+static void out_bytes(out_line *o, const char *s, uint32_t n) { mote_text_bytes(&o->t, s, n); }
+static void out_u64(out_line *o, uint64_t v) { mote_text_u64(&o->t, v); }
 static void out_fixed(out_line *o, double v, uint32_t decimals, int trim)
 {
-    uint64_t scale = 1u;
-    for (uint32_t i = 0; i < decimals; i++) scale *= 10u;
-    const uint64_t scaled = (uint64_t)(v * (double)scale + 0.5);
-    out_u64(o, scaled / scale);
-    uint64_t frac = scaled % scale;
-    if (decimals == 0u || (trim && frac == 0u)) return;
-    char digits[20];
-    uint32_t n = decimals;
-    for (uint32_t i = n; i-- > 0;) {
-        digits[i] = (char)('0' + frac % 10u);
-        frac /= 10u;
-    }
-    while (trim && digits[n - 1] == '0') n--;
-    out_str(o, ".");
-    out_bytes(o, digits, n);
+    mote_text_fixed(&o->t, v, decimals, trim);
 }
 
-static void out_send(const out_line *o) { hal_write(o->buf, o->len); }
+static void out_send(const out_line *o) { hal_write(o->buf, o->t.len); }
 
 /* The built text as a C string in c->msg (error messages outlive the builder). */
 static const char *out_to_msg(const out_line *o, mote_console *c)
 {
-    const uint32_t n = o->len < MOTE_CONSOLE_MSG_MAX ? o->len : MOTE_CONSOLE_MSG_MAX - 1u;
+    const uint32_t n = o->t.len < MOTE_CONSOLE_MSG_MAX ? o->t.len : MOTE_CONSOLE_MSG_MAX - 1u;
     memcpy(c->msg, o->buf, n);
     c->msg[n] = '\0';
     return c->msg;
@@ -103,86 +74,6 @@ static void send_text(const char *s, uint32_t n, int crlf)
 }
 
 /* ------------------------------------------------------------------------------------
- * Parsing */
-
-/* Index of the first byte that is not part of valid UTF-8 (RFC 3629: no overlong
- * forms, no surrogates, nothing above U+10FFFF), or len when all of it is valid. */
-static uint32_t utf8_invalid_at(const uint8_t *s, uint32_t len)
-{
-    uint32_t i = 0;
-    while (i < len) {
-        const uint8_t b = s[i];
-        uint32_t n;
-        uint8_t lo = 0x80u, hi = 0xBFu; /* allowed range of the second byte */
-        if (b < 0x80u) {
-            i++;
-            continue;
-        } else if (b >= 0xC2u && b <= 0xDFu) {
-            n = 1;
-        } else if (b >= 0xE0u && b <= 0xEFu) {
-            n = 2;
-            if (b == 0xE0u) lo = 0xA0u; /* overlong */
-            if (b == 0xEDu) hi = 0x9Fu; /* surrogates */
-        } else if (b >= 0xF0u && b <= 0xF4u) {
-            n = 3;
-            if (b == 0xF0u) lo = 0x90u; /* overlong */
-            if (b == 0xF4u) hi = 0x8Fu; /* above U+10FFFF */
-        } else {
-            return i;
-        }
-        if (len - i <= n) return i;
-        if (s[i + 1] < lo || s[i + 1] > hi) return i;
-        for (uint32_t k = 2; k <= n; k++)
-            if ((s[i + k] & 0xC0u) != 0x80u) return i;
-        i += n + 1;
-    }
-    return len;
-}
-
-/* A decimal integer that fits in u64; returns 0 on anything else. */
-static int parse_u64(const char *s, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (!*s) return 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9') return 0;
-        const uint64_t d = (uint64_t)(*s - '0');
-        if (v > (UINT64_MAX - d) / 10u) return 0;
-        v = v * 10u + d;
-    }
-    *out = v;
-    return 1;
-}
-
-/* A plain decimal ("0.8", "1", ".5", "2.") of at most 18 significant digits. The digits form an
- * exact integer m and the value is m / 10^k, one correctly rounded division in double
- * and then a conversion to float: the same float as Python's np.float32(float(s)). */
-static int parse_float(const char *s, float *out)
-{
-    uint64_t mantissa = 0;
-    uint32_t digits = 0, frac_digits = 0;
-    int seen_point = 0, any_digit = 0;
-    for (; *s; s++) {
-        if (*s == '.' && !seen_point) {
-            seen_point = 1;
-        } else if (*s >= '0' && *s <= '9') {
-            if (mantissa || *s != '0') digits++; /* leading zeros are not significant */
-            if (digits > 18u) return 0;
-            mantissa = mantissa * 10u + (uint64_t)(*s - '0');
-            frac_digits += (uint32_t)seen_point;
-            any_digit = 1;
-        } else {
-            return 0;
-        }
-    }
-    if (!any_digit) return 0;
-    double scale = 1.0;
-    for (uint32_t i = 0; i < frac_digits; i++) scale *= 10.0;
-    *out = (float)((double)mantissa / scale);
-    return 1;
-}
-
-/* ------------------------------------------------------------------------------------
  * Settings */
 
 static void apply_settings(mote_console *c)
@@ -197,20 +88,20 @@ const char *mote_console_set(mote_console *c, const char *name, const char *valu
     float f;
     uint64_t u;
     if (strcmp(name, "temp") == 0) {
-        if (!parse_float(value, &f) || f > MAX_TEMPERATURE) return "temp must be a decimal number from 0 to 100";
+        if (!mote_parse_float(value, &f) || f > MAX_TEMPERATURE) return "temp must be a decimal number from 0 to 100";
         s->temperature = c->sampler.temperature = f;
     } else if (strcmp(name, "topp") == 0) {
-        if (!parse_float(value, &f) || f <= 0.0f || f > 1.0f) return "topp must be a decimal number above 0 and at most 1";
+        if (!mote_parse_float(value, &f) || f <= 0.0f || f > 1.0f) return "topp must be a decimal number above 0 and at most 1";
         s->top_p = c->sampler.top_p = f;
     } else if (strcmp(name, "topk") == 0) {
-        if (!parse_u64(value, &u) || u > UINT32_MAX) return "topk must be a whole number (0 = off)";
+        if (!mote_parse_u64(value, &u) || u > UINT32_MAX) return "topk must be a whole number (0 = off)";
         s->top_k = c->sampler.top_k = (uint32_t)u;
     } else if (strcmp(name, "seed") == 0) {
-        if (!parse_u64(value, &u)) return "seed must be a whole number below 2^64";
+        if (!mote_parse_u64(value, &u)) return "seed must be a whole number below 2^64";
         s->seed = u;
         apply_settings(c); /* restarts the random sequence */
     } else if (strcmp(name, "n") == 0) {
-        if (!parse_u64(value, &u) || u == 0u || u > UINT32_MAX) return "n must be a whole number from 1";
+        if (!mote_parse_u64(value, &u) || u == 0u || u > UINT32_MAX) return "n must be a whole number from 1";
         s->max_new_tokens = (uint32_t)u;
     } else {
         return "unknown setting";
@@ -277,7 +168,8 @@ static const char *model_problem(const mote_console *c)
 /* "no valid model in flash: bad magic" and the like, into c->msg. */
 static const char *model_error(mote_console *c)
 {
-    out_line o = {.len = 0};
+    out_line o;
+    out_init(&o);
     out_str(&o, model_problem(c));
     out_str(&o, ": ");
     out_str(&o, mote_status_str(c->status));
@@ -286,16 +178,18 @@ static const char *model_error(mote_console *c)
 
 static const char *line_too_long(mote_console *c)
 {
-    out_line o = {.len = 0};
+    out_line o;
+    out_init(&o);
     out_str(&o, "line longer than ");
-    out_u64(&o, MOTE_LINE_MAX);
+    out_u64(&o, MOTE_CONSOLE_LINE_MAX);
     out_str(&o, " bytes");
     return out_to_msg(&o, c);
 }
 
 static const char *invalid_utf8(mote_console *c, uint32_t at)
 {
-    out_line o = {.len = 0};
+    out_line o;
+    out_init(&o);
     out_str(&o, "invalid UTF-8 at byte ");
     out_u64(&o, at);
     return out_to_msg(&o, c);
@@ -303,7 +197,8 @@ static const char *invalid_utf8(mote_console *c, uint32_t at)
 
 static void send_banner_line(const mote_console *c)
 {
-    out_line o = {.len = 0};
+    out_line o;
+    out_init(&o);
     out_str(&o, "mote " MOTE_CONSOLE_VERSION " board=");
     out_str(&o, c->cfg.board);
     if (c->status != MOTE_OK) {
@@ -338,7 +233,8 @@ void mote_console_banner(mote_console *c)
 static void send_info(mote_console *c)
 {
     send_banner_line(c);
-    out_line o = {.len = 0};
+    out_line o;
+    out_init(&o);
     if (c->status != MOTE_OK) {
         send_error(model_error(c));
     } else {
@@ -361,7 +257,7 @@ static void send_info(mote_console *c)
         out_u64(&o, k->max_seq_len);
         out_str(&o, k->activation == MOTE_ACT_RELU ? " activation=relu\r\n" : " activation=silu\r\n");
         out_send(&o);
-        o.len = 0;
+        o.t.len = 0;
         out_str(&o, "memory arena=");
         out_u64(&o, mote_arena_bytes(k, c->state.ctx));
         out_str(&o, " blob=");
@@ -370,7 +266,7 @@ static void send_info(mote_console *c)
         out_u64(&o, c->state.ctx);
         out_str(&o, "\r\n");
         out_send(&o);
-        o.len = 0;
+        o.t.len = 0;
     }
     if (c->cfg.port_info) {
         char port[MOTE_CONSOLE_MSG_MAX];
@@ -378,7 +274,7 @@ static void send_info(mote_console *c)
         out_bytes(&o, port, n < sizeof port ? n : sizeof port);
         out_str(&o, "\r\n");
         out_send(&o);
-        o.len = 0;
+        o.t.len = 0;
     }
     out_str(&o, "sampler ");
     out_all_settings(&o, c);
@@ -387,13 +283,14 @@ static void send_info(mote_console *c)
 }
 
 /* ------------------------------------------------------------------------------------
- * Generation */
+ * Prompt lines */
 
 /* Reads what arrived during a generation: 1 at a 0x03 byte. Other bytes are kept for
  * after the generation (type-ahead) while there is room; when the room is full they
  * stay unread in the port (an OS buffer keeps them, a FIFO-less UART drops them). */
-static int stop_requested(mote_console *c)
+static int stop_requested(void *ctx)
 {
+    mote_console *c = ctx;
     while (c->ahead_len < MOTE_CONSOLE_AHEAD) {
         const int b = hal_read_byte(0);
         if (b < 0) return 0;
@@ -403,10 +300,16 @@ static int stop_requested(mote_console *c)
     return 0;
 }
 
-static int is_end_token(const mote_tokenizer *t, int32_t token)
+static void write_text(void *ctx, const char *text, uint32_t len)
 {
-    /* llama2.c-trained models end a story with BOS, Hugging Face ones with EOS */
-    return token == t->eos_id || token == t->bos_id;
+    (void)ctx;
+    send_text(text, len, 0);
+}
+
+static void write_text_crlf(void *ctx, const char *text, uint32_t len)
+{
+    (void)ctx;
+    send_text(text, len, 1);
 }
 
 const char *mote_console_generate(mote_console *c, const char *prompt, uint32_t len, int crlf,
@@ -414,70 +317,32 @@ const char *mote_console_generate(mote_console *c, const char *prompt, uint32_t 
 {
     if (c->status != MOTE_OK) return model_error(c);
     if (len == 0u) return "empty prompt";
-    if (len > MOTE_LINE_MAX) return line_too_long(c);
-    const uint32_t bad = utf8_invalid_at((const uint8_t *)prompt, len);
+    if (len > MOTE_CONSOLE_LINE_MAX) return line_too_long(c);
+    const uint32_t bad = mote_utf8_invalid_at((const uint8_t *)prompt, len);
     if (bad != len) return invalid_utf8(c, bad);
 
-    mote_state *st = &c->state;
-    const mote_tokenizer *tok = &c->model.tokenizer;
-    int32_t *ids = (int32_t *)st->scratch; /* the arena's prompt-id space */
-    /* llama2.c models were trained with BOS before every text; the Hugging Face models
-     * on plain text, so they get none (as host/mote/eval.py adds_bos) */
-    const int add_bos = tok->kind == MOTE_TOK_KIND_LLAMA2C;
-    const int32_t n_prompt =
-        mote_tok_encode(tok, prompt, len, add_bos, ids, st->scratch_bytes / 4u);
+    const int32_t n_prompt = mote_gen_encode(&c->model.tokenizer, prompt, len, c->ids,
+                                             sizeof c->ids / sizeof c->ids[0]);
     if (n_prompt <= 0) return "the prompt cannot be encoded";
-    if ((uint32_t)n_prompt >= st->ctx) {
-        out_line o = {.len = 0};
+    const mote_gen_io io = {.max_new_tokens = c->settings.max_new_tokens,
+                            .stop_at_end = 1,
+                            .write = crlf ? write_text_crlf : write_text,
+                            .text = c->text,
+                            .text_cap = sizeof c->text,
+                            .stop = stop_requested,
+                            .ticks = hal_ticks,
+                            .ticks_per_second = hal_ticks_per_second(),
+                            .ctx = c};
+    if (mote_generate(&c->state, &c->sampler, c->ids, (uint32_t)n_prompt, &io, stats) != MOTE_OK) {
+        /* the only refusal left for ids the tokenizer made */
+        out_line o;
+        out_init(&o);
         out_str(&o, "prompt of ");
         out_u64(&o, (uint64_t)n_prompt);
         out_str(&o, " tokens does not fit the context of ");
-        out_u64(&o, st->ctx);
+        out_u64(&o, c->state.ctx);
         return out_to_msg(&o, c);
     }
-
-    memset(stats, 0, sizeof *stats);
-    stats->prompt_tokens = (uint32_t)n_prompt;
-    stats->ticks_per_second = hal_ticks_per_second();
-    stats->end = MOTE_END_LENGTH;
-    const uint64_t start = hal_ticks();
-    float *logits = NULL;
-    uint32_t pos = 0;
-    int stopped = 0;
-    for (; pos < (uint32_t)n_prompt && !stopped; pos++) {
-        stopped = stop_requested(c);
-        if (!stopped) logits = mote_forward(st, ids[pos], pos);
-    }
-    stats->prefill_ticks = hal_ticks() - start;
-    const uint64_t prefill_read_bytes = st->reads.bytes;
-
-    /* After the prompt the scratch space belongs to the sampler. */
-    mote_tok_decoder dec;
-    mote_tok_decoder_init(&dec);
-    while (!stopped && stats->new_tokens < c->settings.max_new_tokens) {
-        if (stop_requested(c)) {
-            stopped = 1;
-            break;
-        }
-        const int32_t token = mote_sample(&c->sampler, logits, c->model.config.vocab_size, st->scratch);
-        if (is_end_token(tok, token)) {
-            stats->end = MOTE_END_EOS;
-            break;
-        }
-        send_text(c->text, mote_tok_decode(tok, &dec, token, c->text, sizeof c->text), crlf);
-        stats->new_tokens++;
-        if (stats->new_tokens == c->settings.max_new_tokens) break;
-        if (pos >= st->ctx) {
-            stats->end = MOTE_END_CONTEXT;
-            break;
-        }
-        logits = mote_forward(st, token, pos++);
-        stats->decode_passes++;
-    }
-    stats->decode_read_bytes = st->reads.bytes - prefill_read_bytes;
-    if (stopped) stats->end = MOTE_END_STOPPED;
-    send_text(c->text, mote_tok_decode_flush(&dec, c->text, sizeof c->text), crlf);
-    stats->total_ticks = hal_ticks() - start;
     return NULL;
 }
 
@@ -490,7 +355,8 @@ static uint64_t ticks_to_ms(uint64_t ticks, uint64_t per_second)
 uint32_t mote_console_format_stats(const mote_gen_stats *s, char *out, uint32_t cap)
 {
     static const char *const ends[] = {"eos", "length", "context", "stopped"};
-    out_line o = {.len = 0};
+    out_line o;
+    out_init(&o);
     const uint64_t decode_ticks = s->total_ticks - s->prefill_ticks;
     double tok_s = 0.0;
     if (decode_ticks && s->ticks_per_second)
@@ -513,7 +379,7 @@ uint32_t mote_console_format_stats(const mote_gen_stats *s, char *out, uint32_t 
     out_u64(&o, s->decode_passes ? s->decode_read_bytes / s->decode_passes : 0u);
     out_str(&o, " end=");
     out_str(&o, ends[s->end]);
-    const uint32_t n = o.len < cap ? o.len : cap - 1u;
+    const uint32_t n = o.t.len < cap ? o.t.len : cap - 1u;
     memcpy(out, o.buf, n);
     out[n] = '\0';
     return n;
@@ -566,7 +432,8 @@ static void run_command(mote_console *c)
         send_error("unknown command or argument too long; /help lists the commands");
         return;
     }
-    out_line o = {.len = 0};
+    out_line o;
+    out_init(&o);
     if (strcmp(name, "help") == 0 || strcmp(name, "info") == 0 || strcmp(name, "reset") == 0) {
         if (arg[0]) {
             out_str(&o, "usage: /");
@@ -614,7 +481,7 @@ static void run_command(mote_console *c)
 static void end_line(mote_console *c)
 {
     if (c->cfg.echo) send_str("\r\n");
-    const uint32_t bad = utf8_invalid_at((const uint8_t *)c->line, c->line_len);
+    const uint32_t bad = mote_utf8_invalid_at((const uint8_t *)c->line, c->line_len);
     if (c->line_overflow) {
         send_error(line_too_long(c));
     } else if (c->line_len == 0u) {
@@ -652,7 +519,7 @@ static void handle_byte(mote_console *c, uint8_t byte)
             c->line_len--;
         c->line_len--;
         if (c->cfg.echo) send_str("\b \b");
-    } else if (c->line_overflow || c->line_len == MOTE_LINE_MAX) {
+    } else if (c->line_overflow || c->line_len == MOTE_CONSOLE_LINE_MAX) {
         c->line_overflow = 1u; /* keep reading to the end of the line, then one error */
     } else {
         c->line[c->line_len++] = (char)byte;

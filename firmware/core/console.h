@@ -8,22 +8,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "generate.h"
 #include "mote.h"
 
 #define MOTE_CONSOLE_VERSION "0.1.0"
+#define MOTE_CONSOLE_LINE_MAX 1024u /* longest line (prompt) in bytes */
 /* One token's text plus a held-back partial UTF-8 character (tokenizer.h: cap >=
  * max_token_bytes + 4; the blob writer caps max_token_bytes at 256). */
 #define MOTE_CONSOLE_TEXT_MAX 260u
 #define MOTE_CONSOLE_MSG_MAX 128u
 #define MOTE_CONSOLE_AHEAD 256u /* bytes received during a generation, kept for after it */
-
-/* Why a generation ended; the stats line names it (end=...). */
-typedef enum {
-    MOTE_END_EOS = 0, /* the model produced an end-of-text token (EOS or BOS) */
-    MOTE_END_LENGTH,  /* max_new_tokens reached */
-    MOTE_END_CONTEXT, /* the context is full */
-    MOTE_END_STOPPED, /* a 0x03 byte arrived */
-} mote_end;
 
 /* What /temp, /topp, /topk, /seed and /n set; /reset restores the defaults. */
 typedef struct {
@@ -33,17 +27,6 @@ typedef struct {
     uint64_t seed;     /* re-seeds the sampler when set */
     uint32_t max_new_tokens;
 } mote_settings;
-
-typedef struct {
-    uint32_t prompt_tokens; /* including BOS */
-    uint32_t new_tokens;    /* generated and streamed (an ending EOS is not counted) */
-    uint64_t prefill_ticks; /* prompt forward passes */
-    uint64_t total_ticks;   /* prefill + generation */
-    uint64_t ticks_per_second;
-    uint64_t decode_read_bytes; /* weight bytes the generation's forward passes read */
-    uint32_t decode_passes;     /* those forward passes */
-    mote_end end;
-} mote_gen_stats;
 
 typedef struct {
     const char *board; /* shown in the banner; no spaces */
@@ -64,10 +47,12 @@ typedef struct {
     mote_state state;
     mote_settings settings;
     mote_sampler sampler;
-    /* the line being received */
-    char line[MOTE_LINE_MAX];
+    /* the line being received, and its prompt ids (the encoder's workspace: a token
+     * per byte, BOS and the dummy prefix); the console's, not the model's arena */
+    char line[MOTE_CONSOLE_LINE_MAX];
+    int32_t ids[MOTE_CONSOLE_LINE_MAX + 2u];
     uint32_t line_len;
-    uint8_t line_overflow; /* more than MOTE_LINE_MAX bytes arrived: drop the line */
+    uint8_t line_overflow; /* more than MOTE_CONSOLE_LINE_MAX bytes arrived: drop the line */
     uint8_t after_cr;      /* the previous byte was \r: a following \n ends nothing */
     uint8_t ahead[MOTE_CONSOLE_AHEAD]; /* ring buffer of type-ahead bytes */
     uint32_t ahead_start, ahead_len;
@@ -93,9 +78,10 @@ void mote_console_run(mote_console *c);
  * text form, as the /commands do. Returns NULL, or an error message. */
 const char *mote_console_set(mote_console *c, const char *name, const char *value);
 
-/* Generate from `len` bytes of prompt text, streaming the new text through hal_write
- * (with "\n" sent as "\r\n" when crlf). Returns NULL and fills `stats`, or returns an
- * error message and generates nothing. */
+/* A prompt line: check and encode `len` bytes of prompt text, then generate
+ * (generate.h) with the settings, streaming the new text through hal_write (with "\n"
+ * sent as "\r\n" when crlf) and stopping at a 0x03 byte from hal_read_byte. Returns
+ * NULL and fills `stats`, or returns an error message and generates nothing. */
 const char *mote_console_generate(mote_console *c, const char *prompt, uint32_t len, int crlf,
                                   mote_gen_stats *stats);
 

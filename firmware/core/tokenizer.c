@@ -73,6 +73,15 @@ static uint32_t utf8_decode(const uint8_t *s, uint32_t len, uint32_t i, uint32_t
     return n;
 }
 
+uint32_t mote_utf8_invalid_at(const uint8_t *s, uint32_t len) {
+    uint32_t i = 0, k, cp;
+    for (; i < len; i += k) {
+        k = utf8_decode(s, len, i, &cp);
+        if (k == 0) return i;
+    }
+    return len;
+}
+
 /* ------------------------------------------------------------------------------------
  * Opening: validate every array once */
 
@@ -321,10 +330,7 @@ int32_t mote_tok_encode(const mote_tokenizer *t, const char *text, uint32_t len,
     uint32_t n = 0, first, i, j, k, end, cp = 0;
     if (t == NULL || out == NULL || (s == NULL && len > 0)) return -1;
     if (len > 0x7FFFFFF0u || cap < len + 2u) return -1;
-    for (i = 0; i < len; i += k) {
-        k = utf8_decode(s, len, i, &cp);
-        if (k == 0) return -1;
-    }
+    if (mote_utf8_invalid_at(s, len) != len) return -1;
     if (add_bos && t->bos_id >= 0) w[n++] = (uint32_t)t->bos_id;
     if (t->kind == MOTE_TOK_KIND_LLAMA2C) {
         /* one token per code point (or its byte tokens), then merges by score rank */

@@ -46,6 +46,10 @@ int mote_tok_open(mote_tokenizer *t, const uint8_t *section, uint32_t bytes);
 int32_t mote_tok_encode(const mote_tokenizer *t, const char *text, uint32_t len, int add_bos,
                         int32_t *out, uint32_t cap);
 
+/* Index of the first byte of `s` that is not part of valid UTF-8 (the rule of
+ * mote_tok_encode), or len when all of it is valid. The core's only validator. */
+uint32_t mote_utf8_invalid_at(const uint8_t *s, uint32_t len);
+
 /* Streaming decode state: holds the bytes of an incomplete UTF-8 character. */
 typedef struct {
     uint8_t pending[4];

@@ -1,5 +1,6 @@
 /* mote_dump.c - test driver for the runtime core: loads a blob, runs a prompt (token
- * ids or text through mote_tok_encode), then generates, printing what the golden
+ * ids, or text through mote_gen_encode and its BOS rule), then generates with
+ * mote_generate (through end tokens, as the reference does), printing what the golden
  * tests compare with the numpy reference:
  *
  *   prompt <id> <id> ...
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "generate.h"
 #include "mote.h"
 #include "threads.h"
 
@@ -47,11 +49,45 @@ static uint8_t *read_file(const char *path, size_t *len)
     return buf;
 }
 
-static double now_seconds(void)
+static uint64_t now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* What the generation callbacks print and collect. */
+typedef struct {
+    const mote_state *state;
+    unsigned long n_logits;
+    int reads;
+    mote_reads before; /* the counters after the previous forward pass */
+    int32_t *tokens;   /* generated ids */
+    uint32_t produced;
+} dump;
+
+static void on_logits(void *ctx, uint32_t pos, const float *logits)
+{
+    dump *d = ctx;
+    const mote_reads now = d->state->reads;
+    uint32_t v;
+    if (d->reads)
+        printf("reads %u %llu %llu %llu\n", pos, (unsigned long long)(now.rows - d->before.rows),
+               (unsigned long long)(now.cols - d->before.cols),
+               (unsigned long long)(now.bytes - d->before.bytes));
+    d->before = now;
+    if (pos < d->n_logits) {
+        printf("logits %u", pos);
+        for (v = 0; v < d->state->model->config.vocab_size; v++)
+            printf(" %.9g", (double)logits[v]);
+        printf("\n");
+    }
+}
+
+static void on_token(void *ctx, int32_t token)
+{
+    dump *d = ctx;
+    d->tokens[d->produced++] = token;
 }
 
 int main(int argc, char **argv)
@@ -61,7 +97,6 @@ int main(int argc, char **argv)
     unsigned long long seed = 0;
     float temperature = 0.0f, top_p = 1.0f;
     int check_crc = 1, timing = 0, reads = 0, i;
-    mote_reads before;
     size_t len;
     uint8_t *blob;
     void *arena;
@@ -72,9 +107,9 @@ int main(int argc, char **argv)
     mote_sampler sampler;
     mote_threads pool;
     mote_status st;
-    uint32_t pos, produced = 0;
-    float *logits = NULL;
-    double t_start, t_prefill = 0.0;
+    mote_gen_io io = {0};
+    mote_gen_stats stats;
+    dump out;
 
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -124,24 +159,29 @@ int main(int argc, char **argv)
         mote_threads_attach(&pool, &state);
     }
 
-    ids = malloc(sizeof *ids * (size_t)(state.ctx + MOTE_LINE_MAX + 2u));
+    /* the prompt's ids, or the encoder's workspace (a token per byte, BOS and the dummy
+     * prefix), then the generated ids: at most one per position left */
+    n_ids = prompt ? (int32_t)strlen(prompt) + 2 : (int32_t)state.ctx;
+    ids = malloc(sizeof *ids * ((size_t)n_ids + state.ctx));
     if (prompt) {
-        const uint32_t n = (uint32_t)strlen(prompt);
-        n_ids = mote_tok_encode(&model.tokenizer, prompt, n, 1, ids, n + 2u);
+        n_ids = mote_gen_encode(&model.tokenizer, prompt, (uint32_t)strlen(prompt), ids,
+                                (uint32_t)n_ids);
         if (n_ids < 0) {
             fprintf(stderr, "mote_dump: cannot encode the prompt\n");
             return 2;
         }
     } else {
         const char *p = token_list;
+        n_ids = 0;
         while (*p) {
             char *end;
+            if (n_ids == (int32_t)state.ctx) usage();
             ids[n_ids++] = (int32_t)strtol(p, &end, 10);
-            if (end == p || n_ids > (int32_t)state.ctx) usage();
+            if (end == p) usage();
             p = *end == ',' ? end + 1 : end;
         }
     }
-    if (n_ids == 0 || (uint32_t)n_ids > state.ctx) {
+    if (n_ids == 0 || (uint32_t)n_ids >= state.ctx) {
         fprintf(stderr, "mote_dump: prompt of %d tokens does not fit the context\n", n_ids);
         return 2;
     }
@@ -150,52 +190,34 @@ int main(int argc, char **argv)
         printf(" %d", ids[i]);
     printf("\n");
 
+    out.state = &state;
+    out.n_logits = n_logits;
+    out.reads = reads;
+    out.before = state.reads;
+    out.tokens = ids + n_ids;
+    out.produced = 0;
+    /* the golden reference generates through end tokens: no stop_at_end */
+    io.max_new_tokens = (uint32_t)n_new;
+    io.logits = on_logits;
+    io.token = on_token;
+    io.ticks = now_ns;
+    io.ticks_per_second = 1000000000u;
+    io.ctx = &out;
     mote_sampler_init(&sampler, temperature, top_p, (uint32_t)top_k, seed);
-    t_start = now_seconds();
-    for (pos = 0;; pos++) {
-        const int32_t token = (int32_t)pos < n_ids ? ids[pos] : -1;
-        uint32_t v;
-        before = state.reads;
-        if (token < 0) {
-            /* generating: sample from the previous position's logits */
-            int32_t next;
-            if (produced == n_new)
-                break;
-            next = mote_sample(&sampler, logits, model.config.vocab_size, state.scratch);
-            ids[pos] = next;
-            produced++;
-            if (pos >= state.ctx || produced == n_new)
-                break;
-            logits = mote_forward(&state, next, pos);
-        } else {
-            logits = mote_forward(&state, token, pos);
-        }
-        if (!logits) {
-            fprintf(stderr, "mote_dump: forward failed at position %u\n", pos);
-            return 1;
-        }
-        if ((int32_t)pos == n_ids - 1)
-            t_prefill = now_seconds();
-        if (reads)
-            printf("reads %u %llu %llu %llu\n", pos,
-                   (unsigned long long)(state.reads.rows - before.rows),
-                   (unsigned long long)(state.reads.cols - before.cols),
-                   (unsigned long long)(state.reads.bytes - before.bytes));
-        if (pos < n_logits) {
-            printf("logits %u", pos);
-            for (v = 0; v < model.config.vocab_size; v++)
-                printf(" %.9g", (double)logits[v]);
-            printf("\n");
-        }
+    st = mote_generate(&state, &sampler, ids, (uint32_t)n_ids, &io, &stats);
+    if (st != MOTE_OK) {
+        fprintf(stderr, "mote_dump: %s\n", mote_status_str(st));
+        return 1;
     }
     printf("tokens");
-    for (i = 0; i < (int32_t)produced; i++)
-        printf(" %d", ids[n_ids + i]);
+    for (i = 0; i < (int32_t)out.produced; i++)
+        printf(" %d", out.tokens[i]);
     printf("\n");
     if (timing) {
-        const double gen = now_seconds() - t_prefill;
-        fprintf(stderr, "time prefill_s %.6f gen_s %.6f new_tokens %u tok_s %.1f\n",
-                t_prefill - t_start, gen, produced, gen > 0 ? (double)produced / gen : 0.0);
+        const double prefill = (double)stats.prefill_ticks * 1e-9;
+        const double gen = (double)(stats.total_ticks - stats.prefill_ticks) * 1e-9;
+        fprintf(stderr, "time prefill_s %.6f gen_s %.6f new_tokens %u tok_s %.1f\n", prefill, gen,
+                stats.new_tokens, gen > 0 ? (double)stats.new_tokens / gen : 0.0);
     }
     if (threads > 1)
         mote_threads_stop(&pool);

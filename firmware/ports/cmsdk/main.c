@@ -6,6 +6,7 @@
 
 #include "../../core/console.h"
 #include "../../core/hal.h"
+#include "../../core/text.h"
 #include "cmsdk.h"
 
 /* The port owns the runtime's memory: one arena, sized by the board file, and the
@@ -13,30 +14,21 @@
 static uint8_t arena[ARENA_BYTES] __attribute__((aligned(16)));
 static mote_console console;
 
-/* Appends "<key><v>" to out (length *n, capacity cap), truncating at cap - 1. */
-static void append_field(char *out, uint32_t *n, uint32_t cap, const char *key, uint32_t v)
-{
-    char digits[10];
-    uint32_t count = 0;
-    while (*key && *n + 1u < cap) out[(*n)++] = *key++;
-    do {
-        digits[count++] = (char)('0' + v % 10u);
-        v /= 10u;
-    } while (v);
-    while (count && *n + 1u < cap) out[(*n)++] = digits[--count];
-}
-
 /* The /info line of this port: the deepest stack use since boot (painted stack), the
  * stack's size and the static RAM (.data + .bss, the arena included), all in bytes. */
 static uint32_t port_info(char *out, uint32_t cap)
 {
-    uint32_t n = 0;
+    mote_text t;
     if (cap == 0u) return 0u;
-    append_field(out, &n, cap, "port stack_high_water=", cmsdk_stack_high_water());
-    append_field(out, &n, cap, " stack=", cmsdk_stack_bytes());
-    append_field(out, &n, cap, " static_ram=", cmsdk_static_bytes());
-    out[n] = '\0';
-    return n;
+    mote_text_init(&t, out, cap - 1u); /* room for the NUL */
+    mote_text_str(&t, "port stack_high_water=");
+    mote_text_u64(&t, cmsdk_stack_high_water());
+    mote_text_str(&t, " stack=");
+    mote_text_u64(&t, cmsdk_stack_bytes());
+    mote_text_str(&t, " static_ram=");
+    mote_text_u64(&t, cmsdk_static_bytes());
+    out[t.len] = '\0';
+    return t.len;
 }
 
 int main(void)

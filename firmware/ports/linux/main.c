@@ -211,7 +211,7 @@ int main(int argc, char **argv)
         return fail(o.tty_path ? o.tty_path : "console", strerror(errno));
     hal_init();
 
-    static mote_console console; /* ~30 KB: static, not on the stack */
+    static mote_console console; /* ~25 KB (model views, line, prompt ids): not on the stack */
     const mote_console_config cfg = {.board = "linux",
                                      .arena = arena,
                                      .arena_bytes = arena_bytes,

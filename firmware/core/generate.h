@@ -1,0 +1,72 @@
+/* generate.h - one generation: prefill the prompt ids, then sample and run tokens,
+ * streaming their text as complete UTF-8 characters, until an end token, the token
+ * limit, the end of the context or a stop request; with stats. The console, the Linux
+ * one-shot mode and tests/c/mote_dump.c all generate through it. No OS, no malloc, no
+ * globals: the model state and every buffer come from the caller, the outside world
+ * through the callbacks of mote_gen_io. */
+#ifndef MOTE_GENERATE_H
+#define MOTE_GENERATE_H
+
+#include <stdint.h>
+
+#include "mote.h"
+
+/* Why a generation ended; the console's stats line names it (end=...). */
+typedef enum {
+    MOTE_END_EOS = 0, /* the model produced an end-of-text token (EOS or BOS) */
+    MOTE_END_LENGTH,  /* max_new_tokens reached */
+    MOTE_END_CONTEXT, /* the context is full */
+    MOTE_END_STOPPED, /* the stop callback asked for it */
+} mote_end;
+
+typedef struct {
+    uint32_t prompt_tokens; /* including BOS */
+    uint32_t new_tokens;    /* generated and streamed (an ending EOS is not counted) */
+    uint64_t prefill_ticks; /* prompt forward passes */
+    uint64_t total_ticks;   /* prefill + generation */
+    uint64_t ticks_per_second;
+    uint64_t decode_read_bytes; /* weight bytes the generation's forward passes read */
+    uint32_t decode_passes;     /* those forward passes */
+    mote_end end;
+} mote_gen_stats;
+
+/* How a generation talks to its caller. Every callback may be NULL (nothing) and gets
+ * `ctx`. */
+typedef struct {
+    uint32_t max_new_tokens;
+    /* 1: EOS or BOS ends the generation, as the console and host/mote's generate with
+     * stop ids; 0: they are generated like any token (the golden reference runs). */
+    int stop_at_end;
+    /* The new tokens' text, piece by piece, decoded into text[0, text_cap) (a piece
+     * longer than that loses characters; MOTE_TOK_DECODE_CAP(max_token_bytes) never
+     * does); without it no text is decoded. */
+    void (*write)(void *ctx, const char *text, uint32_t len);
+    char *text;
+    uint32_t text_cap;
+    /* Polled before every forward pass and every sampled token; nonzero stops. */
+    int (*stop)(void *ctx);
+    /* Each new token's id, before its text. */
+    void (*token)(void *ctx, int32_t token);
+    /* After each forward pass: its position and the logits it gave (for test drivers). */
+    void (*logits)(void *ctx, uint32_t pos, const float *logits);
+    /* A free-running clock for the stats times (hal_ticks on a port). */
+    uint64_t (*ticks)(void);
+    uint64_t ticks_per_second;
+    void *ctx;
+} mote_gen_io;
+
+/* Encode `len` bytes of UTF-8 prompt text into ids (cap >= len + 2) with the one BOS
+ * rule: llama2.c models were trained with BOS before every text and get it; the Hugging
+ * Face (byte-level) models were trained on plain text and get none (host/mote/eval
+ * adds_bos). Returns the id count, or -1 as mote_tok_encode. */
+int32_t mote_gen_encode(const mote_tokenizer *t, const char *text, uint32_t len, int32_t *ids,
+                        uint32_t cap);
+
+/* Generate from `n_prompt` ids (1 <= n_prompt < s->ctx) at position 0 of `s`, sampling
+ * with `smp` (its scratch is s->scratch). Returns MOTE_OK with `stats` filled,
+ * MOTE_E_ARG for no prompt, MOTE_E_CONTEXT for a prompt the context cannot hold (both
+ * before any work), or MOTE_E_ARG when a prompt id is outside the vocabulary. */
+mote_status mote_generate(mote_state *s, mote_sampler *smp, const int32_t *prompt,
+                          uint32_t n_prompt, const mote_gen_io *io, mote_gen_stats *stats);
+
+#endif /* MOTE_GENERATE_H */
