@@ -19,7 +19,7 @@ def test_convert_inspect_generate_eval(tmp_path):
     done = mote("convert", model_path("stories260K.bin"), "--tokenizer", model_path("tok512.bin"),
                 "-o", out, "--ctx", "256", "--board", "qemu-m4")
     assert done.returncode == 0, done.stderr
-    assert "260,032 parameters" in done.stdout and "arena 97,120 bytes at context 256" in done.stdout
+    assert "260,032 parameters" in done.stdout and "arena 97,104 bytes at context 256" in done.stdout
     assert "layers.4.w_down" in done.stdout and "qemu-m4" in done.stdout
     info = json.loads(mote("inspect", out, "--json").stdout)
     assert info["blob_bytes"] == out.stat().st_size and info["tokenizer"]["vocab_size"] == 512

@@ -11,30 +11,22 @@
 typedef char mote_little_endian_host[(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) ? 1 : -1];
 #endif
 
-#define TABLE_ENTRY_BYTES 32u
-#define GLOBAL_LAYER 0xFFFFu
-#define MAX_DIM (1u << 24)   /* any one width; keeps every product far from overflow */
-#define MAX_GROUP 65536u     /* int32 group sums cannot overflow below this */
-#define SPARSITY_MAGIC 0x53525053u /* "SPRS" */
-#define SPARSITY_HEADER_BYTES 32u
-
-enum {
-    KIND_TOK_EMBEDDING = 1, KIND_ATTN_NORM, KIND_WQ, KIND_WK, KIND_WV, KIND_WO,
-    KIND_FFN_NORM, KIND_W_GATE, KIND_W_UP, KIND_W_DOWN, KIND_FINAL_NORM, KIND_CLASSIFIER
-};
+/* Offsets, codes and limits come from blob_format.h, generated from the format's one
+ * description (host/mote/format/spec.py); host/mote/format/blob.py `load` makes the
+ * same checks in the same order with the same reasons (tests/test_blob_verdicts.py). */
 
 const char *mote_status_str(mote_status s)
 {
     switch (s) {
     case MOTE_OK: return "ok";
-    case MOTE_E_TRUNCATED: return "blob truncated";
-    case MOTE_E_MAGIC: return "not a .mote blob (bad magic)";
-    case MOTE_E_VERSION: return "unsupported blob format version";
-    case MOTE_E_CRC: return "CRC mismatch: blob corrupted";
-    case MOTE_E_HEADER: return "impossible hyperparameters in the header";
-    case MOTE_E_TABLE: return "tensor table entry out of bounds, misaligned or mis-shaped";
-    case MOTE_E_TOKENIZER: return "tokenizer section malformed";
-    case MOTE_E_SPARSITY: return "sparsity section malformed";
+    case MOTE_E_TRUNCATED: return MOTE_REASON_TRUNCATED;
+    case MOTE_E_MAGIC: return MOTE_REASON_MAGIC;
+    case MOTE_E_VERSION: return MOTE_REASON_VERSION;
+    case MOTE_E_CRC: return MOTE_REASON_CRC;
+    case MOTE_E_HEADER: return MOTE_REASON_HEADER;
+    case MOTE_E_TABLE: return MOTE_REASON_TABLE;
+    case MOTE_E_TOKENIZER: return MOTE_REASON_TOKENIZER;
+    case MOTE_E_SPARSITY: return MOTE_REASON_SPARSITY;
     case MOTE_E_ARENA: return "arena too small";
     case MOTE_E_CONTEXT: return "beyond the context length";
     case MOTE_E_ARG: return "invalid argument";
@@ -98,42 +90,45 @@ static int range_ok(uint64_t offset, uint64_t bytes, uint64_t total)
 
 static mote_status read_config(mote_config *c, const uint8_t *h)
 {
-    uint32_t flags = read_u32(h + 68);
+    uint32_t flags = read_u32(h + MOTE_H_FLAGS);
     uint64_t q_dim, kv_dim;
-    c->dim = read_u32(h + 20);
-    c->hidden_dim = read_u32(h + 24);
-    c->n_layers = read_u32(h + 28);
-    c->n_heads = read_u32(h + 32);
-    c->n_kv_heads = read_u32(h + 36);
-    c->head_dim = read_u32(h + 40);
-    c->vocab_size = read_u32(h + 44);
-    c->max_seq_len = read_u32(h + 48);
-    c->ctx_len = read_u32(h + 52);
-    c->arena_bytes = read_u32(h + 56);
-    c->group_size = read_u32(h + 60);
-    c->activation = read_u32(h + 64);
-    c->tied_classifier = flags & 1u;
-    c->rope_theta = read_f32(h + 72);
-    c->norm_eps = read_f32(h + 76);
-    memcpy(c->name, h + 128, 32);
-    c->name[32] = '\0';
+    c->dim = read_u32(h + MOTE_H_DIM);
+    c->hidden_dim = read_u32(h + MOTE_H_HIDDEN_DIM);
+    c->n_layers = read_u32(h + MOTE_H_N_LAYERS);
+    c->n_heads = read_u32(h + MOTE_H_N_HEADS);
+    c->n_kv_heads = read_u32(h + MOTE_H_N_KV_HEADS);
+    c->head_dim = read_u32(h + MOTE_H_HEAD_DIM);
+    c->vocab_size = read_u32(h + MOTE_H_VOCAB_SIZE);
+    c->max_seq_len = read_u32(h + MOTE_H_MAX_SEQ_LEN);
+    c->ctx_len = read_u32(h + MOTE_H_CTX_LEN);
+    c->arena_bytes = read_u32(h + MOTE_H_ARENA_BYTES);
+    c->group_size = read_u32(h + MOTE_H_GROUP_SIZE);
+    c->activation = read_u32(h + MOTE_H_ACTIVATION);
+    c->tied_classifier = (flags & MOTE_FLAG_TIED_CLASSIFIER) != 0;
+    c->rope_theta = read_f32(h + MOTE_H_ROPE_THETA);
+    c->norm_eps = read_f32(h + MOTE_H_NORM_EPS);
+    memcpy(c->name, h + MOTE_H_NAME, MOTE_H_NAME_BYTES);
+    c->name[MOTE_H_NAME_BYTES] = '\0';
 
     q_dim = (uint64_t)c->n_heads * c->head_dim;
     kv_dim = (uint64_t)c->n_kv_heads * c->head_dim;
-    if (c->dim == 0 || c->dim > MAX_DIM || c->hidden_dim == 0 || c->hidden_dim > MAX_DIM ||
-        c->n_layers == 0 || c->n_layers > MOTE_MAX_LAYERS || c->n_heads == 0 ||
-        c->n_kv_heads == 0 || c->n_heads % c->n_kv_heads != 0 || c->head_dim == 0 ||
-        c->head_dim % 2u != 0 || q_dim > MAX_DIM || kv_dim > MAX_DIM || c->vocab_size == 0 ||
-        c->vocab_size > MAX_DIM || c->max_seq_len == 0 || c->max_seq_len > MAX_DIM ||
-        c->ctx_len == 0 || c->ctx_len > c->max_seq_len || c->group_size < 2u ||
-        c->group_size % 2u != 0 || c->group_size > MAX_GROUP || c->activation > MOTE_ACT_RELU ||
-        (flags & ~1u) != 0)
+    if (c->dim == 0 || c->dim > MOTE_MAX_DIM || c->hidden_dim == 0 ||
+        c->hidden_dim > MOTE_MAX_DIM || c->n_layers == 0 || c->n_layers > MOTE_MAX_LAYERS ||
+        c->n_heads == 0 || c->n_kv_heads == 0 || c->n_heads % c->n_kv_heads != 0 ||
+        c->head_dim == 0 || c->head_dim % 2u != 0 || q_dim > MOTE_MAX_DIM ||
+        kv_dim > MOTE_MAX_DIM || c->vocab_size == 0 || c->vocab_size > MOTE_MAX_DIM ||
+        c->max_seq_len == 0 || c->max_seq_len > MOTE_MAX_SEQ_LEN || c->ctx_len == 0 ||
+        c->ctx_len > c->max_seq_len || c->group_size < MOTE_MIN_GROUP ||
+        c->group_size % 2u != 0 || c->group_size > MOTE_MAX_GROUP ||
+        c->activation > MOTE_ACT_RELU || (flags & ~MOTE_FLAGS_KNOWN) != 0)
         return MOTE_E_HEADER;
     /* finite and positive; NaN fails both comparisons */
-    if (!(c->rope_theta > 0.0f && c->rope_theta < 3.0e38f) ||
-        !(c->norm_eps >= 0.0f && c->norm_eps < 1.0f))
+    if (!(c->rope_theta > 0.0f && c->rope_theta < MOTE_ROPE_THETA_MAX) ||
+        !(c->norm_eps >= 0.0f && c->norm_eps < MOTE_NORM_EPS_MAX))
         return MOTE_E_HEADER;
-    if (c->arena_bytes != mote_arena_bytes(c, c->ctx_len))
+    /* mote_arena_bytes saturates at UINT32_MAX, which no real arena (a sum of 16-byte
+     * pieces) equals: an arena too large for the field is refused, not matched */
+    if (c->arena_bytes != mote_arena_bytes(c, c->ctx_len) || c->arena_bytes == UINT32_MAX)
         return MOTE_E_HEADER;
     return MOTE_OK;
 }
@@ -150,30 +145,30 @@ static expected_entry expect(mote_model *m, uint32_t index)
 {
     const mote_config *c = &m->config;
     const uint32_t q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
-    const uint32_t last = 1u + 9u * c->n_layers;
+    const uint32_t last = 1u + MOTE_LAYER_KINDS * c->n_layers;
     expected_entry e;
     if (index == 0) {
-        e.kind = KIND_TOK_EMBEDDING; e.layer = GLOBAL_LAYER;
+        e.kind = MOTE_KIND_TOK_EMBEDDING; e.layer = MOTE_GLOBAL_LAYER;
         e.rows = c->vocab_size; e.cols = c->dim; e.dest = &m->tok_embedding;
     } else if (index == last) {
-        e.kind = KIND_FINAL_NORM; e.layer = GLOBAL_LAYER;
+        e.kind = MOTE_KIND_FINAL_NORM; e.layer = MOTE_GLOBAL_LAYER;
         e.rows = 1; e.cols = c->dim; e.dest = &m->final_norm;
     } else if (index == last + 1u) {
-        e.kind = KIND_CLASSIFIER; e.layer = GLOBAL_LAYER;
+        e.kind = MOTE_KIND_CLASSIFIER; e.layer = MOTE_GLOBAL_LAYER;
         e.rows = c->vocab_size; e.cols = c->dim; e.dest = &m->classifier;
     } else {
-        mote_layer *L = &m->layers[(index - 1u) / 9u];
-        e.layer = (uint16_t)((index - 1u) / 9u);
-        e.kind = (uint8_t)(KIND_ATTN_NORM + (index - 1u) % 9u);
+        mote_layer *L = &m->layers[(index - 1u) / MOTE_LAYER_KINDS];
+        e.layer = (uint16_t)((index - 1u) / MOTE_LAYER_KINDS);
+        e.kind = (uint8_t)(MOTE_KIND_ATTN_NORM + (index - 1u) % MOTE_LAYER_KINDS);
         switch (e.kind) {
-        case KIND_ATTN_NORM: e.rows = 1; e.cols = c->dim; e.dest = &L->attn_norm; break;
-        case KIND_WQ: e.rows = q_dim; e.cols = c->dim; e.dest = &L->wq; break;
-        case KIND_WK: e.rows = kv_dim; e.cols = c->dim; e.dest = &L->wk; break;
-        case KIND_WV: e.rows = kv_dim; e.cols = c->dim; e.dest = &L->wv; break;
-        case KIND_WO: e.rows = c->dim; e.cols = q_dim; e.dest = &L->wo; break;
-        case KIND_FFN_NORM: e.rows = 1; e.cols = c->dim; e.dest = &L->ffn_norm; break;
-        case KIND_W_GATE: e.rows = c->hidden_dim; e.cols = c->dim; e.dest = &L->w_gate; break;
-        case KIND_W_UP: e.rows = c->hidden_dim; e.cols = c->dim; e.dest = &L->w_up; break;
+        case MOTE_KIND_ATTN_NORM: e.rows = 1; e.cols = c->dim; e.dest = &L->attn_norm; break;
+        case MOTE_KIND_WQ: e.rows = q_dim; e.cols = c->dim; e.dest = &L->wq; break;
+        case MOTE_KIND_WK: e.rows = kv_dim; e.cols = c->dim; e.dest = &L->wk; break;
+        case MOTE_KIND_WV: e.rows = kv_dim; e.cols = c->dim; e.dest = &L->wv; break;
+        case MOTE_KIND_WO: e.rows = c->dim; e.cols = q_dim; e.dest = &L->wo; break;
+        case MOTE_KIND_FFN_NORM: e.rows = 1; e.cols = c->dim; e.dest = &L->ffn_norm; break;
+        case MOTE_KIND_W_GATE: e.rows = c->hidden_dim; e.cols = c->dim; e.dest = &L->w_gate; break;
+        case MOTE_KIND_W_UP: e.rows = c->hidden_dim; e.cols = c->dim; e.dest = &L->w_up; break;
         default: e.rows = c->dim; e.cols = c->hidden_dim; e.dest = &L->w_down; break;
         }
     }
@@ -188,15 +183,15 @@ static uint8_t expected_layout(uint8_t kind, uint32_t flags)
     const uint32_t ffn_in = flags & (1u << MOTE_SPARSE_FFN_IN);
     const uint32_t gate = flags & (1u << MOTE_SPARSE_GATE);
     switch (kind) {
-    case KIND_WQ: case KIND_WK: case KIND_WV:
+    case MOTE_KIND_WQ: case MOTE_KIND_WK: case MOTE_KIND_WV:
         return attn_in ? MOTE_LAYOUT_COLUMNS : MOTE_LAYOUT_ROWS;
-    case KIND_WO:
+    case MOTE_KIND_WO:
         return attn_out ? MOTE_LAYOUT_COLUMNS : MOTE_LAYOUT_ROWS;
-    case KIND_W_UP:
+    case MOTE_KIND_W_UP:
         return gate ? MOTE_LAYOUT_BUNDLED : ffn_in ? MOTE_LAYOUT_COLUMNS : MOTE_LAYOUT_ROWS;
-    case KIND_W_DOWN:
+    case MOTE_KIND_W_DOWN:
         return gate ? MOTE_LAYOUT_BUNDLED : MOTE_LAYOUT_ROWS;
-    case KIND_W_GATE:
+    case MOTE_KIND_W_GATE:
         return ffn_in ? MOTE_LAYOUT_COLUMNS : MOTE_LAYOUT_ROWS;
     default:
         return MOTE_LAYOUT_ROWS;
@@ -212,30 +207,26 @@ static uint64_t bundled_bytes(const mote_config *c)
     return ((hidden + g - 1u) / g) * 2u * dim + hidden * per_neuron;
 }
 
+/* The spec's dtypes per kind (norms f32, matrices q8 or q4; the embedding too, since
+ * the kernels read only quantized embedding rows). `kind` is the expected one. */
 static int dtype_allowed(uint8_t kind, uint8_t dtype)
 {
-    switch (kind) {
-    case KIND_ATTN_NORM:
-    case KIND_FFN_NORM:
-    case KIND_FINAL_NORM:
-        return dtype == MOTE_F32;
-    case KIND_TOK_EMBEDDING:
-        return dtype == MOTE_F32 || dtype == MOTE_Q8 || dtype == MOTE_Q4;
-    default:
-        return dtype == MOTE_Q8 || dtype == MOTE_Q4;
-    }
+    static const uint8_t allowed[] = MOTE_KIND_DTYPES_INIT;
+    return kind < sizeof allowed && dtype < 8u && ((allowed[kind] >> dtype) & 1u) != 0;
 }
 
 static mote_status read_tensor(mote_model *m, uint32_t index, const uint8_t *entry,
                                uint64_t total)
 {
     const expected_entry want = expect(m, index);
-    const uint8_t kind = entry[0], dtype = entry[1];
-    const uint16_t layer = read_u16(entry + 2);
-    const uint32_t rows = read_u32(entry + 4), cols = read_u32(entry + 8);
-    const uint32_t data_offset = read_u32(entry + 12), data_bytes = read_u32(entry + 16);
-    const uint32_t scales_offset = read_u32(entry + 20), scales_bytes = read_u32(entry + 24);
-    const uint32_t layout = read_u32(entry + 28);
+    const uint8_t kind = entry[MOTE_T_KIND], dtype = entry[MOTE_T_DTYPE];
+    const uint16_t layer = read_u16(entry + MOTE_T_LAYER);
+    const uint32_t rows = read_u32(entry + MOTE_T_ROWS), cols = read_u32(entry + MOTE_T_COLS);
+    const uint32_t data_offset = read_u32(entry + MOTE_T_DATA_OFFSET);
+    const uint32_t data_bytes = read_u32(entry + MOTE_T_DATA_BYTES);
+    const uint32_t scales_offset = read_u32(entry + MOTE_T_SCALES_OFFSET);
+    const uint32_t scales_bytes = read_u32(entry + MOTE_T_SCALES_BYTES);
+    const uint32_t layout = read_u32(entry + MOTE_T_LAYOUT);
     const uint64_t group = m->config.group_size;
     uint64_t want_data, want_scales;
 
@@ -246,7 +237,7 @@ static mote_status read_tensor(mote_model *m, uint32_t index, const uint8_t *ent
     want.dest->layout = (uint8_t)layout;
     if (layout == MOTE_LAYOUT_BUNDLED) {
         /* w_up's entry holds the region, w_down's is empty and shares it */
-        if (kind == KIND_W_DOWN) {
+        if (kind == MOTE_KIND_W_DOWN) {
             if (data_offset || data_bytes || scales_offset || scales_bytes)
                 return MOTE_E_TABLE;
             want.dest->data = m->layers[layer].w_up.data;
@@ -300,21 +291,23 @@ static mote_status read_sparsity(mote_model *m, uint32_t offset, uint32_t bytes,
     if (offset == 0 && bytes == 0)
         return MOTE_OK; /* dense */
     if (offset < MOTE_HEADER_BYTES || !range_ok(offset, bytes, total) ||
-        bytes != SPARSITY_HEADER_BYTES + 4u * MOTE_SPARSE_POINTS * n_layers)
+        bytes != MOTE_SPARSITY_HEADER_BYTES + 4u * MOTE_SPARSE_POINTS * n_layers)
         return MOTE_E_SPARSITY;
     sec = m->blob + offset;
-    flags = read_u32(sec + 8);
-    if (read_u32(sec) != SPARSITY_MAGIC || read_u32(sec + 4) != n_layers ||
-        (flags & ~((1u << MOTE_SPARSE_POINTS) - 1u)) != 0 || !all_zero(sec + 16, 16))
+    flags = read_u32(sec + MOTE_S_FLAGS);
+    if (read_u32(sec + MOTE_S_MAGIC) != MOTE_SPARSITY_MAGIC ||
+        read_u32(sec + MOTE_S_N_LAYERS) != n_layers ||
+        (flags & ~((1u << MOTE_SPARSE_POINTS) - 1u)) != 0 ||
+        !all_zero(sec + MOTE_S_RESERVED, MOTE_S_RESERVED_BYTES))
         return MOTE_E_SPARSITY;
     for (i = 0; i < n_layers * MOTE_SPARSE_POINTS; i++) {
-        const float t = read_f32(sec + SPARSITY_HEADER_BYTES + 4u * i);
+        const float t = read_f32(sec + MOTE_SPARSITY_HEADER_BYTES + 4u * i);
         const int on = (flags >> (i % MOTE_SPARSE_POINTS)) & 1u;
         if (!(t >= 0.0f && t <= 3.40282347e38f) || (!on && t != 0.0f)) /* NaN, inf fail */
             return MOTE_E_SPARSITY;
     }
     m->sparsity.flags = flags;
-    m->sparsity.thresholds = (const float *)(const void *)(sec + SPARSITY_HEADER_BYTES);
+    m->sparsity.thresholds = (const float *)(const void *)(sec + MOTE_SPARSITY_HEADER_BYTES);
     return MOTE_OK;
 }
 
@@ -331,20 +324,27 @@ mote_status mote_model_open(mote_model *m, const uint8_t *blob, size_t len, int 
     if (((uintptr_t)blob & 3u) != 0)
         return MOTE_E_ARG;
     memset(m, 0, sizeof *m);
+    /* The magic first, so that a short file that is no blob is called that. Then the
+     * CRC before any field it covers, so that corruption is reported as corruption. */
+    if (len < 4u)
+        return MOTE_E_TRUNCATED;
+    if (read_u32(h + MOTE_H_MAGIC) != MOTE_MAGIC)
+        return MOTE_E_MAGIC;
     if (len < MOTE_HEADER_BYTES)
         return MOTE_E_TRUNCATED;
-    if (read_u32(h) != MOTE_MAGIC)
-        return MOTE_E_MAGIC;
-    if (read_u32(h + 4) != MOTE_VERSION)
+    if (read_u32(h + MOTE_H_VERSION) != MOTE_VERSION)
         return MOTE_E_VERSION;
-    total = read_u32(h + 8);
+    total = read_u32(h + MOTE_H_TOTAL_BYTES);
     if (total > len)
         return MOTE_E_TRUNCATED;
     if (total < MOTE_HEADER_BYTES)
         return MOTE_E_HEADER;
-    if (check_crc && crc32_update(0, h + 16, total - 16u) != read_u32(h + 12))
+    if (check_crc && crc32_update(0, h + MOTE_CRC_START, total - MOTE_CRC_START) !=
+                         read_u32(h + MOTE_H_CRC32))
         return MOTE_E_CRC;
-    if (read_u32(h + 16) != MOTE_HEADER_BYTES || !all_zero(h + 104, 24) || !all_zero(h + 160, 96))
+    if (read_u32(h + MOTE_H_HEADER_BYTES) != MOTE_HEADER_BYTES ||
+        !all_zero(h + MOTE_H_RESERVED0, MOTE_H_RESERVED0_BYTES) ||
+        !all_zero(h + MOTE_H_RESERVED1, MOTE_H_RESERVED1_BYTES))
         return MOTE_E_HEADER;
     m->blob = blob;
     m->blob_bytes = total;
@@ -353,26 +353,28 @@ mote_status mote_model_open(mote_model *m, const uint8_t *blob, size_t len, int 
     if (st != MOTE_OK)
         return st;
 
-    st = read_sparsity(m, read_u32(h + 96), read_u32(h + 100), total);
+    st = read_sparsity(m, read_u32(h + MOTE_H_SPARSITY_OFFSET), read_u32(h + MOTE_H_SPARSITY_BYTES),
+                       total);
     if (st != MOTE_OK)
         return st;
 
-    n_tensors = read_u32(h + 80);
-    table_offset = read_u32(h + 84);
-    if (n_tensors != 2u + 9u * m->config.n_layers + (m->config.tied_classifier ? 0u : 1u) ||
+    n_tensors = read_u32(h + MOTE_H_N_TENSORS);
+    table_offset = read_u32(h + MOTE_H_TENSOR_TABLE_OFFSET);
+    if (n_tensors != 2u + MOTE_LAYER_KINDS * m->config.n_layers +
+                         (m->config.tied_classifier ? 0u : 1u) ||
         table_offset < MOTE_HEADER_BYTES ||
-        !range_ok(table_offset, (uint64_t)n_tensors * TABLE_ENTRY_BYTES, total))
+        !range_ok(table_offset, (uint64_t)n_tensors * MOTE_TABLE_ENTRY_BYTES, total))
         return MOTE_E_TABLE;
     for (i = 0; i < n_tensors; i++) {
-        st = read_tensor(m, i, blob + table_offset + (size_t)i * TABLE_ENTRY_BYTES, total);
+        st = read_tensor(m, i, blob + table_offset + (size_t)i * MOTE_TABLE_ENTRY_BYTES, total);
         if (st != MOTE_OK)
             return st;
     }
     if (m->config.tied_classifier)
         m->classifier = m->tok_embedding;
 
-    tok_offset = read_u32(h + 88);
-    tok_bytes = read_u32(h + 92);
+    tok_offset = read_u32(h + MOTE_H_TOKENIZER_OFFSET);
+    tok_bytes = read_u32(h + MOTE_H_TOKENIZER_BYTES);
     if (tok_offset < MOTE_HEADER_BYTES || !range_ok(tok_offset, tok_bytes, total) ||
         mote_tok_open(&m->tokenizer, blob + tok_offset, tok_bytes) != 0 ||
         m->tokenizer.vocab_size != m->config.vocab_size)

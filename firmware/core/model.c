@@ -42,7 +42,8 @@ static arena_sizes arena_table(const mote_config *c, uint64_t ctx)
     a.rope_cos = a.rope_sin = 4u * (uint64_t)(c->head_dim / 2u);
     a.key_cache = a.value_cache = cache;
     a.key_scales = a.value_scales = 2u * (uint64_t)c->n_layers * ctx;
-    a.scratch = max64(max64(4u * ctx, 4u * (MOTE_LINE_MAX + 2u)), 8u * (uint64_t)c->vocab_size);
+    /* the model's own needs only: the console keeps its line and prompt ids itself */
+    a.scratch = max64(4u * ctx, 8u * (uint64_t)c->vocab_size);
     return a;
 }
 

@@ -7,12 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "blob_format.h"
 #include "tokenizer.h"
 
-#define MOTE_MAGIC 0x45544F4Du /* "MOTE" */
-#define MOTE_VERSION 1u
-#define MOTE_HEADER_BYTES 256u
-#define MOTE_ALIGN 32u
 #define MOTE_LINE_MAX 1024u /* longest console line (prompt) in bytes */
 
 typedef enum {
@@ -32,8 +29,14 @@ typedef enum {
 
 const char *mote_status_str(mote_status s);
 
-typedef enum { MOTE_F32 = 0, MOTE_F16 = 1, MOTE_Q8 = 2, MOTE_Q4 = 3 } mote_dtype;
-typedef enum { MOTE_ACT_SILU = 0, MOTE_ACT_RELU = 1 } mote_activation;
+/* codes as stored in the blob (blob_format.h, generated from host/mote/format/spec.py) */
+typedef enum {
+    MOTE_F32 = MOTE_DTYPE_F32, MOTE_F16 = MOTE_DTYPE_F16, MOTE_Q8 = MOTE_DTYPE_Q8,
+    MOTE_Q4 = MOTE_DTYPE_Q4
+} mote_dtype;
+typedef enum {
+    MOTE_ACT_SILU = MOTE_ACTIVATION_SILU, MOTE_ACT_RELU = MOTE_ACTIVATION_RELU
+} mote_activation;
 
 typedef struct {
     uint32_t dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab_size;
@@ -50,7 +53,10 @@ typedef struct {
 /* Weight layouts (docs/blob-format.md, "Sparsity section"): row-major; input-major
  * (column j's codes contiguous, the scales of input group g contiguous); or FFN
  * row-column bundles (w_up row j, its scales and w_down column j side by side). */
-typedef enum { MOTE_LAYOUT_ROWS = 0, MOTE_LAYOUT_COLUMNS = 1, MOTE_LAYOUT_BUNDLED = 2 } mote_layout;
+typedef enum {
+    MOTE_LAYOUT_ROWS = MOTE_LAYOUT_CODE_ROWS, MOTE_LAYOUT_COLUMNS = MOTE_LAYOUT_CODE_COLUMNS,
+    MOTE_LAYOUT_BUNDLED = MOTE_LAYOUT_CODE_BUNDLED
+} mote_layout;
 
 /* A weight matrix (or vector) viewed in place inside the blob. */
 typedef struct {
@@ -65,11 +71,11 @@ typedef struct {
  * below the threshold are set to 0 before quantization, and the kernels skip the
  * weights of zero codes. flags == 0 (no sparsity section): dense. */
 typedef enum {
-    MOTE_SPARSE_ATTN_IN = 0,  /* wq/wk/wv input (TEAL) */
-    MOTE_SPARSE_ATTN_OUT = 1, /* wo input (TEAL) */
-    MOTE_SPARSE_FFN_IN = 2,   /* w_gate/w_up input (TEAL) */
-    MOTE_SPARSE_GATE = 3,     /* activated gate: neurons (CATS) */
-    MOTE_SPARSE_POINTS = 4
+    MOTE_SPARSE_ATTN_IN = MOTE_SPARSE_POINT_ATTN_IN,   /* wq/wk/wv input (TEAL) */
+    MOTE_SPARSE_ATTN_OUT = MOTE_SPARSE_POINT_ATTN_OUT, /* wo input (TEAL) */
+    MOTE_SPARSE_FFN_IN = MOTE_SPARSE_POINT_FFN_IN,     /* w_gate/w_up input (TEAL) */
+    MOTE_SPARSE_GATE = MOTE_SPARSE_POINT_GATE,         /* activated gate: neurons (CATS) */
+    MOTE_SPARSE_POINTS = MOTE_SPARSE_POINT_COUNT
 } mote_sparse_point;
 
 typedef struct {
@@ -87,8 +93,6 @@ typedef struct {
 typedef struct {
     mote_tensor attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down;
 } mote_layer;
-
-#define MOTE_MAX_LAYERS 64
 
 typedef struct {
     mote_config config;

@@ -15,7 +15,7 @@ sys.path.insert(0, str(HERE.parent))
 import numpy as np  # noqa: E402
 
 from mote.format import blob as mote_blob  # noqa: E402
-from mote.sparsity import POINTS, Sparsity  # noqa: E402
+from mote.format.sparsity import POINTS, Sparsity  # noqa: E402
 from tiny_model import tiny_model  # noqa: E402
 
 

@@ -1,7 +1,10 @@
-"""Write and read `.mote` blobs (docs/blob-format.md is the specification).
+"""Write and read `.mote` blobs (mote.format.spec is the format; docs/blob-format.md
+describes it).
 
-`pack` turns an imported float Model into blob bytes; `load` validates a blob as
-strictly as the firmware does and returns its contents as numpy arrays.
+`pack` turns an imported float Model into blob bytes; `load` makes exactly the checks
+firmware/core/blob.c makes, in the same order, and refuses with the same reason
+(BlobError.status and .reason; tests/test_blob_verdicts.py compares both sides), then
+returns the contents as numpy arrays.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from typing import Callable
 
 import numpy as np
 
-from mote import sparsity as sparse
+from mote.format import sparsity as sparse
+from mote.format import spec
 from mote.model import Config, Model, MoteError, expected_shapes
-from mote.sparsity import Sparsity
-from mote.quant import (
+from mote.format.sparsity import Sparsity
+from mote.quant.groups import (
     DTYPE_CODES,
     SCHEMES,
     QuantizedMatrix,
@@ -29,48 +33,45 @@ from mote.quant import (
     unpack_q4,
 )
 
-MAGIC = 0x45544F4D  # b"MOTE" little-endian
-VERSION = 1
-HEADER_BYTES = 256
-ALIGN = 32
-TABLE_ENTRY_BYTES = 32
-GLOBAL_LAYER = 0xFFFF
-LINE_MAX = 1024  # longest console line the firmware accepts, in bytes
-# Largest group: 127·127·1024 < 2^24 keeps every per-group integer sum exact in
-# float32, which the reference relies on (and int32 has room to spare).
-MAX_GROUP = 1024
+MAGIC = spec.MAGIC
+VERSION = spec.VERSION
+HEADER_BYTES = spec.HEADER_BYTES
+ALIGN = spec.ALIGN
+TABLE_ENTRY_BYTES = spec.TABLE_ENTRY_BYTES
+GLOBAL_LAYER = spec.GLOBAL_LAYER
+MAX_GROUP = spec.MAX_GROUP
 
-KINDS = {
-    "tok_embedding": 1,
-    "attn_norm": 2,
-    "wq": 3,
-    "wk": 4,
-    "wv": 5,
-    "wo": 6,
-    "ffn_norm": 7,
-    "w_gate": 8,
-    "w_up": 9,
-    "w_down": 10,
-    "final_norm": 11,
-    "classifier": 12,
-}
+KINDS = {name: code for name, code, _ in spec.KINDS}
 KIND_NAMES = {v: k for k, v in KINDS.items()}
+KIND_DTYPES = {name: allowed for name, _, allowed in spec.KINDS}
+assert DTYPE_CODES == dict(spec.DTYPES), "mote.quant.groups and the spec disagree on dtypes"
 DTYPE_NAMES = {v: k for k, v in DTYPE_CODES.items()}
-ACTIVATIONS = {"silu": 0, "relu": 1}
+ACTIVATIONS = dict(spec.ACTIVATIONS)
+FLAG_TIED = 1 << dict(spec.FLAGS)["tied_classifier"]
+KNOWN_FLAGS = sum(1 << bit for _, bit in spec.FLAGS)
+REASONS = dict(spec.REASONS)
+_STRUCT_CODES = {"u8": "B", "u16": "H", "u32": "I", "f32": "f"}
 
-# Header fields after magic/version/total/crc, in order (see the spec's table).
-_HEADER = struct.Struct("<IIII" "I" "IIIIIIIIIIIII" "ff" "IIIIII")
-_HEADER_FIELDS = (
-    "magic version total_bytes crc32 header_bytes "
-    "dim hidden_dim n_layers n_heads n_kv_heads head_dim vocab_size max_seq_len "
-    "ctx_len arena_bytes group_size activation flags "
-    "rope_theta norm_eps "
-    "n_tensors tensor_table_offset tokenizer_offset tokenizer_bytes "
-    "sparsity_offset sparsity_bytes"
-).split()
-_NAME_OFFSET = 128
-_NAME_BYTES = 32
-_ENTRY = struct.Struct("<BBHIIIIIII")
+
+def _struct(fields: tuple) -> tuple[struct.Struct, list[str]]:
+    """A little-endian struct over spec fields (which tile their record, no gaps)."""
+    codes = "".join(f"{k[6:]}s" if k.startswith("bytes:") else _STRUCT_CODES[k] for _, _, k in fields)
+    return struct.Struct("<" + codes), [name for name, _, _ in fields]
+
+
+_HEADER, _HEADER_FIELDS = _struct(spec.HEADER)
+_ENTRY, _ = _struct(spec.ENTRY)
+_OFFSETS = {name: offset for name, offset, _ in spec.HEADER}
+assert _HEADER.size == HEADER_BYTES and _ENTRY.size == TABLE_ENTRY_BYTES
+
+
+class BlobError(MoteError):
+    """A refused blob. `status` names the firmware's mote_status (spec.REASONS) and the
+    message starts with the same reason text the firmware prints."""
+
+    def __init__(self, where: str, status: str, detail: str):
+        self.status, self.reason = status, REASONS[status]
+        super().__init__(f"{where}: {self.reason}: {detail}")
 
 
 def align(n: int) -> int:
@@ -110,7 +111,7 @@ def arena_bytes(config: Config, ctx: int, group_size: int) -> int:
         c.n_layers * ctx * c.kv_dim,  # value cache
         2 * c.n_layers * ctx,  # key scales
         2 * c.n_layers * ctx,  # value scales
-        max(4 * ctx, 4 * (LINE_MAX + 2), 8 * c.vocab_size),  # scratch
+        max(4 * ctx, 8 * c.vocab_size),  # scratch: prompt ids, then sampler candidates
     ]
     return sum(piece(n) for n in pieces)
 
@@ -270,17 +271,21 @@ def pack(
         n_kv_heads=c.n_kv_heads, head_dim=c.head_dim, vocab_size=c.vocab_size,
         max_seq_len=c.max_seq_len, ctx_len=ctx_len,
         arena_bytes=arena_bytes(c, ctx_len, group_size), group_size=group_size,
-        activation=ACTIVATIONS[c.activation], flags=int(c.tied_classifier),
+        activation=ACTIVATIONS[c.activation], flags=FLAG_TIED if c.tied_classifier else 0,
         rope_theta=c.rope_theta, norm_eps=c.norm_eps, n_tensors=len(names),
         tensor_table_offset=table_offset, tokenizer_offset=tokenizer_offset,
         tokenizer_bytes=len(tokenizer_section), sparsity_offset=sparsity_offset,
-        sparsity_bytes=len(sparsity_section),
+        sparsity_bytes=len(sparsity_section), name=model.name.encode("utf-8"),
+        reserved0=b"", reserved1=b"",  # struct zero-pads (and cuts the name to its field)
     )
-    buf[: _HEADER.size] = _HEADER.pack(*(header[f] for f in _HEADER_FIELDS))
-    name_bytes = model.name.encode("utf-8")[:_NAME_BYTES]
-    buf[_NAME_OFFSET : _NAME_OFFSET + len(name_bytes)] = name_bytes
-    struct.pack_into("<I", buf, 12, zlib.crc32(memoryview(buf)[16:]))
+    buf[:HEADER_BYTES] = _HEADER.pack(*(header[f] for f in _HEADER_FIELDS))
+    seal(buf)
     return bytes(buf)
+
+
+def seal(buf: bytearray) -> None:
+    """Store the CRC of `buf` (a whole blob) in its header."""
+    struct.pack_into("<I", buf, _OFFSETS["crc32"], zlib.crc32(memoryview(buf)[spec.CRC_START:]))
 
 
 # ---------------------------------------------------------------------------- load
@@ -294,11 +299,9 @@ def is_blob(path: Path) -> bool:
         return False
 
 
-def _check_range(what: str, offset: int, size: int, total: int) -> None:
-    if offset % ALIGN:
-        raise MoteError(f"{what} offset {offset} is not aligned to {ALIGN}")
-    if offset + size > total:
-        raise MoteError(f"{what} [{offset}, {offset + size}) lies outside the blob ({total} bytes)")
+def _range_ok(offset: int, size: int, total: int) -> bool:
+    """blob.c's range_ok plus the floor: aligned, past the header, inside the blob."""
+    return offset % ALIGN == 0 and HEADER_BYTES <= offset <= total and size <= total - offset
 
 
 def _shortest(value: float) -> float:
@@ -306,115 +309,110 @@ def _shortest(value: float) -> float:
     return float(str(np.float32(value)))
 
 
+def _header_ok(h: dict) -> bool:
+    """blob.c's read_config checks, the same limits (spec), the same comparisons."""
+    dims = ("dim", "hidden_dim", "vocab_size")
+    q_dim, kv_dim = h["n_heads"] * h["head_dim"], h["n_kv_heads"] * h["head_dim"]
+    return (
+        all(0 < h[k] <= spec.MAX_DIM for k in dims)
+        and 0 < h["n_layers"] <= spec.MAX_LAYERS
+        and h["n_heads"] > 0 and h["n_kv_heads"] > 0 and h["n_heads"] % h["n_kv_heads"] == 0
+        and h["head_dim"] > 0 and h["head_dim"] % 2 == 0
+        and q_dim <= spec.MAX_DIM and kv_dim <= spec.MAX_DIM
+        and 0 < h["max_seq_len"] <= spec.MAX_SEQ_LEN
+        and 0 < h["ctx_len"] <= h["max_seq_len"]
+        and spec.MIN_GROUP <= h["group_size"] <= MAX_GROUP and h["group_size"] % 2 == 0
+        and h["activation"] in ACTIVATIONS.values()
+        and not h["flags"] & ~KNOWN_FLAGS
+        # float32 bounds, compared as C compares them; NaN fails every comparison
+        and 0.0 < h["rope_theta"] < float(np.float32(spec.ROPE_THETA_MAX))
+        and 0.0 <= h["norm_eps"] < float(np.float32(spec.NORM_EPS_MAX))
+    )
+
+
 def load(source: Path | str | bytes) -> Blob:
-    """Read and validate a blob; any violation of the spec raises MoteError."""
+    """Read and validate a blob; a violation of the spec raises BlobError, with the
+    status and reason firmware/core/blob.c gives, after the checks it makes first."""
     where = "blob" if isinstance(source, bytes) else str(source)
     try:
         buf = source if isinstance(source, bytes) else Path(source).read_bytes()
     except OSError as err:
         raise MoteError(f"cannot read {where}: {err.strerror}") from None
-    if len(buf) >= 4 and buf[:4] != struct.pack("<I", MAGIC):
-        raise MoteError(f"{where}: not a .mote blob (magic {bytes(buf[:4])!r})")
+
+    def fail(status: str, detail: str) -> BlobError:
+        return BlobError(where, status, detail)
+
+    if len(buf) < 4:
+        raise fail("truncated", f"{len(buf)} bytes")
+    if buf[:4] != struct.pack("<I", MAGIC):
+        raise fail("magic", f"magic {bytes(buf[:4])!r}")
     if len(buf) < HEADER_BYTES:
-        raise MoteError(f"{where}: truncated: {len(buf)} bytes, shorter than the {HEADER_BYTES}-byte header")
+        raise fail("truncated", f"{len(buf)} bytes, shorter than the {HEADER_BYTES}-byte header")
     h = dict(zip(_HEADER_FIELDS, _HEADER.unpack_from(buf)))
-    if h["magic"] != MAGIC:
-        raise MoteError(f"{where}: not a .mote blob (magic {h['magic']:#010x})")
     if h["version"] != VERSION:
-        raise MoteError(f"{where}: format version {h['version']}, this tool reads version {VERSION}")
+        raise fail("version", f"format version {h['version']} is not supported, this tool reads "
+                              f"version {VERSION}")
     total = h["total_bytes"]
     if total > len(buf):
-        raise MoteError(f"{where}: truncated: header says {total} bytes, file has {len(buf)}")
-    if total < HEADER_BYTES or h["header_bytes"] != HEADER_BYTES:
-        raise MoteError(f"{where}: corrupt header (total {total}, header {h['header_bytes']} bytes)")
-    crc = zlib.crc32(memoryview(buf)[16:total])
+        raise fail("truncated", f"header says {total} bytes, file has {len(buf)}")
+    if total < HEADER_BYTES:
+        raise fail("header", f"total_bytes {total} is shorter than the header")
+    crc = zlib.crc32(memoryview(buf)[spec.CRC_START:total])
     if crc != h["crc32"]:
-        raise MoteError(f"{where}: CRC mismatch (stored {h['crc32']:#010x}, computed {crc:#010x}): the blob is corrupted")
-    activation = {v: k for k, v in ACTIVATIONS.items()}.get(h["activation"])
-    dims_ok = (
-        all(h[k] > 0 for k in ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "vocab_size", "max_seq_len", "ctx_len"))
-        and h["n_heads"] % h["n_kv_heads"] == 0
-        and h["head_dim"] % 2 == 0
-        and h["ctx_len"] <= h["max_seq_len"]
-        and h["group_size"] >= 2
-        and h["group_size"] % 2 == 0
-        and activation is not None
-    )
-    if not dims_ok:
-        raise MoteError(f"{where}: impossible hyperparameters in the header")
-    name = bytes(buf[_NAME_OFFSET : _NAME_OFFSET + _NAME_BYTES]).rstrip(b"\0").decode("utf-8", "replace")
+        raise fail("crc", f"stored {h['crc32']:#010x}, computed {crc:#010x}")
+    if h["header_bytes"] != HEADER_BYTES or any(any(h[r]) for r in spec.RESERVED):
+        raise fail("header", f"header_bytes {h['header_bytes']} or reserved bytes set")
+    if not _header_ok(h):
+        raise fail("header", "a width, count, limit, flag or float is out of range")
+    activation = {v: k for k, v in ACTIVATIONS.items()}[h["activation"]]
+    name = h["name"].rstrip(b"\0").decode("utf-8", "replace")
     config = Config(
         dim=h["dim"], hidden_dim=h["hidden_dim"], n_layers=h["n_layers"], n_heads=h["n_heads"],
         n_kv_heads=h["n_kv_heads"], head_dim=h["head_dim"], vocab_size=h["vocab_size"],
         max_seq_len=h["max_seq_len"], activation=activation,
         rope_theta=_shortest(h["rope_theta"]), norm_eps=_shortest(h["norm_eps"]),
-        tied_classifier=bool(h["flags"] & 1),
+        tied_classifier=bool(h["flags"] & FLAG_TIED),
     )
     group = h["group_size"]
-    expected = expected_shapes(config)
-    names = list(expected)
-    if h["n_tensors"] != len(names):
-        raise MoteError(f"{where}: {h['n_tensors']} tensors in the table, expected {len(names)}")
-    table = h["tensor_table_offset"]
-    _check_range("tensor table", table, TABLE_ENTRY_BYTES * len(names), total)
-    _check_range("tokenizer section", h["tokenizer_offset"], h["tokenizer_bytes"], total)
+    want_arena = arena_bytes(config, h["ctx_len"], group)
+    if h["arena_bytes"] != want_arena or want_arena > 0xFFFFFFFF:
+        raise fail("header", f"arena_bytes {h['arena_bytes']}, the model needs {want_arena}")
+
     sparsity = None
-    if h["sparsity_bytes"] or h["sparsity_offset"]:
-        _check_range("sparsity section", h["sparsity_offset"], h["sparsity_bytes"], total)
-        if h["sparsity_offset"] < HEADER_BYTES:
-            raise MoteError(f"{where}: sparsity section overlaps the header")
-        sparsity = sparse.parse_section(
-            bytes(buf[h["sparsity_offset"] : h["sparsity_offset"] + h["sparsity_bytes"]]),
-            config.n_layers, where)
+    s_off, s_len = h["sparsity_offset"], h["sparsity_bytes"]
+    if s_off or s_len:
+        if not _range_ok(s_off, s_len, total):
+            raise fail("sparsity", f"[{s_off}, +{s_len}) is misaligned or outside [{HEADER_BYTES}, {total})")
+        try:
+            sparsity = sparse.parse_section(bytes(buf[s_off : s_off + s_len]), config.n_layers, where)
+        except MoteError as err:
+            raise fail("sparsity", str(err).removeprefix(f"{where}: ")) from None
 
+    n_tensors = 2 + len(spec.LAYER_KINDS) * config.n_layers + (0 if config.tied_classifier else 1)
+    table = h["tensor_table_offset"]
+    if h["n_tensors"] != n_tensors:
+        raise fail("table", f"{h['n_tensors']} tensors in the table, expected {n_tensors}")
+    if not _range_ok(table, TABLE_ENTRY_BYTES * n_tensors, total):
+        raise fail("table", f"tensor table at {table} is misaligned or outside [{HEADER_BYTES}, {total})")
+    expected = expected_shapes(config)
     tensors: dict[str, BlobTensor] = {}
-    for i, tname in enumerate(names):
-        kind, dtype_code, layer, rows, cols, d_off, d_len, s_off, s_len, layout = _ENTRY.unpack_from(
-            buf, table + i * TABLE_ENTRY_BYTES
-        )
-        leaf = tname.rsplit(".", 1)[-1]
-        want_layer = int(tname.split(".")[1]) if tname.startswith("layers.") else GLOBAL_LAYER
-        shape = expected[tname]
-        want_rows, want_cols = (1, shape[0]) if len(shape) == 1 else shape
-        dtype = DTYPE_NAMES.get(dtype_code)
-        if KIND_NAMES.get(kind) != leaf or layer != want_layer:
-            raise MoteError(f"{where}: table entry {i} is kind {kind} layer {layer}, expected {tname}")
-        if (rows, cols) != (want_rows, want_cols):
-            raise MoteError(f"{where}: {tname} is {rows}x{cols}, expected {want_rows}x{want_cols}")
-        allowed = ("f32",) if role_of(tname) == "norm" else ("q8", "q4")
-        if dtype not in allowed:
-            raise MoteError(f"{where}: {tname} has dtype {dtype_code}, not allowed for it")
-        want_layout = sparse.layout_of(tname, sparsity)
-        if layout != want_layout or (layout and dtype != "q8"):
-            raise MoteError(f"{where}: {tname} has layout {layout} ({dtype}), the sparsity section implies {want_layout} (q8)")
-        if layout == sparse.LAYOUT_BUNDLED:
-            _load_bundled(buf, where, tname, leaf, config, group, (d_off, d_len, s_off, s_len), total, tensors)
-            continue
-        if dtype == "f32":
-            want_data, want_scales = 4 * rows * cols, 0
-        else:
-            row_bytes = cols if dtype == "q8" else -(-cols // 2)
-            want_data, want_scales = rows * row_bytes, 2 * rows * n_groups(cols, group)
-        if (d_len, s_len) != (want_data, want_scales):
-            raise MoteError(f"{where}: {tname} has {d_len}+{s_len} bytes, expected {want_data}+{want_scales}")
-        _check_range(f"{tname} data", d_off, d_len, total)
-        if dtype == "f32":
-            values = np.frombuffer(buf, "<f4", rows * cols, d_off).reshape(rows, cols)
-            if rows == 1:
-                values = values.reshape(cols)
-            tensors[tname] = BlobTensor(tname, dtype, rows, cols, values)
-            continue
-        _check_range(f"{tname} scales", s_off, s_len, total)
-        raw = np.frombuffer(buf, np.uint8 if dtype == "q4" else np.int8, d_len, d_off)
-        scales = np.frombuffer(buf, "<f2", s_len // 2, s_off)
-        if layout == sparse.LAYOUT_COLUMNS:
-            codes, scales = sparse.from_columns(raw, scales, rows, cols)
-        else:
-            codes = unpack_q4(raw.reshape(rows, -1), cols) if dtype == "q4" else raw.reshape(rows, cols)
-            scales = scales.reshape(rows, -1)
-        tensors[tname] = BlobTensor(tname, dtype, rows, cols, codes, scales)
+    for i, tname in enumerate(expected):
+        entry = dict(zip(("kind", "dtype", "layer", "rows", "cols", "d_off", "d_len", "s_off",
+                          "s_len", "layout"), _ENTRY.unpack_from(buf, table + i * TABLE_ENTRY_BYTES)))
+        _load_tensor(buf, fail, tname, entry, expected[tname], config, group, sparsity, total, tensors)
 
-    tok = bytes(buf[h["tokenizer_offset"] : h["tokenizer_offset"] + h["tokenizer_bytes"]])
+    t_off, t_len = h["tokenizer_offset"], h["tokenizer_bytes"]
+    if not _range_ok(t_off, t_len, total):
+        raise fail("tokenizer", f"[{t_off}, +{t_len}) is misaligned or outside [{HEADER_BYTES}, {total})")
+    tok = bytes(buf[t_off : t_off + t_len])
+    from mote.tokenizer import Tokenizer
+
+    try:
+        tok_vocab = len(Tokenizer(tok).tokens)
+    except MoteError as err:
+        raise fail("tokenizer", str(err)) from None
+    if tok_vocab != config.vocab_size:
+        raise fail("tokenizer", f"{tok_vocab} tokens, the header says {config.vocab_size}")
     return Blob(
         config=config, name=name, group_size=group, ctx_len=h["ctx_len"],
         arena_bytes=h["arena_bytes"], total_bytes=total, tensors=tensors,
@@ -422,19 +420,72 @@ def load(source: Path | str | bytes) -> Blob:
     )
 
 
-def _load_bundled(buf, where: str, tname: str, leaf: str, config: Config, group: int,
+def _load_tensor(buf, fail, tname: str, e: dict, shape: tuple[int, ...], config: Config, group: int,
+                 sparsity: Sparsity | None, total: int, tensors: dict[str, BlobTensor]) -> None:
+    """blob.c's read_tensor: kind, layer, shape, dtype, layout, then sizes and ranges."""
+    leaf = tname.rsplit(".", 1)[-1]
+    want_layer = int(tname.split(".")[1]) if tname.startswith("layers.") else GLOBAL_LAYER
+    rows, cols = e["rows"], e["cols"]
+    want_rows, want_cols = (1, shape[0]) if len(shape) == 1 else shape
+    dtype = DTYPE_NAMES.get(e["dtype"])
+    if KIND_NAMES.get(e["kind"]) != leaf or e["layer"] != want_layer:
+        raise fail("table", f"entry is kind {e['kind']} layer {e['layer']}, expected {tname}")
+    if (rows, cols) != (want_rows, want_cols):
+        raise fail("table", f"{tname} is {rows}x{cols}, expected {want_rows}x{want_cols}")
+    if dtype not in KIND_DTYPES[leaf]:
+        raise fail("table", f"{tname} has dtype {e['dtype']}, the spec allows {'/'.join(KIND_DTYPES[leaf])}")
+    layout, want_layout = e["layout"], sparse.layout_of(tname, sparsity)
+    if layout != want_layout or (layout != sparse.LAYOUT_ROWS and dtype != "q8"):
+        raise fail("table", f"{tname} has layout {layout} ({dtype}), the sparsity section implies "
+                            f"{want_layout} (q8)")
+    d_off, d_len, s_off, s_len = e["d_off"], e["d_len"], e["s_off"], e["s_len"]
+    if layout == sparse.LAYOUT_BUNDLED:
+        _load_bundled(buf, fail, tname, leaf, config, group, (d_off, d_len, s_off, s_len), total, tensors)
+        return
+    if dtype == "f32":
+        want_data, want_scales = 4 * rows * cols, 0
+    else:
+        row_bytes = cols if dtype == "q8" else -(-cols // 2)
+        want_data, want_scales = rows * row_bytes, 2 * rows * n_groups(cols, group)
+    if (d_len, s_len) != (want_data, want_scales):
+        raise fail("table", f"{tname} has {d_len}+{s_len} bytes, expected {want_data}+{want_scales}")
+    if not _range_ok(d_off, d_len, total):
+        raise fail("table", f"{tname} data [{d_off}, +{d_len}) is misaligned or outside "
+                            f"[{HEADER_BYTES}, {total})")
+    if want_scales and not _range_ok(s_off, s_len, total) or not want_scales and s_off:
+        raise fail("table", f"{tname} scales at {s_off} (+{s_len}) are misaligned, outside "
+                            f"[{HEADER_BYTES}, {total}) or present on an f32 tensor")
+    if dtype == "f32":
+        values = np.frombuffer(buf, "<f4", rows * cols, d_off).reshape(rows, cols)
+        if rows == 1:
+            values = values.reshape(cols)
+        tensors[tname] = BlobTensor(tname, dtype, rows, cols, values)
+        return
+    raw = np.frombuffer(buf, np.uint8 if dtype == "q4" else np.int8, d_len, d_off)
+    scales = np.frombuffer(buf, "<f2", s_len // 2, s_off)
+    if layout == sparse.LAYOUT_COLUMNS:
+        codes, scales = sparse.from_columns(raw, scales, rows, cols)
+    else:
+        codes = unpack_q4(raw.reshape(rows, -1), cols) if dtype == "q4" else raw.reshape(rows, cols)
+        scales = scales.reshape(rows, -1)
+    tensors[tname] = BlobTensor(tname, dtype, rows, cols, codes, scales)
+
+
+def _load_bundled(buf, fail, tname: str, leaf: str, config: Config, group: int,
                   ranges: tuple[int, int, int, int], total: int, tensors: dict[str, BlobTensor]) -> None:
     """w_up's entry holds the bundled region (w_up and w_down); w_down's is empty."""
     d_off, d_len, s_off, s_len = ranges
     dim, hidden = config.dim, config.hidden_dim
     if leaf == "w_down":
         if ranges != (0, 0, 0, 0):
-            raise MoteError(f"{where}: {tname} is bundled into w_up, its entry must be empty")
+            raise fail("table", f"{tname} is bundled into w_up, its entry must be empty")
         return
     want = sparse.bundled_region_bytes(dim, hidden, group)
     if (d_len, s_off, s_len) != (want, 0, 0) or dim % 2:
-        raise MoteError(f"{where}: {tname} bundled region is {d_len}+{s_len} bytes, expected {want}+0")
-    _check_range(f"{tname} bundled region", d_off, d_len, total)
+        raise fail("table", f"{tname} bundled region is {d_len}+{s_len} bytes, expected {want}+0")
+    if not _range_ok(d_off, d_len, total):
+        raise fail("table", f"{tname} bundled region [{d_off}, +{d_len}) is misaligned or outside "
+                            f"[{HEADER_BYTES}, {total})")
     region = np.frombuffer(buf, np.uint8, d_len, d_off)
     up_codes, up_scales, down_codes, down_scales = sparse.unbundle(region, dim, hidden, group)
     down_name = tname.replace("w_up", "w_down")
