@@ -109,7 +109,7 @@ void mote_ref_quantize_act(int8_t *xq, float *xs, const float *x, uint32_t n, ui
     }
 }
 
-void mote_quantize_kv(int8_t *q, uint16_t *scale, const float *x, uint32_t n)
+void mote_ref_quantize_kv(int8_t *q, uint16_t *scale, const float *x, uint32_t n)
 {
     float amax = 0.0f, s, inv;
     uint32_t i;
@@ -129,72 +129,21 @@ void mote_quantize_kv(int8_t *q, uint16_t *scale, const float *x, uint32_t n)
         q[i] = clamp_rint_q8(x[i] * inv);
 }
 
-/* A q4 code: a 4-bit two's-complement nibble. The high one is the byte as int8 with
- * its low nibble cleared, divided by 16 (exact): written so, GCC makes each of the two
- * one signed bit-field extract on Arm (sbfx) instead of three instructions. */
-static int32_t q4_low(uint8_t b) { return (int32_t)((b & 0x0Fu) ^ 0x08u) - 8; }
-static int32_t q4_high(uint8_t b) { return ((int32_t)(int8_t)b & ~15) / 16; }
-
 /* ------------------------------------------------------------------ matvec */
 
-/* mote_ref_matvec works on four rows at a time. A microcontroller runs this kernel
- * one instruction after another, so the cost is instructions per multiply-add: four
- * rows share each load of an activation code, and their four int32 group sums stay in
- * registers. Each row still has its own float sum over its groups in order, so the
- * blocking changes no bit of y (x86 does the same with eight rows). */
-
-/* The int32 sums over columns [begin, end) of four q8 rows. */
-static void group_sums_q8(int32_t sum[4], const uint8_t *const row[4], const int8_t *xq,
-                          uint32_t begin, uint32_t end)
+/* The int32 sum over columns [begin, end) of one q8 or q4 row; a q4 byte holds
+ * columns i (low nibble) and i + 1 (high nibble). */
+static int32_t group_sum(const uint8_t *row, int is_q4, const int8_t *xq, uint32_t begin,
+                         uint32_t end)
 {
-    const int8_t *r0 = (const int8_t *)row[0], *r1 = (const int8_t *)row[1];
-    const int8_t *r2 = (const int8_t *)row[2], *r3 = (const int8_t *)row[3];
-    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int32_t sum = 0;
     uint32_t i;
     for (i = begin; i < end; i++) {
-        const int32_t a = xq[i];
-        s0 += r0[i] * a;
-        s1 += r1[i] * a;
-        s2 += r2[i] * a;
-        s3 += r3[i] * a;
+        const int32_t code = !is_q4 ? (int32_t)(int8_t)row[i]
+                             : (i & 1u) ? mote_q4_high(row[i / 2u]) : mote_q4_low(row[i / 2u]);
+        sum += code * xq[i];
     }
-    sum[0] = s0;
-    sum[1] = s1;
-    sum[2] = s2;
-    sum[3] = s3;
-}
-
-/* The same for four q4 rows: one byte holds columns i (low nibble) and i + 1 (high
- * nibble); groups start on even columns, and an odd last column has only a low one. */
-static void group_sums_q4(int32_t sum[4], const uint8_t *const row[4], const int8_t *xq,
-                          uint32_t begin, uint32_t end)
-{
-    const uint8_t *r0 = row[0], *r1 = row[1], *r2 = row[2], *r3 = row[3];
-    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    uint32_t i;
-    for (i = begin; i + 1u < end; i += 2u) {
-        const int32_t a = xq[i], b = xq[i + 1u];
-        const uint32_t at = i / 2u;
-        s0 += q4_low(r0[at]) * a;
-        s0 += q4_high(r0[at]) * b;
-        s1 += q4_low(r1[at]) * a;
-        s1 += q4_high(r1[at]) * b;
-        s2 += q4_low(r2[at]) * a;
-        s2 += q4_high(r2[at]) * b;
-        s3 += q4_low(r3[at]) * a;
-        s3 += q4_high(r3[at]) * b;
-    }
-    if (i < end) {
-        const int32_t a = xq[i];
-        s0 += q4_low(r0[i / 2u]) * a;
-        s1 += q4_low(r1[i / 2u]) * a;
-        s2 += q4_low(r2[i / 2u]) * a;
-        s3 += q4_low(r3[i / 2u]) * a;
-    }
-    sum[0] = s0;
-    sum[1] = s1;
-    sum[2] = s2;
-    sum[3] = s3;
+    return sum;
 }
 
 void mote_ref_matvec(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
@@ -204,73 +153,30 @@ void mote_ref_matvec(float *y, const mote_tensor *w, const int8_t *xq, const flo
     const uint32_t n_groups = (cols + group - 1u) / group;
     const int is_q4 = w->dtype == MOTE_Q4;
     const size_t row_bytes = is_q4 ? (cols + 1u) / 2u : cols;
-    uint32_t r, k;
-    for (r = row_begin; r < row_end; r += 4u) {
-        const uint8_t *row[4];
-        const uint16_t *ws[4];
-        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        uint32_t g;
-        /* past row_end the block repeats the last row; those sums are dropped */
-        for (k = 0; k < 4u; k++) {
-            const uint32_t rk = r + k < row_end ? r + k : row_end - 1u;
-            row[k] = (const uint8_t *)w->data + (size_t)rk * row_bytes;
-            ws[k] = w->scales + (size_t)rk * n_groups;
-        }
+    uint32_t r, g;
+    for (r = row_begin; r < row_end; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * row_bytes;
+        const uint16_t *ws = w->scales + (size_t)r * n_groups;
+        float acc = 0.0f;
         for (g = 0; g < n_groups; g++) {
             const uint32_t begin = g * group;
             const uint32_t end = cols - begin < group ? cols : begin + group;
-            int32_t sum[4];
-            if (is_q4)
-                group_sums_q4(sum, row, xq, begin, end);
-            else
-                group_sums_q8(sum, row, xq, begin, end);
-            for (k = 0; k < 4u; k++)
-                acc[k] += (float)sum[k] * (mote_f16_to_f32(ws[k][g]) * xs[g]);
+            acc += (float)group_sum(row, is_q4, xq, begin, end) * (mote_f16_to_f32(ws[g]) * xs[g]);
         }
-        for (k = 0; k < 4u && r + k < row_end; k++)
-            y[r + k] = acc[k];
+        y[r] = acc;
     }
 }
 
 /* ------------------------------------------------------------------ sparse matvec */
 
 /* Rows of y done at a time by the column kernel: their int32 group sums live on the
- * stack (256 bytes). */
+ * stack (256 bytes). Input-major weights are read column after column. */
 #define COLUMN_TILE 64u
-
-/* Where column j's `rows` codes and input group g's `rows` f16 scales lie in an
- * input-major tensor or a bundled w_down (rows = dim, cols = hidden). */
-typedef struct {
-    const int8_t *codes;   /* column j of group g: codes + g*group_stride + (j - g*group)*col_stride */
-    const uint8_t *scales; /* group g: scales + g*group_stride_scales */
-    size_t group_stride, col_stride, group_stride_scales;
-} column_map;
-
-static column_map columns_of(const mote_tensor *w, uint32_t group)
-{
-    column_map c;
-    if (w->layout == MOTE_LAYOUT_BUNDLED) {
-        const size_t dim = w->rows, n_groups_dim = (w->rows + group - 1u) / group;
-        const size_t bundle = 2u * dim + 2u * n_groups_dim; /* up row, up scales, down column */
-        c.group_stride = 2u * dim + group * bundle;        /* down scales, then the bundles */
-        c.col_stride = bundle;
-        c.codes = (const int8_t *)w->data + 2u * dim + dim + 2u * n_groups_dim;
-        c.scales = (const uint8_t *)w->data;
-        c.group_stride_scales = c.group_stride;
-    } else {
-        c.group_stride = (size_t)group * w->rows;
-        c.col_stride = w->rows;
-        c.codes = (const int8_t *)w->data;
-        c.scales = (const uint8_t *)w->scales;
-        c.group_stride_scales = 2u * (size_t)w->rows;
-    }
-    return c;
-}
 
 void mote_ref_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
                           uint32_t group, uint32_t row_begin, uint32_t row_end)
 {
-    const column_map map = columns_of(w, group);
+    const mote_column_map map = mote_columns_of(w, group);
     const uint32_t cols = w->cols;
     int32_t acc[COLUMN_TILE];
     uint32_t tile, r;
@@ -290,27 +196,13 @@ void mote_ref_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, cons
                 continue; /* all codes 0: the dense term is +0, skip the group's scales */
             for (r = 0; r < n; r++)
                 acc[r] = 0;
-            /* the needed columns four at a time, so that each int32 sum is loaded and
-             * stored once per four multiply-adds (integer sums: any order is exact) */
-            for (j = begin; j < end;) {
-                const int8_t *col[4];
-                int32_t a[4];
-                uint32_t k = 0, i;
-                for (; j < end && k < 4u; j++) {
-                    if (xq[j] == 0)
-                        continue; /* a column this token does not need: not read */
-                    a[k] = xq[j];
-                    col[k++] = map.codes + g * map.group_stride + (j - begin) * map.col_stride + tile;
-                }
-                if (k == 4u) {
-                    for (r = 0; r < n; r++)
-                        acc[r] += a[0] * col[0][r] + a[1] * col[1][r] + a[2] * col[2][r] +
-                                  a[3] * col[3][r];
-                } else {
-                    for (i = 0; i < k; i++)
-                        for (r = 0; r < n; r++)
-                            acc[r] += a[i] * col[i][r];
-                }
+            for (j = begin; j < end; j++) {
+                const int8_t *col;
+                if (xq[j] == 0)
+                    continue; /* a column this token does not need: not read */
+                col = map.codes + g * map.group_stride + (j - begin) * map.col_stride + tile;
+                for (r = 0; r < n; r++)
+                    acc[r] += xq[j] * col[r];
             }
             ws = (const uint16_t *)(const void *)(map.scales + g * map.group_stride_scales) + tile;
             for (r = 0; r < n; r++)
@@ -326,35 +218,20 @@ void mote_ref_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float
     const uint32_t dim = w_up->cols, n_groups = (dim + group - 1u) / group;
     const size_t bundle = 2u * (size_t)dim + 2u * n_groups;
     const size_t group_stride = 2u * (size_t)dim + group * bundle;
-    uint32_t j = begin;
-    while (j < end) {
-        /* the next (up to) four kept neurons, as mote_ref_matvec blocks four rows; a
-         * short block repeats its first row and drops the copies' results */
-        const uint8_t *row[4];
-        uint32_t which[4], k = 0, g, i;
-        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        for (; j < end && k < 4u; j++) {
-            if (gate[j] == 0.0f)
-                continue; /* a dropped neuron: its whole bundle stays unread */
-            which[k] = j;
-            row[k++] = (const uint8_t *)w_up->data + (j / group) * group_stride +
-                       2u * (size_t)dim + (j % group) * bundle;
-        }
-        if (k == 0)
-            break;
-        for (i = k; i < 4u; i++)
-            row[i] = row[0];
+    uint32_t j, g;
+    for (j = begin; j < end; j++) {
+        /* neuron j's bundle: its up row (dim codes), then the row's f16 scales */
+        const uint8_t *row = (const uint8_t *)w_up->data + (j / group) * group_stride +
+                             2u * (size_t)dim + (j % group) * bundle;
+        const uint16_t *ws = (const uint16_t *)(const void *)(row + dim);
+        float acc = 0.0f;
+        if (gate[j] == 0.0f)
+            continue; /* a dropped neuron: its whole bundle stays unread */
         for (g = 0; g < n_groups; g++) {
             const uint32_t lo = g * group, hi = dim - lo < group ? dim : lo + group;
-            int32_t sum[4];
-            group_sums_q8(sum, row, xq, lo, hi);
-            for (i = 0; i < k; i++) {
-                const uint16_t *ws = (const uint16_t *)(const void *)(row[i] + dim);
-                acc[i] += (float)sum[i] * (mote_f16_to_f32(ws[g]) * xs[g]);
-            }
+            acc += (float)group_sum(row, 0, xq, lo, hi) * (mote_f16_to_f32(ws[g]) * xs[g]);
         }
-        for (i = 0; i < k; i++)
-            u[which[i]] = acc[i];
+        u[j] = acc;
     }
 }
 
@@ -372,7 +249,7 @@ void mote_ref_matvec_f32(float *y, const mote_tensor *w, const float *x, uint32_
     }
 }
 
-void mote_embedding_row(float *x, const mote_tensor *e, uint32_t row, uint32_t group)
+void mote_ref_embedding_row(float *x, const mote_tensor *e, uint32_t row, uint32_t group)
 {
     const uint32_t cols = e->cols;
     const uint32_t n_groups = (cols + group - 1u) / group;
@@ -392,7 +269,7 @@ void mote_embedding_row(float *x, const mote_tensor *e, uint32_t row, uint32_t g
         const uint8_t *q = (const uint8_t *)e->data + (size_t)row * ((cols + 1u) / 2u);
         for (i = 0; i < cols; i++) {
             uint8_t b = q[i / 2u];
-            int32_t code = (i & 1u) ? q4_high(b) : q4_low(b);
+            int32_t code = (i & 1u) ? mote_q4_high(b) : mote_q4_low(b);
             x[i] = (float)code * mote_f16_to_f32(s[i / group]);
         }
     }
@@ -400,62 +277,34 @@ void mote_embedding_row(float *x, const mote_tensor *e, uint32_t row, uint32_t g
 
 /* ------------------------------------------------------------------ attention */
 
-/* Attention, shaped like the matvec for the same reason (instructions per multiply-
- * add): scores go four positions at a time, sharing each load of q[i]; the mix keeps
- * eight output dims in registers over all positions. Every score and every output dim
- * keeps its own float sum in the order of the formula. */
-
 void mote_ref_attn_scores(float *att, const float *q, const int8_t *kq, const uint16_t *ks,
                           uint32_t stride, uint32_t head_dim, uint32_t n_pos, float sqrt_hd)
 {
-    uint32_t t, i, j;
-    for (t = 0; t < n_pos; t += 4u) {
-        const int8_t *k[4];
-        float dot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        /* past n_pos the block repeats the last position; those scores are dropped */
-        for (j = 0; j < 4u; j++)
-            k[j] = kq + (size_t)(t + j < n_pos ? t + j : n_pos - 1u) * stride;
-        for (i = 0; i < head_dim; i++) {
-            const float qi = q[i];
-            for (j = 0; j < 4u; j++)
-                dot[j] += qi * (float)k[j][i];
-        }
-        for (j = 0; j < 4u && t + j < n_pos; j++)
-            att[t + j] = (dot[j] * mote_f16_to_f32(ks[t + j])) / sqrt_hd;
+    uint32_t t, i;
+    for (t = 0; t < n_pos; t++) {
+        const int8_t *k = kq + (size_t)t * stride;
+        float dot = 0.0f;
+        for (i = 0; i < head_dim; i++)
+            dot += q[i] * (float)k[i];
+        att[t] = (dot * mote_f16_to_f32(ks[t])) / sqrt_hd;
     }
 }
 
 void mote_ref_attn_mix(float *out, const float *att, const int8_t *vq, const uint16_t *vs,
                        uint32_t stride, uint32_t head_dim, uint32_t n_pos)
 {
-    uint32_t t, i = 0, j;
-    for (; i + 8u <= head_dim; i += 8u) {
-        float o[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-        for (t = 0; t < n_pos; t++) {
-            const int8_t *v = vq + (size_t)t * stride + i;
-            const float a = att[t] * mote_f16_to_f32(vs[t]);
-            for (j = 0; j < 8u; j++)
-                o[j] += a * (float)v[j];
-        }
-        for (j = 0; j < 8u; j++)
-            out[i + j] = o[j];
-    }
-    if (i == head_dim)
-        return;
-    /* the last head_dim % 8 dims */
-    for (j = i; j < head_dim; j++)
-        out[j] = 0.0f;
-    for (t = 0; t < n_pos; t++) {
-        const int8_t *v = vq + (size_t)t * stride;
-        const float a = att[t] * mote_f16_to_f32(vs[t]);
-        for (j = i; j < head_dim; j++)
-            out[j] += a * (float)v[j];
+    uint32_t t, i;
+    for (i = 0; i < head_dim; i++) {
+        float acc = 0.0f;
+        for (t = 0; t < n_pos; t++)
+            acc += (att[t] * mote_f16_to_f32(vs[t])) * (float)vq[(size_t)t * stride + i];
+        out[i] = acc;
     }
 }
 
 /* ------------------------------------------------------------------ small ops */
 
-void mote_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps)
+void mote_ref_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps)
 {
     float ss = 0.0f, inv;
     uint32_t i;
@@ -466,7 +315,7 @@ void mote_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float 
         out[i] = x[i] * inv * w[i];
 }
 
-void mote_rope_table(float *cos_out, float *sin_out, uint32_t pos, uint32_t head_dim,
+void mote_ref_rope_table(float *cos_out, float *sin_out, uint32_t pos, uint32_t head_dim,
                      float theta)
 {
     /* in double, then rounded: large angles keep their precision (as the reference) */
@@ -479,7 +328,7 @@ void mote_rope_table(float *cos_out, float *sin_out, uint32_t pos, uint32_t head
     }
 }
 
-void mote_rope_apply(float *x, const float *cos_t, const float *sin_t, uint32_t n_heads,
+void mote_ref_rope_apply(float *x, const float *cos_t, const float *sin_t, uint32_t n_heads,
                      uint32_t head_dim)
 {
     uint32_t h, i;
@@ -524,7 +373,7 @@ float mote_expf(float x)
     return p * two_n;
 }
 
-void mote_softmax(float *x, uint32_t n)
+void mote_ref_softmax(float *x, uint32_t n)
 {
     float max = x[0], sum = 0.0f;
     uint32_t i;
@@ -539,9 +388,16 @@ void mote_softmax(float *x, uint32_t n)
         x[i] /= sum;
 }
 
-void mote_silu_mul(float *h, const float *u, uint32_t n)
+void mote_ref_silu_mul(float *h, const float *u, uint32_t n)
 {
     uint32_t i;
     for (i = 0; i < n; i++)
         h[i] = h[i] / (1.0f + mote_expf(-h[i])) * u[i];
+}
+
+void mote_ref_relu_mul(float *h, const float *u, uint32_t n)
+{
+    uint32_t i;
+    for (i = 0; i < n; i++)
+        h[i] = (h[i] > 0.0f ? h[i] : 0.0f) * u[i];
 }

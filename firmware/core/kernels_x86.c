@@ -4,10 +4,8 @@
  * computes exactly what its mote_ref_* twin computes, bit for bit: integer dot
  * products may run in any order, float operations keep the reference's order per
  * output (vectors run across outputs, never across a float sum).
- * Compiled only with -DMOTE_KERNELS_X86 (firmware/Makefile KERNELS=x86). */
+ * Built with KERNELS=x86 (-DMOTE_KERNELS=x86, firmware/core/sources.mk). */
 #include "kernels.h"
-
-#if defined(MOTE_KERNELS_X86)
 
 #include <immintrin.h>
 #include <math.h>
@@ -665,7 +663,3 @@ void mote_x86_silu_mul(float *h, const float *u, uint32_t n)
                                                        _mm256_maskload_ps(u + i, mask)));
     }
 }
-
-#else
-typedef int mote_kernels_x86_not_built; /* ISO C wants at least one declaration */
-#endif /* MOTE_KERNELS_X86 */

@@ -141,11 +141,11 @@ static void matvec_rows(void *ctx, uint32_t begin, uint32_t end)
                 mote_k_matvec(job->y[i], w, job->xq, job->xs, job->group, begin - base,
                               stop - base);
             else if (w->layout == MOTE_LAYOUT_BUNDLED && job->gate != NULL)
-                mote_ref_matvec_bundled_rows(job->y[i], w, job->gate, job->xq, job->xs,
-                                             job->group, begin - base, stop - base);
+                mote_k_matvec_bundled_rows(job->y[i], w, job->gate, job->xq, job->xs,
+                                           job->group, begin - base, stop - base);
             else
-                mote_ref_matvec_cols(job->y[i], w, job->xq, job->xs, job->group, begin - base,
-                                     stop - base);
+                mote_k_matvec_cols(job->y[i], w, job->xq, job->xs, job->group, begin - base,
+                                   stop - base);
             begin = stop;
         }
         base += rows;
@@ -304,11 +304,11 @@ float *mote_forward(mote_state *s, int32_t token, uint32_t pos)
     const mote_model *m = s->model;
     const mote_config *c = &m->config;
     const uint32_t dim = c->dim, hidden = c->hidden_dim, q_dim = c->n_heads * c->head_dim;
-    uint32_t l, i;
+    uint32_t l;
 
     if (token < 0 || (uint32_t)token >= c->vocab_size || pos >= s->ctx)
         return NULL;
-    mote_embedding_row(s->x, &m->tok_embedding, (uint32_t)token, c->group_size);
+    mote_k_embedding_row(s->x, &m->tok_embedding, (uint32_t)token, c->group_size);
     {   /* the embedding row and the norm vectors (2 per layer + the final one) */
         const mote_tensor *e = &m->tok_embedding;
         const uint64_t n_groups = (dim + c->group_size - 1u) / c->group_size;
@@ -317,15 +317,15 @@ float *mote_forward(mote_state *s, int32_t token, uint32_t pos)
                           : (e->dtype == MOTE_Q4 ? (dim + 1u) / 2u : dim) + 2u * n_groups;
         s->reads.bytes += 4u * (uint64_t)dim * (2u * c->n_layers + 1u);
     }
-    mote_rope_table(s->rope_cos, s->rope_sin, pos, c->head_dim, c->rope_theta);
+    mote_k_rope_table(s->rope_cos, s->rope_sin, pos, c->head_dim, c->rope_theta);
 
     for (l = 0; l < c->n_layers; l++) {
         const mote_layer *L = &m->layers[l];
         mote_k_rmsnorm(s->xb, s->x, (const float *)L->attn_norm.data, dim, c->norm_eps);
         drop_small(s->xb, dim, m, l, MOTE_SPARSE_ATTN_IN);
         matvecs(s, s->xb, dim, &L->wq, s->q, &L->wk, s->k, &L->wv, s->v);
-        mote_rope_apply(s->q, s->rope_cos, s->rope_sin, c->n_heads, c->head_dim);
-        mote_rope_apply(s->k, s->rope_cos, s->rope_sin, c->n_kv_heads, c->head_dim);
+        mote_k_rope_apply(s->q, s->rope_cos, s->rope_sin, c->n_heads, c->head_dim);
+        mote_k_rope_apply(s->k, s->rope_cos, s->rope_sin, c->n_kv_heads, c->head_dim);
         attention(s, l, pos); /* writes the heads' outputs to xb */
         drop_small(s->xb, q_dim, m, l, MOTE_SPARSE_ATTN_OUT);
         matvecs(s, s->xb, q_dim, &L->wo, s->xb2, NULL, NULL, NULL, NULL);
@@ -337,12 +337,10 @@ float *mote_forward(mote_state *s, int32_t token, uint32_t pos)
             ffn_cats(s, L, l);
         } else {
             matvecs(s, s->xb, dim, &L->w_gate, s->hb, &L->w_up, s->hb2, NULL, NULL);
-            if (c->activation == MOTE_ACT_SILU) {
+            if (c->activation == MOTE_ACT_SILU)
                 mote_k_silu_mul(s->hb, s->hb2, hidden);
-            } else {
-                for (i = 0; i < hidden; i++)
-                    s->hb[i] = (s->hb[i] > 0.0f ? s->hb[i] : 0.0f) * s->hb2[i];
-            }
+            else
+                mote_k_relu_mul(s->hb, s->hb2, hidden);
             matvecs(s, s->hb, hidden, &L->w_down, s->xb2, NULL, NULL, NULL, NULL);
         }
         add(s->x, s->xb2, dim);
@@ -350,7 +348,7 @@ float *mote_forward(mote_state *s, int32_t token, uint32_t pos)
 
     mote_k_rmsnorm(s->xb, s->x, (const float *)m->final_norm.data, dim, c->norm_eps);
     if (m->classifier.dtype == MOTE_F32) {
-        mote_ref_matvec_f32(s->logits, &m->classifier, s->xb, 0, c->vocab_size);
+        mote_k_matvec_f32(s->logits, &m->classifier, s->xb, 0, c->vocab_size);
         s->reads.rows += c->vocab_size;
         s->reads.bytes += 4u * (uint64_t)c->vocab_size * dim;
     } else {

@@ -1,18 +1,40 @@
-/* test_kernels.c - every optimized x86 kernel against its reference twin on seeded
- * random inputs, bit for bit (integers and floats alike: the x86 set keeps the
- * reference's order of float operations per output). Also the f16 conversions
- * against the CPU's F16C instructions. Prints "test_kernels: PASS" on success.
- * Built and run by tests/test_kernels.py with several -m flag sets. */
-#include <immintrin.h>
+/* test_kernels.c - every dispatched kernel (mote_k_*, the kernel set this is built
+ * with) against its reference twin (mote_ref_*) on seeded random inputs, bit for bit:
+ * integers and floats alike, since every set keeps the reference's order of float
+ * operations per output. Every shape class: partial groups and blocks, odd columns,
+ * the full int8 range, zero and non-finite values. Where the build has F16C, also the
+ * f16 conversions against the CPU.
+ *
+ * Portable C99 over hal.h only, so the same program runs on the host (firmware/Makefile
+ * kernel-test) and on a board (firmware/ports/cmsdk kernel-test, under QEMU). It
+ * prints one line: "MOTE-KERNELS-PASS ..." or "MOTE-KERNELS-FAIL ..." after the first
+ * failures, and returns 0 or 1 (the board's semihosting exit status). Run by
+ * tests/test_kernels.py. */
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 
+#include "hal.h"
 #include "kernels.h"
 
+#define KT_STR_(x) #x
+#define KT_STR(x) KT_STR_(x)
+#if defined(MOTE_KERNELS)
+#define KT_SET KT_STR(MOTE_KERNELS)
+#else
+#define KT_SET "ref"
+#endif
+
+/* Weights, caches and scales of every test (one at a time), sized for a board's RAM. */
+enum { MAXR = 172, MAXC = 320 };
+static uint16_t weight_buf[MAXR * MAXC / 2];
+static uint16_t scale_buf[16 + MAXR * MAXC / 2]; /* 32 bytes before the scales */
+
 static uint64_t rng_state = 0x1234567ull;
-static unsigned failures, checks;
+static uint32_t failures, checks;
 
 static uint32_t rnd(void)
 {
@@ -34,15 +56,44 @@ static int same_float(float a, float b)
     return x == y;
 }
 
-static void expect(int ok, const char *what, unsigned a, unsigned b, unsigned c, unsigned d)
+static void put_str(const char *s)
 {
-    checks++;
-    if (!ok && failures++ < 20)
-        fprintf(stderr, "FAIL %s (%u %u %u %u)\n", what, a, b, c, d);
+    size_t n = 0;
+    while (s[n])
+        n++;
+    hal_write(s, n);
 }
 
+static void put_u32(uint32_t v)
+{
+    char digits[11];
+    int i = 10;
+    digits[i] = '\0';
+    do {
+        digits[--i] = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v);
+    put_str(&digits[i]);
+}
+
+/* The first failures are reported with the case's numbers (sizes, indices, codes). */
+static void expect(int ok, const char *what, uint32_t a, uint32_t b, uint32_t c, uint32_t d)
+{
+    checks++;
+    if (!ok && failures++ < 20) {
+        put_str("FAIL ");
+        put_str(what);
+        put_str(" (");
+        put_u32(a), put_str(" "), put_u32(b), put_str(" "), put_u32(c), put_str(" "), put_u32(d);
+        put_str(")\n");
+    }
+}
+
+/* The f16 conversions against the CPU's F16C instructions, where the build has them
+ * (the same C runs on every target). */
 static void test_f16(void)
 {
+#if defined(__F16C__)
     uint32_t h, i;
     for (h = 0; h < 65536u; h++) {
         float want = _cvtsh_ss((unsigned short)h), got = mote_f16_to_f32((uint16_t)h);
@@ -58,6 +109,7 @@ static void test_f16(void)
         want = _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
         expect(mote_f32_to_f16(f) == want, "f32_to_f16", bits, want, mote_f32_to_f16(f), 0);
     }
+#endif
 }
 
 /* x with some all-zero groups, some huge and some tiny values */
@@ -87,7 +139,7 @@ static void test_quantize_act(void)
                 if (rep == 7) /* non-finite inputs must agree too */
                     x[rnd() % n] = rep % 2 ? INFINITY : NAN;
                 mote_ref_quantize_act(xq_ref, xs_ref, x, n, g);
-                mote_x86_quantize_act(xq_opt, xs_opt, x, n, g);
+                mote_k_quantize_act(xq_opt, xs_opt, x, n, g);
                 expect(memcmp(xq_ref, xq_opt, n) == 0, "quantize_act codes", n, g, rep, 0);
                 expect(memcmp(xs_ref, xs_opt, ng * sizeof(float)) == 0, "quantize_act scales",
                        n, g, rep, 0);
@@ -107,9 +159,7 @@ static void test_matvec(void)
     static const uint32_t rows_list[] = {1, 3, 7, 8, 9, 16, 17, 64, 172};
     static const uint32_t cols_list[] = {1, 2, 12, 13, 31, 32, 33, 64, 100, 172, 320};
     static const uint32_t groups[] = {2, 8, 16, 32, 48, 64, 128};
-    enum { MAXR = 172, MAXC = 320 };
-    static uint8_t data[MAXR * MAXC];
-    static uint16_t scale_buf[16 + MAXR * MAXC]; /* 32 bytes before the scales */
+    uint8_t *data = (uint8_t *)weight_buf;
     uint16_t *scales = scale_buf + 16;
     float x[MAXC], xs[MAXC], y_ref[MAXR], y_opt[MAXR];
     int8_t xq[MAXC];
@@ -136,13 +186,13 @@ static void test_matvec(void)
                     w.dtype = dt ? MOTE_Q4 : MOTE_Q8;
                     /* all rows, then a sub-range as a thread would get */
                     mote_ref_matvec(y_ref, &w, xq, xs, g, 0, rows);
-                    mote_x86_matvec(y_opt, &w, xq, xs, g, 0, rows);
+                    mote_k_matvec(y_opt, &w, xq, xs, g, 0, rows);
                     expect(memcmp(y_ref, y_opt, rows * sizeof(float)) == 0, "matvec", rows, cols,
                            g, dt);
                     begin = rnd() % rows;
                     end = begin + 1 + rnd() % (rows - begin);
                     memset(y_opt, 0, sizeof y_opt);
-                    mote_x86_matvec(y_opt, &w, xq, xs, g, begin, end);
+                    mote_k_matvec(y_opt, &w, xq, xs, g, begin, end);
                     expect(memcmp(y_ref + begin, y_opt + begin, (end - begin) * sizeof(float)) == 0,
                            "matvec row range", rows, cols, begin, end);
                     for (i = 0; i < MAXR; i++)
@@ -155,8 +205,8 @@ static void test_attention(void)
 {
     static const uint32_t head_dims[] = {2, 4, 6, 8, 12, 16, 40, 64};
     static const uint32_t n_pos_list[] = {1, 2, 7, 8, 9, 16, 31, 100, 257};
-    enum { MAXP = 257, STRIDE_MAX = 3 * 64 };
-    static int8_t cache[MAXP * STRIDE_MAX];
+    enum { MAXP = 257 };
+    int8_t *cache = (int8_t *)weight_buf; /* MAXP * 3 * 64 bytes */
     static uint16_t cs[MAXP];
     float q[64], att_ref[MAXP], att_opt[MAXP], out_ref[64], out_opt[64];
     unsigned a, b;
@@ -173,12 +223,12 @@ static void test_attention(void)
                 q[i] = rnd_float(4.0f);
             /* the head in the middle of each cache row, as kv heads are */
             mote_ref_attn_scores(att_ref, q, cache + hd, cs, stride, hd, n_pos, sqrt_hd);
-            mote_x86_attn_scores(att_opt, q, cache + hd, cs, stride, hd, n_pos, sqrt_hd);
+            mote_k_attn_scores(att_opt, q, cache + hd, cs, stride, hd, n_pos, sqrt_hd);
             expect(memcmp(att_ref, att_opt, n_pos * sizeof(float)) == 0, "attn_scores", hd,
                    n_pos, 0, 0);
-            mote_softmax(att_ref, n_pos);
+            mote_ref_softmax(att_ref, n_pos);
             mote_ref_attn_mix(out_ref, att_ref, cache + hd, cs, stride, hd, n_pos);
-            mote_x86_attn_mix(out_opt, att_ref, cache + hd, cs, stride, hd, n_pos);
+            mote_k_attn_mix(out_opt, att_ref, cache + hd, cs, stride, hd, n_pos);
             expect(memcmp(out_ref, out_opt, hd * sizeof(float)) == 0, "attn_mix", hd, n_pos, 0,
                    0);
         }
@@ -186,8 +236,8 @@ static void test_attention(void)
 
 static void test_softmax(void)
 {
-    static const uint32_t ns[] = {1, 2, 7, 8, 9, 15, 16, 17, 100, 512, 4096};
-    static float x[4096], ref[4096], opt[4096];
+    static const uint32_t ns[] = {1, 2, 7, 8, 9, 15, 16, 17, 100, 512, 1000};
+    static float x[1000], ref[1000], opt[1000];
     unsigned a, rep;
     uint32_t i;
     for (i = 0; i < 200000u; i++) { /* the exp itself, over its whole range */
@@ -199,15 +249,15 @@ static void test_softmax(void)
             in[1] = NAN, in[2] = INFINITY, in[3] = -INFINITY;
         memcpy(ref, in, sizeof in);
         memcpy(e8, in, sizeof in);
-        mote_x86_softmax(e8, 8);
-        mote_softmax(ref, 8);
+        mote_k_softmax(e8, 8);
+        mote_ref_softmax(ref, 8);
         for (j = 0; j < 8; j++)
             expect(same_float(ref[j], e8[j]), "softmax 8", i, j, 0, 0);
         /* the same through the partial-vector tail: five lanes */
         memcpy(ref, in, sizeof in);
         memcpy(e8, in, sizeof in);
-        mote_x86_softmax(e8, 5);
-        mote_softmax(ref, 5);
+        mote_k_softmax(e8, 5);
+        mote_ref_softmax(ref, 5);
         for (j = 0; j < 5; j++)
             expect(same_float(ref[j], e8[j]), "softmax 5", i, j, 0, 0);
     }
@@ -220,8 +270,8 @@ static void test_softmax(void)
                 x[rnd() % n] = NAN;
             memcpy(ref, x, n * sizeof(float));
             memcpy(opt, x, n * sizeof(float));
-            mote_softmax(ref, n);
-            mote_x86_softmax(opt, n);
+            mote_ref_softmax(ref, n);
+            mote_k_softmax(opt, n);
             for (i = 0; i < n; i++)
                 expect(same_float(ref[i], opt[i]), "softmax", n, rep, i, 0);
         }
@@ -253,8 +303,8 @@ static void test_silu_mul(void)
             }
             memcpy(ref, h, n * sizeof(float));
             memcpy(opt, h, n * sizeof(float));
-            mote_silu_mul(ref, u, n);
-            mote_x86_silu_mul(opt, u, n);
+            mote_ref_silu_mul(ref, u, n);
+            mote_k_silu_mul(opt, u, n);
             for (i = 0; i < n; i++)
                 expect(same_float(ref[i], opt[i]), "silu_mul", n, rep, i, 0);
         }
@@ -278,30 +328,197 @@ static void test_rmsnorm_quantize_kv(void)
                 x[rnd() % n] = rep % 2 ? INFINITY : NAN;
             if (rep == 38)
                 memset(x, 0, n * sizeof(float));
-            mote_rmsnorm(ref, x, w, n, 1e-5f);
-            mote_x86_rmsnorm(opt, x, w, n, 1e-5f);
+            mote_ref_rmsnorm(ref, x, w, n, 1e-5f);
+            mote_k_rmsnorm(opt, x, w, n, 1e-5f);
             for (i = 0; i < n; i++)
                 expect(same_float(ref[i], opt[i]), "rmsnorm", n, rep, i, 0);
-            mote_quantize_kv(q_ref, &s_ref, x, n);
-            mote_x86_quantize_kv(q_opt, &s_opt, x, n);
+            mote_ref_quantize_kv(q_ref, &s_ref, x, n);
+            mote_k_quantize_kv(q_opt, &s_opt, x, n);
             expect(s_ref == s_opt, "quantize_kv scale", n, rep, s_ref, s_opt);
             expect(memcmp(q_ref, q_opt, n) == 0, "quantize_kv codes", n, rep, 0, 0);
         }
 }
 
+/* Random int8 activation codes, zero with probability 1/2 and some whole groups zero
+ * (as a sparse token's), and their positive scales. */
+static void fill_sparse_codes(int8_t *xq, float *xs, uint32_t n, uint32_t group)
+{
+    uint32_t i;
+    for (i = 0; i < n; i++)
+        xq[i] = rnd() % 2u ? 0 : (int8_t)(rnd() % 255u) - 127;
+    for (i = 0; i < n; i += group)
+        if (rnd() % 4u == 0)
+            memset(xq + i, 0, n - i < group ? n - i : group);
+    for (i = 0; i < (n + group - 1) / group; i++)
+        xs[i] = (float)(rnd() % 1000u + 1u) / 64000.0f;
+}
+
+static void fill_bytes(uint8_t *p, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        p[i] = (uint8_t)rnd();
+}
+
+/* The f16 scales inside a region: every other byte pair made a sane scale. */
+static void fill_scales(uint16_t *p, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        p[i] = rnd_scale();
+}
+
+static void test_sparse(void)
+{
+    static const uint32_t rows_list[] = {2, 6, 8, 18, 64, 66, 130};
+    static const uint32_t cols_list[] = {1, 3, 8, 17, 40, 100, 172};
+    static const uint32_t groups[] = {2, 8, 16, 32};
+    float xs[MAXC], gate[MAXC], y_ref[MAXR], y_opt[MAXR];
+    int8_t xq[MAXC];
+    unsigned a, b, c;
+    for (a = 0; a < sizeof rows_list / sizeof rows_list[0]; a++)
+        for (b = 0; b < sizeof cols_list / sizeof cols_list[0]; b++)
+            for (c = 0; c < sizeof groups / sizeof groups[0]; c++) {
+                const uint32_t rows = rows_list[a], cols = cols_list[b], g = groups[c];
+                const uint32_t ngc = (cols + g - 1) / g, ngr = (rows + g - 1) / g;
+                /* a bundled region: per group of g neurons the down scales, then g
+                 * bundles of (up row, up scales, down column) */
+                const size_t bundle = 2u * rows + 2u * ngr, stride = 2u * rows + g * bundle;
+                mote_tensor w;
+                uint32_t i, begin, end, k;
+                memset(&w, 0, sizeof w);
+                /* input-major: codes of the whole int8 range, then the scales */
+                fill_bytes((uint8_t *)weight_buf, (size_t)rows * cols);
+                fill_scales(scale_buf + 16, (size_t)rows * ngc);
+                fill_sparse_codes(xq, xs, cols, g);
+                w.data = weight_buf;
+                w.scales = scale_buf + 16;
+                w.rows = rows;
+                w.cols = cols;
+                w.dtype = MOTE_Q8;
+                w.layout = MOTE_LAYOUT_COLUMNS;
+                begin = rnd() % rows;
+                end = begin + 1 + rnd() % (rows - begin);
+                mote_ref_matvec_cols(y_ref, &w, xq, xs, g, 0, rows);
+                mote_k_matvec_cols(y_opt, &w, xq, xs, g, 0, rows);
+                expect(memcmp(y_ref, y_opt, rows * sizeof(float)) == 0, "matvec_cols", rows, cols, g, 0);
+                mote_k_matvec_cols(y_opt, &w, xq, xs, g, begin, end);
+                expect(memcmp(y_ref + begin, y_opt + begin, (end - begin) * sizeof(float)) == 0,
+                       "matvec_cols row range", rows, cols, begin, end);
+                if (ngc * stride > sizeof weight_buf)
+                    continue;
+                /* bundled: w_down (rows = dim, cols = hidden) and w_up (cols = dim) */
+                fill_bytes((uint8_t *)weight_buf, ngc * stride);
+                for (k = 0; k < ngc; k++) { /* the scales at their places, sane */
+                    uint8_t *base = (uint8_t *)weight_buf + k * stride;
+                    fill_scales((uint16_t *)(void *)base, rows);
+                    for (i = 0; i < g; i++)
+                        fill_scales((uint16_t *)(void *)(base + 2u * rows + i * bundle + rows), ngr);
+                }
+                w.scales = NULL;
+                w.layout = MOTE_LAYOUT_BUNDLED;
+                mote_ref_matvec_cols(y_ref, &w, xq, xs, g, 0, rows);
+                mote_k_matvec_cols(y_opt, &w, xq, xs, g, 0, rows);
+                expect(memcmp(y_ref, y_opt, rows * sizeof(float)) == 0, "matvec_cols bundled", rows,
+                       cols, g, 0);
+                {
+                    mote_tensor up = w;
+                    float u_ref[MAXC], u_opt[MAXC];
+                    int8_t xq_dim[MAXR];
+                    float xs_dim[MAXR];
+                    up.rows = cols;
+                    up.cols = rows;
+                    fill_sparse_codes(xq_dim, xs_dim, rows, g);
+                    for (i = 0; i < cols; i++) {
+                        gate[i] = rnd() % 3u ? rnd_float(1.0f) : 0.0f;
+                        u_ref[i] = u_opt[i] = -1.0f; /* left as is where gate[i] == 0 */
+                    }
+                    begin = rnd() % cols;
+                    end = begin + 1 + rnd() % (cols - begin);
+                    mote_ref_matvec_bundled_rows(u_ref, &up, gate, xq_dim, xs_dim, g, begin, end);
+                    mote_k_matvec_bundled_rows(u_opt, &up, gate, xq_dim, xs_dim, g, begin, end);
+                    expect(memcmp(u_ref, u_opt, cols * sizeof(float)) == 0, "matvec_bundled_rows",
+                           rows, cols, begin, end);
+                }
+            }
+}
+
+/* The f32 classifier, embedding rows of every dtype, RoPE and the ReLU gate. */
+static void test_float_kernels(void)
+{
+    static const uint32_t cols_list[] = {1, 2, 7, 8, 9, 33, 64, 100};
+    static float x[MAXC], ref[MAXC], opt[MAXC], cos_t[64], sin_t[64];
+    float *fw = (float *)(void *)weight_buf;
+    unsigned a, dt, rep;
+    uint32_t i;
+    for (a = 0; a < sizeof cols_list / sizeof cols_list[0]; a++) {
+        const uint32_t cols = cols_list[a], rows = 40, g = 8, ng = (cols + g - 1) / g;
+        mote_tensor w;
+        memset(&w, 0, sizeof w);
+        for (i = 0; i < rows * cols; i++)
+            fw[i] = rnd_float(1.0f);
+        for (i = 0; i < cols; i++)
+            x[i] = rnd_float(3.0f);
+        w.data = fw;
+        w.rows = rows;
+        w.cols = cols;
+        w.dtype = MOTE_F32;
+        mote_ref_matvec_f32(ref, &w, x, 0, rows);
+        mote_k_matvec_f32(opt, &w, x, 0, rows);
+        expect(memcmp(ref, opt, rows * sizeof(float)) == 0, "matvec_f32", cols, 0, 0, 0);
+        for (dt = 0; dt < 3; dt++) {
+            const uint32_t row = rnd() % rows;
+            w.dtype = dt == 0 ? MOTE_F32 : dt == 1 ? MOTE_Q8 : MOTE_Q4;
+            if (dt > 0) {
+                fill_bytes((uint8_t *)weight_buf, (size_t)rows * cols);
+                fill_scales(scale_buf + 16, (size_t)rows * ng);
+                w.scales = scale_buf + 16;
+            }
+            mote_ref_embedding_row(ref, &w, row, g);
+            mote_k_embedding_row(opt, &w, row, g);
+            expect(memcmp(ref, opt, cols * sizeof(float)) == 0, "embedding_row", cols, dt, row, 0);
+        }
+    }
+    for (rep = 0; rep < 40; rep++) {
+        const uint32_t hd = 2u * (1u + rnd() % 32u), heads = 1u + rnd() % 4u;
+        const uint32_t pos = rep < 20 ? rep : rnd() % 100000u;
+        float c_ref[32], s_ref[32];
+        mote_ref_rope_table(c_ref, s_ref, pos, hd, 10000.0f);
+        mote_k_rope_table(cos_t, sin_t, pos, hd, 10000.0f);
+        expect(memcmp(c_ref, cos_t, hd / 2u * sizeof(float)) == 0 &&
+               memcmp(s_ref, sin_t, hd / 2u * sizeof(float)) == 0, "rope_table", hd, pos, 0, 0);
+        for (i = 0; i < hd * heads; i++)
+            ref[i] = opt[i] = rnd_float(5.0f);
+        mote_ref_rope_apply(ref, c_ref, s_ref, heads, hd);
+        mote_k_rope_apply(opt, c_ref, s_ref, heads, hd);
+        expect(memcmp(ref, opt, hd * heads * sizeof(float)) == 0, "rope_apply", hd, heads, 0, 0);
+        for (i = 0; i < MAXC; i++) {
+            ref[i] = opt[i] = rnd_float(4.0f);
+            x[i] = rnd_float(2.0f);
+        }
+        mote_ref_relu_mul(ref, x, MAXC - rep);
+        mote_k_relu_mul(opt, x, MAXC - rep);
+        expect(memcmp(ref, opt, MAXC * sizeof(float)) == 0, "relu_mul", rep, 0, 0, 0);
+    }
+}
+
 int main(void)
 {
+    hal_init();
     test_f16();
     test_quantize_act();
     test_matvec();
+    test_sparse();
     test_attention();
     test_softmax();
     test_silu_mul();
     test_rmsnorm_quantize_kv();
-    if (failures) {
-        printf("test_kernels: FAIL (%u of %u checks)\n", failures, checks);
-        return 1;
-    }
-    printf("test_kernels: PASS (%u checks)\n", checks);
-    return 0;
+    test_float_kernels();
+    put_str(failures ? "MOTE-KERNELS-FAIL set=" KT_SET " failures=" : "MOTE-KERNELS-PASS set=" KT_SET);
+    if (failures)
+        put_u32(failures);
+    put_str(" checks=");
+    put_u32(checks);
+    put_str("\n");
+    return failures ? 1 : 0;
 }
