@@ -10,8 +10,6 @@
 #include "blob_format.h"
 #include "tokenizer.h"
 
-#define MOTE_LINE_MAX 1024u /* longest console line (prompt) in bytes */
-
 typedef enum {
     MOTE_OK = 0,
     MOTE_E_TRUNCATED,      /* blob shorter than its header or its total_bytes */
