@@ -1,6 +1,7 @@
 """The data path of `mote convert` (and of `mote flash` with a checkpoint), in one
-place: checkpoint -> importer -> quantizer -> sparsity calibration -> blob bytes,
-checked against a board when one is named."""
+place and one pass: checkpoint -> importer -> quantizer -> sparsity calibration on the
+quantized model in memory -> blob bytes, packed once and checked against a board
+when one is named."""
 
 from __future__ import annotations
 
@@ -48,13 +49,12 @@ def convert(source: Path, options: ConvertOptions, board: Board | None = None,
         raise MoteError("--sparsity S needs --calib TEXT to calibrate the thresholds on")
     model = load_model(source, o.tokenizer)
     errors: dict[str, float] = {}
-    data = blobfile.pack(model, o.quant, o.group, o.ctx, progress=progress, errors=errors)
-    blob = blobfile.load(data)
+    blob = blobfile.quantize(model, o.quant, o.group, o.ctx, progress=progress, errors=errors)
     notes: list[str] = []
     if o.sparsity is not None:
-        sp, notes = _calibrate(blob, o)
-        data = blobfile.pack(model, o.quant, o.group, o.ctx, errors=errors, sparsity=sp)
-        blob = blobfile.load(data)
+        blob.sparsity, notes = _calibrate(blob, o)
+    data = blobfile.serialize(blob)
+    blob.total_bytes = len(data)
     if board is not None:
         check_fit(board, len(data), blob.arena_bytes)
     return Converted(data, blob, errors, notes)

@@ -9,7 +9,6 @@ from the same numbers `mote convert --board` checks against.
 
 from __future__ import annotations
 
-import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path

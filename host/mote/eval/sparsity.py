@@ -9,11 +9,11 @@ import numpy as np
 from tqdm import tqdm
 
 from mote.eval.perplexity import adds_bos, log_softmax
-from mote.format.sparsity import POINTS, Sparsity
+from mote.format.sparsity import LAYOUT_BUNDLED, LAYOUT_COLUMNS, LAYOUT_ROWS, POINTS, Sparsity, layout_of
 from mote.model import Config, MoteError
 from mote.quant.groups import quantize_activations
 from mote.reference.forward import Runner
-from mote.reference.sparse import Reads, count_bundled, count_columns
+from mote.reference.sparse import Reads, count_bundled, count_columns, dense_matrix_bytes
 
 # ------------------------------------------------------------------ calibration
 
@@ -101,7 +101,7 @@ def counting_runner(blob, **kwargs):
 
         def _embed(self, tokens):
             t = blob.tensors["tok_embedding"]
-            row = 4 * t.cols if t.scales is None else _dense_matrix_bytes(1, t.cols, t.dtype, blob.group_size)
+            row = 4 * t.cols if t.scales is None else dense_matrix_bytes(1, t.cols, t.dtype, blob.group_size)
             for r in self.reads:
                 r.rows += 1
                 r.bytes += row
@@ -126,7 +126,7 @@ def counting_runner(blob, **kwargs):
                 for r, kept, hq in zip(self.reads, self._kept_neurons, codes):
                     count_bundled(r, t.rows, group, kept, hq)
             elif layout == LAYOUT_ROWS:
-                size = 4 * t.rows * t.cols if t.scales is None else _dense_matrix_bytes(t.rows, t.cols, t.dtype, group)
+                size = 4 * t.rows * t.cols if t.scales is None else dense_matrix_bytes(t.rows, t.cols, t.dtype, group)
                 for r in self.reads:
                     r.rows += t.rows
                     r.bytes += size

@@ -21,6 +21,7 @@ from mote.format import sparsity as sparse
 from mote.format import spec
 from mote.model import Config, Model, MoteError, expected_shapes
 from mote.format.sparsity import Sparsity
+from mote.tokenizer import Tokenizer, pack_tokenizer
 from mote.quant.groups import (
     DTYPE_CODES,
     SCHEMES,
@@ -172,20 +173,18 @@ def _tensor_dtype(name: str, scheme: dict[str, str]) -> str:
     return "f32" if role == "norm" else scheme[role]
 
 
-def pack(
+def quantize(
     model: Model,
     quant: str = "int8",
     group_size: int = 32,
     ctx: int | None = None,
     progress: Callable[[str], None] | None = None,
     errors: dict[str, float] | None = None,
-    sparsity: Sparsity | None = None,
-) -> bytes:
-    """Quantize `model` and lay it out as a .mote blob. `errors`, if given, receives
-    each quantized tensor's relative error; `progress` is called per tensor. With
-    `sparsity`, the blob carries its section and the matching weight layouts."""
-    from mote.tokenizer import pack_tokenizer
-
+) -> Blob:
+    """The quantized model in memory: what `load` returns for its blob, without the
+    bytes (total_bytes 0 until `serialize`). `errors`, if given, receives each
+    quantized tensor's relative error; `progress` is called per tensor. Calibration
+    runs the reference on this, before anything is packed."""
     if quant not in SCHEMES:
         raise MoteError(f"unknown quantization {quant!r}; choose one of {', '.join(SCHEMES)}")
     if not 2 <= group_size <= MAX_GROUP or group_size % 2:
@@ -196,8 +195,31 @@ def pack(
     if not 1 <= ctx_len <= c.max_seq_len:
         raise MoteError(f"context {ctx_len} outside 1..{c.max_seq_len} (the model's trained context)")
     scheme = SCHEMES[quant]
+    tensors: dict[str, BlobTensor] = {}
+    for name in tensor_order(c):
+        if progress:
+            progress(name)
+        w = np.asarray(model.tensors[name], np.float32)
+        rows, cols = (1, w.shape[0]) if w.ndim == 1 else w.shape
+        dtype = _tensor_dtype(name, scheme)
+        if dtype == "f32":
+            tensors[name] = BlobTensor(name, dtype, rows, cols, w)
+            continue
+        q = quantize_matrix(w, dtype, group_size)
+        if errors is not None:
+            errors[name] = relative_error(w, q)
+        tensors[name] = BlobTensor(name, dtype, rows, cols, q.codes, q.scales)
+    return Blob(config=c, name=model.name, group_size=group_size, ctx_len=ctx_len,
+                arena_bytes=arena_bytes(c, ctx_len, group_size), total_bytes=0, tensors=tensors,
+                tokenizer_section=pack_tokenizer(model.tokenizer))
+
+
+def serialize(blob: Blob) -> bytes:
+    """Lay out a quantized model as .mote bytes, with the weight layouts its
+    sparsity (if any) implies."""
+    c, group_size, sparsity = blob.config, blob.group_size, blob.sparsity
     names = tensor_order(c)
-    tokenizer_section = pack_tokenizer(model.tokenizer)
+    tokenizer_section = blob.tokenizer_section
     sparsity_section = sparse.pack_section(sparsity, c.n_layers) if sparsity else b""
 
     table_offset = align(HEADER_BYTES)
@@ -206,23 +228,20 @@ def pack(
     sparsity_offset = cursor if sparsity_section else 0
     cursor = align(cursor + len(sparsity_section))
 
-    # First the layout, from shapes alone, so the blob is written in one buffer as
-    # each tensor is quantized (converting holds one copy of the blob, not three).
-    plan = []  # (name, dtype, layout, rows, cols, data_offset, data_bytes, scales_offset, scales_bytes)
+    # First the layout, from shapes alone, so the blob is written in one buffer.
+    plan = []  # (name, layout, data_offset, data_bytes, scales_offset, scales_bytes)
     for name in names:
-        dtype = _tensor_dtype(name, scheme)
-        shape = model.tensors[name].shape
-        rows, cols = (1, shape[0]) if len(shape) == 1 else shape
+        t = blob.tensors[name]
         layout = sparse.layout_of(name, sparsity)
-        if layout != sparse.LAYOUT_ROWS and dtype != "q8":
-            raise MoteError(f"sparse weight layouts are defined for q8 matrices; {name} is {dtype} "
+        if layout != sparse.LAYOUT_ROWS and t.dtype != "q8":
+            raise MoteError(f"sparse weight layouts are defined for q8 matrices; {name} is {t.dtype} "
                             "(use --quant int8)")
-        data_bytes, scales_bytes = _stored_bytes(name, dtype, layout, rows, cols, group_size, c)
+        data_bytes, scales_bytes = _stored_bytes(name, t.dtype, layout, t.rows, t.cols, group_size, c)
         data_offset = cursor if data_bytes else 0
         cursor = align(cursor + data_bytes)
         scales_offset = cursor if scales_bytes else 0
         cursor = align(cursor + scales_bytes)
-        plan.append((name, dtype, layout, rows, cols, data_offset, data_bytes, scales_offset, scales_bytes))
+        plan.append((name, layout, data_offset, data_bytes, scales_offset, scales_bytes))
     total = cursor
     if total > 0xFFFFFFFF:
         raise MoteError(f"blob would be {total} bytes; the format's offsets are 32-bit")
@@ -230,57 +249,57 @@ def pack(
     buf[tokenizer_offset : tokenizer_offset + len(tokenizer_section)] = tokenizer_section
     buf[sparsity_offset : sparsity_offset + len(sparsity_section)] = sparsity_section
 
-    for i, (name, dtype, layout, rows, cols, d_off, d_len, s_off, s_len) in enumerate(plan):
-        if progress:
-            progress(name)
-        w = np.asarray(model.tensors[name], np.float32)
+    for i, (name, layout, d_off, d_len, s_off, s_len) in enumerate(plan):
+        t = blob.tensors[name]
         leaf = name.rsplit(".", 1)[-1]
-        if dtype == "f32":
-            data, scales = np.ascontiguousarray(w, "<f4").tobytes(), b""
+        if t.dtype == "f32":
+            data, scales = np.ascontiguousarray(t.values, "<f4").tobytes(), b""
         elif layout == sparse.LAYOUT_BUNDLED:
             # w_up's entry holds the region with w_down inside; w_down's entry is empty
             data, scales = b"", b""
             if leaf == "w_up":
-                down_name = name.replace("w_up", "w_down")
-                up = quantize_matrix(w, dtype, group_size)
-                down = quantize_matrix(np.asarray(model.tensors[down_name], np.float32), dtype, group_size)
-                if errors is not None:
-                    errors[name] = relative_error(w, up)
-                    errors[down_name] = relative_error(model.tensors[down_name], down)
-                data = sparse.bundle(up.codes, up.scales, down.codes, down.scales, group_size)
+                down = blob.tensors[name.replace("w_up", "w_down")]
+                data = sparse.bundle(t.values, t.scales, down.values, down.scales, group_size)
         else:
-            q = quantize_matrix(w, dtype, group_size)
-            if errors is not None:
-                errors[name] = relative_error(w, q)
-            codes = pack_q4(q.codes) if dtype == "q4" else q.codes
+            codes = pack_q4(t.values) if t.dtype == "q4" else t.values
             if layout == sparse.LAYOUT_COLUMNS:
-                data, scales = sparse.to_columns(codes, q.scales)
+                data, scales = sparse.to_columns(codes, t.scales)
             else:
                 data = np.ascontiguousarray(codes).tobytes()
-                scales = np.ascontiguousarray(q.scales, "<f2").tobytes()
+                scales = np.ascontiguousarray(t.scales, "<f2").tobytes()
         assert (len(data), len(scales)) == (d_len, s_len), name  # the layout pass agrees
         buf[d_off : d_off + d_len] = data
         buf[s_off : s_off + s_len] = scales
         layer = int(name.split(".")[1]) if name.startswith("layers.") else GLOBAL_LAYER
-        _ENTRY.pack_into(buf, table_offset + TABLE_ENTRY_BYTES * i, KINDS[leaf], DTYPE_CODES[dtype],
-                         layer, rows, cols, d_off, d_len, s_off, s_len, layout)
+        _ENTRY.pack_into(buf, table_offset + TABLE_ENTRY_BYTES * i, KINDS[leaf], DTYPE_CODES[t.dtype],
+                         layer, t.rows, t.cols, d_off, d_len, s_off, s_len, layout)
 
     header = dict(
         magic=MAGIC, version=VERSION, total_bytes=total, crc32=0, header_bytes=HEADER_BYTES,
         dim=c.dim, hidden_dim=c.hidden_dim, n_layers=c.n_layers, n_heads=c.n_heads,
         n_kv_heads=c.n_kv_heads, head_dim=c.head_dim, vocab_size=c.vocab_size,
-        max_seq_len=c.max_seq_len, ctx_len=ctx_len,
-        arena_bytes=arena_bytes(c, ctx_len, group_size), group_size=group_size,
+        max_seq_len=c.max_seq_len, ctx_len=blob.ctx_len,
+        arena_bytes=blob.arena_bytes, group_size=group_size,
         activation=ACTIVATIONS[c.activation], flags=FLAG_TIED if c.tied_classifier else 0,
         rope_theta=c.rope_theta, norm_eps=c.norm_eps, n_tensors=len(names),
         tensor_table_offset=table_offset, tokenizer_offset=tokenizer_offset,
         tokenizer_bytes=len(tokenizer_section), sparsity_offset=sparsity_offset,
-        sparsity_bytes=len(sparsity_section), name=model.name.encode("utf-8"),
+        sparsity_bytes=len(sparsity_section), name=blob.name.encode("utf-8"),
         reserved0=b"", reserved1=b"",  # struct zero-pads (and cuts the name to its field)
     )
     buf[:HEADER_BYTES] = _HEADER.pack(*(header[f] for f in _HEADER_FIELDS))
     seal(buf)
     return bytes(buf)
+
+
+def pack(model: Model, quant: str = "int8", group_size: int = 32, ctx: int | None = None,
+         progress: Callable[[str], None] | None = None, errors: dict[str, float] | None = None,
+         sparsity: Sparsity | None = None) -> bytes:
+    """Quantize `model` and serialize it: the whole path for a model that needs no
+    calibration (tests, tools)."""
+    blob = quantize(model, quant, group_size, ctx, progress, errors)
+    blob.sparsity = sparsity
+    return serialize(blob)
 
 
 def seal(buf: bytearray) -> None:
@@ -405,8 +424,6 @@ def load(source: Path | str | bytes) -> Blob:
     if not _range_ok(t_off, t_len, total):
         raise fail("tokenizer", f"[{t_off}, +{t_len}) is misaligned or outside [{HEADER_BYTES}, {total})")
     tok = bytes(buf[t_off : t_off + t_len])
-    from mote.tokenizer import Tokenizer
-
     try:
         tok_vocab = len(Tokenizer(tok).tokens)
     except MoteError as err:

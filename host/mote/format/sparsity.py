@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mote.model import Config, MoteError
+from mote.model import MoteError
 from mote.quant.groups import n_groups
 
 SECTION_MAGIC = 0x53525053  # b"SPRS" little-endian

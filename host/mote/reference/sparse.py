@@ -35,7 +35,7 @@ class Reads:
         return (self.rows, self.cols, self.bytes)
 
 
-def _dense_matrix_bytes(rows: int, cols: int, dtype: str, group: int) -> int:
+def dense_matrix_bytes(rows: int, cols: int, dtype: str, group: int) -> int:
     row_bytes = cols if dtype == "q8" else -(-cols // 2)
     return rows * (row_bytes + 2 * n_groups(cols, group))
 

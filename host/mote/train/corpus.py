@@ -18,7 +18,6 @@ ASCII quotes and dashes become "--".
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
