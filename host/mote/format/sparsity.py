@@ -23,19 +23,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mote.format import spec
 from mote.model import MoteError
 from mote.quant.groups import n_groups
 
-SECTION_MAGIC = 0x53525053  # b"SPRS" little-endian
-SECTION_HEADER_BYTES = 32
-POINTS = ("attn_in", "attn_out", "ffn_in", "gate")
-POINT_BITS = {p: 1 << i for i, p in enumerate(POINTS)}
+SECTION_MAGIC = spec.SPARSITY_MAGIC
+SECTION_HEADER_BYTES = spec.SPARSITY_HEADER_BYTES
+POINTS = tuple(name for name, _ in sorted(spec.SPARSE_POINTS, key=lambda p: p[1]))
+POINT_BITS = {name: 1 << bit for name, bit in spec.SPARSE_POINTS}
 
-LAYOUT_ROWS = 0  # row-major, as without a sparsity section
-LAYOUT_COLUMNS = 1  # input-major: column j's codes contiguous, scales per input group
-LAYOUT_BUNDLED = 2  # w_up row j + w_down column j side by side (on both entries)
+_LAYOUTS = dict(spec.LAYOUTS)
+LAYOUT_ROWS = _LAYOUTS["rows"]  # row-major, as without a sparsity section
+LAYOUT_COLUMNS = _LAYOUTS["columns"]  # input-major: column j's codes contiguous, scales per input group
+LAYOUT_BUNDLED = _LAYOUTS["bundled"]  # w_up row j + w_down column j side by side (on both entries)
 
-_SECTION = struct.Struct("<IIIf16x")
+_RESERVED = next(slice(o, o + int(k[6:])) for n, o, k in spec.SPARSITY if n == "reserved")
+# magic, n_layers, flags, target, then the reserved bytes (spec.SPARSITY tiles these)
+_SECTION = struct.Struct("<" + "".join(
+    f"{k[6:]}x" if k.startswith("bytes:") else {"u32": "I", "f32": "f"}[k] for _, _, k in spec.SPARSITY))
 
 
 @dataclass
@@ -87,7 +92,7 @@ def parse_section(data: bytes, n_layers: int, where: str = "blob") -> Sparsity:
     magic, layers, flags, target = _SECTION.unpack_from(data)
     if magic != SECTION_MAGIC or layers != n_layers:
         raise MoteError(f"{where}: sparsity section has magic {magic:#010x} and {layers} layers")
-    if flags & ~((1 << len(POINTS)) - 1) or any(data[16:32]):
+    if flags & ~((1 << len(POINTS)) - 1) or any(data[_RESERVED]):
         raise MoteError(f"{where}: sparsity section has unknown flags {flags:#x} or reserved bytes set")
     t = np.frombuffer(data, "<f4", n_layers * len(POINTS), SECTION_HEADER_BYTES).reshape(n_layers, -1)
     points = tuple(p for p in POINTS if flags & POINT_BITS[p])
