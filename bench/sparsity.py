@@ -62,18 +62,12 @@ DEFAULT_PROMPT = "And it came to pass"
 CTX = 256
 
 
-def build_tools(work: Path) -> Path:
-    subprocess.run(["make", "-C", str(ROOT / "firmware"), "linux", "KERNELS=ref"], check=True,
+def build_tools() -> Path:
+    """mote-linux and tests/c/mote_dump.c with the reference kernels, by firmware/Makefile
+    (both land next to each other in LINUX's build directory)."""
+    subprocess.run(["make", "-C", str(ROOT / "firmware"), "linux", "tools", "KERNELS=ref"], check=True,
                    capture_output=True)
-    dump = work / "mote_dump"
-    core = ROOT / "firmware" / "core"
-    sources = [core / s for s in ("blob.c", "model.c", "kernels_ref.c", "sample.c", "tokenizer.c",
-                                    "generate.c")]
-    sources += [ROOT / "firmware" / "ports" / "linux" / "threads.c", ROOT / "tests" / "c" / "mote_dump.c"]
-    subprocess.run(["gcc", "-std=c99", "-O2", "-D_GNU_SOURCE", "-ffp-contract=off", "-fno-math-errno", f"-I{core}",
-                    f"-I{ROOT / 'firmware' / 'ports' / 'linux'}", *map(str, sources), "-o", str(dump),
-                    "-lm", "-lpthread"], check=True)
-    return dump
+    return LINUX.parent / "mote_dump"
 
 
 def texts(name: str, dense_path: Path, work: Path) -> tuple[str, str]:
@@ -287,7 +281,7 @@ def main() -> int:
         rows = [r for r in json.loads(args.output.read_text())["runs"] if r["model"] not in measured]
     with tempfile.TemporaryDirectory(prefix="mote-sparsity-") as tmp:
         work = Path(tmp)
-        dump = build_tools(work)
+        dump = build_tools()
         for name in args.models.split(","):
             rows += run_model(name, args, dump, work)
             args.output.parent.mkdir(parents=True, exist_ok=True)

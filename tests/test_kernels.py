@@ -13,7 +13,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from cbuild import build_tool
 from mote.boards.catalog import all_boards
 from mote.boards.images import build_firmware
@@ -50,7 +49,7 @@ def check_output(text: str, kernels: str) -> None:
 
 def run_host(kernels: str, arch_flags: str | None, build: str) -> str:
     exe = build_tool("test_kernels", kernels, arch_flags=arch_flags, build=build)
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
     return run.stdout
 

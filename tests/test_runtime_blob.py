@@ -9,13 +9,9 @@ import zlib
 from pathlib import Path
 
 import pytest
-
+from cbuild import build_tool
 from mote.format import blob as mote_blob
 from tiny_model import tiny_model
-
-ROOT = Path(__file__).resolve().parents[1]
-CORE = ROOT / "firmware" / "core"
-LINUX = ROOT / "firmware" / "ports" / "linux"
 
 # mote.h's mote_status
 OK, TRUNCATED, MAGIC, VERSION, CRC, HEADER, TABLE, TOKENIZER, SPARSITY = range(9)
@@ -23,18 +19,8 @@ TABLE_OFFSET_FIELD, TOKENIZER_OFFSET_FIELD = 84, 88
 
 
 @pytest.fixture(scope="module")
-def asan_dump(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("asan") / "mote_dump_asan"
-    sources = [str(CORE / s) for s in ("blob.c", "model.c", "kernels_ref.c", "sample.c",
-                                       "tokenizer.c", "generate.c")]
-    sources += [str(LINUX / "threads.c"), str(ROOT / "tests" / "c" / "mote_dump.c")]
-    subprocess.run(
-        ["gcc", "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off",
-         "-fsanitize=address,undefined", "-fno-sanitize-recover=all", f"-I{CORE}", f"-I{LINUX}",
-         *sources, "-o", str(out), "-lm", "-lpthread"],
-        check=True,
-    )
-    return out
+def asan_dump() -> Path:
+    return build_tool("mote_dump", "ref", sanitize=True)
 
 
 @pytest.fixture(scope="module")

@@ -6,24 +6,20 @@ kernels, ASan+UBSan, and run with a 2-thread pool (which must change no bit)."""
 from __future__ import annotations
 
 import platform
+import shutil
 import subprocess
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from shared_models import model_path
+from cbuild import build_tool
 from mote.format import blob as mote_blob
 from mote.importers import load_model
 from mote.reference.forward import Runner, generate
 from mote.reference.sample import Sampler
+from shared_models import model_path
 
-ROOT = Path(__file__).resolve().parents[1]
-CORE = ROOT / "firmware" / "core"
-LINUX = ROOT / "firmware" / "ports" / "linux"
-CORE_SOURCES = ["blob.c", "model.c", "kernels_ref.c", "kernels_x86.c", "sample.c", "tokenizer.c",
-                "generate.c"]
 X86 = platform.machine() == "x86_64"
 
 N_LOGIT_POSITIONS = 8
@@ -32,18 +28,9 @@ LOGIT_TOLERANCE = 1e-4
 
 
 def build_dump(out: Path, kernels: str, sanitize: bool) -> Path:
-    flags = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", "-fno-math-errno", "-g"]
-    if kernels == "x86":
-        flags += ["-march=native", "-DMOTE_KERNELS_X86"]
-    if sanitize:
-        flags += ["-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-                  "-fno-omit-frame-pointer"]
-    else:
-        flags += ["-O2"]
-    sources = [str(CORE / s) for s in CORE_SOURCES] + [
-        str(LINUX / "threads.c"), str(ROOT / "tests" / "c" / "mote_dump.c")]
-    subprocess.run(["gcc", *flags, f"-I{CORE}", f"-I{LINUX}", *sources, "-o", str(out),
-                    "-lm", "-lpthread"], check=True)
+    """tests/c/mote_dump.c built by firmware/Makefile (`make tools`), copied to `out` so
+    that another make run rebuilding the build directory cannot change it mid-session."""
+    shutil.copy2(build_tool("mote_dump", kernels, sanitize), out)
     return out
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import tokenizers
-from shared_models import ROOT, model_path
-
+from cbuild import build_tool
 from mote.importers.hf import load_hf_tokenizer
 from mote.importers.llama2c import load_llama2c_tokenizer
 from mote.model import MoteError, TokenizerData
@@ -27,6 +26,7 @@ from mote.tokenizer import (
     Tokenizer,
     pack_tokenizer,
 )
+from shared_models import model_path
 
 HF_MODELS = ("mcu-1m-silu", "ref-11m-silu")
 
@@ -326,16 +326,8 @@ def test_malformed_input_raises(sections: dict[str, bytes]) -> None:
 
 
 @pytest.fixture(scope="module")
-def driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("tok_driver") / "tok_driver"
-    subprocess.run(
-        ["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", "-O1", "-g",
-         "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-         "-I", str(ROOT / "firmware" / "core"), str(ROOT / "tests" / "c" / "tok_driver.c"),
-         str(ROOT / "firmware" / "core" / "tokenizer.c"), "-o", str(out)],
-        check=True,
-    )
-    return out
+def driver() -> Path:
+    return build_tool("tok_driver", sanitize=True)
 
 
 def run_driver(driver: Path, tmp_path: Path, section: bytes, commands: list[str]) -> list[str]:

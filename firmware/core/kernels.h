@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "mote.h"
 
@@ -18,8 +19,28 @@
 
 /* IEEE binary16 <-> binary32: exact widening; narrowing rounds to nearest even,
  * with subnormals, infinities and NaN (quieted) handled. */
-float mote_f16_to_f32(uint16_t h);
 uint16_t mote_f32_to_f16(float f);
+static inline float mote_f16_to_f32(uint16_t h)
+{
+    /* Exponent and mantissa moved to their binary32 places read as the value times
+     * 2^-112, subnormals included (the exponent biases are 15 and 127): one exact
+     * multiplication by 2^112 fixes that, with no branch for zero and subnormals. The
+     * matvecs convert one scale per row and group, so this is kept short, and inline
+     * here for every kernel set. */
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    const uint32_t magnitude = (uint32_t)(h & 0x7FFFu) << 13;
+    uint32_t bits;
+    float f;
+    if (magnitude >= 0x0F800000u) {
+        bits = sign | 0x7F800000u | magnitude; /* inf, NaN keeps its payload */
+        memcpy(&f, &bits, sizeof f);
+        return f;
+    }
+    bits = sign | magnitude;
+    memcpy(&f, &bits, sizeof f);
+    return f * 0x1p112f;
+}
+
 /* exp from IEEE float operations only: the same bits on every platform and in the
  * reference (host/mote/mathf.py, expf_mote). */
 float mote_expf(float x);

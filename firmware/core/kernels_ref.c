@@ -8,26 +8,6 @@
 
 /* ------------------------------------------------------------------ f16 */
 
-float mote_f16_to_f32(uint16_t h)
-{
-    /* Exponent and mantissa moved to their binary32 places read as the value times
-     * 2^-112, subnormals included (the exponent biases are 15 and 127): one exact
-     * multiplication by 2^112 fixes that, with no branch for zero and subnormals. The
-     * matvec converts one scale per row and group, so this is kept short. */
-    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    const uint32_t magnitude = (uint32_t)(h & 0x7FFFu) << 13;
-    uint32_t bits;
-    float f;
-    if (magnitude >= 0x0F800000u) {
-        bits = sign | 0x7F800000u | magnitude; /* inf, NaN keeps its payload */
-        memcpy(&f, &bits, sizeof f);
-        return f;
-    }
-    bits = sign | magnitude;
-    memcpy(&f, &bits, sizeof f);
-    return f * 0x1p112f;
-}
-
 uint16_t mote_f32_to_f16(float f)
 {
     uint32_t x, sign, exponent, mantissa, half, rest, halfway, shift;
