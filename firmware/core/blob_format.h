@@ -63,9 +63,11 @@
 #define MOTE_ACTIVATION_SILU 0u
 #define MOTE_ACTIVATION_RELU 1u
 #define MOTE_DTYPE_F32 0u
-#define MOTE_DTYPE_F16 1u
 #define MOTE_DTYPE_Q8 2u
 #define MOTE_DTYPE_Q4 3u
+#define MOTE_DTYPE_CODES 4u
+/* names by dtype code (a designated initializer; unnamed codes are NULL) */
+#define MOTE_DTYPE_NAMES_INIT { [0] = "f32", [2] = "q8", [3] = "q4" }
 #define MOTE_LAYOUT_CODE_ROWS 0u
 #define MOTE_LAYOUT_CODE_COLUMNS 1u
 #define MOTE_LAYOUT_CODE_BUNDLED 2u

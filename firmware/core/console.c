@@ -136,8 +136,8 @@ static void out_all_settings(out_line *o, const mote_console *c)
 
 static const char *dtype_name(uint8_t dtype)
 {
-    static const char *const names[] = {"f32", "f16", "q8", "q4"};
-    return dtype < 4u ? names[dtype] : "?";
+    static const char *const names[MOTE_DTYPE_CODES] = MOTE_DTYPE_NAMES_INIT;
+    return dtype < MOTE_DTYPE_CODES && names[dtype] ? names[dtype] : "?";
 }
 
 static uint64_t param_count(const mote_config *k)

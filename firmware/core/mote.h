@@ -29,8 +29,7 @@ const char *mote_status_str(mote_status s);
 
 /* codes as stored in the blob (blob_format.h, generated from host/mote/format/spec.py) */
 typedef enum {
-    MOTE_F32 = MOTE_DTYPE_F32, MOTE_F16 = MOTE_DTYPE_F16, MOTE_Q8 = MOTE_DTYPE_Q8,
-    MOTE_Q4 = MOTE_DTYPE_Q4
+    MOTE_F32 = MOTE_DTYPE_F32, MOTE_Q8 = MOTE_DTYPE_Q8, MOTE_Q4 = MOTE_DTYPE_Q4
 } mote_dtype;
 typedef enum {
     MOTE_ACT_SILU = MOTE_ACTIVATION_SILU, MOTE_ACT_RELU = MOTE_ACTIVATION_RELU
@@ -147,10 +146,10 @@ mote_status mote_state_init(mote_state *s, const mote_model *m, void *arena, siz
  * or the position is out of range. Positions 0..pos-1 must have run before. */
 float *mote_forward(mote_state *s, int32_t token, uint32_t pos);
 
-/* Sampling, identical to host/mote/sample.py: temperature 0 is greedy (argmax, lowest
+/* Sampling, identical to host/mote/reference/sample.py: temperature 0 is greedy (argmax, lowest
  * index on ties); otherwise logits / temperature, softmax, keep the top_k most likely
  * (0 = all), keep the smallest prefix whose mass reaches top_p (1 = all), renormalize and
- * draw with the xorshift generator below. */
+ * draw with sample.c's xorshift64* generator (docs/sampling.md). */
 typedef struct {
     float temperature;
     float top_p;

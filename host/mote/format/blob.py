@@ -23,7 +23,6 @@ from mote.model import Config, Model, MoteError, expected_shapes
 from mote.format.sparsity import Sparsity
 from mote.tokenizer import Tokenizer, pack_tokenizer
 from mote.quant.groups import (
-    DTYPE_CODES,
     SCHEMES,
     QuantizedMatrix,
     n_groups,
@@ -45,7 +44,7 @@ MAX_GROUP = spec.MAX_GROUP
 KINDS = {name: code for name, code, _ in spec.KINDS}
 KIND_NAMES = {v: k for k, v in KINDS.items()}
 KIND_DTYPES = {name: allowed for name, _, allowed in spec.KINDS}
-assert DTYPE_CODES == dict(spec.DTYPES), "mote.quant.groups and the spec disagree on dtypes"
+DTYPE_CODES = dict(spec.DTYPES)
 DTYPE_NAMES = {v: k for k, v in DTYPE_CODES.items()}
 ACTIVATIONS = dict(spec.ACTIVATIONS)
 FLAG_TIED = 1 << dict(spec.FLAGS)["tied_classifier"]
@@ -120,7 +119,7 @@ def arena_bytes(config: Config, ctx: int, group_size: int) -> int:
 @dataclass
 class BlobTensor:
     name: str
-    dtype: str  # "f32", "f16", "q8", "q4"
+    dtype: str  # "f32", "q8", "q4"
     rows: int
     cols: int
     values: np.ndarray  # float32 (rows, cols) for f32/f16; int8 codes for q8/q4

@@ -8,7 +8,7 @@ regenerates it in memory and fails when the committed file is stale.
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 from mote.format import spec
@@ -90,6 +90,9 @@ def render() -> str:
         "/* codes */",
         *(f"#define MOTE_ACTIVATION_{n.upper()} {c}u" for n, c in s.ACTIVATIONS),
         *(f"#define MOTE_DTYPE_{n.upper()} {c}u" for n, c in s.DTYPES),
+        f"#define MOTE_DTYPE_CODES {max(c for _, c in s.DTYPES) + 1}u",
+        "/* names by dtype code (a designated initializer; unnamed codes are NULL) */",
+        "#define MOTE_DTYPE_NAMES_INIT { " + ", ".join(f'[{c}] = "{n}"' for n, c in s.DTYPES) + " }",
         *(f"#define MOTE_LAYOUT_CODE_{n.upper()} {c}u" for n, c in s.LAYOUTS),
         *(f"#define MOTE_KIND_{n.upper()} {c}u" for n, c, _ in s.KINDS),
         f"#define MOTE_LAYER_KINDS {len(s.LAYER_KINDS)}u",
@@ -130,8 +133,10 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    out = Path(args[0]) if args else HEADER_PATH
+    parser = argparse.ArgumentParser(prog="python -m mote.format.gen_header",
+                                     description="write the C header of the blob format from its spec")
+    parser.add_argument("out", nargs="?", type=Path, default=HEADER_PATH)
+    out = parser.parse_args(argv).out
     out.write_text(render())
     print(f"wrote {out}")
 

@@ -69,7 +69,8 @@ RESERVED = ("reserved0", "reserved1")  # must be zero
 FLAGS = (("tied_classifier", 0),)
 
 ACTIVATIONS = (("silu", 0), ("relu", 1))
-DTYPES = (("f32", 0), ("f16", 1), ("q8", 2), ("q4", 3))
+# code 1 was f16, which no tensor kind ever allowed: retired, so it reads as unknown
+DTYPES = (("f32", 0), ("q8", 2), ("q4", 3))
 
 # Tensor table entry fields: (name, byte offset, type). Types: u8, u16, u32.
 ENTRY = (

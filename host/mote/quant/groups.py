@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 
 QMAX = {"q8": 127, "q4": 7}
-DTYPE_CODES = {"f32": 0, "f16": 1, "q8": 2, "q4": 3}
 
 # Which dtype each tensor role gets under a --quant scheme. Embedding (and an
 # untied classifier) stay q8 under int4: they are one lookup row per token and the
