@@ -1,4 +1,4 @@
-"""The C runtime against the numpy reference (host/mote/reference.py) on real models:
+"""The C runtime against the numpy reference (host/mote/reference/forward.py) on real models:
 logits of the first positions within 1e-4, 128 greedy tokens identical, a seeded
 sampled generation identical. Built with the optimized kernels, the reference
 kernels, ASan+UBSan, and run with a 2-thread pool (which must change no bit)."""

@@ -175,7 +175,7 @@ static expected_entry expect(mote_model *m, uint32_t index)
     return e;
 }
 
-/* The layout the sparsity flags imply for a tensor (host/mote/sparsity.py layout_of). */
+/* The layout the sparsity flags imply for a tensor (host/mote/format/sparsity.py layout_of). */
 static uint8_t expected_layout(uint8_t kind, uint32_t flags)
 {
     const uint32_t attn_in = flags & (1u << MOTE_SPARSE_ATTN_IN);

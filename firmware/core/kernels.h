@@ -42,7 +42,7 @@ static inline float mote_f16_to_f32(uint16_t h)
 }
 
 /* exp from IEEE float operations only: the same bits on every platform and in the
- * reference (host/mote/mathf.py, expf_mote). */
+ * reference (host/mote/reference/mathf.py, expf_mote). */
 float mote_expf(float x);
 
 /* A q4 code: a 4-bit two's-complement nibble. The high one is the byte as int8 with
@@ -120,7 +120,7 @@ void mote_ref_matvec_f32(float *y, const mote_tensor *w, const float *x, uint32_
 void mote_ref_embedding_row(float *x, const mote_tensor *e, uint32_t row, uint32_t group);
 
 /* Attention of one head over positions 0..n_pos-1 of one layer's int8 cache, in the
- * reference's order of float operations (host/mote/reference.py, attention):
+ * reference's order of float operations (host/mote/reference/forward.py, attention):
  * scores: att[t] = ((sum_i q[i] * kq[t, i]) * f16(ks[t])) / sqrt_hd, i in order;
  * mix:    out[i] = sum_t (att[t] * f16(vs[t])) * vq[t, i], t in order.
  * Row t of a cache starts at t * stride. */

@@ -322,7 +322,7 @@ void mote_ref_rope_apply(float *x, const float *cos_t, const float *sin_t, uint3
     }
 }
 
-/* exp from IEEE operations only (host/mote/mathf.py expf_mote, same constants, same
+/* exp from IEEE operations only (host/mote/reference/mathf.py expf_mote, same constants, same
  * order): libm expf differs between platforms in the last bit, this does not. The
  * constants are double literals rounded to float, as numpy's np.float32(1 / 720). */
 #define EXP_LOG2E ((float)1.44269504)

@@ -22,7 +22,7 @@ typedef struct {
 static uint64_t round16(uint64_t n) { return (n + 15u) & ~(uint64_t)15u; }
 static uint64_t max64(uint64_t a, uint64_t b) { return a > b ? a : b; }
 
-/* The table of docs/blob-format.md, "Arena" (host/mote/blob.py arena_bytes mirrors it). */
+/* The table of docs/blob-format.md, "Arena" (host/mote/format/blob.py arena_bytes mirrors it). */
 static arena_sizes arena_table(const mote_config *c, uint64_t ctx)
 {
     const uint64_t q_dim = (uint64_t)c->n_heads * c->head_dim;
@@ -166,7 +166,7 @@ static void run_matvecs(mote_state *s, matvec_job *job)
         matvec_rows(job, 0, rows);
 }
 
-/* Count what a job's kernel reads (host/mote/sparsity.py counts the same): row kernels
+/* Count what a job's kernel reads (host/mote/format/sparsity.py counts the same): row kernels
  * read whole rows; column kernels one column per nonzero code and one scales block per
  * input group with a nonzero code; a bundled w_up the bundle of each kept neuron. */
 static void count_reads(mote_reads *reads, const mote_tensor *w, const int8_t *xq,

@@ -82,7 +82,7 @@ typedef struct {
 
 /* Weights actually read, summed over every token since mote_state_init: rows by
  * row kernels (dot products, the embedding row), columns by column kernels, bytes of
- * weight codes, scales and norm vectors. host/mote/sparsity.py counts the same. */
+ * weight codes, scales and norm vectors. host/mote/format/sparsity.py counts the same. */
 typedef struct {
     uint64_t rows, cols, bytes;
 } mote_reads;

@@ -1,5 +1,5 @@
 /* sample.c - token sampling as docs/sampling.md specifies, step for step the same as
- * host/mote/sample.py, so one seed gives one generation everywhere. */
+ * host/mote/reference/sample.py, so one seed gives one generation everywhere. */
 #include <string.h>
 
 #include "kernels.h"
