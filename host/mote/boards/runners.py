@@ -1,7 +1,7 @@
 """Run a .mote blob on a board: one prompt (`mote run`) or a console (`mote chat`).
 
 A board kind maps to a runner in RUNNERS. `linux` runs the Linux port
-(firmware/build/linux/mote-linux, rebuilt when its sources are newer) as a process:
+(firmware/build/linux/mote-linux, kept up to date by make) as a process:
 one-shot with its stdout streamed, or speaking the serial protocol on a pty whose other
 side a MoteConsole holds. Emulated boards plug in here the same way.
 """
@@ -54,20 +54,13 @@ class Runner(Protocol):
 # The Linux port
 
 
-def _sources() -> list[Path]:
-    return [FIRMWARE_DIR / "Makefile", *(FIRMWARE_DIR / "core").glob("*.[ch]"),
-            *(FIRMWARE_DIR / "ports" / "linux").glob("*.[ch]")]
-
-
 def linux_binary() -> Path:
-    """mote-linux, built first with `make -C firmware linux` if missing or stale."""
+    """mote-linux, brought up to date by `make -C firmware linux` (make alone knows
+    what it is built from)."""
     if not (FIRMWARE_DIR / "Makefile").exists():
         raise MoteError(f"no firmware sources at {FIRMWARE_DIR} (run from a Mote checkout)")
-    if LINUX_BINARY.exists():
-        built = LINUX_BINARY.stat().st_mtime
-        if all(src.stat().st_mtime <= built for src in _sources()):
-            return LINUX_BINARY
-    result = subprocess.run(["make", "-C", str(FIRMWARE_DIR), "linux"], capture_output=True, text=True)
+    result = subprocess.run(["make", "-s", "-C", str(FIRMWARE_DIR), "linux", f"PYTHON={sys.executable}"],
+                            capture_output=True, text=True)
     if result.returncode != 0 or not LINUX_BINARY.exists():
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
         raise MoteError(f"building {LINUX_BINARY.name} failed:\n{tail}")
