@@ -18,10 +18,10 @@ from mote.format import blob as mote_blob
 from mote.format import spec
 from mote.format.sparsity import POINTS, Sparsity
 from mote.model import MoteError
+from cbuild import build_tool
 from tiny_model import tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
-FIRMWARE = ROOT / "firmware"
 FUZZ_CORPUS = ROOT / "tests" / "fuzz" / "corpus"
 STATUSES = ["ok"] + [status for status, _ in spec.REASONS]  # mote.h's mote_status order
 HEADER = {name: (offset, kind) for name, offset, kind in spec.HEADER}
@@ -160,12 +160,8 @@ def host_verdict(data: bytes) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def tool() -> Path:
-    """blob_verdict alone out of `make -C firmware tools`, in the default build."""
-    build = subprocess.run(["make", "-s", "-C", str(FIRMWARE), "print-build"], check=True,
-                           capture_output=True, text=True).stdout.strip()
-    subprocess.run(["make", "-s", "-C", str(FIRMWARE), f"{build}/blob_verdict"], check=True,
-                   capture_output=True)
-    return FIRMWARE / build / "blob_verdict"
+    """blob_verdict from `make -C firmware tools`, in the default build."""
+    return build_tool("blob_verdict")
 
 
 def test_host_and_firmware_give_the_same_verdicts(tool, tmp_path):
