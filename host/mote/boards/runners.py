@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from mote.console.client import MoteConsole, Stats, decimal_text
+from mote.console.client import MoteConsole, Stats, TerminalBytes, decimal_text
 from mote.model import MoteError
 from mote.boards.catalog import ROOT
 from mote.boards.qemu import runners as qemu_runners
@@ -150,8 +150,9 @@ def runner_for(board: str) -> Runner:
 
 
 def run_prompt(blob: Path, board: str, options: GenerateOptions, out: BinaryIO | None = None) -> Stats:
-    """`mote run`: the prompt, then the generated text as it streams, then a newline."""
-    out = _AfterPrompt(sys.stdout.buffer if out is None else out, options.prompt)
+    """`mote run`: the prompt, then the generated text as it streams, then a newline.
+    Control characters in the text are shown, not obeyed (TerminalBytes)."""
+    out = _AfterPrompt(TerminalBytes(sys.stdout.buffer if out is None else out), options.prompt)
     stats = runner_for(board).generate(blob, options, out)
     out.write(b"\n")
     out.flush()

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import serial
@@ -31,10 +32,50 @@ END_OF_REPLY = b"\r\n> "  # every reply ends with a line break and the prompt
 STATS_MARK = b"\r\n[stats] "  # the device always breaks the line before the stats
 CTRL_C = b"\x03"
 ERROR_REPLY = re.compile(rb"error: ([^\r\n]*)\r\n> ")
+ERROR_REPLY_MAX = 4096  # longer than any `error: ...` reply (a line is at most 1024 bytes)
+SETTING_N = re.compile(r"(?:^| )n=(\d+)(?: |$)")  # in `ok n=N`, /reset's and /info's lines
 READ_CHUNK = 4096
 POLL_S = 0.02  # pyserial read timeout: how often a waiting loop looks at the clock
-DEFAULT_TIMEOUT_S = 30.0  # longest silence while a reply is due (slow emulated boards)
 BOOT_WAIT_S = 2.0  # how long read_banner waits for a boot banner before asking /info
+# Every wait is bounded, so a peer that streams garbage, never ends a reply or goes
+# silent costs seconds and one MoteError, never a hang. Each is a MoteConsole argument.
+DEFAULT_TIMEOUT_S = 30.0  # longest silence while a reply is due (slow emulated boards);
+# also the longest a reply without generated text (a command's, the banner) may take
+SECONDS_PER_TOKEN = 10.0  # a generation may take this per prompt byte and token, on top
+BYTES_PER_TOKEN = 256  # a generation's reply holds at most this per token (and a stats line)
+REPLY_SLACK_BYTES = 4096  # ... plus this: the stats line, an echoed prompt line
+MAX_REPLY_BYTES = 1 << 20  # the longest reply without generated text
+DEFAULT_N = 256  # the protocol's default /n, assumed until a reply shows the board's
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _picture(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"^{chr(code ^ 0x40)}" if code < 0x20 or code == 0x7F else f"\\x{code:02x}"
+
+
+def printable(text: str) -> str:
+    """`text` as it may be written to a terminal: C0 and C1 controls and DEL except
+    newline and tab shown (ESC as `^[`, CSI as `\\x9b`) instead of obeyed, so a board
+    or a model cannot set the window title, clear the screen or write the clipboard."""
+    return _CONTROL.sub(_picture, text)
+
+
+class TerminalBytes:
+    """A binary stream (UTF-8 text from a board, in any pieces) written through
+    `printable`; bytes that are not UTF-8 are shown as `\\xNN`."""
+
+    def __init__(self, out: BinaryIO):
+        self.out = out
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="backslashreplace")
+
+    def write(self, data: bytes) -> None:
+        self.out.write(printable(self.decoder.decode(data)).encode())
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 @dataclass(frozen=True)
@@ -85,7 +126,7 @@ def _held_back(raw: bytes) -> int:
 def _may_be_error(raw: bytes) -> bool:
     """Whether a prompt's reply could still turn out to be an `error: ...` line (the
     device reports prompt errors before generating anything)."""
-    if not raw.startswith(b"error: "[: len(raw)]):
+    if len(raw) > ERROR_REPLY_MAX or not raw.startswith(b"error: "[: len(raw)]):
         return False
     eol = raw.find(b"\r\n")
     return eol < 0 or END_OF_REPLY.startswith(raw[eol:])
@@ -98,13 +139,19 @@ class PortClosed(MoteError):
 class MoteConsole:
     """A board (or mote-linux) at the other end of a serial URL."""
 
-    def __init__(self, url: str, baudrate: int = 115200, timeout: float = DEFAULT_TIMEOUT_S):
+    def __init__(self, url: str, baudrate: int = 115200, timeout: float = DEFAULT_TIMEOUT_S,
+                 seconds_per_token: float = SECONDS_PER_TOKEN,
+                 bytes_per_token: int = BYTES_PER_TOKEN, max_reply_bytes: int = MAX_REPLY_BYTES):
         try:
             self.port = serial.serial_for_url(url, baudrate=baudrate, timeout=POLL_S)
         except (serial.SerialException, ValueError) as err:
             raise MoteError(f"cannot open {url}: {err}") from err
         self.url = url
-        self.timeout = timeout
+        self.timeout = timeout  # longest silence; and the longest a command's reply takes
+        self.seconds_per_token = seconds_per_token
+        self.bytes_per_token = bytes_per_token
+        self.max_reply_bytes = max_reply_bytes
+        self.n = DEFAULT_N  # the board's /n as last seen in a reply: bounds a generation
         self.banner: str | None = None
 
     def close(self) -> None:
@@ -125,28 +172,59 @@ class MoteConsole:
         except (serial.SerialException, OSError) as err:
             raise PortClosed(f"{self.url}: the port went away ({err})") from None
 
-    def _read_until(self, done: Callable[[bytes], bool], buf: bytearray | None = None,
-                    on_bytes: Callable[[bytes], None] | None = None,
-                    timeout: float | None = None) -> bytes:
-        """Read into `buf` until done(everything read) holds; `timeout` is the longest
-        silence. `buf` keeps what was read if a KeyboardInterrupt cuts the wait short."""
+    def _read_chunk(self) -> bytes:
+        """What has arrived, up to READ_CHUNK bytes, waiting at most POLL_S for a first."""
+        if isinstance(self.port, serial.Serial):  # a device or pty: in_waiting is exact
+            return self.port.read(min(max(self.port.in_waiting, 1), READ_CHUNK))
+        # socket:// only tells whether a byte waits (in_waiting is 0 or 1): wait for one,
+        # then take the rest without waiting (cheap here; a device would be reconfigured)
+        first = self.port.read(1)
+        if not first:
+            return first
+        self.port.timeout = 0
+        try:
+            return first + self.port.read(READ_CHUNK - 1)
+        finally:
+            self.port.timeout = POLL_S
+
+    def _read_until(self, done: Callable[[bytearray], bool], buf: bytearray | None = None,
+                    on_bytes: Callable[[bytearray], None] | None = None,
+                    timeout: float | None = None, until: float | None = None,
+                    max_bytes: int | None = None, expect: str = "end of reply") -> bytes:
+        """Read into `buf` until done(everything read) holds. `timeout` is the longest
+        silence, `until` the time.monotonic() by which done must hold (default: one
+        `timeout` from now), `max_bytes` the most `buf` may hold; past any of them the
+        wait ends in a MoteError saying that `expect` did not come. done and on_bytes see
+        `buf` itself after each chunk, so they should look only at its new end. `buf`
+        keeps what was read if a KeyboardInterrupt cuts the wait short."""
         buf = bytearray() if buf is None else buf
         limit = self.timeout if timeout is None else timeout
-        last = time.monotonic()
+        start = last = time.monotonic()
+        until = start + limit if until is None else until
+        max_bytes = self.max_reply_bytes if max_bytes is None else max_bytes
         self.port.timeout = POLL_S  # callers reading the port directly may have changed it
-        while not done(bytes(buf)):
+        while not done(buf):
             try:
-                chunk = self.port.read(min(self.port.in_waiting, READ_CHUNK) or 1)
+                chunk = self._read_chunk()
             except (serial.SerialException, OSError) as err:
                 raise PortClosed(f"{self.url}: the port went away ({err}); "
                                 f"last bytes read: {bytes(buf[-200:])!r}") from None
+            now = time.monotonic()
             if chunk:
                 buf += chunk
-                last = time.monotonic()
+                last = now
                 if on_bytes:
-                    on_bytes(bytes(buf))
-            elif time.monotonic() - last > limit:
-                raise MoteError(f"{self.url}: no reply for {limit:.0f} s (got {bytes(buf[-200:])!r})")
+                    on_bytes(buf)
+                if len(buf) > max_bytes and not done(buf):
+                    raise MoteError(f"{self.url}: no {expect} after {max_bytes:,} bytes "
+                                    f"(last: {bytes(buf[-80:])!r})")
+            elif now - last > limit:
+                raise MoteError(f"{self.url}: silent for {limit:.0f} s waiting for {expect} "
+                                f"(got {bytes(buf[-200:])!r})")
+            if now > until and not done(buf):
+                raise MoteError(f"{self.url}: no {expect} within {until - start:.0f} s, though "
+                                f"the peer kept sending ({len(buf):,} bytes, last: "
+                                f"{bytes(buf[-80:])!r})")
         return bytes(buf)
 
     def interrupt(self) -> None:
@@ -160,13 +238,15 @@ class MoteConsole:
         everything up to the prompt that follows."""
         self.port.reset_input_buffer()
         self.write(CTRL_C + b"/echo off\n")
-        self._read_until(lambda raw: raw.endswith(b"ok echo=off" + END_OF_REPLY))
+        self._read_until(lambda raw: raw.endswith(b"ok echo=off" + END_OF_REPLY),
+                         expect="`ok echo=off` and the prompt")
 
     def read_banner(self, boot_wait: float = BOOT_WAIT_S) -> str:
         """The banner line (`mote VERSION board=... model=...`). A board that booted
         before we connected is asked for it with /info. Leaves the echo off."""
         try:
-            raw = self._read_until(lambda r: r.endswith(PROMPT), timeout=boot_wait)
+            raw = self._read_until(lambda r: r.endswith(PROMPT), timeout=boot_wait,
+                                   expect="boot banner and prompt")
         except MoteError:
             raw = b""  # booted before we connected, or not at all: ask below
         lines = [ln for ln in raw.decode("utf-8", "replace").split("\r\n") if ln.startswith("mote ")]
@@ -180,10 +260,16 @@ class MoteConsole:
         """Send raw bytes ending in a line ending and return the reply's lines (up to
         the prompt). For replies without generated text: commands and errors."""
         self.write(line)
-        raw = self._read_until(lambda r: r.endswith(END_OF_REPLY) or r == PROMPT)
+        raw = self._read_until(lambda r: r.endswith(END_OF_REPLY) or r == PROMPT,
+                               expect="prompt ending the reply")
         if raw == PROMPT:
             return []  # an empty line
-        return raw[: -len(END_OF_REPLY)].decode("utf-8", "replace").split("\r\n")
+        lines = raw[: -len(END_OF_REPLY)].decode("utf-8", "replace").split("\r\n")
+        for line in lines:  # /n, /reset and /info say what now bounds a generation
+            setting = SETTING_N.search(line) if line.startswith(("ok ", "sampler ")) else None
+            if setting:
+                self.n = int(setting.group(1))
+        return lines
 
     def command(self, cmd: str) -> list[str]:
         """Send a /command and return its reply lines (errors included, as `error: ...`)."""
@@ -196,7 +282,7 @@ class MoteConsole:
         text = decimal_text(value) if isinstance(value, float) else str(value)
         reply = self.command(f"/{name} {text}")
         if not reply[-1].startswith("ok "):
-            raise MoteError(f"/{name} {text}: {reply[-1]}")
+            raise MoteError(f"/{name} {text}: {printable(reply[-1])}")
 
     def info(self) -> dict[str, str]:
         """/info as one dict: the banner's and every line's key=value pairs."""
@@ -213,36 +299,54 @@ class MoteConsole:
     def ask(self, prompt: str, on_text: Callable[[str], None] | None = None,
             ctrl_c_interrupts: bool = False) -> tuple[str, Stats]:
         """Send a prompt and collect the streamed text (on_text sees it as it comes)
-        and the stats. A board error becomes MoteError. With ctrl_c_interrupts, a
-        KeyboardInterrupt while waiting stops the generation instead of propagating."""
+        and the stats. The text is exactly what the board sent (control characters too:
+        pass it through `printable` before writing it to a terminal). A board error
+        becomes MoteError, and so does a reply that outgrows what self.n tokens can
+        stream (bytes_per_token each) or takes longer than seconds_per_token per prompt
+        byte and token. With ctrl_c_interrupts, a KeyboardInterrupt while waiting stops
+        the generation instead of propagating."""
         if not prompt or "\n" in prompt or "\r" in prompt or prompt.startswith("/"):
             raise MoteError(f"a prompt is one line of text not starting with '/': {prompt!r}")
-        self.write(prompt.encode() + b"\n")
+        line = prompt.encode() + b"\n"
+        tokens = self.n + len(line)  # a prompt has at most one token per byte (and BOS)
+        until = time.monotonic() + self.timeout + tokens * self.seconds_per_token
+        max_bytes = REPLY_SLACK_BYTES + len(line) + self.n * self.bytes_per_token
+        self.write(line)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         streamed = 0
+        mark, searched = -1, 0
 
-        def stream(raw: bytes) -> None:
+        def stats_mark(raw: bytearray) -> int:
+            """Where the stats line begins (-1: not yet), searching only new bytes."""
+            nonlocal mark, searched
+            if mark < 0:
+                mark = raw.find(STATS_MARK, max(0, searched - len(STATS_MARK) + 1))
+                searched = len(raw)
+            return mark
+
+        def stream(raw: bytearray) -> None:
             nonlocal streamed
             if on_text is None or _may_be_error(raw):
                 return
-            end = raw.find(STATS_MARK)
+            end = stats_mark(raw)
             safe = end if end >= 0 else len(raw) - _held_back(raw)
             if safe > streamed:
                 # never splits a \r\n: a trailing \r is always held back
                 chunk, streamed = raw[streamed:safe], safe
                 on_text(decoder.decode(chunk.replace(b"\r\n", b"\n")))
 
-        def complete(raw: bytes) -> bool:
-            if ERROR_REPLY.fullmatch(raw):
+        def complete(raw: bytearray) -> bool:
+            if len(raw) <= ERROR_REPLY_MAX and ERROR_REPLY.fullmatch(raw):
                 return True
-            mark = raw.find(STATS_MARK)
-            return mark >= 0 and raw.endswith(END_OF_REPLY) and len(raw) > mark + len(END_OF_REPLY)
+            at = stats_mark(raw)
+            return at >= 0 and raw.endswith(END_OF_REPLY) and len(raw) > at + len(END_OF_REPLY)
 
         buf = bytearray()
         interrupted = False
         while True:
             try:
-                raw = self._read_until(complete, buf, on_bytes=stream)
+                raw = self._read_until(complete, buf, on_bytes=stream, until=until,
+                                       max_bytes=max_bytes, expect="stats line")
                 break
             except KeyboardInterrupt:
                 if not ctrl_c_interrupts or interrupted:
@@ -251,7 +355,7 @@ class MoteConsole:
                 self.interrupt()
         error = ERROR_REPLY.fullmatch(raw)
         if error:
-            raise MoteError(f"board: {error.group(1).decode('utf-8', 'replace')}")
+            raise MoteError(f"board: {printable(error.group(1).decode('utf-8', 'replace'))}")
         mark = raw.find(STATS_MARK)
         text = raw[:mark].replace(b"\r\n", b"\n").decode("utf-8", "replace")
         if on_text is not None:
@@ -288,7 +392,8 @@ def chat(board: MoteConsole, color: bool | None = None, out=sys.stdout,
          note: Callable[[Stats], str] | None = None) -> int:
     """Interactive console: a line is a prompt or a /command; Ctrl-C stops a
     generation; Ctrl-D quits. History is kept across sessions. `note`, if given,
-    adds a line after each generation's stats (e.g. what an emulated board's times mean)."""
+    adds a line after each generation's stats (e.g. what an emulated board's times mean).
+    What the board sends is shown through `printable`: it cannot drive the terminal."""
     try:
         import readline
     except ImportError:  # not on every platform; the console works without it
@@ -300,10 +405,10 @@ def chat(board: MoteConsole, color: bool | None = None, out=sys.stdout,
             readline.read_history_file(history)
         except OSError:
             pass
-    out.write(style(board.read_banner(), "1") + "\n")
+    out.write(style(printable(board.read_banner()), "1") + "\n")
     info = board.info()
     if "error" in info:
-        out.write(style(f"board: {info['error']}", "31") + "\n")
+        out.write(style(f"board: {printable(info['error'])}", "31") + "\n")
     out.write(style("a line is a prompt; /help lists the commands; Ctrl-C stops, Ctrl-D quits", "2")
               + "\n")
     try:
@@ -319,12 +424,12 @@ def chat(board: MoteConsole, color: bool | None = None, out=sys.stdout,
             if not line.strip():
                 continue
             if line.startswith("/"):
-                for reply in board.command(line):
+                for reply in map(printable, board.command(line)):
                     out.write((style(reply, "31") if reply.startswith("error: ") else reply) + "\n")
                 continue
 
             def show(text: str) -> None:
-                out.write(text)
+                out.write(printable(text))
                 out.flush()
 
             try:
