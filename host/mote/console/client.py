@@ -41,9 +41,9 @@ BOOT_WAIT_S = 2.0  # how long read_banner waits for a boot banner before asking 
 # silent costs seconds and one MoteError, never a hang. Each is a MoteConsole argument.
 DEFAULT_TIMEOUT_S = 30.0  # longest silence while a reply is due (slow emulated boards);
 # also the longest a reply without generated text (a command's, the banner) may take
-SECONDS_PER_TOKEN = 10.0  # a generation may take this per prompt byte and token, on top
-BYTES_PER_TOKEN = 256  # a generation's reply holds at most this per token (and a stats line)
-REPLY_SLACK_BYTES = 4096  # ... plus this: the stats line, an echoed prompt line
+SECONDS_PER_TOKEN = 10.0  # a generation may take timeout + this per prompt byte and token
+BYTES_PER_TOKEN = 256  # on the wire, a token's text is shorter (each \n sent as \r\n)
+REPLY_SLACK_BYTES = 4096  # a generation's reply holds its tokens, the prompt line and this
 MAX_REPLY_BYTES = 1 << 20  # the longest reply without generated text
 DEFAULT_N = 256  # the protocol's default /n, assumed until a reply shows the board's
 
