@@ -173,7 +173,7 @@ def test_ctrl_c_at_the_prompt_drops_the_typed_line(board):
 def test_overlong_line_gets_one_error(board):
     assert board.exchange(b"a" * 10_000 + b"\n") == ["error: line longer than 1024 bytes"]
     assert board.exchange(b"a" * 1025 + b"\r\n") == ["error: line longer than 1024 bytes"]
-    # exactly MOTE_LINE_MAX bytes is a line; this one has too many tokens for ctx 512
+    # exactly MOTE_CONSOLE_LINE_MAX bytes is a line; this one has too many tokens for ctx 512
     reply = board.exchange(b"ab " * 341 + b"a\n")
     assert len(reply) == 1 and re.fullmatch(
         r"error: prompt of \d+ tokens does not fit the context of 512", reply[0]), reply
