@@ -7,26 +7,8 @@
 #include <stdint.h>
 
 #include "../../core/hal.h"
+#include "../../core/text.h"
 #include "cmsdk.h"
-
-static void put_str(const char *s)
-{
-    uint32_t n = 0;
-    while (s[n]) n++;
-    hal_write(s, n);
-}
-
-static void put_u64(uint64_t v)
-{
-    char digits[21];
-    int i = 20;
-    digits[i] = '\0';
-    do {
-        digits[--i] = (char)('0' + v % 10u);
-        v /= 10u;
-    } while (v);
-    put_str(&digits[i]);
-}
 
 /* 2 * iterations + 1 instructions: the mov, then subs + bne per iteration. */
 static uint64_t timed_loop(uint32_t iterations)
@@ -45,19 +27,25 @@ int main(void)
 {
     hal_init();
     static const uint32_t lengths[2] = {1000000u, 11000000u};
+    char buf[96];
+    mote_text line;
     for (int i = 0; i < 2; i++) {
         uint64_t ticks = timed_loop(lengths[i]);
-        put_str("calibrate instructions=");
-        put_u64(2ull * lengths[i] + 1u);
-        put_str(" ticks=");
-        put_u64(ticks);
-        put_str("\r\n");
+        mote_text_init(&line, buf, sizeof buf);
+        mote_text_str(&line, "calibrate instructions=");
+        mote_text_u64(&line, 2ull * lengths[i] + 1u);
+        mote_text_str(&line, " ticks=");
+        mote_text_u64(&line, ticks);
+        mote_text_str(&line, "\r\n");
+        hal_write(line.buf, line.len);
     }
     size_t region;
     const uint8_t *model = hal_blob(&region);
-    put_str("calibrate model_word=");
-    put_u64((uint64_t)model[0] | (uint64_t)model[1] << 8 | (uint64_t)model[2] << 16 |
-            (uint64_t)model[3] << 24);
-    put_str("\r\n");
+    mote_text_init(&line, buf, sizeof buf);
+    mote_text_str(&line, "calibrate model_word=");
+    mote_text_u64(&line, (uint64_t)model[0] | (uint64_t)model[1] << 8 | (uint64_t)model[2] << 16 |
+                             (uint64_t)model[3] << 24);
+    mote_text_str(&line, "\r\n");
+    hal_write(line.buf, line.len);
     return 0;
 }
