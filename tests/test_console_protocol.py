@@ -267,3 +267,61 @@ def test_a_port_that_disappears_mid_stream_is_a_clear_error():
     assert ", there was a ti" in str(caught.value)
     thread.join(5)
     server.close()
+
+
+@pytest.mark.parametrize("raw", [
+    b"/seed 12\x00 34",   # the argument once ended at the NUL: "ok seed=12"
+    b"/reset\x00junk",    # the name once ended there: accepted
+    b"/n\x00 5",
+    b"Once upon\x00 a time",  # prompts alike
+    b"\x00",
+])
+def test_a_nul_byte_anywhere_in_a_line_is_an_error(board, raw):
+    assert board.exchange(raw + b"\n") == ["error: line contains a NUL byte"]
+    assert board.info()["seed"] == "0" and board.info()["n"] == "256"  # nothing was applied
+    assert board.command("/seed 12") == ["ok seed=12"]  # and the console goes on
+
+
+def _wide_token_blob(path: Path) -> tuple[Path, object]:
+    """A model that always says one token of 256 bytes of 0x80 (the longest token a blob
+    may hold, each byte a U+FFFD of 3 bytes): all weights zero but for constant
+    embeddings and that token's classifier row, so its logit is the only nonzero one."""
+    import dataclasses
+
+    import numpy as np
+
+    from mote.format.blob import pack
+    from mote.model import Model, TokenizerData
+    from mote.tokenizer import Tokenizer
+    from tiny_model import tiny_model, tiny_tokenizer
+
+    base = tiny_tokenizer()
+    wide = b"\x80" * 256
+    tok = TokenizerData(kind="llama2c", tokens=base.tokens + [wide], scores=base.scores + [-1e9],
+                        bos_id=1, eos_id=2, special={0, 1, 2}, names=base.names + ["<wide>"])
+    shape = tiny_model(tied=False)
+    config = dataclasses.replace(shape.config, vocab_size=len(tok.tokens))
+    tensors = {}
+    for name, array in shape.tensors.items():
+        rows = len(tok.tokens) if name in ("tok_embedding", "classifier") else array.shape[0]
+        tensors[name] = np.zeros((rows,) + array.shape[1:], np.float32)
+        if name.endswith("norm") or name == "tok_embedding":
+            tensors[name][:] = 1.0
+    tensors["classifier"][len(tok.tokens) - 1] = 1.0
+    path.write_bytes(pack(Model(config=config, tensors=tensors, tokenizer=tok, name="wide")))
+    return path, Tokenizer.from_data(tok)
+
+
+def test_the_longest_token_is_streamed_whole(tmp_path):
+    blob, tokenizer = _wide_token_blob(tmp_path / "wide.mote")
+    wide = tokenizer.vocab_size - 1
+    ref = tokenizer.stream()
+    expected = b"".join(ref.decode(t) for t in [wide] * 3) + ref.flush()
+    assert expected.decode() == "\ufffd" * 768  # the reference: one U+FFFD per byte
+    with LinuxRunner().console(blob) as client:
+        client.read_banner()
+        client.set("temp", 0)
+        client.set("n", 3)
+        text, stats = client.ask("a")
+    assert stats.tokens == 3 and stats.end == "length"
+    assert text == expected.decode()

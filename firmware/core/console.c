@@ -195,6 +195,16 @@ static const char *invalid_utf8(mote_console *c, uint32_t at)
     return out_to_msg(&o, c);
 }
 
+/* Why a received line (command or prompt) cannot run, or NULL. A NUL is refused
+ * rather than read: the C strings the commands parse would end there silently. */
+static const char *line_problem(mote_console *c, const char *s, uint32_t len)
+{
+    if (len > MOTE_CONSOLE_LINE_MAX) return line_too_long(c);
+    if (memchr(s, '\0', len)) return "line contains a NUL byte";
+    const uint32_t bad = mote_utf8_invalid_at((const uint8_t *)s, len);
+    return bad != len ? invalid_utf8(c, bad) : NULL;
+}
+
 static void send_banner_line(const mote_console *c)
 {
     out_line o;
@@ -317,9 +327,8 @@ const char *mote_console_generate(mote_console *c, const char *prompt, uint32_t 
 {
     if (c->status != MOTE_OK) return model_error(c);
     if (len == 0u) return "empty prompt";
-    if (len > MOTE_CONSOLE_LINE_MAX) return line_too_long(c);
-    const uint32_t bad = mote_utf8_invalid_at((const uint8_t *)prompt, len);
-    if (bad != len) return invalid_utf8(c, bad);
+    const char *problem = line_problem(c, prompt, len);
+    if (problem) return problem;
 
     const int32_t n_prompt = mote_gen_encode(&c->model.tokenizer, prompt, len, c->ids,
                                              sizeof c->ids / sizeof c->ids[0]);
@@ -481,13 +490,13 @@ static void run_command(mote_console *c)
 static void end_line(mote_console *c)
 {
     if (c->cfg.echo) send_str("\r\n");
-    const uint32_t bad = mote_utf8_invalid_at((const uint8_t *)c->line, c->line_len);
+    const char *problem = line_problem(c, c->line, c->line_len);
     if (c->line_overflow) {
         send_error(line_too_long(c));
     } else if (c->line_len == 0u) {
         /* an empty line only asks for a new prompt */
-    } else if (bad != c->line_len) {
-        send_error(invalid_utf8(c, bad));
+    } else if (problem) {
+        send_error(problem);
     } else if (c->line[0] == '/') {
         run_command(c);
     } else {
@@ -552,10 +561,6 @@ mote_status mote_console_init(mote_console *c, const mote_console_config *cfg)
     c->status = mote_model_open(&c->model, blob, blob_bytes, 1);
     if (c->status != MOTE_OK) {
         c->model.blob = NULL; /* model_problem(): the blob itself is bad */
-        return c->status;
-    }
-    if (c->model.tokenizer.max_token_bytes + 4u > MOTE_CONSOLE_TEXT_MAX) {
-        c->status = MOTE_E_TOKENIZER;
         return c->status;
     }
     c->status = mote_state_init(&c->state, &c->model, cfg->arena, cfg->arena_bytes, cfg->ctx);

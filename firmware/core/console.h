@@ -13,9 +13,9 @@
 
 #define MOTE_CONSOLE_VERSION "0.1.0"
 #define MOTE_CONSOLE_LINE_MAX 1024u /* longest line (prompt) in bytes */
-/* One token's text plus a held-back partial UTF-8 character (tokenizer.h: cap >=
- * max_token_bytes + 4; the blob writer caps max_token_bytes at 256). */
-#define MOTE_CONSOLE_TEXT_MAX 260u
+/* One decode call's text for the longest token a valid tokenizer section holds: every
+ * byte may become a 3-byte U+FFFD (tokenizer.h), so no blob's text is ever dropped. */
+#define MOTE_CONSOLE_TEXT_MAX MOTE_TOK_DECODE_CAP(MOTE_TOK_MAX_TOKEN_BYTES)
 #define MOTE_CONSOLE_MSG_MAX 128u
 #define MOTE_CONSOLE_AHEAD 256u /* bytes received during a generation, kept for after it */
 
