@@ -164,6 +164,17 @@ def test_ctrl_c_stops_a_generation(board):
     assert board.command("/n 2") == ["ok n=2"]
 
 
+def test_ctrl_c_during_a_generation_drops_the_unfinished_type_ahead_line(board):
+    # All in one write, so the bytes are waiting before the first forward pass: "abc"
+    # goes to the type-ahead, then 0x03 stops the generation and drops "abc" (once it
+    # became the start of a prompt "abc/echo off"); the finished "/n 7" line stays.
+    board.write(PROMPT.encode() + b"\n/n 7\nabc\x03/echo off\n")
+    raw = board._read_until(lambda r: r.endswith(b"ok echo=off" + END_OF_REPLY))
+    assert raw.startswith(b"\r\n[stats] tokens=0 ") and b"end=stopped" in raw
+    assert raw.endswith(b"\r\n> ok n=7\r\n> ok echo=off\r\n> "), raw
+    assert board.command("/n 2") == ["ok n=2"]
+
+
 def test_ctrl_c_at_the_prompt_drops_the_typed_line(board):
     board.write(b"/n 9")
     board.interrupt()

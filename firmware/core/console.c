@@ -304,7 +304,17 @@ static int stop_requested(void *ctx)
     while (c->ahead_len < MOTE_CONSOLE_AHEAD) {
         const int b = hal_read_byte(0);
         if (b < 0) return 0;
-        if (b == (int)CTRL_C) return 1;
+        if (b == (int)CTRL_C) {
+            /* as at the prompt, 0x03 also drops the unfinished line typed before it, so
+             * "0x03 then /echo off" resynchronises a host from anywhere */
+            while (c->ahead_len) {
+                const uint8_t last =
+                    c->ahead[(c->ahead_start + c->ahead_len - 1u) % MOTE_CONSOLE_AHEAD];
+                if (last == '\r' || last == '\n') break;
+                c->ahead_len--;
+            }
+            return 1;
+        }
         c->ahead[(c->ahead_start + c->ahead_len++) % MOTE_CONSOLE_AHEAD] = (uint8_t)b;
     }
     return 0;
