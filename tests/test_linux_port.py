@@ -190,3 +190,14 @@ def test_console_survives_its_client_dying(blob):
         time.sleep(0.2)
         with type(client)(client.url) as again:
             assert again.read_banner(boot_wait=0.1).startswith("mote 0.1.0 board=linux")
+
+
+@pytest.mark.parametrize("mode", [("--prompt", "hi", "-n", "2"), ("--info",)])
+def test_every_mode_names_a_corrupted_blob_by_its_crc_first(binary, blob, tmp_path, mode):
+    data = bytearray(blob.read_bytes())
+    data[300] ^= 0xFF  # inside the tensor table: a structural error too, once the CRC is ignored
+    bad = tmp_path / "bad.mote"
+    bad.write_bytes(data)
+    done = run(binary, str(bad), *mode)
+    assert done.returncode == 2
+    assert b"CRC mismatch" in done.stderr and done.stdout == b""

@@ -177,9 +177,10 @@ int main(int argc, char **argv)
     if ((status = map_blob(o.blob_path, &blob, &blob_bytes)) >= 0) return status;
     hal_linux_set_blob(blob, blob_bytes);
 
-    /* Size the arena from the header (the console checks everything, CRC included). */
+    /* Size the arena from the header. The CRC is checked here too, so every mode names
+     * a corrupted blob by its CRC first, as the console and the host reader do. */
     static mote_model probe;
-    const mote_status probed = mote_model_open(&probe, blob, blob_bytes, 0);
+    const mote_status probed = mote_model_open(&probe, blob, blob_bytes, 1);
     const uint32_t ctx = o.ctx ? (uint32_t)o.ctx : probe.config.ctx_len;
     const int one_shot = o.prompt || o.info;
     if (probed != MOTE_OK && one_shot) return fail(o.blob_path, mote_status_str(probed));
