@@ -201,3 +201,22 @@ def test_every_mode_names_a_corrupted_blob_by_its_crc_first(binary, blob, tmp_pa
     done = run(binary, str(bad), *mode)
     assert done.returncode == 2
     assert b"CRC mismatch" in done.stderr and done.stdout == b""
+
+
+@pytest.mark.parametrize("rewrite", ["truncated", "overwritten"])
+def test_a_blob_rewritten_in_place_under_a_running_console_changes_nothing(blob, tmp_path, rewrite):
+    """cp, an editor or a second convert can rewrite the file the port was started on;
+    the port runs from its own copy, so the next reply is the same and nothing crashes."""
+    path = tmp_path / "live.mote"
+    path.write_bytes(blob.read_bytes())
+    with LinuxRunner().console(path) as client:
+        client.read_banner()
+        client.set("n", 12)
+        before, _ = client.ask("Once upon a time")
+        with open(path, "r+b") as f:  # in place: the same inode, as `cp` does
+            if rewrite == "truncated":
+                f.truncate(4096)
+            else:
+                f.write(bytes(len(blob.read_bytes())))
+        after, _ = client.ask("Once upon a time")
+    assert after == before and before

@@ -22,7 +22,7 @@ int hal_read_byte(uint32_t timeout_ms);
 uint64_t hal_ticks(void);
 uint64_t hal_ticks_per_second(void);
 
-/* Where the model blob lies (flash partition, mmap) and how many bytes that region
+/* Where the model blob lies (flash partition, or a copy in RAM) and how many bytes that region
  * holds; the core validates what it finds there. */
 const uint8_t *hal_blob(size_t *region_bytes);
 

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -117,32 +116,48 @@ static int parse_args(int argc, char **argv, options *o)
 
 /* The blob, read-only and shared with the page cache, as flash is on a board. An
  * empty file maps to nothing and the console reports it as truncated. */
-static int map_blob(const char *path, const uint8_t **blob, size_t *bytes)
+/* The blob is read into private memory rather than mapped: a file rewritten in place
+ * while the port runs (`cp new.mote model.mote`, an editor, a second convert) would
+ * otherwise change or truncate the bytes under a running forward pass (SIGBUS, or a
+ * model that no longer matches what was validated). The copy costs the blob's size in
+ * RAM, which this tier of board has. */
+static int read_blob(const char *path, const uint8_t **blob, size_t *bytes)
 {
     const int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) return fail(path, strerror(errno));
     *bytes = (size_t)st.st_size;
     *blob = NULL;
-    if (*bytes) {
-        void *p = mmap(NULL, *bytes, PROT_READ, MAP_SHARED, fd, 0);
-        if (p == MAP_FAILED) return fail(path, strerror(errno));
-        *blob = p;
+    void *copy = NULL;
+    if (*bytes && posix_memalign(&copy, ARENA_ALIGN, *bytes) != 0) {
+        close(fd);
+        return fail(path, strerror(ENOMEM));
+    }
+    size_t got = 0;
+    while (got < *bytes) {
+        const ssize_t n = read(fd, (uint8_t *)copy + got, *bytes - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            close(fd);
+            return fail(path, n < 0 ? strerror(errno) : "file shrank while being read");
+        }
+        got += (size_t)n;
     }
     close(fd);
+    *blob = copy;
     return -1;
 }
 
 static void print_info(const mote_model *m, uint32_t ctx)
 {
-    static const char *const dtypes[] = {"f32", "f16", "q8", "q4"};
+    static const char *const dtypes[MOTE_DTYPE_CODES] = MOTE_DTYPE_NAMES_INIT;
     const mote_config *k = &m->config;
     printf("model=%s\ndim=%u\nhidden_dim=%u\nn_layers=%u\nn_heads=%u\nn_kv_heads=%u\n"
            "head_dim=%u\nvocab_size=%u\nmax_seq_len=%u\nactivation=%s\ngroup_size=%u\n"
            "quant=%s\nblob_bytes=%u\nctx=%u\narena_bytes=%u\n",
            k->name, k->dim, k->hidden_dim, k->n_layers, k->n_heads, k->n_kv_heads, k->head_dim,
            k->vocab_size, k->max_seq_len, k->activation == MOTE_ACT_RELU ? "relu" : "silu",
-           k->group_size, dtypes[m->layers[0].wq.dtype & 3u], m->blob_bytes, ctx,
+           k->group_size, dtypes[m->layers[0].wq.dtype], m->blob_bytes, ctx,
            mote_arena_bytes(k, ctx));
 }
 
@@ -174,7 +189,7 @@ int main(int argc, char **argv)
 
     const uint8_t *blob = NULL;
     size_t blob_bytes = 0;
-    if ((status = map_blob(o.blob_path, &blob, &blob_bytes)) >= 0) return status;
+    if ((status = read_blob(o.blob_path, &blob, &blob_bytes)) >= 0) return status;
     hal_linux_set_blob(blob, blob_bytes);
 
     /* Size the arena from the header. The CRC is checked here too, so every mode names
