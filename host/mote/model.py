@@ -101,13 +101,18 @@ class Model:
         return expected_shapes(self.config)
 
     def validate(self) -> None:
-        """Raise MoteError naming the first missing or mis-shaped tensor."""
+        """Raise MoteError naming the first missing, mis-shaped or non-finite tensor."""
         for name, shape in self.expected_shapes().items():
             if name not in self.tensors:
                 raise MoteError(f"{self.name}: missing tensor {name} (expected shape {shape})")
             got = tuple(self.tensors[name].shape)
             if got != shape:
                 raise MoteError(f"{self.name}: tensor {name} has shape {got}, expected {shape}")
+            # a NaN or inf quantizes into a scale that poisons its whole group, silently
+            finite = np.isfinite(self.tensors[name])
+            if not finite.all():
+                bad = int(finite.size - np.count_nonzero(finite))
+                raise MoteError(f"{self.name}: tensor {name} has {bad} NaN or infinite values")
         if len(self.tokenizer.tokens) != self.config.vocab_size:
             raise MoteError(
                 f"{self.name}: tokenizer has {len(self.tokenizer.tokens)} tokens, "

@@ -47,9 +47,14 @@ def convert(source: Path, options: ConvertOptions, board: Board | None = None,
         raise MoteError("--sparsity lays out q8 matrices: use --quant int8")
     if o.sparsity not in (None, "natural") and o.calib is None:
         raise MoteError("--sparsity S needs --calib TEXT to calibrate the thresholds on")
+    if o.calib_tokens < 1:
+        raise MoteError(f"--calib-tokens must be at least 1, got {o.calib_tokens}")
     model = load_model(source, o.tokenizer)
     errors: dict[str, float] = {}
     blob = blobfile.quantize(model, o.quant, o.group, o.ctx, progress=progress, errors=errors)
+    if blob.arena_bytes > 0xFFFFFFFF:  # the header's arena_bytes is a u32
+        raise MoteError(f"the arena for context {blob.ctx_len} is {blob.arena_bytes} bytes, more than the "
+                        f"32-bit header can hold: convert with a smaller --ctx")
     notes: list[str] = []
     if o.sparsity is not None:
         blob.sparsity, notes = _calibrate(blob, o)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mote.model import Config, Model, MoteError, TokenizerData, expected_shapes
+from mote.importers.config_schema import build_config
 from mote.importers.vocab import bytelevel_tokenizer, parse_merges, sentencepiece_piece_bytes
 
 LAYER_NAMES = {
@@ -65,28 +66,28 @@ def _config(meta: _Metadata, vocab_size: int, tied: bool) -> Config:
     arch = meta.need("general.architecture")
     if arch != "llama":
         raise MoteError(f"{meta.path}: GGUF architecture {arch!r} is not supported (only llama)")
-    dim = int(meta.need("llama.embedding_length"))
-    n_heads = int(meta.need("llama.attention.head_count"))
-    head_dim = int(meta.get("llama.attention.key_length", dim // n_heads))
-    rope_dims = int(meta.get("llama.rope.dimension_count", head_dim))
-    if rope_dims != head_dim:
-        raise MoteError(f"{meta.path}: RoPE on {rope_dims} of {head_dim} head dimensions is not supported")
+    keys = {
+        "dim": "llama.embedding_length", "hidden_dim": "llama.feed_forward_length",
+        "n_layers": "llama.block_count", "n_heads": "llama.attention.head_count",
+        "max_seq_len": "llama.context_length", "norm_eps": "llama.attention.layer_norm_rms_epsilon",
+    }
+    raw = {name: (key, meta.need(key)) for name, key in keys.items()}
+    raw["n_kv_heads"] = ("llama.attention.head_count_kv", meta.get("llama.attention.head_count_kv"))
+    raw["head_dim"] = ("llama.attention.key_length", meta.get("llama.attention.key_length"))
+    raw["vocab_size"] = (f"{GLOBAL_NAMES['tok_embedding']} rows", vocab_size)
+    raw["rope_theta"] = ("llama.rope.freq_base", meta.get("llama.rope.freq_base", 10000.0))
+    for name in ("rope_theta", "norm_eps"):
+        key, value = raw[name]
+        if isinstance(value, float):
+            raw[name] = (key, _decimal(value))
+    config = build_config(meta.path, raw, activation="silu", tied=tied)
+    rope_dims = meta.get("llama.rope.dimension_count", config.head_dim)
+    if rope_dims != config.head_dim:
+        raise MoteError(f"{meta.path}: RoPE on {rope_dims!r} of {config.head_dim} head dimensions is not supported")
     scaling = meta.get("llama.rope.scaling.type", "none")
     if scaling != "none":
         raise MoteError(f"{meta.path}: RoPE scaling {scaling!r} is not supported")
-    return Config(
-        dim=dim,
-        hidden_dim=int(meta.need("llama.feed_forward_length")),
-        n_layers=int(meta.need("llama.block_count")),
-        n_heads=n_heads,
-        n_kv_heads=int(meta.get("llama.attention.head_count_kv", n_heads)),
-        head_dim=head_dim,
-        vocab_size=vocab_size,
-        max_seq_len=int(meta.need("llama.context_length")),
-        rope_theta=_decimal(meta.get("llama.rope.freq_base", 10000.0)),
-        norm_eps=_decimal(meta.need("llama.attention.layer_norm_rms_epsilon")),
-        tied_classifier=tied,
-    )
+    return config
 
 
 def _dequantize(path: Path, tensor: Any) -> np.ndarray:

@@ -20,6 +20,7 @@ import safetensors
 from safetensors import safe_open
 
 from mote.model import Config, Model, MoteError, TokenizerData, expected_shapes
+from mote.importers.config_schema import build_config, choice
 from mote.importers.vocab import (
     SENTENCEPIECE_SPACE,
     bytelevel_tokenizer,
@@ -55,23 +56,32 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise MoteError(f"cannot read {path}: {err.strerror}") from err
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise MoteError(f"{path}: not valid JSON ({err})") from err
+    except RecursionError:
+        raise MoteError(f"{path}: JSON nested too deeply to be a configuration") from None
     if not isinstance(data, dict):
         raise MoteError(f"{path}: expected a JSON object")
     return data
 
 
-def _rope_theta(path: Path, cfg: dict[str, Any]) -> float:
-    """rope_theta from the top level (transformers < 5) or rope_parameters (>= 5);
-    any RoPE scaling (linear, dynamic, llama3, yarn, ...) is refused."""
-    params = cfg.get("rope_parameters") or {}
-    scaling = cfg.get("rope_scaling") or {}
-    for source in (params, scaling):
-        rope_type = source.get("rope_type", source.get("type", "default"))
+def _rope_theta(path: Path, cfg: dict[str, Any]) -> Any:
+    """rope_theta from the top level (transformers < 5) or rope_parameters (>= 5),
+    as stored (build_config checks it); any RoPE scaling (linear, dynamic, llama3,
+    yarn, ...) is refused."""
+    sections = {}
+    for key in ("rope_parameters", "rope_scaling"):
+        section = cfg.get(key) or {}
+        if not isinstance(section, dict):
+            raise MoteError(f"{path}: {key} {section!r}: must be an object or null")
+        sections[key] = section
+        rope_type = section.get("rope_type", section.get("type", "default"))
         if rope_type != "default":
             raise MoteError(f"{path}: RoPE scaling type {rope_type!r} is not supported (only default RoPE)")
     if cfg.get("partial_rotary_factor", 1.0) != 1.0:
         raise MoteError(f"{path}: partial rotary embeddings are not supported")
-    return float(params.get("rope_theta", cfg.get("rope_theta", 10000.0)))
+    params = sections["rope_parameters"]
+    if "rope_theta" in params:
+        return params["rope_theta"]
+    return cfg.get("rope_theta", 10000.0)
 
 
 def _config(path: Path, cfg: dict[str, Any]) -> Config:
@@ -79,39 +89,22 @@ def _config(path: Path, cfg: dict[str, Any]) -> Config:
     model_type = cfg.get("model_type")
     is_llama = model_type == "llama" or (model_type is None and architectures == ["LlamaForCausalLM"])
     if not is_llama or (architectures and architectures != ["LlamaForCausalLM"]):
-        described = ", ".join(architectures) or str(model_type)
-        raise MoteError(f"{path}: architecture {described} is not supported (only LlamaForCausalLM)")
+        described = ", ".join(map(str, architectures)) if isinstance(architectures, list) else str(architectures)
+        raise MoteError(f"{path}: architecture {described or model_type} is not supported (only LlamaForCausalLM)")
     for flag in ("attention_bias", "mlp_bias"):
         if cfg.get(flag):
             raise MoteError(f"{path}: {flag} is set; Llama models with biases are not supported")
-    act = cfg.get("hidden_act", "silu")
-    if act not in ACTIVATIONS:
-        raise MoteError(f"{path}: hidden_act {act!r} is not supported (only silu or relu)")
-
-    def need(key: str) -> int:
-        if not isinstance(cfg.get(key), int):
-            raise MoteError(f"{path}: missing or non-integer {key}")
-        return cfg[key]
-
-    dim, n_heads = need("hidden_size"), need("num_attention_heads")
-    head_dim = cfg.get("head_dim") or dim // n_heads
-    n_kv_heads = cfg.get("num_key_value_heads") or n_heads
-    if n_heads % n_kv_heads or head_dim % 2:
-        raise MoteError(f"{path}: {n_heads} heads, {n_kv_heads} kv heads, head_dim {head_dim} do not fit")
-    return Config(
-        dim=dim,
-        hidden_dim=need("intermediate_size"),
-        n_layers=need("num_hidden_layers"),
-        n_heads=n_heads,
-        n_kv_heads=n_kv_heads,
-        head_dim=head_dim,
-        vocab_size=need("vocab_size"),
-        max_seq_len=need("max_position_embeddings"),
-        activation=ACTIVATIONS[act],
-        rope_theta=_rope_theta(path, cfg),
-        norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
-        tied_classifier=True,  # settled by _load_tensors once the tensor names are known
-    )
+    activation = choice(path, "hidden_act", cfg.get("hidden_act", "silu"), ACTIVATIONS)
+    keys = {
+        "dim": "hidden_size", "hidden_dim": "intermediate_size", "n_layers": "num_hidden_layers",
+        "n_heads": "num_attention_heads", "n_kv_heads": "num_key_value_heads", "head_dim": "head_dim",
+        "vocab_size": "vocab_size", "max_seq_len": "max_position_embeddings",
+    }
+    raw = {name: (key, cfg.get(key)) for name, key in keys.items()}
+    raw["rope_theta"] = ("rope_theta", _rope_theta(path, cfg))
+    raw["norm_eps"] = ("rms_norm_eps", cfg.get("rms_norm_eps", 1e-6))
+    # tied is settled by _load_tensors once the tensor names are known
+    return build_config(path, raw, activation, tied=True)
 
 
 def rotate_half_to_interleaved(w: np.ndarray, n_heads: int) -> np.ndarray:
@@ -138,6 +131,9 @@ def _tensor_files(directory: Path) -> dict[str, Path]:
         weight_map = _read_json(index).get("weight_map")
         if not isinstance(weight_map, dict):
             raise MoteError(f"{index}: no weight_map")
+        for name, file in weight_map.items():
+            if not isinstance(file, str):
+                raise MoteError(f"{index}: weight_map entry {name!r} is {file!r}: must be a file name")
         return {name: directory / file for name, file in weight_map.items()}
     if single.is_file():
         try:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mote.model import Config, Model, MoteError, TokenizerData
+from mote.importers.config_schema import build_config
 from mote.importers.vocab import byte_piece_value
 
 AK42_MAGIC = 0x616B3432  # "ak42" read as a little-endian u32 (bytes b"24ka")
@@ -46,27 +47,26 @@ V2_QUANT_ORDER = ("tok_embedding", "wq", "wk", "wv", "wo", "w_gate", "w_down", "
 BOS_ID, EOS_ID = 1, 2  # llama2.c's (sentencepiece's) <s> and </s>; 0 is <unk>
 
 
+PARAM_KEYS = ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "max_seq_len")
+
+
+def _plausible(params: tuple[int, ...]) -> bool:
+    """Whether 7 header ints can be a llama2.c header at all (v0 has no magic, so
+    this is what tells one from any other file)."""
+    dim, _, _, n_heads, n_kv_heads, _, _ = params
+    return (min(params) > 0 and not dim % n_heads and not n_heads % n_kv_heads
+            and not (dim // n_heads) % 2 and max(params) <= 1 << 24)
+
+
 def _config(path: Path, params: tuple[int, ...], tied: bool) -> Config:
-    dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, max_seq_len = params
-    if (
-        min(params) <= 0
-        or dim % n_heads
-        or n_heads % n_kv_heads
-        or (dim // n_heads) % 2
-        or max(params) > 1 << 24
-    ):
+    if not _plausible(params):
         raise MoteError(f"{path}: implausible llama2.c header {params}")
-    return Config(
-        dim=dim,
-        hidden_dim=hidden_dim,
-        n_layers=n_layers,
-        n_heads=n_heads,
-        n_kv_heads=n_kv_heads,
-        head_dim=dim // n_heads,
-        vocab_size=vocab_size,
-        max_seq_len=max_seq_len,
-        tied_classifier=tied,
-    )
+    raw = {name: (f"header {name}", value) for name, value in zip(PARAM_KEYS, params)}
+    raw["head_dim"] = ("header dim / n_heads", params[0] // params[3])
+    # llama2.c's run.c fixes these; its header has no field for them
+    raw["rope_theta"] = ("rope_theta", 10000.0)
+    raw["norm_eps"] = ("norm_eps", 1e-5)
+    return build_config(path, raw, activation="silu", tied=tied)
 
 
 def _shape(c: Config, name: str) -> tuple[int, ...]:
@@ -130,23 +130,28 @@ def _read_fp32(path: Path, c: Config, order: tuple[str, ...], offset: int, kind:
     return _unstack(stacked, c)
 
 
-def _v0_config(path: Path) -> Config:
+def _v0_params(path: Path) -> tuple[tuple[int, ...], bool]:
     with open(path, "rb") as f:
         head = f.read(V0_HEADER_BYTES)
     if len(head) < V0_HEADER_BYTES:
         raise MoteError(f"{path}: too short for a llama2.c checkpoint header")
     params = struct.unpack("<7i", head)
     tied = params[5] > 0  # v0 flags an unshared classifier with a negative vocab_size
-    return _config(path, (*params[:5], abs(params[5]), params[6]), tied)
+    return (*params[:5], abs(params[5]), params[6]), tied
+
+
+def _v0_config(path: Path) -> Config:
+    return _config(path, *_v0_params(path))
 
 
 def looks_like_v0(path: Path) -> bool:
-    """Whether the file starts with a plausible llama2.c v0 header (v0 has no magic)."""
+    """Whether the file starts with a plausible llama2.c v0 header (v0 has no magic):
+    plausible, not yet within the runtime's limits, so that a v0 model with too many
+    layers is told so rather than called unrecognized."""
     try:
-        _v0_config(path)
+        return _plausible(_v0_params(path)[0])
     except MoteError:
         return False
-    return True
 
 
 def _load_v0(path: Path) -> tuple[Config, dict[str, np.ndarray]]:
