@@ -134,7 +134,19 @@ def corrupt(blob: bytes, seed: int) -> list[bytes]:
         buf = bytearray(blob)
         buf[at] ^= 1 << int(rng.integers(0, 8))
         out.append(sealed(buf) if at >= spec.CRC_START else bytes(buf))
-    return out + header_edits(blob) + table_edits(blob, rng) + section_edits(blob, rng)
+    return (out + header_edits(blob) + table_edits(blob, rng) + section_edits(blob, rng)
+            + overlap_edits(blob))
+
+
+def overlap_edits(blob: bytes) -> list[bytes]:
+    """The last matrix's data pointed at the tensor table, the tokenizer section and the
+    first matrix's data (in bounds, aligned, right size: only the overlap is wrong)."""
+    table, n = u32(blob, "tensor_table_offset"), u32(blob, "n_tensors")
+    entry = lambda i: table + i * spec.TABLE_ENTRY_BYTES  # noqa: E731
+    d_off = ENTRY["data_offset"][0]
+    last = max(i for i in range(n) if struct.unpack_from("<I", blob, entry(i) + ENTRY["data_bytes"][0])[0])
+    targets = [table, u32(blob, "tokenizer_offset"), struct.unpack_from("<I", blob, entry(0) + d_off)[0]]
+    return [edit(blob, entry(last) + d_off, "u32", t) for t in targets]
 
 
 def bases() -> list[bytes]:

@@ -311,6 +311,52 @@ static mote_status read_sparsity(mote_model *m, uint32_t offset, uint32_t bytes,
     return MOTE_OK;
 }
 
+/* Region k of an opened blob, k < 3 + 2 * n_tensors: the tensor table, the tokenizer
+ * and sparsity sections, then each entry's data and scales. Every range was checked to
+ * lie inside the blob and past the header, so the header overlaps none of them. */
+static void region(const uint8_t *blob, uint32_t k, uint32_t *offset, uint32_t *bytes)
+{
+    const uint8_t *h = blob;
+    const uint32_t table = read_u32(h + MOTE_H_TENSOR_TABLE_OFFSET);
+    if (k == 0) {
+        *offset = table;
+        *bytes = read_u32(h + MOTE_H_N_TENSORS) * MOTE_TABLE_ENTRY_BYTES;
+    } else if (k == 1) {
+        *offset = read_u32(h + MOTE_H_TOKENIZER_OFFSET);
+        *bytes = read_u32(h + MOTE_H_TOKENIZER_BYTES);
+    } else if (k == 2) {
+        *offset = read_u32(h + MOTE_H_SPARSITY_OFFSET);
+        *bytes = read_u32(h + MOTE_H_SPARSITY_BYTES);
+    } else {
+        const uint8_t *entry = blob + table + (size_t)((k - 3u) / 2u) * MOTE_TABLE_ENTRY_BYTES;
+        const int scales = (k - 3u) % 2u;
+        *offset = read_u32(entry + (scales ? MOTE_T_SCALES_OFFSET : MOTE_T_DATA_OFFSET));
+        *bytes = read_u32(entry + (scales ? MOTE_T_SCALES_BYTES : MOTE_T_DATA_BYTES));
+    }
+}
+
+/* No two non-empty regions share a byte (a tensor pointed at the table or at another
+ * tensor would run as nonsense). A pairwise check, chosen over sorting because it needs
+ * no stack array: at most (3 + 2 * 579)^2 / 2 comparisons, bounded by MOTE_MAX_LAYERS,
+ * tens of milliseconds once at open on an MCU. Ranges end inside a 32-bit blob, so the
+ * sums cannot wrap. */
+static mote_status check_disjoint(const uint8_t *blob, uint32_t n_tensors)
+{
+    const uint32_t n = 3u + 2u * n_tensors;
+    uint32_t i, j, a_off, a_len, b_off, b_len;
+    for (i = 0; i < n; i++) {
+        region(blob, i, &a_off, &a_len);
+        if (a_len == 0)
+            continue;
+        for (j = i + 1u; j < n; j++) {
+            region(blob, j, &b_off, &b_len);
+            if (b_len != 0 && a_off < b_off + b_len && b_off < a_off + a_len)
+                return MOTE_E_TABLE;
+        }
+    }
+    return MOTE_OK;
+}
+
 mote_status mote_model_open(mote_model *m, const uint8_t *blob, size_t len, int check_crc)
 {
     const uint8_t *h = blob;
@@ -379,5 +425,5 @@ mote_status mote_model_open(mote_model *m, const uint8_t *blob, size_t len, int 
         mote_tok_open(&m->tokenizer, blob + tok_offset, tok_bytes) != 0 ||
         m->tokenizer.vocab_size != m->config.vocab_size)
         return MOTE_E_TOKENIZER;
-    return MOTE_OK;
+    return check_disjoint(blob, n_tensors);
 }

@@ -43,6 +43,11 @@ def main() -> None:
     struct.pack_into("<I", out_of_bounds, entry + 12, len(good) + 32)
     struct.pack_into("<I", out_of_bounds, 12, zlib.crc32(memoryview(out_of_bounds)[16:]))
     seeds["table_out_of_bounds"] = bytes(out_of_bounds)
+    # the embedding's data pointed at the tensor table: in bounds, only overlapping
+    overlap = bytearray(good)
+    struct.pack_into("<I", overlap, entry - 32 + 12, struct.unpack_from("<I", good, 84)[0])
+    mote_blob.seal(overlap)
+    seeds["table_overlap"] = bytes(overlap)
     for name, data in seeds.items():
         (out / f"{name}.mote").write_bytes(data)
     total = sum(len(d) for d in seeds.values())

@@ -429,11 +429,32 @@ def load(source: Path | str | bytes) -> Blob:
         raise fail("tokenizer", str(err)) from None
     if tok_vocab != config.vocab_size:
         raise fail("tokenizer", f"{tok_vocab} tokens, the header says {config.vocab_size}")
+    _check_disjoint(buf, fail, h, expected, table, total)
     return Blob(
         config=config, name=name, group_size=group, ctx_len=h["ctx_len"],
         arena_bytes=h["arena_bytes"], total_bytes=total, tensors=tensors,
         tokenizer_section=tok, sparsity=sparsity,
     )
+
+
+def _check_disjoint(buf, fail, h: dict, names, table: int, total: int) -> None:
+    """blob.c's check_disjoint: no two non-empty regions (table, tokenizer, sparsity, each
+    entry's data and scales) share a byte; the header is below every range already. Sorted
+    here, pairwise there: the same verdict."""
+    regions = [(table, TABLE_ENTRY_BYTES * len(names), "tensor table"),
+               (h["tokenizer_offset"], h["tokenizer_bytes"], "tokenizer section"),
+               (h["sparsity_offset"], h["sparsity_bytes"], "sparsity section")]
+    for i, tname in enumerate(names):
+        fields = _ENTRY.unpack_from(buf, table + i * TABLE_ENTRY_BYTES)
+        d_off, d_len, s_off, s_len = fields[5:9]
+        regions += [(d_off, d_len, f"{tname} data"), (s_off, s_len, f"{tname} scales")]
+    previous = None
+    for start, size, what in sorted(r for r in regions if r[1]):
+        if previous is not None and start < previous[0] + previous[1]:
+            raise fail("table", f"{what} [{start}, +{size}) overlaps {previous[2]} "
+                                f"[{previous[0]}, +{previous[1]})")
+        if previous is None or start + size > previous[0] + previous[1]:
+            previous = (start, size, what)
 
 
 def _load_tensor(buf, fail, tname: str, e: dict, shape: tuple[int, ...], config: Config, group: int,
