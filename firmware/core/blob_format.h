@@ -120,7 +120,7 @@
 #define MOTE_REASON_VERSION "unsupported format version: reconvert with mote convert"
 #define MOTE_REASON_CRC "CRC mismatch: blob corrupted"
 #define MOTE_REASON_HEADER "impossible hyperparameters in the header"
-#define MOTE_REASON_TABLE "tensor table entry out of bounds, misaligned or mis-shaped"
+#define MOTE_REASON_TABLE "tensor table entry out of bounds, misaligned, mis-shaped or overlapping"
 #define MOTE_REASON_TOKENIZER "tokenizer section malformed"
 #define MOTE_REASON_SPARSITY "sparsity section malformed"
 

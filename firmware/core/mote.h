@@ -17,7 +17,7 @@ typedef enum {
     MOTE_E_VERSION,        /* a format version this runtime does not read */
     MOTE_E_CRC,            /* contents do not match the CRC32 */
     MOTE_E_HEADER,         /* impossible hyperparameters */
-    MOTE_E_TABLE,          /* tensor table entry out of bounds, misaligned or mis-shaped */
+    MOTE_E_TABLE,          /* tensor table entry out of bounds, misaligned, mis-shaped or overlapping */
     MOTE_E_TOKENIZER,      /* tokenizer section malformed */
     MOTE_E_SPARSITY,       /* sparsity section malformed */
     MOTE_E_ARENA,          /* arena smaller than mote_arena_bytes() */

@@ -130,7 +130,7 @@ REASONS = (
     ("version", "unsupported format version: reconvert with mote convert"),
     ("crc", "CRC mismatch: blob corrupted"),
     ("header", "impossible hyperparameters in the header"),
-    ("table", "tensor table entry out of bounds, misaligned or mis-shaped"),
+    ("table", "tensor table entry out of bounds, misaligned, mis-shaped or overlapping"),
     ("tokenizer", "tokenizer section malformed"),
     ("sparsity", "sparsity section malformed"),
 )
