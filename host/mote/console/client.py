@@ -97,7 +97,7 @@ class Stats:
     decode_ticks: int  # board clock ticks of the generation (ms - prefill_ms, exact)
     ticks_hz: int  # the board clock's ticks per second
     read_bytes_per_token: int  # weight bytes read per generated token, counted on the board
-    end: str  # eos, length, context or stopped
+    end: str  # eos, length, context, stopped or numeric
 
     @classmethod
     def parse(cls, line: str) -> Stats:
