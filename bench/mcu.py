@@ -13,10 +13,11 @@ Writes bench/results/mcu.json and bench/results/mcu.png. How each figure is obta
 - weight bytes per token: from the blob's tensor table; in dense mode every weight
   tensor's data and scales are read once per token (a tied classifier reads the whole
   embedding, which covers the looked-up row; an untied one adds one embedding row).
-- RAM high-water mark: the arena the model needs (the runtime carves exactly that much
-  of the static arena) + the deepest stack use + the rest of .data/.bss (console state,
-  libc); the firmware reports stack and static RAM on /info's port line (painted
-  stack, linker symbols) after the run.
+- RAM high-water mark: the arena the runtime carves (what the model needs, plus the
+  activations of the prefill batch /info reports: the static arena's spare room) + the
+  deepest stack use + the rest of .data/.bss (console state, libc); the firmware
+  reports stack and static RAM on /info's port line (painted stack, linker symbols)
+  after the run.
 - flash used: firmware image + blob.
 - estimated tok/s: the board's clock_hz / instructions per token, i.e. assuming one
   instruction per cycle from zero-wait-state memory. An estimate, labelled as one.
@@ -99,6 +100,8 @@ def run_one(board: Board, model: str, quant: str, tokens: int, per_tick: float) 
     instructions = stats.decode_ticks * per_tick / new_tokens
     stack_used = int(info["stack_high_water"])
     other_static = int(info["static_ram"]) - static_arena
+    batch = int(info["prefill_batch"])
+    carved = blobfile.arena_bytes(blob.config, blob.ctx_len, blob.group_size, batch)
     row.update({
         "banner": console.banner.strip(),
         "text": text.strip(),
@@ -107,10 +110,12 @@ def run_one(board: Board, model: str, quant: str, tokens: int, per_tick: float) 
         "instructions_per_token": round(instructions),
         "weight_bytes_per_token": stats.read_bytes_per_token,  # counted by the runtime
         "ram": {
-            "arena": blob.arena_bytes,
+            "arena": carved,
+            "arena_model": blob.arena_bytes,
+            "prefill_batch": batch,
             "stack_high_water": stack_used,
             "other_static": other_static,
-            "high_water_total": blob.arena_bytes + stack_used + other_static,
+            "high_water_total": carved + stack_used + other_static,
             "budget": board.ram_size,
         },
         "flash": {"firmware": images(board)[0].path.stat().st_size, "blob": len(data),

@@ -35,11 +35,13 @@ static void emit(const mote_gen_io *io, uint32_t n)
     if (n) io->write(io->ctx, io->text, n);
 }
 
-/* One forward pass, shown to the logits observer. */
-static float *forward(mote_state *s, const mote_gen_io *io, int32_t token, uint32_t pos)
+/* n ids at positions pos.. in one pass (mote_prefill), its last logits shown to the
+ * logits observer. */
+static float *forward(mote_state *s, const mote_gen_io *io, const int32_t *tokens, uint32_t n,
+                      uint32_t pos)
 {
-    float *logits = mote_forward(s, token, pos);
-    if (io->logits) io->logits(io->ctx, pos, logits);
+    float *logits = mote_prefill(s, tokens, n, pos);
+    if (io->logits) io->logits(io->ctx, pos + n - 1u, logits);
     return logits;
 }
 
@@ -61,9 +63,12 @@ mote_status mote_generate(mote_state *s, mote_sampler *smp, const int32_t *promp
     float *logits = NULL;
     uint32_t pos = 0;
     int stopped = 0;
-    for (; pos < n_prompt && !stopped; pos++) {
-        stopped = stop_requested(io);
-        if (!stopped) logits = forward(s, io, prompt[pos], pos);
+    /* the prompt in passes as wide as the arena allows, the stop request polled
+     * before each */
+    while (pos < n_prompt && !(stopped = stop_requested(io))) {
+        const uint32_t n = n_prompt - pos < s->batch ? n_prompt - pos : s->batch;
+        logits = forward(s, io, prompt + pos, n, pos);
+        pos += n;
     }
     stats->prefill_ticks = now(io) - start;
     const uint64_t prefill_read_bytes = s->reads.bytes;
@@ -93,7 +98,7 @@ mote_status mote_generate(mote_state *s, mote_sampler *smp, const int32_t *promp
             stats->end = MOTE_END_CONTEXT;
             break;
         }
-        logits = forward(s, io, token, pos++);
+        logits = forward(s, io, &token, 1u, pos++);
         stats->decode_passes++;
     }
     stats->decode_read_bytes = s->reads.bytes - prefill_read_bytes;

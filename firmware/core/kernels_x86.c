@@ -369,6 +369,25 @@ void mote_x86_matvec(float *y, const mote_tensor *w, const int8_t *xq, const flo
         matvec_impl(y, w, xq, xs, group, row_begin, row_end, 0);
 }
 
+/* Rows per tile of the matrix x matrix product: a tile's weights (64 rows, up to a
+ * few tens of KB) stay in the core's caches while every position runs over them, so
+ * each weight comes from memory once per pass rather than once per position. */
+#define MATMAT_TILE_ROWS 64u
+
+void mote_x86_matmat(float *y, uint32_t y_stride, const mote_tensor *w, const int8_t *xq,
+                     const float *xs, uint32_t n_pos, uint32_t group, uint32_t row_begin,
+                     uint32_t row_end)
+{
+    const uint32_t cols = w->cols, n_groups = (cols + group - 1u) / group;
+    uint32_t r0, p;
+    for (r0 = row_begin; r0 < row_end; r0 += MATMAT_TILE_ROWS) {
+        const uint32_t r1 = row_end - r0 < MATMAT_TILE_ROWS ? row_end : r0 + MATMAT_TILE_ROWS;
+        for (p = 0; p < n_pos; p++)
+            mote_x86_matvec(y + (size_t)p * y_stride, w, xq + (size_t)p * cols,
+                            xs + (size_t)p * n_groups, group, r0, r1);
+    }
+}
+
 /* ------------------------------------------------------------------ activations */
 
 /* max |x[i]| over i in order, NaN skipped, as the reference's `if (a > amax)` loop:
