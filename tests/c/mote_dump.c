@@ -220,9 +220,9 @@ int main(int argc, char **argv)
     if (timing) {
         const double prefill = (double)stats.prefill_ticks * 1e-9;
         const double gen = (double)(stats.total_ticks - stats.prefill_ticks) * 1e-9;
-        fprintf(stderr, "time prefill_s %.6f gen_s %.6f new_tokens %u tok_s %.1f batch %u\n",
-                prefill, gen, stats.new_tokens, gen > 0 ? (double)stats.new_tokens / gen : 0.0,
-                state.batch);
+        fprintf(stderr, "time prefill_s %.6f gen_s %.6f new_tokens %u decode_passes %u tok_s %.1f "
+                "batch %u\n", prefill, gen, stats.new_tokens, stats.decode_passes,
+                gen > 0 ? (double)stats.new_tokens / gen : 0.0, state.batch);
     }
     if (threads > 1)
         mote_threads_stop(&pool);
