@@ -11,8 +11,11 @@ int32_t mote_gen_encode(const mote_tokenizer *t, const char *text, uint32_t len,
     return mote_tok_encode(t, text, len, add_bos, ids, cap);
 }
 
-static int is_end_token(const mote_tokenizer *t, int32_t token)
+static int is_end_token(const mote_tokenizer *t, const mote_gen_io *io, int32_t token)
 {
+    uint32_t i;
+    for (i = 0; i < io->n_stop_ids; i++)
+        if (token == io->stop_ids[i]) return 1;
     /* llama2.c-trained models end a story with BOS, Hugging Face ones with EOS */
     return token == t->eos_id || token == t->bos_id;
 }
@@ -26,21 +29,23 @@ static void emit(const mote_gen_io *io, uint32_t n)
     if (n) io->write(io->ctx, io->text, n);
 }
 
-/* One forward pass, shown to the logits observer. */
+/* One forward pass, recorded in the token history and shown to the logits observer. */
 static float *forward(mote_state *s, const mote_gen_io *io, int32_t token, uint32_t pos)
 {
     float *logits = mote_forward(s, token, pos);
+    if (s->tokens) s->tokens[pos] = token;
     if (io->logits) io->logits(io->ctx, pos, logits);
     return logits;
 }
 
 mote_status mote_generate(mote_state *s, mote_sampler *smp, const int32_t *prompt,
-                          uint32_t n_prompt, const mote_gen_io *io, mote_gen_stats *stats)
+                          uint32_t n_prompt, uint32_t start, const mote_gen_io *io,
+                          mote_gen_stats *stats)
 {
     const mote_tokenizer *tok = &s->model->tokenizer;
     const uint32_t vocab = s->model->config.vocab_size;
     if (n_prompt == 0u) return MOTE_E_ARG;
-    if (n_prompt >= s->ctx) return MOTE_E_CONTEXT;
+    if (start >= s->ctx || n_prompt >= s->ctx - start) return MOTE_E_CONTEXT;
     for (uint32_t i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || (uint32_t)prompt[i] >= vocab) return MOTE_E_ARG;
 
@@ -48,15 +53,16 @@ mote_status mote_generate(mote_state *s, mote_sampler *smp, const int32_t *promp
     stats->prompt_tokens = n_prompt;
     stats->ticks_per_second = io->ticks_per_second;
     stats->end = MOTE_END_LENGTH;
-    const uint64_t start = now(io);
+    stats->unfed = -1;
+    const uint64_t began = now(io);
     float *logits = NULL;
-    uint32_t pos = 0;
+    uint32_t pos = start;
     int stopped = 0;
-    for (; pos < n_prompt && !stopped; pos++) {
-        stopped = stop_requested(io);
-        if (!stopped) logits = forward(s, io, prompt[pos], pos);
+    while (pos < start + n_prompt && !(stopped = stop_requested(io))) {
+        logits = forward(s, io, prompt[pos - start], pos);
+        pos++;
     }
-    stats->prefill_ticks = now(io) - start;
+    stats->prefill_ticks = now(io) - began;
     const uint64_t prefill_read_bytes = s->reads.bytes;
 
     mote_tok_decoder dec;
@@ -68,24 +74,27 @@ mote_status mote_generate(mote_state *s, mote_sampler *smp, const int32_t *promp
         }
         /* after the prompt the arena's scratch space belongs to the sampler */
         const int32_t token = mote_sample(smp, logits, vocab, s->scratch);
-        if (io->stop_at_end && is_end_token(tok, token)) {
+        if (io->stop_at_end && is_end_token(tok, io, token)) {
             stats->end = MOTE_END_EOS;
             break;
         }
         if (io->token) io->token(io->ctx, token);
         if (io->write) emit(io, mote_tok_decode(tok, &dec, token, io->text, io->text_cap));
         stats->new_tokens++;
+        stats->unfed = token;
         if (stats->new_tokens == io->max_new_tokens) break;
         if (pos >= s->ctx) {
             stats->end = MOTE_END_CONTEXT;
             break;
         }
+        stats->unfed = -1;
         logits = forward(s, io, token, pos++);
         stats->decode_passes++;
     }
     stats->decode_read_bytes = s->reads.bytes - prefill_read_bytes;
+    stats->end_pos = pos;
     if (stopped) stats->end = MOTE_END_STOPPED;
     if (io->write) emit(io, mote_tok_decode_flush(&dec, io->text, io->text_cap));
-    stats->total_ticks = now(io) - start;
+    stats->total_ticks = now(io) - began;
     return MOTE_OK;
 }

@@ -13,6 +13,7 @@ from mote.boards.catalog import Board, check_fit
 from mote.eval import sparsity as calibration
 from mote.eval.perplexity import tokenizer_of
 from mote.format import blob as blobfile
+from mote import chat
 from mote.format.sparsity import POINTS
 from mote.importers import load_model
 from mote.model import MoteError
@@ -35,6 +36,8 @@ class ConvertOptions:
     calib: Path | None = None  # calibration text for sparsity
     calib_tokens: int = 4096
     sparse_points: tuple[str, ...] = POINTS
+    chat_template: str | None = None  # a library name (mote.chat.NAMES); None: the model's own
+    system_prompt: str | None = None  # replaces the template's default system prompt
 
 
 @dataclass
@@ -60,7 +63,8 @@ def convert(source: Path, options: ConvertOptions, board: Board | None = None,
     model = load_model(source, o.tokenizer)
     errors: dict[str, float] = {}
     ctx = o.ctx if o.ctx is not None else min(model.config.max_seq_len, DEFAULT_CTX_MAX)
-    blob = blobfile.quantize(model, o.quant, o.group, ctx, progress=progress, errors=errors)
+    template = chat.choose(model.tokenizer, model.chat_template, o.chat_template, o.system_prompt)
+    blob = blobfile.quantize(model, o.quant, o.group, ctx, progress=progress, errors=errors, chat=template)
     if blob.arena_bytes > 0xFFFFFFFF:  # the header's arena_bytes is a u32
         raise MoteError(f"the arena for context {blob.ctx_len} is {blob.arena_bytes} bytes, more than the "
                         f"32-bit header can hold: convert with a smaller --ctx")

@@ -228,7 +228,8 @@ def load_gguf(path: Path) -> Model:
             raise MoteError(f"{path}: tensor {g} has shape {tuple(array.shape)}, expected {shapes[mote]}")
         tensors[mote] = array
         source_types[mote] = by_name[g].tensor_type.name
+    template = meta.get("tokenizer.chat_template")
     model = Model(config=config, tensors=tensors, tokenizer=_tokenizer(meta), name=path.stem,
-                  source_types=source_types)
+                  source_types=source_types, chat_template=template if isinstance(template, str) else None)
     model.validate()
     return model
