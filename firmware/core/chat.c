@@ -102,6 +102,21 @@ static const char *message(const mote_chat_work *w, const char *a, uint64_t x, c
 /* ------------------------------------------------------------------------------------
  * The conversation */
 
+mote_chat_work mote_chat_scratch_work(const mote_state *s, uint32_t content, char *msg, uint32_t msg_cap)
+{
+    mote_chat_work w;
+    uint32_t text_cap = MOTE_CHAT_TEXT_CAP(content);
+    if (text_cap > s->scratch_bytes / 2u) text_cap = s->scratch_bytes / 2u; /* tiny models */
+    text_cap &= ~3u;
+    w.ids = (int32_t *)s->scratch;
+    w.ids_cap = (s->scratch_bytes - text_cap) / (uint32_t)sizeof(int32_t);
+    w.text = (char *)s->scratch + (s->scratch_bytes - text_cap);
+    w.text_cap = text_cap;
+    w.msg = msg;
+    w.msg_cap = msg_cap;
+    return w;
+}
+
 void mote_conv_init(mote_conversation *cv, const mote_chat *tpl)
 {
     memset(cv, 0, sizeof *cv);
@@ -196,8 +211,8 @@ const char *mote_conv_turn(mote_conversation *cv, mote_state *s, mote_sampler *s
     layout_segment(&l, tpl, MOTE_CHAT_SEG_ASSISTANT, NULL, 0);
     layout_flush(&l);
     if (l.failed)
-        return message(w, "a turn of ", len, " bytes does not fit the console's ", w->ids_cap,
-                       "-token buffer");
+        return message(w, "a turn of ", len, " bytes does not fit the ", w->ids_cap,
+                       "-token work buffer of this model's arena");
     n_turn = l.n - n_close;
 
     /* room for the reply: n tokens, at most a quarter of what the system turn leaves */

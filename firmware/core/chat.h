@@ -17,12 +17,11 @@
 /* A turn's text: the template's text on both sides of the content (one segment before,
  * two after) around content of at most `content` bytes. */
 #define MOTE_CHAT_TEXT_CAP(content) ((content) + 3u * MOTE_CHAT_SEGMENT_MAX)
-/* Its ids: at most one per byte of segments and content, the unfed token, and the
- * encoder's two spare slots. */
-#define MOTE_CHAT_IDS_CAP(content) ((content) + 4u * MOTE_CHAT_SEGMENT_MAX + 4u)
 
-/* The caller's buffers: text[text_cap] joins a fragment before it is encoded,
- * ids[ids_cap] holds a turn's ids, msg[msg_cap] gets an error message. */
+/* The buffers a turn is laid out in: text[text_cap] joins a fragment before it is
+ * encoded, ids[ids_cap] holds a turn's ids (at most one per byte of segments and
+ * content, plus the unfed token and the encoder's two spare slots), msg[msg_cap] gets an
+ * error message. */
 typedef struct {
     char *text;
     uint32_t text_cap;
@@ -53,6 +52,11 @@ typedef struct {
 } mote_turn_info;
 
 void mote_conv_init(mote_conversation *cv, const mote_chat *tpl);
+
+/* Work buffers in the state's scratch, which the sampler needs only while generating
+ * (text for a line of up to `content` bytes at its end, ids before it), so a console
+ * needs no RAM of its own for a turn; `msg` is the caller's. */
+mote_chat_work mote_chat_scratch_work(const mote_state *s, uint32_t content, char *msg, uint32_t msg_cap);
 
 /* Start a conversation with this system prompt (len 0: none): begin and system laid
  * out at position 0, run with the first turn. NULL, or an error message in w->msg (the

@@ -86,12 +86,10 @@ static void apply_settings(mote_console *c)
 
 static int is_chat(const mote_console *c) { return c->status == MOTE_OK && c->model.chat.n_stops > 0u; }
 
-/* The buffers a conversation works in: the console's own. */
+/* The buffers a conversation works in: the arena's scratch, and the console's msg. */
 static mote_chat_work chat_work(mote_console *c)
 {
-    const mote_chat_work w = {c->text.turn, sizeof c->text.turn, c->ids,
-                              sizeof c->ids / sizeof c->ids[0], c->msg, sizeof c->msg};
-    return w;
+    return mote_chat_scratch_work(&c->state, MOTE_CONSOLE_LINE_MAX, c->msg, sizeof c->msg);
 }
 
 /* A new conversation with this system prompt (NULL: the blob's default). */
@@ -385,8 +383,8 @@ const char *mote_console_generate(mote_console *c, const char *prompt, uint32_t 
     const mote_gen_io io = {.max_new_tokens = c->settings.max_new_tokens,
                             .stop_at_end = 1,
                             .write = crlf ? write_text_crlf : write_text,
-                            .text = c->text.decoded,
-                            .text_cap = sizeof c->text.decoded,
+                            .text = c->text,
+                            .text_cap = sizeof c->text,
                             .stop = stop_requested,
                             .ticks = hal_ticks,
                             .ticks_per_second = hal_ticks_per_second(),

@@ -52,19 +52,16 @@ typedef struct {
     mote_conversation conv;
     mote_turn_info turn;
     /* the line being received, and its prompt ids (the encoder's workspace: a token
-     * per byte, BOS and the dummy prefix, or a chat turn's template around the line);
-     * the console's, not the model's arena */
+     * per byte, BOS and the dummy prefix; a chat turn is laid out in the arena's scratch,
+     * chat.h); the console's, not the model's arena */
     char line[MOTE_CONSOLE_LINE_MAX];
-    int32_t ids[MOTE_CHAT_IDS_CAP(MOTE_CONSOLE_LINE_MAX)];
+    int32_t ids[MOTE_CONSOLE_LINE_MAX + 2u];
     uint32_t line_len;
     uint8_t line_overflow; /* more than MOTE_CONSOLE_LINE_MAX bytes arrived: drop the line */
     uint8_t after_cr;      /* the previous byte was \r: a following \n ends nothing */
     uint8_t ahead[MOTE_CONSOLE_AHEAD]; /* ring buffer of type-ahead bytes */
     uint32_t ahead_start, ahead_len;
-    union { /* one decoded token while generating; a chat turn's text before */
-        char decoded[MOTE_CONSOLE_TEXT_MAX];
-        char turn[MOTE_CHAT_TEXT_CAP(MOTE_CONSOLE_LINE_MAX)];
-    } text;
+    char text[MOTE_CONSOLE_TEXT_MAX];   /* one decoded token */
     char msg[MOTE_CONSOLE_MSG_MAX];     /* the last error message */
 } mote_console;
 
