@@ -145,6 +145,9 @@ def _tokenizer(meta: _Metadata) -> TokenizerData:
     special = {i for i, t in enumerate(types) if t in (TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_UNUSED)}
 
     if model == "llama":  # sentencepiece; llama.cpp defaults <s> = 1, </s> = 2
+        if meta.get("tokenizer.ggml.add_space_prefix", True) is not True:
+            raise MoteError(f"{meta.path}: a sentencepiece vocabulary without the leading space "
+                            "(tokenizer.ggml.add_space_prefix false) is not supported")
         scores = meta.get("tokenizer.ggml.scores")
         if scores is None or len(scores) != len(raw):
             raise MoteError(f"{meta.path}: sentencepiece vocabulary needs one score per token")
