@@ -207,6 +207,15 @@ def test_non_finite_weight(tmp_path, capsys, value):
     assert_one_line_error(*convert(capsys, directory), "tensor layers.1.w_up", "NaN or infinite")
 
 
+@pytest.mark.parametrize(("quant", "value"), [("int8", 1e7), ("int4", 1e6)])
+def test_weight_beyond_f16_scales(tmp_path, capsys, quant, value):
+    """Finite, but its group's f16 scale would be infinite: the runtime refuses such a blob
+    ("values"), so convert refuses the model first."""
+    directory = write_hf(tmp_path / "hf", poison=("model.layers.1.mlp.up_proj.weight", value))
+    assert_one_line_error(*convert(capsys, directory, "--quant", quant), "tensor layers.1.w_up",
+                          "beyond what", "f16 group scales")
+
+
 GGUF_CASES = [
     ({"context_length": 1 << 31}, [f"llama.context_length {1 << 31}", str(spec.MAX_SEQ_LEN)]),
     ({"attention.head_count": 0}, ["llama.attention.head_count 0"]),

@@ -170,4 +170,5 @@ REASONS = (
     ("tokenizer", "tokenizer section malformed"),
     ("sparsity", "sparsity section malformed"),
     ("chat", "chat section malformed"),
+    ("values", "non-finite value (NaN or infinity) in a norm or a scale"),
 )

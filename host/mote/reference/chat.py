@@ -31,7 +31,7 @@ TURNS_MAX = 64  # chat.h MOTE_CHAT_TURNS_MAX: exchanges remembered one by one
 class Reply:
     tokens: list[int]  # streamed tokens (an ending stop token is not one)
     text: str
-    end: str  # eos, length or context (the board's end=)
+    end: str  # eos, length, context or numeric (the board's end=)
     prompt_tokens: int  # ids run before the first new token: history run again, closing, turn
     ctx_used: int  # positions the conversation holds after the turn
     dropped: int  # exchanges dropped to make room
@@ -141,6 +141,9 @@ class Conversation:
         out: list[int] = []
         finish, unfed = "length", -1
         while len(out) < max_new_tokens:
+            if not np.isfinite(logits).all():
+                finish = "numeric"
+                break
             token = sampler.sample(np.array(logits))
             if token in self.stops:
                 finish = "eos"
