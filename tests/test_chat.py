@@ -126,9 +126,14 @@ def test_convert_takes_the_models_template_or_the_one_named(tmp_path, capsys):
         blob = blobfile.load(out)
         assert (blob.chat.name, blob.chat.default_system) == (name, system) if name else blob.chat is None
     capsys.readouterr()
-    for options, words in ((["--chat-template", "chatml"], "needs the special token '<|im_start|>'"),
-                           (["--chat-template", "completion", "--system-prompt", "x"], "needs a chat template")):
-        assert cli.main(["convert", str(tmp_path / "m.gguf"), "-o", str(out), *options]) == 2
+    # a template Mote would run differently than the model's own is one line, exit 2
+    odd = JINJA["zephyr"].replace("'<|assistant|>'", "'<|assistant|>\\n'")
+    write_gguf(tmp_path / "odd.gguf", tiny_model(), chat_template=odd)
+    for source, options, words in (
+            ("m.gguf", ["--chat-template", "chatml"], "needs the special token '<|im_start|>'"),
+            ("m.gguf", ["--chat-template", "completion", "--system-prompt", "x"], "needs a chat template"),
+            ("odd.gguf", [], "where Mote's zephyr renders")):
+        assert cli.main(["convert", str(tmp_path / source), "-o", str(out), *options]) == 2
         err = capsys.readouterr().err.rsplit("\r", 1)[-1]
         assert err.count("\n") == 1 and words in err, err
 
@@ -206,6 +211,17 @@ def test_a_turn_the_context_cannot_hold_is_one_error_line(story_chat):
             board.ask(long_line)
         text, stats = board.ask("Hello again")  # the conversation goes on
         assert stats.dropped == 0 and stats.ctx_used > 0
+
+
+def test_mote_run_on_a_chat_model_is_one_turn(story_chat, capsys):
+    """`mote run` gives the prompt as the first turn (after the system prompt); a turn the
+    context cannot hold is one line and exit status 2."""
+    reference = Conversation(blobfile.load(story_chat)).turn("Once upon a time", 10, Sampler(0.0))
+    assert cli.main(["run", str(story_chat), "--prompt", "Once upon a time", "-n", "10"]) == 0
+    assert capsys.readouterr().out == "Once upon a time" + reference.text + "\n"
+    assert cli.main(["run", str(story_chat), "--prompt", "Once upon a time " * 25]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not fit the context of 96 tokens" in err, err
 
 
 def test_a_completion_model_has_no_conversation(stories260k_int8_blob):

@@ -211,8 +211,8 @@ const char *mote_conv_turn(mote_conversation *cv, mote_state *s, mote_sampler *s
     layout_segment(&l, tpl, MOTE_CHAT_SEG_ASSISTANT, NULL, 0);
     layout_flush(&l);
     if (l.failed)
-        return message(w, "a turn of ", len, " bytes does not fit the ", w->ids_cap,
-                       "-token work buffer of this model's arena");
+        return message(w, "a turn of ", len, " bytes is more than this model's arena can lay out (",
+                       w->ids_cap, " tokens); a shorter line");
     n_turn = l.n - n_close;
 
     /* room for the reply: n tokens, at most a quarter of what the system turn leaves */
