@@ -56,12 +56,17 @@ def smollm_gguf() -> Path:
 
 
 @pytest.fixture(scope="session")
-def smollm_vocabulary(smollm_gguf):
-    """SmolLM2's vocabulary as TokenizerData (reading the GGUF's metadata takes seconds:
-    once per session)."""
-    from mote.importers.gguf import load_gguf_tokenizer
+def smollm_metadata(smollm_gguf):
+    """SmolLM2's vocabulary (TokenizerData) and Jinja chat template (reading the GGUF's
+    metadata takes seconds: once per session)."""
+    from mote.importers.gguf import load_gguf_vocabulary
 
-    return load_gguf_tokenizer(smollm_gguf)
+    return load_gguf_vocabulary(smollm_gguf)
+
+
+@pytest.fixture(scope="session")
+def smollm_vocabulary(smollm_metadata):
+    return smollm_metadata[0]
 
 
 @pytest.fixture(scope="session")

@@ -72,11 +72,9 @@ def test_a_models_jinja_template_picks_its_family(family):
     assert template.default_system == ""
 
 
-def test_the_default_system_prompt_a_template_injects_is_found(smollm_vocabulary, smollm_gguf):
-    from gguf import GGUFReader
-
-    source = GGUFReader(smollm_gguf).fields["tokenizer.chat_template"].contents()
-    template = chat.from_jinja(source, smollm_vocabulary)
+def test_the_default_system_prompt_a_template_injects_is_found(smollm_metadata):
+    vocabulary, source = smollm_metadata
+    template = chat.from_jinja(source, vocabulary)
     assert template.name == "chatml" and template.stops == (2,)  # <|im_end|>
     assert template.default_system == "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
     assert template.items("user") == [1, "user\n", None, 2, "\n"]
@@ -248,7 +246,7 @@ def test_smollm_remembers_a_name_until_reset(smollm_int4):
         board.set("n", 24)
         first, stats = board.ask("My name is Alice. Please remember it.")
         reference = Conversation(blobfile.load(smollm_int4)).turn(
-            "My name is Alice. Please remember it.", 8, Sampler(0.0))
+            "My name is Alice. Please remember it.", 4, Sampler(0.0))
         assert first.startswith(reference.text) and stats.prompt == reference.prompt_tokens
         board.ask("What is 2 + 3?")
         recalled, stats = board.ask("What is my name?")

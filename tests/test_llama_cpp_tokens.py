@@ -18,7 +18,7 @@ from test_tokenizer import c_ids, encode_command, run_driver
 from mote import chat
 from mote.chat import Rendered
 from mote.importers import load_model
-from mote.importers.gguf import load_gguf_tokenizer
+from mote.importers.gguf import load_gguf_vocabulary
 from mote.tokenizer import Tokenizer, pack_tokenizer
 
 GOLDEN = Path(__file__).parent / "golden" / "llama_cpp_tokens.json"
@@ -34,7 +34,7 @@ def golden() -> dict:
 def sections(smollm_section, tmp_path_factory) -> dict[str, bytes]:
     model = load_model(model_path("stories260K.bin"), model_path("tok512.bin"))
     gguf = write_gguf(tmp_path_factory.mktemp("gguf") / "stories260K.gguf", model, "F32")
-    return {"smollm": smollm_section, "stories260K": pack_tokenizer(load_gguf_tokenizer(gguf))}
+    return {"smollm": smollm_section, "stories260K": pack_tokenizer(load_gguf_vocabulary(gguf)[0])}
 
 
 @pytest.fixture(scope="module")

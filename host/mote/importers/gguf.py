@@ -195,10 +195,16 @@ def _read(path: Path) -> Any:
         raise MoteError(f"{path}: not a readable GGUF file ({err})") from err
 
 
-def load_gguf_tokenizer(path: Path) -> TokenizerData:
-    """The vocabulary of a GGUF file alone, without its tensors."""
+def load_gguf_vocabulary(path: Path) -> tuple[TokenizerData, str | None]:
+    """The vocabulary and the Jinja chat template of a GGUF file, without its tensors."""
     path = Path(path)
-    return _tokenizer(_Metadata(path, _read(path)))
+    meta = _Metadata(path, _read(path))
+    return _tokenizer(meta), _chat_template(meta)
+
+
+def _chat_template(meta: _Metadata) -> str | None:
+    template = meta.get("tokenizer.chat_template")
+    return template if isinstance(template, str) else None
 
 
 def load_gguf(path: Path) -> Model:
@@ -231,8 +237,7 @@ def load_gguf(path: Path) -> Model:
             raise MoteError(f"{path}: tensor {g} has shape {tuple(array.shape)}, expected {shapes[mote]}")
         tensors[mote] = array
         source_types[mote] = by_name[g].tensor_type.name
-    template = meta.get("tokenizer.chat_template")
     model = Model(config=config, tensors=tensors, tokenizer=_tokenizer(meta), name=path.stem,
-                  source_types=source_types, chat_template=template if isinstance(template, str) else None)
+                  source_types=source_types, chat_template=_chat_template(meta))
     model.validate()
     return model
