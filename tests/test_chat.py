@@ -258,6 +258,11 @@ def test_mote_run_on_a_chat_model_is_one_turn(story_chat, capsys):
     reference = Conversation(blobfile.load(story_chat)).turn("Once upon a time", 10, Sampler(0.0))
     assert cli.main(["run", str(story_chat), "--prompt", "Once upon a time", "-n", "10"]) == 0
     assert capsys.readouterr().out == "Once upon a time" + reference.text + "\n"
+    plain = Conversation(blobfile.load(story_chat))
+    plain.start("")  # --system "": no system turn
+    reference = plain.turn("Once upon a time", 10, Sampler(0.0))
+    assert cli.main(["run", str(story_chat), "--prompt", "Once upon a time", "-n", "10", "--system", ""]) == 0
+    assert capsys.readouterr().out == "Once upon a time" + reference.text + "\n"
     assert cli.main(["run", str(story_chat), "--prompt", "Once upon a time " * 25]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not fit the context of 96 tokens" in err, err

@@ -239,6 +239,10 @@ class QemuRunner:
                                 ("topp", decimal_text(options.top_p)), ("topk", options.top_k),
                                 ("seed", options.seed), ("n", options.n)):
                 client.set(name, value)
+            if options.system is not None:  # a chat model: the conversation's system prompt
+                reply = client.command(f"/system {options.system}" if options.system else "/system")
+                if not reply[-1].startswith("ok "):
+                    raise MoteError(f"/system: {reply[-1]}")
 
             def write(text: str) -> None:
                 out.write(text.encode())
