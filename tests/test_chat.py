@@ -14,7 +14,7 @@ from tiny_model import tiny_model
 
 from mote import chat, cli
 from mote.boards.runners import LinuxRunner, linux_binary
-from mote.chat import ChatTemplate, Rendered
+from mote.chat import Rendered
 from mote.format import blob as blobfile
 from mote.importers import load_model
 from mote.model import MoteError, TokenizerData

@@ -30,57 +30,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mote.format.chat import ChatTemplate, encode_items
 from mote.model import MoteError, TokenizerData
 
-TOKEN_MARK = 0xFF  # followed by the token id, u16 little-endian
-CONTENT_MARK = 0xFE
-SEGMENTS = ("begin", "system", "user_first", "user", "assistant", "assistant_end")
 COMPLETION = "completion"
-
-
-@dataclass(frozen=True)
-class ChatTemplate:
-    """A template as the blob stores it (segments in the section's encoding)."""
-
-    name: str
-    segments: dict[str, bytes]
-    stops: tuple[int, ...]
-    default_system: str = ""
-
-    def items(self, segment: str) -> list[int | str | None]:
-        """The segment as items: a token id, a text, or None for the content."""
-        return parse_segment(self.segments[segment])
-
-
-def parse_segment(data: bytes) -> list[int | str | None]:
-    items: list[int | str | None] = []
-    i = 0
-    while i < len(data):
-        if data[i] == TOKEN_MARK:
-            items.append(int.from_bytes(data[i + 1 : i + 3], "little"))
-            i += 3
-        elif data[i] == CONTENT_MARK:
-            items.append(None)
-            i += 1
-        else:
-            end = i
-            while end < len(data) and data[end] not in (TOKEN_MARK, CONTENT_MARK):
-                end += 1
-            items.append(data[i:end].decode("utf-8"))
-            i = end
-    return items
-
-
-def encode_items(items: list[int | str | None]) -> bytes:
-    out = bytearray()
-    for item in items:
-        if item is None:
-            out.append(CONTENT_MARK)
-        elif isinstance(item, int):
-            out += bytes([TOKEN_MARK]) + item.to_bytes(2, "little")
-        else:
-            out += item.encode("utf-8")
-    return bytes(out)
 
 
 # ---------------------------------------------------------------------------------
@@ -130,7 +83,6 @@ class _Vocabulary:
     """The special tokens of a vocabulary by their text, and its BOS and EOS."""
 
     def __init__(self, tok: TokenizerData):
-        self.tok = tok
         names = tok.names or [t.decode("utf-8", "replace") for t in tok.tokens]
         self.names = names
         self.special = {names[i]: i for i in sorted(tok.special) if names[i]}

@@ -17,8 +17,8 @@ from typing import Callable
 
 import numpy as np
 
-from mote.chat import ChatTemplate
 from mote.format import chat as chatfile
+from mote.format.chat import ChatTemplate
 from mote.format import sparsity as sparse
 from mote.format import spec
 from mote.model import Config, Model, MoteError, expected_shapes

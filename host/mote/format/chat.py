@@ -1,18 +1,63 @@
-"""The blob's chat section (docs/blob-format.md, "Chat section"): a ChatTemplate
-(mote.chat) packed as the firmware reads it, and read back with exactly the checks
-firmware/core/blob.c's read_chat makes, in the same order."""
+"""The blob's chat section (docs/blob-format.md, "Chat section"): a chat template
+(host/mote/chat.py makes them) packed as the firmware reads it, and read back with
+exactly the checks firmware/core/blob.c's read_chat makes, in the same order."""
 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
-from mote.chat import ChatTemplate
 from mote.format import spec
 from mote.model import MoteError
 
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    """A template as the blob stores it (segments in the section's encoding)."""
+
+    name: str
+    segments: dict[str, bytes]
+    stops: tuple[int, ...]
+    default_system: str = ""
+
+    def items(self, segment: str) -> list[int | str | None]:
+        """The segment as items: a token id, a text, or None for the content."""
+        return parse_segment(self.segments[segment])
+
+
+def parse_segment(data: bytes) -> list[int | str | None]:
+    items: list[int | str | None] = []
+    i = 0
+    while i < len(data):
+        if data[i] == spec.CHAT_TOKEN_MARK:
+            items.append(int.from_bytes(data[i + 1 : i + 3], "little"))
+            i += 3
+        elif data[i] == spec.CHAT_CONTENT_MARK:
+            items.append(None)
+            i += 1
+        else:
+            end = i
+            while end < len(data) and data[end] not in (spec.CHAT_TOKEN_MARK, spec.CHAT_CONTENT_MARK):
+                end += 1
+            items.append(data[i:end].decode("utf-8"))
+            i = end
+    return items
+
+
+def encode_items(items: list[int | str | None]) -> bytes:
+    out = bytearray()
+    for item in items:
+        if item is None:
+            out.append(spec.CHAT_CONTENT_MARK)
+        elif isinstance(item, int):
+            out += bytes([spec.CHAT_TOKEN_MARK]) + item.to_bytes(2, "little")
+        else:
+            out += item.encode("utf-8")
+    return bytes(out)
+
+
 _FIELDS = [name for name, _, _ in spec.CHAT]
 _SECTION = struct.Struct("<" + "".join(f"{k[6:]}s" if k.startswith("bytes:") else "I" for _, _, k in spec.CHAT))
-_NAME_BYTES = next(int(k[6:]) for n, _, k in spec.CHAT if n == "name")
 _STOPS = [f"stop{i}" for i in range(spec.CHAT_MAX_STOPS)]
 assert _SECTION.size == spec.CHAT_HEADER_BYTES
 
