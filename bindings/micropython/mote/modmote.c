@@ -167,6 +167,9 @@ static mp_obj_t model_make_new(const mp_obj_type_t *type, size_t n_args, size_t 
     self->arena_obj = mp_const_none;
     self->generation = 0;
 
+    /* the core reads norms and scales through typed pointers (mote_model_open) */
+    if (((uintptr_t)blob.buf & 3u) != 0u)
+        raise_str(&mp_type_ValueError, "the blob must start on a 4-byte boundary");
     /* the firmware's validation, CRC included, with its reason */
     const mote_status st = mote_model_open(&self->model, blob.buf, blob.len, 1);
     if (st != MOTE_OK) raise_str(&mp_type_ValueError, mote_status_str(st));

@@ -1,0 +1,13 @@
+# bindings/micropython/mote/core.mk - the core as the MicroPython module builds it:
+# firmware/core/sources.mk's sources and flags for the kernel set MOTE_KERNELS, less
+# console.c (the serial protocol, which needs a port's hal.h). Included by
+# micropython.mk and ../natmod/Makefile; micropython.cmake reads it through
+# print-core.mk.
+
+MOTE_CORE := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/../../../firmware/core)
+MOTE_KERNELS ?= ref
+override KERNELS := $(MOTE_KERNELS)
+include $(MOTE_CORE)/sources.mk
+MOTE_CORE_SRCS := $(filter-out $(MOTE_CORE)/console.c,$(CORE_SRCS))
+# The port's optimisation (-Os in MicroPython) gives way to this for the core's files.
+MOTE_CORE_OPT ?= -O2
