@@ -136,6 +136,10 @@ def check(found: dict, expected: dict, kernels: str, seeded: bool = True) -> Non
     if seeded:
         assert found["seeded"] == expected["seeded"]
     assert found["bad"] == expected["bad"]
+    assert found["arguments"] == [
+        ["ValueError", "empty prompt"], ["ValueError", "n must be from 0 to 2147483647"],
+        ["RuntimeError", "a later generate() on this model took over its state"],
+    ] + ([["ValueError", "top_p must be above 0 and at most 1"]] if seeded else [])
     assert found["misaligned"] == ["ValueError", "the blob must start on a 4-byte boundary"]
     kind, message = found["small_arena"]
     assert kind == "ValueError"

@@ -1,7 +1,8 @@
 # check_mote.py - runs ON MicroPython (unix or qemu port): the `mote` module against
 # what tests/test_micropython.py expects. The host puts a preamble before it that
 # defines load_blob(), crc_blob() (the blob with one byte flipped), PROMPT, CTX, N,
-# SEEDED and HEAP_ARENA_CTX. Every result is one line "@KEY <json>".
+# HEAP_ARENA_CTX and SEEDED (float arguments reach the module: the sampled run and a
+# refused top_p). Every result is one line "@KEY <json>".
 import gc
 import json
 
@@ -24,9 +25,16 @@ def run(model, **kw):
 def refused(make):
     try:
         make()
-    except (ValueError, MemoryError) as e:
+    except (ValueError, MemoryError, RuntimeError) as e:
         return [type(e).__name__, str(e)]
     return ["accepted", ""]
+
+
+def superseded():
+    first = model.generate(PROMPT, n=4)
+    next(first)
+    model.generate(PROMPT, n=4)
+    next(first)
 
 
 blob = load_blob()
@@ -42,6 +50,11 @@ emit("bad", {
     "truncated": refused(lambda: mote.Model(memoryview(blob)[: len(blob) - 1])),
     "magic": refused(lambda: mote.Model(b"MOTX" + bytes(blob[4:256]))),
 })
+emit("arguments", [
+    refused(lambda: model.generate("", n=4)),
+    refused(lambda: model.generate(PROMPT, n=-1)),
+    refused(superseded),
+] + ([refused(lambda: model.generate(PROMPT, top_p=0.0))] if SEEDED else []))
 emit("misaligned", refused(lambda: mote.Model(memoryview(blob)[1:])))
 emit("small_arena", refused(lambda: mote.Model(blob, ctx=CTX, arena=bytearray(4096))))
 if HEAP_ARENA_CTX:

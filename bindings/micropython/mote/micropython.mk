@@ -15,3 +15,9 @@ CFLAGS_USERMOD += -I$(MOTE_CORE) $(KERNEL_DEFS)
 # -fsingle-precision-constant would change the core's double arithmetic, which the
 # numpy reference defines.
 $(addprefix $(BUILD)/,$(MOTE_CORE_SRCS:.c=.o)): CFLAGS += $(CORE_CFLAGS) $(MOTE_CORE_OPT) -fno-single-precision-constant
+
+ifneq ($(filter float single,$(MICROPY_FLOAT_IMPL)),)
+MOTE_LIBM_SRCS := $(addprefix lib/libm_dbl/,$(MOTE_LIBM_DBL) scalbn.c)
+SRC_USERMOD_LIB_C += $(MOTE_LIBM_SRCS)
+$(addprefix $(BUILD)/,$(MOTE_LIBM_SRCS:.c=.o)): CFLAGS += -fno-single-precision-constant
+endif

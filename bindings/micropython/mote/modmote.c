@@ -45,8 +45,8 @@
 typedef struct {
     mp_obj_base_t base;
     mp_obj_t blob;        /* keeps the blob's memory alive */
-    mp_obj_t arena_obj;   /* the caller's arena, or None (then `arena` is ours, on the heap) */
-    void *arena;
+    mp_obj_t arena_obj;   /* the caller's arena, or None (then arena_block holds ours) */
+    void *arena_block;    /* our arena's heap block, referenced here for the GC */
     uint32_t arena_bytes; /* what mote_arena_bytes asked for */
     uint32_t generation;  /* bumped by every generate(): the state belongs to the newest */
     mote_model model;
@@ -165,6 +165,7 @@ static mp_obj_t model_make_new(const mp_obj_type_t *type, size_t n_args, size_t 
     mote_mp_model *self = mp_obj_malloc(mote_mp_model, type);
     self->blob = args[ARG_blob].u_obj;
     self->arena_obj = mp_const_none;
+    self->arena_block = NULL;
     self->generation = 0;
 
     /* the core reads norms and scales through typed pointers (mote_model_open) */
@@ -200,10 +201,10 @@ static mp_obj_t model_make_new(const mp_obj_type_t *type, size_t n_args, size_t 
         if (block == NULL)
             raise_arena(MEMORY_ERROR, "no room on the heap for the arena", self->arena_bytes, ctx,
                         usable, " bytes asked for (pass arena= or a smaller ctx)");
+        self->arena_block = block;
         arena = align16(block);
         usable -= (size_t)(arena - block);
     }
-    self->arena = arena;
     const mote_status ss = mote_state_init(&self->state, &self->model, arena, usable, ctx);
     if (ss != MOTE_OK) raise_str(&mp_type_ValueError, mote_status_str(ss));
     return MP_OBJ_FROM_PTR(self);
