@@ -11,10 +11,10 @@ Makefile, under build/micropython)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -201,6 +201,7 @@ def test_unix_ctrl_c_between_tokens(unix_micropython, blob, expected, tmp_path):
                             stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "READY"
+        time.sleep(0.2)  # well into the loop, where list() takes nearly all the time
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:
