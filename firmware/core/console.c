@@ -363,7 +363,6 @@ static uint64_t ticks_to_ms(uint64_t ticks, uint64_t per_second)
 
 uint32_t mote_console_format_stats(const mote_gen_stats *s, char *out, uint32_t cap)
 {
-    static const char *const ends[] = {"eos", "length", "context", "stopped"};
     out_line o;
     out_init(&o);
     const uint64_t decode_ticks = s->total_ticks - s->prefill_ticks;
@@ -387,7 +386,7 @@ uint32_t mote_console_format_stats(const mote_gen_stats *s, char *out, uint32_t 
     out_str(&o, " read_bytes_per_token="); /* weights read, counted by the runtime */
     out_u64(&o, s->decode_passes ? s->decode_read_bytes / s->decode_passes : 0u);
     out_str(&o, " end=");
-    out_str(&o, ends[s->end]);
+    out_str(&o, mote_end_name(s->end));
     const uint32_t n = o.t.len < cap ? o.t.len : cap - 1u;
     memcpy(out, o.buf, n);
     out[n] = '\0';

@@ -12,10 +12,25 @@ int32_t mote_gen_encode(const mote_tokenizer *t, const char *text, uint32_t len,
     return mote_tok_encode(t, text, len, add_bos, ids, cap);
 }
 
+const char *mote_end_name(mote_end end)
+{
+    static const char *const names[] = {"eos", "length", "context", "stopped", "numeric"};
+    return (uint32_t)end < sizeof names / sizeof names[0] ? names[end] : "?";
+}
+
 static int is_end_token(const mote_tokenizer *t, int32_t token)
 {
     /* llama2.c-trained models end a story with BOS, Hugging Face ones with EOS */
     return token == t->eos_id || token == t->bos_id;
+}
+
+/* Validation refuses non-finite stored values, but finite weights can still overflow
+ * float (a norm of 1e38, say); the sampler would read such logits as token 0. */
+static int all_finite(const float *x, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (!(x[i] - x[i] == 0.0f)) return 0; /* inf - inf and NaN - NaN are NaN */
+    return 1;
 }
 
 static int stop_requested(const mote_gen_io *io) { return io->stop && io->stop(io->ctx); }
@@ -81,6 +96,7 @@ int mote_gen_step(mote_gen *g)
     mote_state *s = g->s;
     const mote_gen_io *io = g->io;
     const mote_tokenizer *tok = &s->model->tokenizer;
+    const uint32_t vocab = s->model->config.vocab_size;
     if (g->ended) return 0;
     if (g->stats.new_tokens == io->max_new_tokens) return finish(g, MOTE_END_LENGTH);
     if (g->last >= 0) {
@@ -89,8 +105,9 @@ int mote_gen_step(mote_gen *g)
         g->stats.decode_passes++;
     }
     if (stop_requested(io)) return finish(g, MOTE_END_STOPPED);
+    if (!all_finite(g->logits, vocab)) return finish(g, MOTE_END_NUMERIC);
     /* after the prompt the arena's scratch space belongs to the sampler */
-    const int32_t token = mote_sample(g->smp, g->logits, s->model->config.vocab_size, s->scratch);
+    const int32_t token = mote_sample(g->smp, g->logits, vocab, s->scratch);
     if (io->stop_at_end && is_end_token(tok, token)) return finish(g, MOTE_END_EOS);
     if (io->token) io->token(io->ctx, token);
     if (io->write) emit(io, mote_tok_decode(tok, &g->dec, token, io->text, io->text_cap));

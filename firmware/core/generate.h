@@ -17,7 +17,11 @@ typedef enum {
     MOTE_END_LENGTH,  /* max_new_tokens reached */
     MOTE_END_CONTEXT, /* the context is full */
     MOTE_END_STOPPED, /* the stop callback asked for it */
+    MOTE_END_NUMERIC, /* a logit came out NaN or infinite: the model's arithmetic overflowed */
 } mote_end;
+
+/* The end's name in the console's stats line (end=eos, ...). */
+const char *mote_end_name(mote_end end);
 
 typedef struct {
     uint32_t prompt_tokens; /* including BOS */
@@ -71,7 +75,8 @@ mote_status mote_generate(mote_state *s, mote_sampler *smp, const int32_t *promp
 
 /* The same generation one token at a time, for a caller that must return to its own
  * loop between tokens (an iterator: bindings/micropython/). mote_generate is exactly
- * mote_gen_start, then mote_gen_step until it returns 0. The fields are private. */
+ * mote_gen_start, then mote_gen_step until it returns 0. The fields are private but
+ * `stats`, final once mote_gen_step has returned 0. */
 typedef struct {
     mote_state *s;
     mote_sampler *smp;

@@ -162,18 +162,35 @@ static mp_obj_t model_make_new(const mp_obj_type_t *type, size_t n_args, size_t 
 
     mp_buffer_info_t blob;
     mp_get_buffer_raise(args[ARG_blob].u_obj, &blob, MP_BUFFER_READ);
-    mote_mp_model *self = mp_obj_malloc(mote_mp_model, type);
+    /* the model's views of the blob take 10+ KB (a table per possible layer) */
+    mote_mp_model *self = heap_alloc_maybe(sizeof *self);
+    if (self == NULL) {
+        char buf[96];
+        mote_text t;
+        mote_text_init(&t, buf, sizeof buf);
+        mote_text_str(&t, "no room on the heap for the model: ");
+        mote_text_u64(&t, sizeof *self);
+        mote_text_str(&t, " bytes needed");
+        raise_text(MEMORY_ERROR, &t);
+    }
+    self->base.type = type;
     self->blob = args[ARG_blob].u_obj;
     self->arena_obj = mp_const_none;
     self->arena_block = NULL;
     self->generation = 0;
 
     /* the core reads norms and scales through typed pointers (mote_model_open) */
-    if (((uintptr_t)blob.buf & 3u) != 0u)
-        raise_str(&mp_type_ValueError, "the blob must start on a 4-byte boundary");
+    const char *refused = ((uintptr_t)blob.buf & 3u) != 0u ? "the blob must start on a 4-byte boundary"
+                                                           : NULL;
     /* the firmware's validation, CRC included, with its reason */
-    const mote_status st = mote_model_open(&self->model, blob.buf, blob.len, 1);
-    if (st != MOTE_OK) raise_str(&mp_type_ValueError, mote_status_str(st));
+    if (refused == NULL) {
+        const mote_status st = mote_model_open(&self->model, blob.buf, blob.len, 1);
+        if (st != MOTE_OK) refused = mote_status_str(st);
+    }
+    if (refused != NULL) {
+        m_del_obj(mote_mp_model, self); /* not left to the next collection */
+        raise_str(&mp_type_ValueError, refused);
+    }
 
     const mote_config *c = &self->model.config;
     uint32_t ctx = (uint32_t)int_arg(args[ARG_ctx].u_int, "ctx", 0,
@@ -190,17 +207,23 @@ static mp_obj_t model_make_new(const mp_obj_type_t *type, size_t n_args, size_t 
         arena = align16(buf.buf);
         const size_t skip = (size_t)(arena - (uint8_t *)buf.buf);
         usable = buf.len > skip ? buf.len - skip : 0u;
-        if (usable < self->arena_bytes)
-            raise_arena(&mp_type_ValueError, "arena too small", self->arena_bytes, ctx, usable,
+        if (usable < self->arena_bytes) {
+            const uint32_t needed = self->arena_bytes;
+            m_del_obj(mote_mp_model, self);
+            raise_arena(&mp_type_ValueError, "arena too small", needed, ctx, usable,
                         " given (after 16-byte alignment)");
+        }
         self->arena_obj = arena_arg;
     } else {
         /* once, here: 15 spare bytes so that any heap alignment can be rounded up */
         usable = (size_t)self->arena_bytes + 15u;
         uint8_t *block = heap_alloc_maybe(usable);
-        if (block == NULL)
-            raise_arena(MEMORY_ERROR, "no room on the heap for the arena", self->arena_bytes, ctx,
-                        usable, " bytes asked for (pass arena= or a smaller ctx)");
+        if (block == NULL) {
+            const uint32_t needed = self->arena_bytes;
+            m_del_obj(mote_mp_model, self);
+            raise_arena(MEMORY_ERROR, "no room on the heap for the arena", needed, ctx, usable,
+                        " bytes asked for (pass arena= or a smaller ctx)");
+        }
         self->arena_block = block;
         arena = align16(block);
         usable -= (size_t)(arena - block);
@@ -381,11 +404,19 @@ static mp_obj_t generation_iternext(mp_obj_t self_in)
     return mp_obj_new_str(g->piece, g->piece_len);
 }
 
-/* g.token: the id of the token the last piece came from (-1 before the first) */
+/* g.token: the id of the token the last piece came from (-1 before the first);
+ * g.end: None while it runs, then why it ended, as the console's stats line names it
+ * ("eos", "length", "context", "stopped", "numeric": a logit overflowed) */
 static void generation_attr(mp_obj_t self_in, qstr attr, mp_obj_t *dest)
 {
     mote_mp_generation *g = MP_OBJ_TO_PTR(self_in);
-    if (dest[0] == MP_OBJ_NULL && attr == MP_QSTR_token) dest[0] = mp_obj_new_int(g->token);
+    if (dest[0] != MP_OBJ_NULL) return;
+    if (attr == MP_QSTR_token) {
+        dest[0] = mp_obj_new_int(g->token);
+    } else if (attr == MP_QSTR_end) {
+        const char *end = mote_end_name(g->gen.stats.end);
+        dest[0] = g->ended ? mp_obj_new_str(end, strlen(end)) : mp_const_none;
+    }
 }
 
 /* ------------------------------------------------------------------ registration */
