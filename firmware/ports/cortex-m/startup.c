@@ -1,9 +1,9 @@
-/* startup.c - reset and fault handlers and the vector table of the cmsdk port:
+/* startup.c - reset and fault handlers and the vector table of the Cortex-M ports:
  * copy .data from flash, zero .bss, paint the stack (for the high-water mark), turn on
  * the FPU (and Helium on the M55), then run main. */
 #include <stdint.h>
 
-#include "cmsdk.h"
+#include "cortex_m.h"
 
 extern uint32_t __data_start, __data_end, __data_load, __bss_start, __bss_end;
 extern uint32_t __stack_limit, __stack_top;
@@ -21,7 +21,7 @@ static void paint_stack(void)
 {
     volatile uint32_t marker = 0;
     uint32_t *end = (uint32_t *)((uintptr_t)&marker & ~(uintptr_t)7u) - 16;
-    for (uint32_t *p = &__stack_limit; p < end; p++) *p = CMSDK_STACK_PAINT;
+    for (uint32_t *p = &__stack_limit; p < end; p++) *p = CORTEXM_STACK_PAINT;
 }
 
 void reset_handler(void)
@@ -33,14 +33,14 @@ void reset_handler(void)
     for (uint32_t *dst = &__bss_start; dst < &__bss_end;) *dst++ = 0;
     paint_stack();
     int status = main();
-    cmsdk_exit(status);
+    cortexm_exit(status);
 }
 
 static void fault_handler(void)
 {
     static const char message[] = "\r\nfatal: hard fault\r\n";
-    cmsdk_uart_write(message, sizeof message - 1);
-    cmsdk_exit(3);
+    port_uart_write(message, sizeof message - 1);
+    cortexm_exit(3);
 }
 
 typedef void (*vector)(void);
