@@ -281,9 +281,9 @@ def fit_table(blob_bytes: int, arena_bytes: int) -> list[tuple[str, bool, str]]:
     return rows
 
 
-def make_vars(board: Board) -> str:
-    """Make variable assignments for the firmware build (firmware/ports/cmsdk/Makefile)."""
-    defines = {
+def defines(board: Board) -> dict[str, str]:
+    """The C defines every firmware build of `board` gets (make and PlatformIO alike)."""
+    return {
         "FLASH_BASE": _hex(board.flash_base),
         "FIRMWARE_BYTES": _hex(board.firmware_bytes),
         "MODEL_BASE": _hex(board.model_base),
@@ -297,13 +297,17 @@ def make_vars(board: Board) -> str:
         "SYSTICK_HZ": f"{board.tick_hz}u",
         "MOTE_BOARD_NAME": f'\\"{board.name}\\"',
     }
+
+
+def make_vars(board: Board) -> str:
+    """Make variable assignments for the firmware build (firmware/ports/cortex-m/port.mk)."""
     lines = [
         f"# generated from {board.path or board.name} by mote.boards; do not edit",
         f"BOARD_NAME := {board.name}",
         f"BOARD_PORT := {board.port}",
         f"BOARD_CPU_FLAGS := {' '.join(board.cflags)}",
         f"BOARD_KERNELS := {board.kernels}",
-        "BOARD_DEFINES := " + " ".join(f"-D{k}={v}" for k, v in defines.items()),
+        "BOARD_DEFINES := " + " ".join(f"-D{k}={v}" for k, v in defines(board).items()),
         f"QEMU_MACHINE := {board.qemu_machine or ''}",
         f"QEMU_RAM_SIZE := {_hex(board.qemu_ram_size) if board.qemu_ram_size else ''}",
     ]

@@ -11,6 +11,7 @@ model.uf2 beside them.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zlib
@@ -18,12 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mote.format import blob as blobfile
-from mote.boards.catalog import ROOT, Board, check_fit
+from mote.boards.catalog import CORTEX_M_PORTS, ROOT, Board, check_fit
 from mote.boards.uf2 import to_uf2
 from mote.fileio import write_atomically
 from mote.model import MoteError
 
 BUILD_DIR = ROOT / "build"
+# the compiler of the Cortex-M ports, and the Debian packages that bring it and its libc
+ARM_GCC = "arm-none-eabi-gcc"
+ARM_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi"
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ def build_firmware(board: Board, target: str = "firmware", quiet: bool = True) -
     if board.port == "espidf":
         raise MoteError(f"{board.name} is built by PlatformIO with ESP-IDF, not here: "
                         f"pio run -e {board.name} (mote flash --board {board.name} runs it)")
+    if board.port in CORTEX_M_PORTS and shutil.which(ARM_GCC) is None:
+        raise MoteError(f"{ARM_GCC} not found, needed to build {board.name} (apt-get install {ARM_PACKAGES})")
     port_dir = ROOT / "firmware" / "ports" / board.port
     # the build runs host code (the board's Make variables): with this interpreter, so
     # that it works from any venv, activated or not
