@@ -145,6 +145,8 @@ def _run_esptool(board: Board, argv: list[str], port: str | None) -> None:
         first = str(err).strip().splitlines()[0]
         if "Failed to connect" in first:
             raise MoteError(f"no {board.name} answering on {port}: {first}") from None
+        if first.startswith("Could not open"):
+            raise MoteError(f"no {board.name} on {port}: {first}") from None
         raise MoteError(f"{board.name}: esptool: {first}") from None
     except (serial.SerialException, OSError) as err:  # no such port, or it cannot be opened
         raise MoteError(f"no {board.name} on {port}: {err}") from None

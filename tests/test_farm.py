@@ -1,0 +1,135 @@
+"""The HIL suite through a labgrid board farm on 127.0.0.1: a coordinator, an exporter
+serving an emulated board's UART (tests/hil/labgrid/exporter.yaml) as a
+NetworkSerialPort, a place acquired by labgrid-client, and tests/hil run with
+--lg-env tests/hil/labgrid/qemu-m4.yaml, as a lab of many boards on many machines
+would run it. Needs the farm extra (pip install -e '.[farm]'): skipped without it,
+except under CI, where scripts/setup.sh installs it and a skip would hide a failure."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from shared_models import model_path
+
+from mote.boards.catalog import ROOT, all_boards, load_board
+from mote.boards.images import Image, build_firmware
+from mote.boards.qemu import QemuBoard
+from mote.pipeline import ConvertOptions, convert
+
+LABGRID_DIR = ROOT / "tests" / "hil" / "labgrid"
+BIN = Path(sys.executable).parent
+START_TIMEOUT_S = 30
+
+if importlib.util.find_spec("labgrid") is None:
+    if os.environ.get("CI"):
+        pytest.fail("labgrid missing under CI: scripts/setup.sh installs '.[farm]'", pytrace=False)
+    pytest.skip("labgrid not installed (pip install -e '.[farm]')", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_every_emulated_board_has_a_labgrid_environment():
+    import yaml
+
+    exporter = (LABGRID_DIR / "exporter.yaml").read_text()
+    for board in (b for b in all_boards() if b.is_qemu):
+        env = yaml.safe_load((LABGRID_DIR / f"{board.name}.yaml").read_text())
+        target = env["targets"]["main"]
+        assert target["resources"]["RemotePlace"]["name"] == f"mote-{board.name}"
+        assert target["options"]["mote_board"] == board.name
+        assert f'"{board.name}"' in exporter  # the exporter template serves it too
+
+
+def test_pyserial_and_pyserial_labgrid_share_the_serial_package():
+    """Both distributions install `serial/`; whichever wrote it last, what Mote, esptool
+    and labgrid use of it works: URLs of every kind Mote opens, RFC2217, port listing."""
+    from importlib import metadata
+
+    import serial
+    import serial.rfc2217
+    import serial.tools.list_ports
+
+    for dist in ("pyserial", "pyserial-labgrid"):
+        assert "serial/__init__.py" in {str(f) for f in metadata.files(dist)}, dist
+    port = serial.serial_for_url("loop://", timeout=1)
+    port.write(b"mote\n")
+    assert port.readline() == b"mote\n"
+    assert isinstance(serial.tools.list_ports.comports(), list)
+    assert serial.rfc2217.Serial is not None and serial.protocol_handler_packages
+    check = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+
+
+@pytest.fixture
+def stopped_after():
+    """started(proc) registers a process; all are stopped after the test, last first."""
+    procs: list[subprocess.Popen] = []
+    yield procs.append
+    for proc in reversed(procs):
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_until(what: str, check, timeout: float = START_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not ready within {timeout} s")
+        time.sleep(0.2)
+
+
+def test_hil_suite_passes_through_coordinator_and_exporter(tmp_path, stopped_after):
+    board = load_board("qemu-m4")
+    model = tmp_path / "model.bin"  # what the suite expects the farm's board to hold
+    options = ConvertOptions(tokenizer=model_path("tok512.bin"), quant="int8", ctx=256)
+    model.write_bytes(convert(model_path("stories260K.bin"), options, board).data)
+    flash = [Image(board.flash_base, build_firmware(board)), Image(board.model_base, model)]
+    uart = free_port()
+    qb = QemuBoard(board, flash=flash, wait_for_client=False, tcp_port=uart).start()
+    try:
+        coordinator = f"127.0.0.1:{free_port()}"
+        env = {**os.environ, "LG_COORDINATOR": coordinator, "MOTE_QEMU_M4_TCP": str(uart)}
+        log = open(tmp_path / "farm.log", "w")
+        # the coordinator keeps its places and resources in its working directory
+        stopped_after(subprocess.Popen([BIN / "labgrid-coordinator", "-l", coordinator], cwd=tmp_path,
+                                       stdout=log, stderr=subprocess.STDOUT))
+        stopped_after(subprocess.Popen([BIN / "labgrid-exporter", "-c", coordinator, "-n", "farmhost",
+                                        "--hostname", "127.0.0.1", LABGRID_DIR / "exporter.yaml"],
+                                       env=env, stdout=log, stderr=subprocess.STDOUT))
+
+        def client(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([BIN / "labgrid-client", *args], env=env, capture_output=True,
+                                  text=True, timeout=60)
+
+        wait_until("the exported serial port",
+                   lambda: "farmhost/mote-qemu-m4/NetworkSerialPort" in client("resources").stdout)
+        for args in (("create",), ("add-match", "*/mote-qemu-m4/*"), ("acquire",)):
+            done = client("-p", "mote-qemu-m4", *args)
+            assert done.returncode == 0, done.stderr
+        run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                              str(ROOT / "tests" / "hil"), "--lg-env", str(LABGRID_DIR / "qemu-m4.yaml")],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        client("-p", "mote-qemu-m4", "release")
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+        # the protocol and reference tests ran over the farm; only the emulator-only ones skipped
+        summary = run.stdout.strip().splitlines()[-1]
+        assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
+        assert int(summary.split(" passed")[0].split()[-1]) >= 14, summary
+    finally:
+        qb.stop()
