@@ -5,13 +5,15 @@
 #   make -C firmware/ports/<family> BOARD=<board> calibrate    the clock-calibration image
 #   make -C firmware/ports/<family> BOARD=<board> kernel-test  tests/c/test_kernels.c
 #   make -C firmware/ports/<family> BOARD=<board> link         just the linker script
+#   KERNELS=ref (or any set)   another kernel set than the board file's, built into
+#                              build/$(BOARD)/kernels-<set>/
 # Everything board-specific comes from boards/$(BOARD).toml through
 # `$(PYTHON) -m mote boards $(BOARD) --make-vars` (build/$(BOARD)/board.mk), the kernel
-# set too ([cpu] kernels; KERNELS=ref overrides it); nothing here names a board.
+# set too ([cpu] kernels); nothing here names a board.
 
 BOARD ?= qemu-m4
 ROOT := $(abspath ../../..)
-OUT := $(ROOT)/build/$(BOARD)
+BOARD_DIR := $(ROOT)/build/$(BOARD)
 CORE := $(ROOT)/firmware/core
 COMMON := $(ROOT)/firmware/ports/cortex-m
 PORT := $(ROOT)/firmware/ports/$(PORT_NAME)
@@ -22,13 +24,16 @@ OBJCOPY := arm-none-eabi-objcopy
 SIZE := arm-none-eabi-size
 
 # Regenerated whenever the board file changes.
-$(OUT)/board.mk: $(ROOT)/boards/$(BOARD).toml $(ROOT)/host/mote/boards/catalog.py
-	@mkdir -p $(OUT)
+$(BOARD_DIR)/board.mk: $(ROOT)/boards/$(BOARD).toml $(ROOT)/host/mote/boards/catalog.py
+	@mkdir -p $(BOARD_DIR)
 	$(PYTHON) -m mote boards $(BOARD) --make-vars > $@.tmp && mv $@.tmp $@
-include $(OUT)/board.mk
+include $(BOARD_DIR)/board.mk
 
-# (a board.mk older than the kernels key has none: make remakes it, then reads it again)
+# The kernel set the board file names ([cpu] kernels); another set builds beside it.
+# (A board.mk from before that key has none: `ref` keeps that first parse going until
+# make has regenerated board.mk and restarted, before it builds anything.)
 KERNELS ?= $(or $(BOARD_KERNELS),ref)
+OUT := $(BOARD_DIR)$(if $(filter-out $(BOARD_KERNELS),$(KERNELS)),/kernels-$(KERNELS))
 MOTE_CORE := $(CORE)
 include $(CORE)/sources.mk
 
@@ -44,7 +49,7 @@ FW_SRCS := $(CORE_SRCS) $(BOARD_SRCS) $(COMMON)/main.c
 CAL_SRCS := $(BOARD_SRCS) $(COMMON)/calibrate.c $(CORE)/text.c
 # tests/c/test_kernels.c on the board: the chosen set against the reference
 KT_SRCS := $(filter $(CORE)/kernels_%.c,$(CORE_SRCS)) $(BOARD_SRCS) $(CORE)/text.c $(ROOT)/tests/c/test_kernels.c
-HEADERS := $(wildcard $(CORE)/*.h $(COMMON)/*.h $(PORT)/*.h) $(CORE)/sources.mk $(OUT)/board.mk
+HEADERS := $(wildcard $(CORE)/*.h $(COMMON)/*.h $(PORT)/*.h) $(CORE)/sources.mk $(BOARD_DIR)/board.mk
 
 .DEFAULT_GOAL := firmware
 .PHONY: firmware calibrate kernel-test link clean
@@ -53,7 +58,8 @@ calibrate: $(OUT)/calibrate.elf
 kernel-test: $(OUT)/kernel-test.elf
 link: $(OUT)/link.ld
 
-$(OUT)/link.ld: $(COMMON)/link.ld.in $(OUT)/board.mk
+$(OUT)/link.ld: $(COMMON)/link.ld.in $(BOARD_DIR)/board.mk
+	@mkdir -p $(OUT)
 	@test "$(BOARD_PORT)" = "$(PORT_NAME)" || \
 	  { echo "board $(BOARD) is for the $(BOARD_PORT) port, not $(PORT_NAME)" >&2; exit 2; }
 	$(CC) -E -P -x c $(BOARD_DEFINES) $< -o $@
@@ -70,11 +76,12 @@ $(OUT)/calibrate.elf: $(CAL_SRCS) $(HEADERS) $(OUT)/link.ld
 
 # The kernel test's buffers may outgrow a small part's RAM budget: where the board file
 # gives the emulator's RAM ([qemu] ram_size), that image alone links against it.
-$(OUT)/link-kernel-test.ld: $(COMMON)/link.ld.in $(OUT)/board.mk
+$(OUT)/link-kernel-test.ld: $(COMMON)/link.ld.in $(BOARD_DIR)/board.mk
+	@mkdir -p $(OUT)
 	$(CC) -E -P -x c $(BOARD_DEFINES) $(if $(QEMU_RAM_SIZE),-URAM_SIZE -DRAM_SIZE=$(QEMU_RAM_SIZE)) $< -o $@
 
 $(OUT)/kernel-test.elf: $(KT_SRCS) $(HEADERS) $(OUT)/link-kernel-test.ld
 	$(CC) $(CFLAGS) $(LDFLAGS) -T $(OUT)/link-kernel-test.ld $(KT_SRCS) $(LDLIBS) -o $@
 
 clean:
-	rm -rf $(OUT)
+	rm -rf $(BOARD_DIR)

@@ -29,7 +29,7 @@ PARTITION_ALIGN = 32
 # section -> {key: type}; every key is required unless listed in _OPTIONAL.
 _SCHEMA: dict[str, dict[str, type]] = {
     "": {"name": str, "description": str, "port": str},
-    "cpu": {"core": str, "cflags": list, "clock_hz": int, "kernels": str},
+    "cpu": {"core": str, "cflags": list, "kernels": str, "clock_hz": int},
     "flash": {"base": int, "size": int, "firmware_bytes": int},
     "model": {"base": int, "size": int},
     "ram": {"base": int, "size": int, "stack_bytes": int, "arena_bytes": int},
@@ -59,6 +59,13 @@ FLASH_METHODS: dict[str, tuple[str, ...]] = {
     "picotool": ("uf2_family", "uf2_model_family"),
     "esptool": ("esp_chip",),
 }
+KERNELS_DIR = ROOT / "firmware" / "core"
+
+
+def kernel_sets() -> list[str]:
+    """The kernel sets a board may name: `ref` (the reference kernels alone) and every
+    firmware/core/kernels_<set>.c (firmware/core/sources.mk accepts the same)."""
+    return sorted({"ref"} | {p.stem.removeprefix("kernels_") for p in KERNELS_DIR.glob("kernels_*.c")})
 
 
 @dataclass(frozen=True)
@@ -68,8 +75,8 @@ class Board:
     port: str
     core: str
     cflags: tuple[str, ...]
+    kernels: str  # the kernel set the firmware is built with (KERNELS=ref is the oracle)
     clock_hz: int  # the real part's core clock: tok/s derived from it are estimates
-    kernels: str  # the kernel set the port builds (firmware/core/kernels_<set>.c, or ref)
     flash_base: int
     flash_size: int
     firmware_bytes: int  # the firmware partition, at flash_base
@@ -177,6 +184,8 @@ def _check_layout(b: Board, where: str) -> None:
         raise MoteError(f"{where}: arena_bytes must be a multiple of 16, stack_bytes of 8")
     if b.port not in PORTS:
         raise MoteError(f"{where}: unknown port {b.port!r} (known: {', '.join(PORTS)})")
+    if b.kernels not in kernel_sets():
+        raise MoteError(f"{where}: unknown kernel set {b.kernels!r} (known: {', '.join(kernel_sets())})")
     if b.is_qemu and b.flasher and b.systick_hz != b.clock_hz:
         raise MoteError(f"{where}: one image runs emulated and on the real part, so [qemu] "
                         f"systick_hz must equal [cpu] clock_hz")
@@ -199,8 +208,8 @@ def parse_board(text: str, where: str = "board") -> Board:
         port=s[""]["port"],
         core=s["cpu"]["core"],
         cflags=tuple(s["cpu"]["cflags"]),
-        clock_hz=s["cpu"]["clock_hz"],
         kernels=s["cpu"]["kernels"],
+        clock_hz=s["cpu"]["clock_hz"],
         flash_base=s["flash"]["base"],
         flash_size=s["flash"]["size"],
         firmware_bytes=s["flash"]["firmware_bytes"],

@@ -42,8 +42,16 @@ def board_dir(board: Board) -> Path:
     return BUILD_DIR / board.name
 
 
-def firmware_image(board: Board) -> Path:
-    return board_dir(board) / "firmware.bin"
+def build_dir(board: Board, kernels: str | None = None) -> Path:
+    """Where the port's Makefile builds for `board` with a kernel set (None: the board
+    file's); the model partition's image stays in board_dir."""
+    if kernels is None or kernels == board.kernels:
+        return board_dir(board)
+    return board_dir(board) / f"kernels-{kernels}"
+
+
+def firmware_image(board: Board, kernels: str | None = None) -> Path:
+    return build_dir(board, kernels) / "firmware.bin"
 
 
 def model_image(board: Board) -> Path:
@@ -60,8 +68,10 @@ def _write_uf2(board: Board, image: Path, address: int, family_key: str) -> None
         write_atomically(uf2_image(image), to_uf2(image.read_bytes(), address, board.flasher[family_key]))
 
 
-def build_firmware(board: Board, target: str = "firmware", quiet: bool = True) -> Path:
-    """Compile the firmware (or another target of the port's Makefile) for `board`."""
+def build_firmware(board: Board, target: str = "firmware", quiet: bool = True,
+                   kernels: str | None = None) -> Path:
+    """Compile the firmware (or another target of the port's Makefile) for `board`,
+    with the board file's kernel set or `kernels`."""
     if board.port == "espidf":
         raise MoteError(f"{board.name} is built by PlatformIO with ESP-IDF, not here: "
                         f"pio run -e {board.name} (mote flash --board {board.name} runs it)")
@@ -71,6 +81,8 @@ def build_firmware(board: Board, target: str = "firmware", quiet: bool = True) -
     # the build runs host code (the board's Make variables): with this interpreter, so
     # that it works from any venv, activated or not
     cmd = ["make", "-C", str(port_dir), f"BOARD={board.name}", f"PYTHON={sys.executable}", target]
+    if kernels is not None:
+        cmd.append(f"KERNELS={kernels}")
     if quiet:
         cmd.insert(1, "-s")
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -78,12 +90,12 @@ def build_firmware(board: Board, target: str = "firmware", quiet: bool = True) -
         tail = (done.stderr or done.stdout).strip().splitlines()[-15:]
         raise MoteError(f"firmware build for {board.name} failed:\n" + "\n".join(tail))
     if target == "firmware":
-        image = firmware_image(board)
+        image = firmware_image(board, kernels)
         if image.stat().st_size > board.firmware_bytes:
             raise MoteError(f"{image}: larger than the firmware partition ({board.firmware_bytes})")
         _write_uf2(board, image, board.flash_base, "uf2_family")
         return image
-    return board_dir(board) / f"{target}.elf"
+    return build_dir(board, kernels) / f"{target}.elf"
 
 
 
