@@ -332,7 +332,7 @@ int32_t mote_tok_encode(const mote_tokenizer *t, const char *text, uint32_t len,
                         int32_t *out, uint32_t cap) {
     const uint8_t *s = (const uint8_t *)text;
     uint32_t *w = (uint32_t *)out; /* packed slots during merging, see merge() */
-    uint32_t n = 0, first, i, j, k, end, cp = 0;
+    uint32_t n = 0, first, i, j, k = 0, end, cp = 0; /* k: GCC 12 -O3 cannot see it is set before use */
     if (t == NULL || out == NULL || (s == NULL && len > 0)) return -1;
     if (len > 0x7FFFFFF0u || cap < len + 2u) return -1;
     if (mote_utf8_invalid_at(s, len) != len) return -1;
