@@ -121,6 +121,15 @@ def test_uf2_drive_is_found_by_its_board_id(tmp_path):
     assert flashers.find_uf2_drive(load_board("pico2"), mounts) == mine
 
 
+def test_pico2_core_and_kernels_run_in_the_hil_suite_on_the_cortex_m33_qemu_board():
+    """No emulator runs an RP2350: its core and kernels are covered by qemu-m33, which
+    compiles the same flags and kernel set and is in make test's HIL boards."""
+    pico2, m33 = load_board("pico2"), load_board("qemu-m33")
+    assert (pico2.core, pico2.cflags, pico2.kernels) == (m33.core, m33.cflags, m33.kernels)
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    assert "qemu-m33" in next(line for line in makefile.splitlines() if line.startswith("HIL_BOARDS"))
+
+
 def test_picotool_commands_are_exact(tmp_path):
     images = flashers.Images(tmp_path / "firmware.uf2", tmp_path / "model.uf2")
     assert flashers.commands(load_board("pico2"), "picotool", images) == [
