@@ -43,13 +43,21 @@ def free_port() -> int:
 def test_every_emulated_board_has_a_labgrid_environment():
     import yaml
 
-    exporter = (LABGRID_DIR / "exporter.yaml").read_text()
+    from labgrid.remote.config import ResourceConfig
+
     for board in (b for b in all_boards() if b.is_qemu):
         env = yaml.safe_load((LABGRID_DIR / f"{board.name}.yaml").read_text())
         target = env["targets"]["main"]
         assert target["resources"]["RemotePlace"]["name"] == f"mote-{board.name}"
         assert target["options"]["mote_board"] == board.name
-        assert f'"{board.name}"' in exporter  # the exporter template serves it too
+    # the exporter template makes a group per MOTE_<BOARD>_TCP variable, named for the board
+    variables = {f"MOTE_{b.name.upper().replace('-', '_')}_TCP": str(5000 + i)
+                 for i, b in enumerate(all_boards()) if b.is_qemu}
+    config = ResourceConfig(str(LABGRID_DIR / "exporter.yaml"),
+                            {"env": {**variables, "HOME": "/"}, "isolated": False, "hostname": "farmhost",
+                             "name": "farmhost"})
+    assert set(config.data) == {f"mote-{b.name}" for b in all_boards() if b.is_qemu}
+    assert config.data["mote-qemu-m4"]["NetworkSerialPort"]["host"] == "farmhost"
 
 
 def test_pyserial_and_pyserial_labgrid_share_the_serial_package():

@@ -152,7 +152,7 @@ def fake_tool(directory: Path, name: str, log: Path, body: str = "") -> None:
     path.chmod(0o755)
 
 
-def test_stm32f405_dfu_writes_firmware_then_model_with_the_exact_commands(stories_blob, tmp_path):
+def test_stm32f405_dfu_writes_model_then_firmware_with_the_exact_commands(stories_blob, tmp_path):
     log = tmp_path / "log"
     fake_tool(tmp_path, "dfu-util", log, body='if [ "$1" = -l ]; then echo \'Found DFU: [0483:df11] '
                                               'ver=2200, devnum=7, cfg=1, intf=0, alt=0\'; fi')
@@ -160,10 +160,11 @@ def test_stm32f405_dfu_writes_firmware_then_model_with_the_exact_commands(storie
                 env={"PATH": f"{tmp_path}:{os.environ['PATH']}"})
     assert done.returncode == 0, done.stderr
     build = Path(__file__).resolve().parents[1] / "build" / "stm32f405"
+    # leaving DFU jumps to the address written last: the firmware's
     assert log.read_text().splitlines() == [
         f"{tmp_path}/dfu-util -l",
-        f"{tmp_path}/dfu-util -d 0483:df11 -a 0 -s 0x08000000 -D {build}/firmware.bin",
-        f"{tmp_path}/dfu-util -d 0483:df11 -a 0 -s 0x08010000:leave -D {build}/model.bin"]
+        f"{tmp_path}/dfu-util -d 0483:df11 -a 0 -s 0x08010000 -D {build}/model.bin",
+        f"{tmp_path}/dfu-util -d 0483:df11 -a 0 -s 0x08000000:leave -D {build}/firmware.bin"]
     assert (build / "model.bin").read_bytes() == stories_blob.read_bytes()
 
 

@@ -52,12 +52,15 @@ def commands(board: Board, method: str, images: Images, port: str | None = None,
     """The exact commands `write` runs, in order (a UF2 copy is shown as `cp`)."""
     fw, model = images.firmware, images.model
     if method == "dfu-util":
-        # DfuSe: -s address[:leave]; the last write leaves DFU and starts the firmware
-        steps = [(board.flash_base, fw), (board.model_base, model)]
-        steps = [(a, p) for a, p in steps if p is not None]
-        return [["dfu-util", "-d", board.flasher["dfu_device"], "-a", "0",
-                 "-s", f"0x{a:08X}" + (":leave" if i == len(steps) - 1 else ""), "-D", str(p)]
-                for i, (a, p) in enumerate(steps)]
+        # DfuSe: -s address[:leave]. Leaving DFU jumps to that address, so the model goes
+        # first and the firmware last, with :leave; a model alone leaves the board in DFU
+        # (reset it with BOOT0 low)
+        steps = [["dfu-util", "-d", board.flasher["dfu_device"], "-a", "0",
+                  "-s", f"0x{board.model_base:08X}", "-D", str(model)]] if model is not None else []
+        if fw is not None:
+            steps.append(["dfu-util", "-d", board.flasher["dfu_device"], "-a", "0",
+                          "-s", f"0x{board.flash_base:08X}:leave", "-D", str(fw)])
+        return steps
     if method == "st-flash":
         return [["st-flash", "--reset", "write", str(p), f"0x{a:08X}"]
                 for a, p in ((board.flash_base, fw), (board.model_base, model)) if p is not None]
