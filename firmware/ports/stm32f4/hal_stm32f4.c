@@ -4,12 +4,12 @@
  *
  * Real part or QEMU's netduinoplus2: QEMU models the USART, SysTick and the core at a
  * fixed 168 MHz, but its RCC, GPIO and flash interface are stubs that read 0, so
- * polling a ready bit there would hang. The two are told apart by one bit that silicon
- * cannot show: the STM32F4 starts from its internal oscillator, so RCC_CR.HSIRDY reads
- * 1 from reset on every real part; a 0 means there is no RCC, only an emulator's stub.
- * Then (and only then) the clock tree is left alone; the real part always gets it,
- * with unbounded waits, as its reference manual requires (RM0090 6.3). /info says
- * which path ran (clock=pll168 or clock=emulated). */
+ * polling a ready bit there would hang. The two are told apart by a value silicon cannot
+ * show: on every real part RCC_CR holds the factory HSI calibration (HSICAL) and the
+ * HSI trim (HSITRIM, 16 from reset), so it never reads 0; QEMU's stub reads 0. Then
+ * (and only then) the clock tree is left alone; the real part always gets it, with
+ * unbounded waits, as its reference manual requires (RM0090 6.3), from whatever state
+ * a bootloader left it in. /info says which path ran (clock=pll168 or clock=emulated). */
 #include <stdint.h>
 
 #include "cortex_m.h"
@@ -27,6 +27,7 @@
 #define RCC_AHB1ENR REG(0x40023830u)
 #define RCC_APB1ENR REG(0x40023840u)
 #define RCC_APB2ENR REG(0x40023844u)
+#define RCC_CR_HSION (1u << 0)
 #define RCC_CR_HSIRDY (1u << 1)
 #define RCC_CR_PLLON (1u << 24)
 #define RCC_CR_PLLRDY (1u << 25)
@@ -70,10 +71,21 @@
 #define DWT_CTRL REG(0xE0001000u)
 #define DWT_CYCCNT REG(0xE0001004u)
 
-static int rcc_present(void) { return (RCC_CR & RCC_CR_HSIRDY) != 0u; }
+static int rcc_present(void) { return RCC_CR != 0u; }
 
 static void clock_to_168mhz(void)
 {
+    /* a bootloader (the ROM's DFU one jumps here on :leave) may have left the PLL
+     * running, and PLLCFGR is only written with the PLL off: run from HSI first */
+    RCC_CR |= RCC_CR_HSION;
+    while (!(RCC_CR & RCC_CR_HSIRDY)) {
+    }
+    RCC_CFGR = 0u; /* system clock = HSI, buses undivided */
+    while ((RCC_CFGR & CFGR_SWS_MASK) != 0u) {
+    }
+    RCC_CR &= ~RCC_CR_PLLON;
+    while (RCC_CR & RCC_CR_PLLRDY) {
+    }
     RCC_APB1ENR |= APB1ENR_PWR;
     PWR_CR |= PWR_CR_VOS;
     FLASH_ACR = FLASH_ACR_168MHZ;

@@ -143,7 +143,7 @@ def _read_sections(data: dict, where: str) -> dict[str, dict]:
     flasher = sections.get("flasher")
     if flasher is not None:
         methods = flasher["methods"]
-        if not methods or not all(m in FLASH_METHODS for m in methods):
+        if not methods or not all(isinstance(m, str) and m in FLASH_METHODS for m in methods):
             raise MoteError(f"{where}: [flasher] methods must be some of {', '.join(FLASH_METHODS)}")
         for method in methods:
             for key in FLASH_METHODS[method]:
