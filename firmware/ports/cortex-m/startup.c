@@ -1,6 +1,8 @@
 /* startup.c - reset and fault handlers and the vector table of the Cortex-M ports:
- * copy .data from flash, zero .bss, paint the stack (for the high-water mark), turn on
- * the FPU (and Helium on the M55), then run main. */
+ * point VTOR at this table and mask every external interrupt (a bootloader that jumps
+ * here, as the STM32's DFU one does, leaves its own), copy .data from flash, zero .bss,
+ * paint the stack (for the high-water mark), turn on the FPU (and Helium on the M55),
+ * then run main. */
 #include <stdint.h>
 
 #include "cortex_m.h"
@@ -10,8 +12,13 @@ extern uint32_t __stack_limit, __stack_top;
 
 int main(void);
 void reset_handler(void);
+typedef void (*vector_fn)(void);
 void systick_handler(void);
 
+#define VTOR (*(volatile uint32_t *)0xE000ED08u)
+#define NVIC_ICER ((volatile uint32_t *)0xE000E180u) /* 8 (v7-M) to 16 (v8-M) words */
+#define NVIC_ICPR ((volatile uint32_t *)0xE000E280u)
+#define NVIC_WORDS 8u /* the 240 interrupts every part here has at most */
 #define CPACR (*(volatile uint32_t *)0xE000ED88u)
 #define CPACR_CP10_CP11_FULL (0xFu << 20) /* FPU (and MVE on v8.1-M) */
 
@@ -24,8 +31,15 @@ static void paint_stack(void)
     for (uint32_t *p = &__stack_limit; p < end; p++) *p = CORTEXM_STACK_PAINT;
 }
 
+static const vector_fn vectors[16];
+
 void reset_handler(void)
 {
+    VTOR = (uint32_t)(uintptr_t)vectors;
+    for (uint32_t i = 0; i < NVIC_WORDS; i++) {
+        NVIC_ICER[i] = 0xFFFFFFFFu;
+        NVIC_ICPR[i] = 0xFFFFFFFFu;
+    }
     CPACR |= CPACR_CP10_CP11_FULL;
     __asm volatile("dsb\n isb" ::: "memory");
     const uint32_t *src = &__data_load;
@@ -43,12 +57,11 @@ static void fault_handler(void)
     cortexm_exit(3);
 }
 
-typedef void (*vector)(void);
 
 /* Initial stack pointer, then handlers: reset, NMI, hard fault, mem/bus/usage fault,
  * 4 reserved, SVC, debug monitor, reserved, PendSV, SysTick. */
-__attribute__((section(".vectors"), used)) static const vector vectors[16] = {
-    (vector)(uintptr_t)&__stack_top,
+__attribute__((section(".vectors"), used)) static const vector_fn vectors[16] = {
+    (vector_fn)(uintptr_t)&__stack_top,
     reset_handler,
     fault_handler,
     fault_handler,
