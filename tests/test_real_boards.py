@@ -248,6 +248,26 @@ def test_esp32s3_firmware_is_not_built_here():
         build_firmware(load_board("esp32s3"))
 
 
+# ------------------------------------------------------------------------- no board
+
+
+def test_chat_with_no_board_on_the_port_is_one_line():
+    done = mote("chat", "--port", "/dev/mote-no-such-port")
+    assert done.returncode == 2
+    assert done.stderr.startswith("mote chat: error: no board on /dev/mote-no-such-port: cannot open it")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_hil_suite_with_no_board_on_the_port_stops_with_one_line():
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests" / "hil"),
+                           "--board", "pico2", "--port", "/dev/mote-no-such-port"],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert "pico2: no board on /dev/mote-no-such-port: cannot open it" in done.stdout
+    assert " passed" not in done.stdout and "error" not in done.stdout.splitlines()[-1]
+
+
 # ------------------------------------------------------------------------- fitting
 
 
