@@ -19,10 +19,7 @@ import pytest
 
 from shared_models import model_path
 
-from mote.boards.catalog import ROOT, all_boards, load_board
-from mote.boards.images import Image, build_firmware
-from mote.boards.qemu import QemuBoard
-from mote.pipeline import ConvertOptions, convert
+from mote.boards.catalog import ROOT, all_boards
 
 LABGRID_DIR = ROOT / "tests" / "hil" / "labgrid"
 BIN = Path(sys.executable).parent
@@ -94,6 +91,11 @@ def stopped_after():
             proc.wait()
 
 
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def wait_until(what: str, check, timeout: float = START_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -103,41 +105,41 @@ def wait_until(what: str, check, timeout: float = START_TIMEOUT_S) -> None:
 
 
 def test_hil_suite_passes_through_coordinator_and_exporter(tmp_path, stopped_after):
-    board = load_board("qemu-m4")
-    model = tmp_path / "model.bin"  # what the suite expects the farm's board to hold
-    options = ConvertOptions(tokenizer=model_path("tok512.bin"), quant="int8", ctx=256)
-    model.write_bytes(convert(model_path("stories260K.bin"), options, board).data)
-    flash = [Image(board.flash_base, build_firmware(board)), Image(board.model_base, model)]
-    uart = free_port()
-    qb = QemuBoard(board, flash=flash, wait_for_client=False, tcp_port=uart).start()
-    try:
-        coordinator = f"127.0.0.1:{free_port()}"
-        env = {**os.environ, "LG_COORDINATOR": coordinator, "MOTE_QEMU_M4_TCP": str(uart)}
-        log = open(tmp_path / "farm.log", "w")
-        # the coordinator keeps its places and resources in its working directory
-        stopped_after(subprocess.Popen([BIN / "labgrid-coordinator", "-l", coordinator], cwd=tmp_path,
-                                       stdout=log, stderr=subprocess.STDOUT))
-        stopped_after(subprocess.Popen([BIN / "labgrid-exporter", "-c", coordinator, "-n", "farmhost",
-                                        "--hostname", "127.0.0.1", LABGRID_DIR / "exporter.yaml"],
-                                       env=env, stdout=log, stderr=subprocess.STDOUT))
+    """docs/hil.md's farm, on 127.0.0.1: `mote flash` and `mote serve` on the board's
+    host (this writes build/qemu-m4/, as `mote run --board qemu-m4` does), then a
+    coordinator, an exporter and a place, and the suite through them."""
+    flashed = subprocess.run([sys.executable, "-m", "mote", "flash", "--board", "qemu-m4",
+                              model_path("stories260K.bin"), "--tokenizer", model_path("tok512.bin"),
+                              "--ctx", "256"], capture_output=True, text=True, timeout=600)
+    assert flashed.returncode == 0, flashed.stderr
+    uart, coordinator = free_port(), f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "LG_COORDINATOR": coordinator, "MOTE_QEMU_M4_TCP": str(uart)}
+    log = open(tmp_path / "farm.log", "w")
+    stopped_after(subprocess.Popen([sys.executable, "-m", "mote", "serve", "--board", "qemu-m4",
+                                    "--tcp", str(uart)], stdout=log, stderr=subprocess.STDOUT))
+    # the coordinator keeps its places and resources in its working directory
+    stopped_after(subprocess.Popen([BIN / "labgrid-coordinator", "-l", coordinator], cwd=tmp_path,
+                                   stdout=log, stderr=subprocess.STDOUT))
+    stopped_after(subprocess.Popen([BIN / "labgrid-exporter", "-c", coordinator, "-n", "farmhost",
+                                    "--hostname", "127.0.0.1", LABGRID_DIR / "exporter.yaml"],
+                                   env=env, stdout=log, stderr=subprocess.STDOUT))
 
-        def client(*args: str) -> subprocess.CompletedProcess:
-            return subprocess.run([BIN / "labgrid-client", *args], env=env, capture_output=True,
-                                  text=True, timeout=60)
+    def client(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([BIN / "labgrid-client", *args], env=env, capture_output=True,
+                              text=True, timeout=60)
 
-        wait_until("the exported serial port",
-                   lambda: "farmhost/mote-qemu-m4/NetworkSerialPort" in client("resources").stdout)
-        for args in (("create",), ("add-match", "*/mote-qemu-m4/*"), ("acquire",)):
-            done = client("-p", "mote-qemu-m4", *args)
-            assert done.returncode == 0, done.stderr
-        run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                              str(ROOT / "tests" / "hil"), "--lg-env", str(LABGRID_DIR / "qemu-m4.yaml")],
-                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-        client("-p", "mote-qemu-m4", "release")
-        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-        # the protocol and reference tests ran over the farm; only the emulator-only ones skipped
-        summary = run.stdout.strip().splitlines()[-1]
-        assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
-        assert int(summary.split(" passed")[0].split()[-1]) >= 14, summary
-    finally:
-        qb.stop()
+    wait_until("mote serve's UART", lambda: listening(uart))
+    wait_until("the exported serial port",
+               lambda: "farmhost/mote-qemu-m4/NetworkSerialPort" in client("resources").stdout)
+    for args in (("create",), ("add-match", "*/mote-qemu-m4/*"), ("acquire",)):
+        done = client("-p", "mote-qemu-m4", *args)
+        assert done.returncode == 0, done.stderr
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          str(ROOT / "tests" / "hil"), "--lg-env", str(LABGRID_DIR / "qemu-m4.yaml")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    client("-p", "mote-qemu-m4", "release")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:] + (tmp_path / "farm.log").read_text()[-2000:]
+    # the protocol and reference tests ran over the farm; only the emulator-only ones skipped
+    summary = run.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
+    assert int(summary.split(" passed")[0].split()[-1]) >= 14, summary
