@@ -163,7 +163,7 @@ class QemuBoard:
 
 def calibrate_clock(board: Board) -> dict:
     """Check the firmware clock against loops of known length: boots
-    firmware/ports/cmsdk/calibrate.c, which times loops of 2n+1 instructions with
+    firmware/ports/cortex-m/calibrate.c, which times loops of 2n+1 instructions with
     hal_ticks for two n. The difference cancels the clock reads' own cost; under
     -icount shift=0 the instructions per tick must be 1e9 / the board's tick rate."""
     elf = build_firmware(board, "calibrate")
