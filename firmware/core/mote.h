@@ -107,6 +107,10 @@ typedef struct {
  * [blob, blob + len). */
 mote_status mote_model_open(mote_model *m, const uint8_t *blob, size_t len, int check_crc);
 
+/* The model's parameters (the banner's params=): embedding, classifier unless tied,
+ * every layer's matrices and norms, the final norm. */
+uint64_t mote_param_count(const mote_config *c);
+
 /* Arena bytes the runtime needs for `ctx` positions of this model. */
 uint32_t mote_arena_bytes(const mote_config *c, uint32_t ctx);
 
