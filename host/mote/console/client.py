@@ -159,7 +159,7 @@ class MoteConsole:
         try:
             self.port = serial.serial_for_url(url, baudrate=baudrate, timeout=POLL_S)
         except (serial.SerialException, ValueError) as err:
-            raise MoteError(f"cannot open {url}: {err}") from err
+            raise MoteError(f"no board on {url}: cannot open it ({err})") from err
         self.url = url
         self.timeout = timeout  # longest silence; and the longest a command's reply takes
         self.seconds_per_token = seconds_per_token
