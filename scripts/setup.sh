@@ -34,5 +34,6 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 # torch==2.13.0 is pinned in the extras: the CPU build this machine kind provides.
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+# The tflite extra too: its tests run under CI (mote export --tflite, tflite-micro).
+.venv/bin/python -m pip install -q -e '.[test,tflite]'
 echo "setup: done (activate with: . .venv/bin/activate)"
