@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import struct
 import sys
 import tempfile
 from collections import Counter
@@ -89,10 +90,17 @@ def calibrate(model: Model, ctx: int, windows: list[list[int]]) -> dict[str, np.
     return runner.ranges
 
 
-def activation_quantization(lo: float, hi: float) -> tuple[float, int]:
-    """(scale, zero point) of asymmetric int8 covering [lo, hi] and 0, as TFLite
-    quantizes activations: 0 is exactly representable."""
+# Activation types: "int8" (TFLite's full-integer scheme: asymmetric int8 activations)
+# or "int16" (its 16x8 scheme: symmetric int16 activations, same int8 weights).
+ACTIVATIONS = {"int8": np.int8, "int16": np.int16}
+
+
+def activation_quantization(lo: float, hi: float, activations: str = "int8") -> tuple[float, int]:
+    """(scale, zero point) covering [lo, hi] as TFLite quantizes activations: int8
+    asymmetric, with 0 exactly representable; int16 symmetric (zero point 0)."""
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if activations == "int16":
+        return max(-lo, hi) / 32767.0 or 1e-8, 0
     scale = (hi - lo) / 255.0 or 1e-8
     zero_point = int(np.clip(np.round(-128.0 - lo / scale), -128, 127))
     return scale, zero_point
@@ -118,6 +126,7 @@ class _Graph:
     def __init__(self):
         self.fb = fb = require()
         self.types = {np.dtype(np.float32): fb.TensorType.FLOAT32, np.dtype(np.int8): fb.TensorType.INT8,
+                      np.dtype(np.int16): fb.TensorType.INT16,
                       np.dtype(np.int32): fb.TensorType.INT32, np.dtype(np.bool_): fb.TensorType.BOOL}
         empty = fb.BufferT()
         self.buffers = [empty]  # buffer 0 is the empty buffer, by convention
@@ -232,16 +241,19 @@ def _aligned(data: bytes) -> bytes:
 class Exported:
     data: bytes  # the .tflite file
     ctx: int
+    activations: str  # "int8" or "int16"
     op_counts: dict[str, int]  # operators in the graph, by kind
     weight_bytes: int  # constant buffers: weights, scales, tables
     cache_bytes: int  # the resource variables: float32 KV cache
     calibration_tokens: int
 
 
-def build(model: Model, ctx: int, ranges: dict[str, np.ndarray], calibration_tokens: int) -> Exported:
+def build(model: Model, ctx: int, ranges: dict[str, np.ndarray], calibration_tokens: int,
+          activations: str = "int8") -> Exported:
     """The decode-step graph of `model` for a cache of `ctx` positions, with the
-    activation ranges `calibrate` measured."""
+    activation ranges `calibrate` measured, quantized to `activations`."""
     c = model.config
+    act_type = ACTIVATIONS[activations]
     hd, n_kv, group = c.head_dim, c.n_kv_heads, c.n_heads // c.n_kv_heads
     g = _Graph()
     I32, I8, F32 = np.int32, np.int8, np.float32
@@ -256,20 +268,20 @@ def build(model: Model, ctx: int, ranges: dict[str, np.ndarray], calibration_tok
     def gather(table, index, shape, name, axis=0, dtype=np.float32):
         return g.apply("GATHER", [table, index], name, shape, dtype, g.options("Gather", axis=axis))
 
-    def matmul(x_int8, name, w, out_range, rows):
+    def matmul(x_quantized, name, w, out_range, rows):
         """DEQUANTIZE(FULLY_CONNECTED(x, W)): int8 W per output channel."""
         codes, scales = quantize_per_channel(w)
         weights = g.const(name, codes, g.quant(scales, np.zeros(rows, np.int64)))
-        return _fc(x_int8, weights, name, out_range, rows)
+        return _fc(x_quantized, weights, name, out_range, rows)
 
-    def _fc(x_int8, weights, name, out_range, rows):
-        y = g.apply("FULLY_CONNECTED", [x_int8, weights, -1], f"{name}.out", [1, rows], I8,
-                    g.options("FullyConnected"), g.quant(*activation_quantization(*out_range)))
+    def _fc(x_quantized, weights, name, out_range, rows):
+        y = g.apply("FULLY_CONNECTED", [x_quantized, weights, -1], f"{name}.out", [1, rows], act_type,
+                    g.options("FullyConnected"), g.quant(*activation_quantization(*out_range, activations)))
         return g.apply("DEQUANTIZE", [y], f"{name}.out.float", [1, rows])
 
     def quantize(x, name, width, in_range):
-        return g.apply("QUANTIZE", [x], f"{name}.int8", [1, width], I8,
-                       quantization=g.quant(*activation_quantization(*in_range)))
+        return g.apply("QUANTIZE", [x], f"{name}.{activations}", [1, width], act_type,
+                       quantization=g.quant(*activation_quantization(*in_range, activations)))
 
     def rmsnorm(x, weight_name):
         square = g.apply("MUL", [x, x], f"{weight_name}.square", [1, c.dim])
@@ -377,12 +389,13 @@ def build(model: Model, ctx: int, ranges: dict[str, np.ndarray], calibration_tok
     info = {"exporter": "mote export --tflite", "model": model.name, "ctx": ctx,
             "inputs": {"token": "int32 [1]", "pos": "int32 [1], 0 <= pos < ctx"},
             "outputs": {"logits": f"float32 [1, {c.vocab_size}]"},
-            "calibration_tokens": calibration_tokens}
-    description = (f"Mote export of {model.name}: one decode step (token, pos) -> logits, int8 per-channel "
-                   f"FULLY_CONNECTED, float32 KV cache of {ctx} positions in resource variables")
+            "activations": activations, "calibration_tokens": calibration_tokens}
+    description = (f"Mote export of {model.name}: one decode step (token, pos) -> logits, FULLY_CONNECTED with "
+                   f"int8 weights per output channel and {activations} activations, float32 KV cache of "
+                   f"{ctx} positions in resource variables")
     data = g.serialize([token, pos], [logits], description, {"mote": json.dumps(info).encode()})
-    return Exported(data=data, ctx=ctx, op_counts=dict(g.op_counts), weight_bytes=g.weight_bytes,
-                    cache_bytes=cache_bytes, calibration_tokens=calibration_tokens)
+    return Exported(data=data, ctx=ctx, activations=activations, op_counts=dict(g.op_counts),
+                    weight_bytes=g.weight_bytes, cache_bytes=cache_bytes, calibration_tokens=calibration_tokens)
 
 
 def context_length(model: Model, ctx: int | None) -> int:
@@ -410,16 +423,18 @@ def sampled_windows(model: Model, ctx: int, n_tokens: int, seed: int = 0) -> lis
 
 
 def export(model: Model, ctx: int | None, calibration_windows: list[list[int]] | None = None,
-           calibration_tokens: int = 4096) -> Exported:
+           calibration_tokens: int = 4096, activations: str = "int8") -> Exported:
     """Calibrate `model` on the windows (default: `calibration_tokens` tokens it
     samples itself) and build its decode-step graph."""
     ctx = context_length(model, ctx)
+    if activations not in ACTIVATIONS:
+        raise MoteError(f"activations must be one of {', '.join(ACTIVATIONS)}, not {activations!r}")
     require()  # the extra is there, before the calibration's work
     if calibration_windows is None:
         calibration_windows = sampled_windows(model, ctx, calibration_tokens)
     ranges = calibrate(model, ctx, calibration_windows)
     tokens = sum(min(len(w), ctx) for w in calibration_windows)
-    return build(model, ctx, ranges, tokens)
+    return build(model, ctx, ranges, tokens, activations)
 
 
 # ------------------------------------------------------------------ running it
@@ -439,12 +454,24 @@ def _stderr_to(path: Path):
             os.close(saved)
 
 
+def _mote_metadata(data: bytes) -> dict:
+    """What `build` recorded in the file's "mote" metadata entry."""
+    fb = require()
+    try:
+        model = fb.Model.GetRootAs(data, 0)
+        entries = {model.Metadata(i).Name(): model.Metadata(i).Buffer() for i in range(model.MetadataLength())}
+        return json.loads(model.Buffers(entries[b"mote"]).DataAsNumpy().tobytes())
+    except (KeyError, ValueError, IndexError, TypeError, AttributeError, struct.error):
+        raise MoteError("not a .tflite file that mote export wrote (no readable \"mote\" metadata)") from None
+
+
 def _arena_bound(data: bytes) -> int:
     """Enough arena for any exported graph: every non-constant tensor at once, the
     variables twice, and room for TFLM's own structures."""
     fb = require()
     model = fb.ModelT.InitFromPackedBuf(data, 0)
-    size = {fb.TensorType.FLOAT32: 4, fb.TensorType.INT32: 4, fb.TensorType.INT8: 1, fb.TensorType.BOOL: 1}
+    size = {fb.TensorType.FLOAT32: 4, fb.TensorType.INT32: 4, fb.TensorType.INT16: 2, fb.TensorType.INT8: 1,
+            fb.TensorType.BOOL: 1}
     total = 0
     for t in model.subgraphs[0].tensors:
         if t.buffer == 0 and t.shape is not None:
@@ -465,6 +492,7 @@ class MicroDecoder:
 
     def __init__(self, data: bytes, arena_bytes: int | None = None):
         runtime = _tflite_micro("python.tflite_micro.runtime")
+        self.ctx = _mote_metadata(data)["ctx"]
         with tempfile.TemporaryDirectory(prefix="mote-tflm-") as tmp:
             log = Path(tmp) / "stderr"
             try:
@@ -482,6 +510,13 @@ class MicroDecoder:
         self.interpreter.set_input(np.array([pos], np.int32), 1)
         self.interpreter.invoke()
         return self.interpreter.get_output(0)[0]
+
+    def forward_batch(self, tokens, pos: int) -> np.ndarray:
+        """Logits (T, vocab) of tokens at pos.., one step each: the reference Runner's
+        interface, so that mote.eval.perplexity scores the exported model too."""
+        if pos < 0 or pos + len(tokens) > self.ctx:
+            raise MoteError(f"positions {pos}..{pos + len(tokens) - 1} exceed the context of {self.ctx}")
+        return np.stack([self.step(int(t), pos + i) for i, t in enumerate(tokens)])
 
     def reset(self) -> None:
         """Zero the cache (a new sequence); positions past `pos` are masked anyway."""
