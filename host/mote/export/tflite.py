@@ -20,6 +20,7 @@ command when it is absent.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import re
@@ -47,8 +48,6 @@ SCHEMA_VERSION = 3
 
 def _tflite_micro(module: str):
     """A module of the tflite-micro wheel, or one MoteError saying how to install it."""
-    import importlib
-
     try:
         return importlib.import_module(f"tflite_micro.{module}")
     except ImportError:
@@ -416,9 +415,11 @@ def sampled_windows(model: Model, ctx: int, n_tokens: int, seed: int = 0) -> lis
     runner = Runner(model, ctx, exact=False)
     sampler = Sampler(temperature=1.0, seed=seed)
     windows: list[list[int]] = []
-    while sum(map(len, windows)) < n_tokens:
-        budget = min(ctx, n_tokens - sum(map(len, windows)) + 1)
+    count = 0
+    while count < n_tokens:
+        budget = min(ctx, n_tokens - count + 1)  # at least 2: the start and one sample
         windows.append([start] + generate(runner, [start], budget - 1, sampler))
+        count += len(windows[-1])
     return windows
 
 
@@ -466,8 +467,8 @@ def _mote_metadata(data: bytes) -> dict:
 
 
 def _arena_bound(data: bytes) -> int:
-    """Enough arena for any exported graph: every non-constant tensor at once, the
-    variables twice, and room for TFLM's own structures."""
+    """Enough arena for any exported graph: three times all its non-constant tensors
+    (the cache reads among them) and 1 MiB for TFLM's own structures."""
     fb = require()
     model = fb.ModelT.InitFromPackedBuf(data, 0)
     size = {fb.TensorType.FLOAT32: 4, fb.TensorType.INT32: 4, fb.TensorType.INT16: 2, fb.TensorType.INT8: 1,
