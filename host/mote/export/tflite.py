@@ -3,11 +3,12 @@ Lite Micro: `mote export MODEL --tflite OUT.tflite` (docs/export.md).
 
 The graph takes a token and its position and returns the next token's logits; the
 KV cache lives in resource variables that keep their values between invocations.
-Every matrix is int8 with one scale per output channel (symmetric), and every matrix
-product is TFLM's int8 FULLY_CONNECTED between a QUANTIZE and a DEQUANTIZE whose
-per-tensor activation ranges are calibrated on text through the float reference.
-The rest (RMSNorm, RoPE, attention over a float32 cache, softmax, SiLU, residuals)
-stays float32, step for step the float reference's formulas.
+Quantized (SCHEMES), every matrix is int8 with one scale per output channel
+(symmetric), and every matrix product is TFLM's integer FULLY_CONNECTED between a
+QUANTIZE and a DEQUANTIZE whose per-tensor activation ranges are calibrated on text
+through the float reference. The rest (RMSNorm, RoPE, attention over a float32
+cache, softmax, SiLU, residuals) stays float32, step for step the float reference's
+formulas.
 
 The flatbuffer is written through the TFLite schema's object API that the
 tflite-micro wheel ships (no TensorFlow), then re-aligned by the wheel's flatbuffer
@@ -89,16 +90,18 @@ def calibrate(model: Model, ctx: int, windows: list[list[int]]) -> dict[str, np.
     return runner.ranges
 
 
-# Activation types: "int8" (TFLite's full-integer scheme: asymmetric int8 activations)
-# or "int16" (its 16x8 scheme: symmetric int16 activations, same int8 weights).
-ACTIVATIONS = {"int8": np.int8, "int16": np.int16}
+# Quantization schemes, by TFLite's names, and their activation type: int8 weights per
+# output channel with asymmetric int8 activations ("int8", its full-integer scheme) or
+# symmetric int16 activations ("16x8"); or none at all ("float32": float weights too,
+# since TFLM has no kernel for int8 weights with float activations).
+SCHEMES = {"int8": np.int8, "16x8": np.int16, "float32": None}
 
 
-def activation_quantization(lo: float, hi: float, activations: str = "int8") -> tuple[float, int]:
+def activation_quantization(lo: float, hi: float, quant: str = "int8") -> tuple[float, int]:
     """(scale, zero point) covering [lo, hi] as TFLite quantizes activations: int8
     asymmetric, with 0 exactly representable; int16 symmetric (zero point 0)."""
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
-    if activations == "int16":
+    if quant == "16x8":
         return max(-lo, hi) / 32767.0 or 1e-8, 0
     scale = (hi - lo) / 255.0 or 1e-8
     zero_point = int(np.clip(np.round(-128.0 - lo / scale), -128, 127))
@@ -240,7 +243,7 @@ def _aligned(data: bytes) -> bytes:
 class Exported:
     data: bytes  # the .tflite file
     ctx: int
-    activations: str  # "int8" or "int16"
+    quant: str  # a key of SCHEMES
     op_counts: dict[str, int]  # operators in the graph, by kind
     weight_bytes: int  # constant buffers: weights, scales, tables
     cache_bytes: int  # the resource variables: float32 KV cache
@@ -248,11 +251,11 @@ class Exported:
 
 
 def build(model: Model, ctx: int, ranges: dict[str, np.ndarray], calibration_tokens: int,
-          activations: str = "int8") -> Exported:
-    """The decode-step graph of `model` for a cache of `ctx` positions, with the
-    activation ranges `calibrate` measured, quantized to `activations`."""
+          quant: str = "int8") -> Exported:
+    """The decode-step graph of `model` for a cache of `ctx` positions, quantized by the
+    scheme `quant` with the activation ranges `calibrate` measured (unused by float32)."""
     c = model.config
-    act_type = ACTIVATIONS[activations]
+    act_type = SCHEMES[quant]
     hd, n_kv, group = c.head_dim, c.n_kv_heads, c.n_heads // c.n_kv_heads
     g = _Graph()
     I32, I8, F32 = np.int32, np.int8, np.float32
@@ -267,20 +270,30 @@ def build(model: Model, ctx: int, ranges: dict[str, np.ndarray], calibration_tok
     def gather(table, index, shape, name, axis=0, dtype=np.float32):
         return g.apply("GATHER", [table, index], name, shape, dtype, g.options("Gather", axis=axis))
 
-    def matmul(x_quantized, name, w, out_range, rows):
-        """DEQUANTIZE(FULLY_CONNECTED(x, W)): int8 W per output channel."""
+    def weights(name, w):
+        """A matrix as FULLY_CONNECTED takes it: int8 per output channel, or float32."""
+        if act_type is None:
+            return g.const(name, np.asarray(w, np.float32))
         codes, scales = quantize_per_channel(w)
-        weights = g.const(name, codes, g.quant(scales, np.zeros(rows, np.int64)))
-        return _fc(x_quantized, weights, name, out_range, rows)
+        return g.const(name, codes, g.quant(scales, np.zeros(len(scales), np.int64)))
 
-    def _fc(x_quantized, weights, name, out_range, rows):
-        y = g.apply("FULLY_CONNECTED", [x_quantized, weights, -1], f"{name}.out", [1, rows], act_type,
-                    g.options("FullyConnected"), g.quant(*activation_quantization(*out_range, activations)))
+    def fully_connected(x, w, name, rows, matrix=None, fold=1.0):
+        """W x for x from `quantize`: quantized, DEQUANTIZE(FULLY_CONNECTED) whose output
+        covers the calibrated output range of `matrix` (default: `name`) times `fold`."""
+        if act_type is None:
+            return g.apply("FULLY_CONNECTED", [x, w, -1], f"{name}.out", [1, rows],
+                           options=g.options("FullyConnected"))
+        span = activation_quantization(*(ranges[matrix or name][2:] * fold), quant)
+        y = g.apply("FULLY_CONNECTED", [x, w, -1], f"{name}.out", [1, rows], act_type,
+                    g.options("FullyConnected"), g.quant(*span))
         return g.apply("DEQUANTIZE", [y], f"{name}.out.float", [1, rows])
 
-    def quantize(x, name, width, in_range):
-        return g.apply("QUANTIZE", [x], f"{name}.{activations}", [1, width], act_type,
-                       quantization=g.quant(*activation_quantization(*in_range, activations)))
+    def quantize(x, matrix, width):
+        """x as `matrix` (and every matrix sharing its input) takes it."""
+        if act_type is None:
+            return x
+        span = activation_quantization(*ranges[matrix][:2], quant)
+        return g.apply("QUANTIZE", [x], f"{matrix}.in.{quant}", [1, width], act_type, quantization=g.quant(*span))
 
     def rmsnorm(x, weight_name):
         square = g.apply("MUL", [x, x], f"{weight_name}.square", [1, c.dim])
@@ -296,14 +309,18 @@ def build(model: Model, ctx: int, ranges: dict[str, np.ndarray], calibration_tok
     token = g.tensor("token", [1], I32)
     pos = g.tensor("pos", [1], I32)
 
-    # embedding: int8 rows with one scale each; a tied classifier reads the same codes
-    emb_codes, emb_scales = quantize_per_channel(model.tensors["tok_embedding"])
-    emb_buffer = g.buffer(emb_codes)
-    table = g.tensor("tok_embedding", emb_codes.shape, I8, emb_buffer)
-    row = gather(table, token, [1, c.dim], "embedding.row", dtype=I8)
-    row = g.apply("CAST", [row], "embedding.row.float", [1, c.dim])
-    row_scale = gather(const("tok_embedding.scales", emb_scales, F32), token, [1], "embedding.scale")
-    x = g.apply("MUL", [row, row_scale], "embedding", [1, c.dim])
+    # embedding: int8 rows with one scale each (or float32); a tied classifier is the
+    # same buffer, read by FULLY_CONNECTED
+    embedding = model.tensors["tok_embedding"]
+    table = weights("tok_embedding", embedding)
+    if act_type is None:
+        x = gather(table, token, [1, c.dim], "embedding")
+    else:
+        row = gather(table, token, [1, c.dim], "embedding.row", dtype=I8)
+        row = g.apply("CAST", [row], "embedding.row.float", [1, c.dim])
+        scales = np.asarray(g.tensors[table].quantization.scale, np.float32)
+        row_scale = gather(const("tok_embedding.scales", scales, F32), token, [1], "embedding.scale")
+        x = g.apply("MUL", [row, row_scale], "embedding", [1, c.dim])
 
     # per step, shared by every layer: RoPE rows, cache write offsets, the causal mask
     cos, sin = rope_tables(c, np.arange(ctx))  # (ctx, hd/2), pairs (2i, 2i+1)
@@ -345,10 +362,10 @@ def build(model: Model, ctx: int, ranges: dict[str, np.ndarray], calibration_tok
     for layer in range(c.n_layers):
         p = f"layers.{layer}."
         t = model.tensors
-        xb = quantize(rmsnorm(x, p + "attn_norm"), p + "attn_in", c.dim, ranges[p + "wq"][:2])
-        q = matmul(xb, p + "wq", t[p + "wq"] * q_fold, ranges[p + "wq"][2:] * q_fold, c.q_dim)
-        k = matmul(xb, p + "wk", t[p + "wk"], ranges[p + "wk"][2:], c.kv_dim)
-        v = matmul(xb, p + "wv", t[p + "wv"], ranges[p + "wv"][2:], c.kv_dim)
+        xb = quantize(rmsnorm(x, p + "attn_norm"), p + "wq", c.dim)
+        q = fully_connected(xb, weights(p + "wq", t[p + "wq"] * q_fold), p + "wq", c.q_dim, fold=q_fold)
+        k = fully_connected(xb, weights(p + "wk", t[p + "wk"]), p + "wk", c.kv_dim)
+        v = fully_connected(xb, weights(p + "wv", t[p + "wv"]), p + "wv", c.kv_dim)
         q = reshape(rope(q, c.n_heads, p + "q"), [n_kv, group, hd], p + "q.grouped")
         k = reshape(rope(k, n_kv, p + "k"), [n_kv, 1, hd], p + "k.column")
         v = reshape(v, [n_kv, hd, 1], p + "v.column")
@@ -358,42 +375,41 @@ def build(model: Model, ctx: int, ranges: dict[str, np.ndarray], calibration_tok
         scores = g.apply("ADD", [scores, mask], p + "scores.masked", [n_kv, group, ctx])
         att = g.apply("SOFTMAX", [scores], p + "att", [n_kv, group, ctx], options=g.options("Softmax", beta=1.0))
         out = g.apply("BATCH_MATMUL", [att, values], p + "att.out", [n_kv, group, hd], options=adj_y)
-        out = quantize(reshape(out, [1, c.q_dim], p + "att.out.flat"), p + "wo_in", c.q_dim, ranges[p + "wo"][:2])
-        x = g.apply("ADD", [x, matmul(out, p + "wo", t[p + "wo"], ranges[p + "wo"][2:], c.dim)],
-                    p + "attn.residual", [1, c.dim])
+        out = quantize(reshape(out, [1, c.q_dim], p + "att.out.flat"), p + "wo", c.q_dim)
+        out = fully_connected(out, weights(p + "wo", t[p + "wo"]), p + "wo", c.dim)
+        x = g.apply("ADD", [x, out], p + "attn.residual", [1, c.dim])
 
-        xb = quantize(rmsnorm(x, p + "ffn_norm"), p + "ffn_in", c.dim, ranges[p + "w_gate"][:2])
-        gate = matmul(xb, p + "w_gate", t[p + "w_gate"], ranges[p + "w_gate"][2:], c.hidden_dim)
-        up = matmul(xb, p + "w_up", t[p + "w_up"], ranges[p + "w_up"][2:], c.hidden_dim)
+        xb = quantize(rmsnorm(x, p + "ffn_norm"), p + "w_gate", c.dim)
+        gate = fully_connected(xb, weights(p + "w_gate", t[p + "w_gate"]), p + "w_gate", c.hidden_dim)
+        up = fully_connected(xb, weights(p + "w_up", t[p + "w_up"]), p + "w_up", c.hidden_dim)
         if c.activation == "silu":
             sig = g.apply("LOGISTIC", [gate], p + "gate.sigmoid", [1, c.hidden_dim])
             act = g.apply("MUL", [gate, sig], p + "gate.silu", [1, c.hidden_dim])
         else:
             act = g.apply("RELU", [gate], p + "gate.relu", [1, c.hidden_dim])
         hidden = g.apply("MUL", [act, up], p + "ffn.hidden", [1, c.hidden_dim])
-        hidden = quantize(hidden, p + "down_in", c.hidden_dim, ranges[p + "w_down"][:2])
-        x = g.apply("ADD", [x, matmul(hidden, p + "w_down", t[p + "w_down"], ranges[p + "w_down"][2:], c.dim)],
-                    p + "ffn.residual", [1, c.dim])
+        hidden = quantize(hidden, p + "w_down", c.hidden_dim)
+        down = fully_connected(hidden, weights(p + "w_down", t[p + "w_down"]), p + "w_down", c.dim)
+        x = g.apply("ADD", [x, down], p + "ffn.residual", [1, c.dim])
 
-    classifier = "tok_embedding" if c.tied_classifier else "classifier"
-    xb = quantize(rmsnorm(x, "final_norm"), "classifier_in", c.dim, ranges[classifier][:2])
+    classifier = "tok_embedding" if c.tied_classifier else "classifier"  # the reference's name
+    xb = quantize(rmsnorm(x, "final_norm"), classifier, c.dim)
     if c.tied_classifier:
-        weights = g.tensor("classifier", emb_codes.shape, I8, emb_buffer,
-                           g.quant(emb_scales, np.zeros(c.vocab_size, np.int64)))
-        logits = _fc(xb, weights, "classifier", ranges[classifier][2:], c.vocab_size)
+        shared = g.tensors[table]
+        w = g.tensor("classifier", shared.shape, shared.type, shared.buffer, shared.quantization)
     else:
-        logits = matmul(xb, "classifier", model.tensors["classifier"], ranges[classifier][2:], c.vocab_size)
+        w = weights("classifier", model.tensors["classifier"])
+    logits = fully_connected(xb, w, "classifier", c.vocab_size, matrix=classifier)
 
     cache_bytes = 2 * c.n_layers * ctx * c.kv_dim * 4
     info = {"exporter": "mote export --tflite", "model": model.name, "ctx": ctx,
             "inputs": {"token": "int32 [1]", "pos": "int32 [1], 0 <= pos < ctx"},
             "outputs": {"logits": f"float32 [1, {c.vocab_size}]"},
-            "activations": activations, "calibration_tokens": calibration_tokens}
-    description = (f"Mote export of {model.name}: one decode step (token, pos) -> logits, FULLY_CONNECTED with "
-                   f"int8 weights per output channel and {activations} activations, float32 KV cache of "
-                   f"{ctx} positions in resource variables")
+            "quant": quant, "calibration_tokens": calibration_tokens}
+    description = (f"Mote export of {model.name}: one decode step (token, pos) -> logits, quantization "
+                   f"{quant}, float32 KV cache of {ctx} positions in resource variables")
     data = g.serialize([token, pos], [logits], description, {"mote": json.dumps(info).encode()})
-    return Exported(data=data, ctx=ctx, activations=activations, op_counts=dict(g.op_counts),
+    return Exported(data=data, ctx=ctx, quant=quant, op_counts=dict(g.op_counts),
                     weight_bytes=g.weight_bytes, cache_bytes=cache_bytes, calibration_tokens=calibration_tokens)
 
 
@@ -424,18 +440,20 @@ def sampled_windows(model: Model, ctx: int, n_tokens: int, seed: int = 0) -> lis
 
 
 def export(model: Model, ctx: int | None, calibration_windows: list[list[int]] | None = None,
-           calibration_tokens: int = 4096, activations: str = "int8") -> Exported:
+           calibration_tokens: int = 4096, quant: str = "int8") -> Exported:
     """Calibrate `model` on the windows (default: `calibration_tokens` tokens it
-    samples itself) and build its decode-step graph."""
+    samples itself; none for float32) and build its decode-step graph."""
     ctx = context_length(model, ctx)
-    if activations not in ACTIVATIONS:
-        raise MoteError(f"activations must be one of {', '.join(ACTIVATIONS)}, not {activations!r}")
+    if quant not in SCHEMES:
+        raise MoteError(f"quantization must be one of {', '.join(SCHEMES)}, not {quant!r}")
     require()  # the extra is there, before the calibration's work
+    if SCHEMES[quant] is None:
+        return build(model, ctx, {}, 0, quant)
     if calibration_windows is None:
         calibration_windows = sampled_windows(model, ctx, calibration_tokens)
     ranges = calibrate(model, ctx, calibration_windows)
     tokens = sum(min(len(w), ctx) for w in calibration_windows)
-    return build(model, ctx, ranges, tokens, activations)
+    return build(model, ctx, ranges, tokens, quant)
 
 
 # ------------------------------------------------------------------ running it

@@ -19,7 +19,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "export", help="checkpoint -> .tflite decode step for TensorFlow Lite Micro (optional extra)",
         description="Export one decode step (token and position in, logits out, the KV cache in "
         "resource variables) with int8 weights per output channel and int8 (or int16) "
-        f"activation ranges calibrated on text. Needs tflite-micro: {tflite.PIP_COMMAND}")
+        f"activations whose ranges are calibrated on text. Needs tflite-micro: {tflite.PIP_COMMAND}")
     p.add_argument("source", type=Path, help="llama2.c .bin, Hugging Face directory or .gguf")
     p.add_argument("--tflite", type=Path, required=True, metavar="OUT.tflite", help="the .tflite file to write")
     p.add_argument("--tokenizer", type=Path, help="tokenizer .bin for llama2.c checkpoints")
@@ -27,9 +27,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--calib", type=Path, metavar="TEXT",
                    help="UTF-8 text to calibrate activation ranges on (default: text the model samples itself)")
     p.add_argument("--calib-tokens", type=int, default=4096, help="calibrate on this many tokens")
-    p.add_argument("--activations", choices=list(tflite.ACTIVATIONS), default="int8",
-                   help="int8: TFLite's full-integer scheme; int16: its 16x8 scheme (int8 weights, "
-                        "int16 activations: closer to the float model, slower kernels)")
+    p.add_argument("--quant", choices=list(tflite.SCHEMES), default="int8",
+                   help="int8: int8 weights per output channel and int8 activations (TFLite's full-integer "
+                        "scheme); 16x8: the same weights, int16 activations (closer to the float model, "
+                        "slower kernels); float32: no quantization")
     p.set_defaults(func=run)
 
 
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError) as err:
             raise MoteError(f"cannot read {args.calib} as UTF-8 text: {err}") from None
         windows = calibration_windows(tokenizer_of(model), text, ctx, args.calib_tokens)
-    exported = tflite.export(model, ctx, windows, args.calib_tokens, args.activations)
+    exported = tflite.export(model, ctx, windows, args.calib_tokens, args.quant)
     # what tflite-micro itself makes of the file, before it is written
     decoder = tflite.MicroDecoder(exported.data)
     decoder.step(0, 0)
@@ -61,8 +62,12 @@ def run(args: argparse.Namespace) -> int:
           f"[1, {c.vocab_size}]")
     print(f"  KV cache: {2 * c.n_layers} resource variables, {exported.cache_bytes:,} bytes "
           f"(float32, {exported.ctx} positions)")
-    source = args.calib if args.calib is not None else "text the model sampled itself (temperature 1, seed 0)"
-    print(f"  {exported.activations} activation ranges calibrated on {exported.calibration_tokens:,} tokens of {source}")
+    if exported.quant == "float32":
+        print("  no quantization: float32 weights and activations")
+    else:
+        source = args.calib if args.calib is not None else "text the model sampled itself (temperature 1, seed 0)"
+        print(f"  quantization {exported.quant}: int8 weights per output channel, activation ranges calibrated "
+              f"on {exported.calibration_tokens:,} tokens of {source}")
     print(f"  tflite-micro arena: {arena.total:,} bytes (persistent {arena.tail:,}, activations {arena.head:,}; "
           f"measured by its x86-64 host interpreter)")
     print("  operators: " + ", ".join(f"{kind} {n}" for kind, n in sorted(ops.items())))
