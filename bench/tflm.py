@@ -189,19 +189,21 @@ def plot(rows: list[dict], path: Path) -> None:
              ("tflm_16x8", "TFLM 16x8")]
     panels = [("instructions_per_token", "instructions / token\n(callgrind, x86-64 reference kernels)"),
               ("arena_bytes", "arena bytes (RAM)"), ("model_bytes", "model bytes (flash)"),
-              ("perplexity", "perplexity (float model: line)")]
+              ("perplexity", "perplexity increase over the float model, %")]
     fig, axes = plt.subplots(1, len(panels), figsize=(15, 4))
     width = 0.27
     for ax, (key, label) in zip(axes, panels):
         for k, (side, name) in enumerate(sides):
             xs = [i + (k - 1) * width for i in range(len(rows))]
-            values = [r[side][key] for r in rows]
+            if key == "perplexity":
+                values = [100 * (r[side][key] / r["float_perplexity"] - 1) for r in rows]
+                labels = [f"{v:+.2f} %" for v in values]
+            else:
+                values = [r[side][key] for r in rows]
+                labels = [f"{v:,}" for v in values]
             bars = ax.bar(xs, values, width, label=name)
-            ax.bar_label(bars, labels=[f"{v:,.0f}" if v > 100 else f"{v:.2f}" for v in values], fontsize=6)
-        if key == "perplexity":
-            for i, r in enumerate(rows):
-                ax.hlines(r["float_perplexity"], i - 1.5 * width, i + 1.5 * width, colors="black")
-            ax.set_yscale("log")
+            ax.bar_label(bars, labels=labels, fontsize=6)
+        ax.ticklabel_format(axis="y", style="plain")
         ax.set_xticks(range(len(rows)), [r["model"] for r in rows])
         ax.set_title(label, fontsize=9)
     axes[0].legend(fontsize=7)
@@ -225,10 +227,14 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=128, help="generated tokens counted by callgrind")
     parser.add_argument("--eval-tokens", type=int, default=4096, help="tokens of evaluation text for perplexity")
     parser.add_argument("--output", type=Path, default=RESULTS / "tflm.json")
+    parser.add_argument("--replot", action="store_true", help="only redraw the plot of --output")
     parser.add_argument("--invoke", nargs=2, metavar=("MODEL", "TOKENS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.invoke:
         invoke_only(Path(args.invoke[0]), args.invoke[1])
+        return 0
+    if args.replot:
+        plot(json.loads(args.output.read_text())["results"], args.output.with_suffix(".png"))
         return 0
     subprocess.run(["make", "-C", str(ROOT / "firmware"), "linux", "KERNELS=ref"], check=True, capture_output=True)
     load_before = os.getloadavg()[0]
