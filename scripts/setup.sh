@@ -37,5 +37,6 @@ fi
 # farm extra (labgrid) is part of the test environment: tests/test_farm.py runs the HIL
 # suite through it, and must run (not skip) under CI.
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test,farm]'
+# The tflite extra too: its tests run under CI (mote export --tflite, tflite-micro).
+.venv/bin/python -m pip install -q -e '.[test,farm,tflite]'
 echo "setup: done (activate with: . .venv/bin/activate)"

@@ -14,6 +14,7 @@ from mote.verbs import convert, evaluate, generate, inspect_blob
 from mote.verbs import train as train_verb
 from mote.verbs import boards as boards_verb, chat as chat_verb, corpus as corpus_verb
 from mote.verbs import flash as flash_verb, run as run_verb, serve as serve_verb
+from mote.verbs import export as export_verb
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     boards_verb.register(verbs)
     serve_verb.register(verbs)
     corpus_verb.register(verbs)
+    export_verb.register(verbs)
     return parser
 
 
