@@ -6,7 +6,7 @@ bytes read per token, RAM high-water mark, flash used, and an estimated tok/s.
 Writes bench/results/mcu.json and bench/results/mcu.png. How each figure is obtained:
 - instructions per token: QEMU runs with -icount shift=0, where virtual time counts
   instructions. The firmware times generation with SysTick (hal_ticks); the
-  calibration image (firmware/ports/cmsdk/calibrate.c) measures instructions per tick
+  calibration image (firmware/ports/cortex-m/calibrate.c) measures instructions per tick
   against loops of known length on each board, and the console's stats line gives the
   exact decode ticks (decode_ticks=, the prompt's prefill excluded) of the generated
   tokens.
@@ -101,7 +101,8 @@ def run_one(board: Board, model: str, quant: str, tokens: int, per_tick: float) 
     stack_used = int(info["stack_high_water"])
     other_static = int(info["static_ram"]) - static_arena
     batch = int(info["prefill_batch"])
-    carved = blobfile.arena_bytes(blob.config, blob.ctx_len, blob.group_size, batch)
+    carved = blobfile.arena_bytes(blob.config, blob.ctx_len, blob.group_size,
+                                   blob.chat is not None, batch)
     row.update({
         "banner": console.banner.strip(),
         "text": text.strip(),
