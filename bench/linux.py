@@ -140,7 +140,8 @@ def llama_run(tools: dict, build: str, n: int, threads: int, extra: tuple = ()) 
                               "--ignore-eos", "-no-cnv", "--no-display-prompt", *extra])
     prompt = re.search(r"prompt eval time =\s*([0-9.]+) ms /\s*(\d+) tokens", err)
     decode = re.search(r"\beval time =\s*([0-9.]+) ms /\s*(\d+) runs", err.replace("prompt eval", "prompt_eval"))
-    result = {"peak_rss": rss, "text": out, "prompt_tokens": int(prompt.group(2))}
+    # completion.cpp prints "\n\n" after the generated text, always
+    result = {"peak_rss": rss, "text": out.removesuffix("\n\n"), "prompt_tokens": int(prompt.group(2))}
     result["prefill_tok_s"] = 1000.0 * int(prompt.group(2)) / float(prompt.group(1))
     if int(decode.group(2)) > 0:
         result["decode_tok_s"] = 1000.0 * int(decode.group(2)) / float(decode.group(1))
@@ -241,6 +242,11 @@ def greedy_texts(tools: dict, dump: Path, blobs: dict, ids: list[int], tok: Toke
     texts["mote-float"] = tok.decode(float_ids).decode(errors="replace")
     for q in QUANTS:
         texts[f"mote-{q}"] = tok.decode(mote_run(dump, blobs[q], ids, N_GREEDY, 1)["tokens"]).decode(errors="replace")
+    return compare_texts(texts)
+
+
+def compare_texts(texts: dict[str, str]) -> dict:
+    """Each text beside llama.cpp's: identical, and the characters they share first."""
     reference = texts["llama.cpp-q4_1"]
     result = {}
     for name, text in texts.items():
@@ -260,7 +266,8 @@ def plot(report: dict, path: Path) -> None:
     names = ["mote-int8", "mote-int4", "llama.cpp-q4_1"]
     colors = ["tab:blue", "tab:green", "tab:gray"]
     wall = report["wall_clock"]
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4))
+    panels = 3 + ("perplexity" in report)
+    fig, axes = plt.subplots(1, panels, figsize=(4.25 * panels, 4))
     for ax, key, title in ((axes[0], "decode_tok_s", "decode tok/s (median)"),
                            (axes[1], "prefill_tok_s", "prefill tok/s (median)")):
         width = 0.27
