@@ -83,4 +83,4 @@ def test_board_kernels_match_reference(board):
         status = qb.wait(60)
         port.close()
     assert status == 0, line
-    check_output(line.strip(), "cm")
+    check_output(line.strip(), board.kernels)

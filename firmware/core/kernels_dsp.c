@@ -1,0 +1,683 @@
+/* kernels_dsp.c - the Cortex-M DSP kernel set: Armv7E-M and Armv8-M Mainline with the
+ * DSP extension and a single-precision FPU (Cortex-M4, M7, M33). Instructions are what
+ * these cores spend, one after another, so every loop is shaped for fewer of them:
+ * the int8 dot products take SXTB16 (two bytes sign-extended to two int16 lanes) and
+ * SMLAD (two 16x16 multiply-adds at once), with four rows sharing each activation word;
+ * f16 scales widen with the FPU's VCVTB. Bit for bit the reference (kernels_ref.c,
+ * tests/c/test_kernels.c): integer sums run in any order, and each output keeps its
+ * own float operations in the reference's order. */
+#if !defined(__ARM_FEATURE_DSP) || !defined(__ARM_FP) || !(__ARM_FP & 4)
+#error "the dsp kernel set needs the Arm DSP extension and a single-precision FPU (-mcpu=cortex-m4/m7/m33 -mfloat-abi=hard)"
+#endif
+
+#include <arm_acle.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+/* ------------------------------------------------------------------ helpers */
+
+/* Four bytes from any address: these cores load unaligned words. */
+static inline uint32_t load_word(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Bytes 0 and 2 / 1 and 3 of x as two sign-extended int16 lanes. GCC 12 does not fold
+ * the rotation of __sxtb16(__ror(x, 8)) into the instruction, hence the asm. */
+static inline int16x2_t sxtb16_even(uint32_t x) { return __sxtb16((int8x4_t)x); }
+static inline int16x2_t sxtb16_odd(uint32_t x)
+{
+    int16x2_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+/* Exact f16 -> f32 by the FPU (VCVTB, half-precision format IEEE: FPSCR.AHP is 0 out
+ * of reset). The same value as mote_f16_to_f32 for every input; a signalling NaN
+ * comes out quieted, which no finite result can tell. */
+static inline float f16_to_f32(uint16_t h)
+{
+    const uint32_t bits = h;
+    float in, out;
+    memcpy(&in, &bits, sizeof in);
+    __asm__("vcvtb.f32.f16 %0, %1" : "=t"(out) : "t"(in));
+    return out;
+}
+
+/* ------------------------------------------------------------------ matvec */
+
+/* A matvec runs over a chunk of whole input groups at a time (PREP_COLUMNS columns, or
+ * one group if larger), in two steps:
+ * - the chunk's activations are prepared once for every row, one group after another:
+ *   q8 matrices get per 4 columns the words (x0, x2) and (x1, x3) (two sign-extended
+ *   int16 each: SMLAD's operands, loaded with one LDRD), q4 matrices per 8 columns the
+ *   words (x0, x4), (x2, x6), (x1, x5), (x3, x7), the order of the q4 nibble pairs; a
+ *   group's columns past its last whole 4 (8) are read from xq itself;
+ * - per block of rows, group by group, the rows' int32 sums, each scaled and added to
+ *   its row's float sum in group order as the reference: in assembly where the group
+ *   size is a multiple of 8 (the default 32 fully unrolled), as 14 registers are live
+ *   that GCC spills from the same loops written in C; in C elsewhere.
+ * A row's float sum is kept exactly in y between chunks. */
+#define PREP_COLUMNS 256u
+#define PREP_WORDS (MOTE_MAX_GROUP > PREP_COLUMNS ? MOTE_MAX_GROUP / 2u : PREP_COLUMNS / 2u)
+
+static uint32_t *prepare_q8(uint32_t *prep, const int8_t *x, uint32_t n)
+{
+    const int8_t *const end = x + (n & ~3u);
+    for (; x < end; x += 4, prep += 2) {
+        const uint32_t a = load_word(x);
+        prep[0] = (uint32_t)sxtb16_even(a);
+        prep[1] = (uint32_t)sxtb16_odd(a);
+    }
+    return prep;
+}
+
+static uint32_t *prepare_q4(uint32_t *prep, const int8_t *x, uint32_t n)
+{
+    const int8_t *const end = x + (n & ~7u);
+    for (; x < end; x += 8, prep += 4) {
+        const uint32_t a = load_word(x), b = load_word(x + 4);
+        const uint32_t x0145 = (a & 0xFFFFu) | (b << 16), x2367 = (b & 0xFFFF0000u) | (a >> 16);
+        prep[0] = (uint32_t)sxtb16_even(x0145);
+        prep[1] = (uint32_t)sxtb16_even(x2367);
+        prep[2] = (uint32_t)sxtb16_odd(x0145);
+        prep[3] = (uint32_t)sxtb16_odd(x2367);
+    }
+    return prep;
+}
+
+/* What the assembly group loops keep in memory (an asm statement has at most 30
+ * operands), in pairs of words that one LDRD reads. */
+typedef struct {
+    const uint16_t *ws; /* the block's first row's scale of the next group */
+    const float *xs;    /* the next group's activation scale */
+} scale_cursor;
+typedef struct {
+    const uint32_t *p_end; /* where the loop's prepared words end */
+    uint32_t ws_stride;    /* bytes from one row's scales to the next row's */
+} group_bounds;
+typedef struct {
+    uint32_t left, per_group; /* steps left in the group, and per group */
+} step_count;
+
+/* q8, four rows, their int32 sums in r0-r3. One row's step over 4 columns: w's word
+ * against the prepared pair (ae, ao); a group's first step starts the sum (SMUAD). */
+#define Q8_ROW(s, w, mac)                                                                  \
+    "ldr %[v], [%[" w "]], #4\n\t"                                                        \
+    "sxtb16 %[t], %[v]\n\t" mac                                                           \
+    "sxtb16 %[v], %[v], ror #8\n\t"                                                       \
+    "smlad " s ", %[v], %[ao], " s "\n\t"
+#define Q8_MAC(s) "smlad " s ", %[t], %[ae], " s "\n\t"
+#define Q8_MUL(s) "smuad " s ", %[t], %[ae]\n\t"
+#define Q8_UNIT                                                                            \
+    "ldrd %[ae], %[ao], [%[p]], #8\n\t" Q8_ROW("r0", "w0", Q8_MAC("r0"))                     \
+    Q8_ROW("r1", "w1", Q8_MAC("r1")) Q8_ROW("r2", "w2", Q8_MAC("r2")) Q8_ROW("r3", "w3", Q8_MAC("r3"))
+#define Q8_FIRST_UNIT                                                                      \
+    "ldrd %[ae], %[ao], [%[p]], #8\n\t" Q8_ROW("r0", "w0", Q8_MUL("r0"))                     \
+    Q8_ROW("r1", "w1", Q8_MUL("r1")) Q8_ROW("r2", "w2", Q8_MUL("r2")) Q8_ROW("r3", "w3", Q8_MUL("r3"))
+/* After a group: acc[k] += (float)sum[k] * (f16(ws[k]) * xs), the scales of the four
+ * rows at ws, ws + stride, ...; then the next group, until the prepared words end. */
+#define Q8_SCALE_AND_LOOP                                                                  \
+    "vmov s16, s17, r0, r1\n\t"                                                           \
+    "vmov s18, s19, r2, r3\n\t"                                                           \
+    "ldrd r0, r1, %[cur]\n\t"                                                             \
+    "ldrd r2, r3, %[bounds]\n\t"                                                          \
+    "vldmia r1!, {s28}\n\t"                                                               \
+    "ldrh %[t], [r0]\n\t"                                                                 \
+    "ldrh %[v], [r0, r3]\n\t"                                                             \
+    "vmov s24, s25, %[t], %[v]\n\t"                                                       \
+    "add %[ae], r0, r3, lsl #1\n\t"                                                       \
+    "ldrh %[t], [%[ae]]\n\t"                                                              \
+    "ldrh %[v], [%[ae], r3]\n\t"                                                          \
+    "vmov s26, s27, %[t], %[v]\n\t"                                                       \
+    "adds r0, r0, #2\n\t"                                                                 \
+    "strd r0, r1, %[cur]\n\t"                                                             \
+    "vcvt.f32.s32 s16, s16\n\t"                                                           \
+    "vcvt.f32.s32 s17, s17\n\t"                                                           \
+    "vcvt.f32.s32 s18, s18\n\t"                                                           \
+    "vcvt.f32.s32 s19, s19\n\t"                                                           \
+    "vcvtb.f32.f16 s24, s24\n\t"                                                          \
+    "vcvtb.f32.f16 s25, s25\n\t"                                                          \
+    "vcvtb.f32.f16 s26, s26\n\t"                                                          \
+    "vcvtb.f32.f16 s27, s27\n\t"                                                          \
+    "vmul.f32 s24, s24, s28\n\t"                                                          \
+    "vmul.f32 s25, s25, s28\n\t"                                                          \
+    "vmul.f32 s26, s26, s28\n\t"                                                          \
+    "vmul.f32 s27, s27, s28\n\t"                                                          \
+    "vmul.f32 s16, s16, s24\n\t"                                                          \
+    "vmul.f32 s17, s17, s25\n\t"                                                          \
+    "vmul.f32 s18, s18, s26\n\t"                                                          \
+    "vmul.f32 s19, s19, s27\n\t"                                                          \
+    "vadd.f32 %[a0], %[a0], s16\n\t"                                                      \
+    "vadd.f32 %[a1], %[a1], s17\n\t"                                                      \
+    "vadd.f32 %[a2], %[a2], s18\n\t"                                                      \
+    "vadd.f32 %[a3], %[a3], s19\n\t"                                                      \
+    "cmp %[p], r2\n\t"                                                                    \
+    "bne 1b\n\t"
+#define Q8_OPERANDS                                                                        \
+    : [w0] "+r"(w0), [w1] "+r"(w1), [w2] "+r"(w2), [w3] "+r"(w3), [p] "+r"(p),               \
+      [ae] "=&r"(ae), [ao] "=&r"(ao), [v] "=&r"(v), [t] "=&r"(t), [a0] "+t"(acc[0]),         \
+      [a1] "+t"(acc[1]), [a2] "+t"(acc[2]), [a3] "+t"(acc[3]), [cur] "+m"(at),                \
+      [left] "+m"(steps.left)                                                              \
+    : [bounds] "m"(end), [per_group] "m"(steps.per_group)                                  \
+    : "r0", "r1", "r2", "r3", "s16", "s17", "s18", "s19", "s24", "s25", "s26", "s27", "s28", \
+      "cc", "memory"
+
+/* What the blocks of rows of one chunk share. */
+typedef struct {
+    const uint8_t *data;    /* the tensor's codes, at the chunk's first column */
+    const uint16_t *scales; /* the tensor's scales, at the chunk's first group */
+    size_t row_bytes;       /* bytes from one row to the next */
+    uint32_t n_groups;      /* groups per row */
+    const uint32_t *prep;   /* the chunk's prepared activations */
+    group_bounds bounds;    /* the end of the whole groups' prepared words, scale stride */
+    const int8_t *xq;
+    const float *xs;
+    uint32_t group, cols;
+    uint32_t g0, g1, whole; /* the chunk's groups; the first `whole` of them are the
+                               assembly's: whole groups of a multiple of 8 columns */
+} chunk;
+
+/* Four q8 rows from row `base` over the chunk's whole groups, added to acc[k]: 21
+ * instructions per 16 multiply-adds, 40 per group for the scaling (the default group
+ * of 32: 208 per 128 products). Not inlined, and its memory operands in its own small
+ * frame: addressed from sp, within LDRD's reach, they need no register. */
+static __attribute__((noinline)) void whole_groups_q8(float acc[4], const chunk *c, uint32_t base)
+{
+    const int8_t *w0 = (const int8_t *)c->data + base * c->row_bytes;
+    const int8_t *w1 = w0 + c->row_bytes, *w2 = w1 + c->row_bytes, *w3 = w2 + c->row_bytes;
+    const uint32_t *p = c->prep;
+    const group_bounds end = c->bounds;
+    step_count steps = {0u, c->group / 8u - 1u}; /* pairs of steps after a group's first */
+    scale_cursor at;
+    uint32_t ae, ao, v, t;
+    at.ws = c->scales + base * c->n_groups;
+    at.xs = c->xs + c->g0;
+    if (c->group == 32u)
+        __asm__("1:\n\t" Q8_FIRST_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT
+                Q8_SCALE_AND_LOOP Q8_OPERANDS);
+    else
+        __asm__("1:\n\t" Q8_FIRST_UNIT Q8_UNIT
+                "ldr %[t], %[per_group]\n\t"
+                "b 3f\n\t"
+                "2:\n\t" Q8_UNIT Q8_UNIT
+                "ldr %[t], %[left]\n\t"
+                "3:\n\t"
+                "subs %[t], %[t], #1\n\t"
+                "str %[t], %[left]\n\t"
+                "bpl 2b\n\t" Q8_SCALE_AND_LOOP Q8_OPERANDS);
+}
+
+/* The int32 sums s[k] of four q8 rows over one group of n columns of any size (w[k]
+ * and *p advanced past it; x holds the activations of the group's column 0 on). */
+static void dot4_q8(int32_t s[4], const int8_t *w[4], const uint32_t **p, const int8_t *x,
+                    uint32_t n)
+{
+    const uint32_t units = n / 4u;
+    const uint32_t *pp = *p;
+    uint32_t i, k;
+    s[0] = s[1] = s[2] = s[3] = 0;
+    for (i = 0; i < units; i++, pp += 2) {
+        for (k = 0; k < 4u; k++) {
+            const uint32_t v = load_word(w[k]);
+            s[k] = __smlad(sxtb16_even(v), (int16x2_t)pp[0], s[k]);
+            s[k] = __smlad(sxtb16_odd(v), (int16x2_t)pp[1], s[k]);
+            w[k] += 4;
+        }
+    }
+    for (i = 4u * units; i < n; i++)
+        for (k = 0; k < 4u; k++)
+            s[k] += *w[k]++ * x[i];
+    *p = pp;
+}
+
+/* q4, two rows, their int32 sums in r0, r1: per 8 columns the low nibbles moved up a
+ * nibble and the high nibbles masked are bytes of 16 * code, which SXTB16 pairs as
+ * columns (0, 4), (2, 6) and (1, 5), (3, 7), against the prepared words in that order.
+ * The sums come out times 16 (exactly: |sum| < 2^28), which the fixed-point VCVT (#4)
+ * divides out. Two rows, not four: the four activation words and the nibble
+ * temporaries fill the registers. */
+#define Q4_ROW(s, w, mac)                                                                  \
+    "ldr %[v], [%[" w "]], #4\n\t"                                                        \
+    "and %[lo], %[mask], %[v], lsl #4\n\t"                                                \
+    "and %[v], %[v], %[mask]\n\t"                                                         \
+    "sxtb16 %[t], %[lo]\n\t" mac                                                          \
+    "sxtb16 %[lo], %[lo], ror #8\n\t"                                                     \
+    "smlad " s ", %[lo], %[x26], " s "\n\t"                                               \
+    "sxtb16 %[t], %[v]\n\t"                                                               \
+    "smlad " s ", %[t], %[x15], " s "\n\t"                                                \
+    "sxtb16 %[v], %[v], ror #8\n\t"                                                       \
+    "smlad " s ", %[v], %[x37], " s "\n\t"
+#define Q4_MAC(s) "smlad " s ", %[t], %[x04], " s "\n\t"
+#define Q4_MUL(s) "smuad " s ", %[t], %[x04]\n\t"
+/* LDM fills registers in ascending order, which is why x04..x37 are fixed registers */
+#define Q4_LOAD "ldmia %[p]!, {%[x04], %[x26], %[x15], %[x37]}\n\t"
+#define Q4_UNIT Q4_LOAD Q4_ROW("r0", "w0", Q4_MAC("r0")) Q4_ROW("r1", "w1", Q4_MAC("r1"))
+#define Q4_FIRST_UNIT Q4_LOAD Q4_ROW("r0", "w0", Q4_MUL("r0")) Q4_ROW("r1", "w1", Q4_MUL("r1"))
+#define Q4_SCALE_AND_LOOP                                                                  \
+    "vmov s16, s17, r0, r1\n\t"                                                           \
+    "ldrd r0, r1, %[cur]\n\t"                                                             \
+    "ldrd %[lo], %[t], %[bounds]\n\t"                                                     \
+    "vldmia r1!, {s28}\n\t"                                                               \
+    "ldrh %[v], [r0]\n\t"                                                                 \
+    "ldrh %[x04], [r0, %[t]]\n\t"                                                         \
+    "vmov s24, s25, %[v], %[x04]\n\t"                                                     \
+    "adds r0, r0, #2\n\t"                                                                 \
+    "strd r0, r1, %[cur]\n\t"                                                             \
+    "vcvt.f32.s32 s16, s16, #4\n\t"                                                       \
+    "vcvt.f32.s32 s17, s17, #4\n\t"                                                       \
+    "vcvtb.f32.f16 s24, s24\n\t"                                                          \
+    "vcvtb.f32.f16 s25, s25\n\t"                                                          \
+    "vmul.f32 s24, s24, s28\n\t"                                                          \
+    "vmul.f32 s25, s25, s28\n\t"                                                          \
+    "vmul.f32 s16, s16, s24\n\t"                                                          \
+    "vmul.f32 s17, s17, s25\n\t"                                                          \
+    "vadd.f32 %[a0], %[a0], s16\n\t"                                                      \
+    "vadd.f32 %[a1], %[a1], s17\n\t"                                                      \
+    "cmp %[p], %[lo]\n\t"                                                                 \
+    "bne 1b\n\t"
+#define Q4_OPERANDS                                                                        \
+    : [w0] "+r"(w0), [w1] "+r"(w1), [p] "+r"(p), [x04] "=&r"(x04), [x26] "=&r"(x26),         \
+      [x15] "=&r"(x15), [x37] "=&r"(x37), [v] "=&r"(v), [lo] "=&r"(lo), [t] "=&r"(t),         \
+      [a0] "+t"(acc[0]), [a1] "+t"(acc[1]), [cur] "+m"(at), [left] "+m"(steps.left)          \
+    : [mask] "r"(0xF0F0F0F0u), [bounds] "m"(end), [per_group] "m"(steps.per_group)           \
+    : "r0", "r1", "s16", "s17", "s24", "s25", "s28", "cc", "memory"
+
+/* Two q4 rows from row `base` over the chunk's whole groups, as whole_groups_q8: 23
+ * instructions per 16 multiply-adds, 22 per group for the scaling. */
+static __attribute__((noinline)) void whole_groups_q4(float acc[2], const chunk *c, uint32_t base)
+{
+    const uint8_t *w0 = c->data + base * c->row_bytes, *w1 = w0 + c->row_bytes;
+    const uint32_t *p = c->prep;
+    const group_bounds end = c->bounds;
+    step_count steps = {0u, c->group / 8u - 1u}; /* steps after a group's first */
+    scale_cursor at;
+    register uint32_t x04 __asm__("r8"), x26 __asm__("r9"), x15 __asm__("r10"), x37 __asm__("r11");
+    uint32_t v, lo, t;
+    at.ws = c->scales + base * c->n_groups;
+    at.xs = c->xs + c->g0;
+    if (c->group == 32u)
+        __asm__("1:\n\t" Q4_FIRST_UNIT Q4_UNIT Q4_UNIT Q4_UNIT Q4_SCALE_AND_LOOP Q4_OPERANDS);
+    else
+        __asm__("1:\n\t" Q4_FIRST_UNIT
+                "ldr %[t], %[per_group]\n\t"
+                "b 3f\n\t"
+                "2:\n\t" Q4_UNIT
+                "ldr %[t], %[left]\n\t"
+                "3:\n\t"
+                "subs %[t], %[t], #1\n\t"
+                "str %[t], %[left]\n\t"
+                "bpl 2b\n\t" Q4_SCALE_AND_LOOP Q4_OPERANDS);
+}
+
+/* The int32 sums s[k] of two q4 rows over one group of n columns of any size, as
+ * dot4_q8 (the last columns two by two, one byte each; an odd last one, the tensor's
+ * last column, has a low nibble only). */
+static void dot2_q4(int32_t s[2], const uint8_t *w[2], const uint32_t **p, const int8_t *x,
+                    uint32_t n)
+{
+    const uint32_t units = n / 8u;
+    const uint32_t *pp = *p;
+    uint32_t i, k;
+    for (k = 0; k < 2u; k++) {
+        int32_t sum = 0;
+        const uint8_t *wk = w[k];
+        for (i = 0; i < units; i++, wk += 4) {
+            const uint32_t v = load_word(wk), lo = (v << 4) & 0xF0F0F0F0u, hi = v & 0xF0F0F0F0u;
+            sum = __smlad(sxtb16_even(lo), (int16x2_t)pp[4u * i], sum);
+            sum = __smlad(sxtb16_odd(lo), (int16x2_t)pp[4u * i + 1u], sum);
+            sum = __smlad(sxtb16_even(hi), (int16x2_t)pp[4u * i + 2u], sum);
+            sum = __smlad(sxtb16_odd(hi), (int16x2_t)pp[4u * i + 3u], sum);
+        }
+        for (i = 8u * units; i + 1u < n; i += 2u, wk++)
+            sum += (int8_t)(*wk << 4) * x[i] + (int8_t)(*wk & 0xF0u) * x[i + 1u];
+        if (i < n)
+            sum += (int8_t)(*wk++ << 4) * x[i];
+        s[k] = sum / 16;
+        w[k] = wk;
+    }
+    *p = pp + 4u * units;
+}
+
+/* The groups of a chunk past its whole ones, in C, for a block of rows (rk[k]; the
+ * ragged last group of a row, group sizes the assembly does not take), added to acc[k]
+ * in group order. */
+static void other_groups_q8(float acc[4], const chunk *c, const uint32_t rk[4])
+{
+    const int8_t *w[4];
+    const uint32_t *p = c->bounds.p_end;
+    uint32_t g, k;
+    for (k = 0; k < 4u; k++)
+        w[k] = (const int8_t *)c->data + rk[k] * c->row_bytes + c->whole * c->group;
+    for (g = c->g0 + c->whole; g < c->g1; g++) {
+        const uint32_t begin = g * c->group;
+        const uint32_t n = c->cols - begin < c->group ? c->cols - begin : c->group;
+        int32_t s[4];
+        dot4_q8(s, w, &p, c->xq + begin, n);
+        for (k = 0; k < 4u; k++)
+            acc[k] += (float)s[k] * (f16_to_f32(c->scales[rk[k] * c->n_groups + g - c->g0]) * c->xs[g]);
+    }
+}
+
+static void other_groups_q4(float acc[2], const chunk *c, const uint32_t rk[2])
+{
+    const uint8_t *w[2];
+    const uint32_t *p = c->bounds.p_end;
+    uint32_t g, k;
+    for (k = 0; k < 2u; k++)
+        w[k] = c->data + rk[k] * c->row_bytes + c->whole * c->group / 2u;
+    for (g = c->g0 + c->whole; g < c->g1; g++) {
+        const uint32_t begin = g * c->group;
+        const uint32_t n = c->cols - begin < c->group ? c->cols - begin : c->group;
+        int32_t s[2];
+        dot2_q4(s, w, &p, c->xq + begin, n);
+        for (k = 0; k < 2u; k++)
+            acc[k] += (float)s[k] * (f16_to_f32(c->scales[rk[k] * c->n_groups + g - c->g0]) * c->xs[g]);
+    }
+}
+
+/* Rows [r, row_end) of a block of `rows` consecutive rows: a block that would run past
+ * row_end ends there instead (or starts at row 0), recomputing rows before r that it
+ * does not store; a tensor of fewer rows repeats its last row (then not consecutive,
+ * so all in C). Each row's sum starts from 0, or from y for the chunks after the first. */
+static void block_q8(float *y, const chunk *c, uint32_t rows, uint32_t r, uint32_t row_end)
+{
+    const uint32_t base = r + 4u <= row_end ? r : row_end >= 4u ? row_end - 4u : 0u;
+    uint32_t rk[4], k;
+    float acc[4];
+    for (k = 0; k < 4u; k++) {
+        rk[k] = base + k < rows ? base + k : rows - 1u;
+        acc[k] = c->g0 == 0u || rk[k] < r ? 0.0f : y[rk[k]];
+    }
+    if (c->whole && rows >= 4u)
+        whole_groups_q8(acc, c, base);
+    if (c->g0 + (rows >= 4u ? c->whole : 0u) < c->g1) {
+        chunk other = *c;
+        if (rows < 4u)
+            other.whole = 0u, other.bounds.p_end = c->prep;
+        other_groups_q8(acc, &other, rk);
+    }
+    for (k = r - base; k < 4u && base + k < row_end; k++)
+        y[base + k] = acc[k];
+}
+
+static void block_q4(float *y, const chunk *c, uint32_t rows, uint32_t r, uint32_t row_end)
+{
+    const uint32_t base = r + 2u <= row_end ? r : row_end >= 2u ? row_end - 2u : 0u;
+    uint32_t rk[2], k;
+    float acc[2];
+    for (k = 0; k < 2u; k++) {
+        rk[k] = base + k < rows ? base + k : rows - 1u;
+        acc[k] = c->g0 == 0u || rk[k] < r ? 0.0f : y[rk[k]];
+    }
+    if (c->whole && rows >= 2u)
+        whole_groups_q4(acc, c, base);
+    if (c->g0 + (rows >= 2u ? c->whole : 0u) < c->g1) {
+        chunk other = *c;
+        if (rows < 2u)
+            other.whole = 0u, other.bounds.p_end = c->prep;
+        other_groups_q4(acc, &other, rk);
+    }
+    for (k = r - base; k < 2u && base + k < row_end; k++)
+        y[base + k] = acc[k];
+}
+
+void mote_dsp_matvec(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
+                     uint32_t group, uint32_t row_begin, uint32_t row_end)
+{
+    const uint32_t cols = w->cols, n_groups = (cols + group - 1u) / group;
+    const uint32_t per_chunk = group >= PREP_COLUMNS ? 1u : PREP_COLUMNS / group;
+    const int is_q4 = w->dtype == MOTE_Q4;
+    uint32_t prep[PREP_WORDS];
+    chunk c;
+    uint32_t g, r;
+    c.row_bytes = is_q4 ? (cols + 1u) / 2u : cols;
+    c.n_groups = n_groups;
+    c.prep = prep;
+    c.bounds.ws_stride = 2u * n_groups;
+    c.xq = xq;
+    c.xs = xs;
+    c.group = group;
+    c.cols = cols;
+    for (c.g0 = 0; c.g0 < n_groups; c.g0 = c.g1) {
+        uint32_t *p = prep;
+        c.g1 = n_groups - c.g0 < per_chunk ? n_groups : c.g0 + per_chunk;
+        c.whole = group % 8u ? 0u : (c.g1 * group <= cols ? c.g1 : c.g1 - 1u) - c.g0;
+        c.data = (const uint8_t *)w->data + (is_q4 ? c.g0 * group / 2u : c.g0 * group);
+        c.scales = w->scales + c.g0;
+        for (g = c.g0; g < c.g1; g++) {
+            const uint32_t begin = g * group, n = cols - begin < group ? cols - begin : group;
+            p = is_q4 ? prepare_q4(p, xq + begin, n) : prepare_q8(p, xq + begin, n);
+            if (g + 1u == c.g0 + c.whole)
+                c.bounds.p_end = p;
+        }
+        if (c.whole == 0u)
+            c.bounds.p_end = prep;
+        r = row_begin;
+        if (is_q4) {
+            if (c.whole && c.g0 + c.whole == c.g1) /* the usual blocks, summed in y */
+                for (; r + 2u <= row_end; r += 2u) {
+                    if (c.g0 == 0u)
+                        y[r] = y[r + 1u] = 0.0f;
+                    whole_groups_q4(y + r, &c, r);
+                }
+            for (; r < row_end; r += 2u)
+                block_q4(y, &c, w->rows, r, row_end);
+        } else {
+            if (c.whole && c.g0 + c.whole == c.g1)
+                for (; r + 4u <= row_end; r += 4u) {
+                    if (c.g0 == 0u)
+                        y[r] = y[r + 1u] = y[r + 2u] = y[r + 3u] = 0.0f;
+                    whole_groups_q8(y + r, &c, r);
+                }
+            for (; r < row_end; r += 4u)
+                block_q8(y, &c, w->rows, r, row_end);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ quantization */
+
+/* round(v) to nearest even as an int32 by the FPU's VCVTR (FPSCR's rounding mode,
+ * nearest-even out of reset): the reference's add-and-subtract-1.5*2^23 for |v| < 2^22. */
+static inline int32_t round_to_int(float v)
+{
+    float r;
+    int32_t i;
+    __asm__("vcvtr.s32.f32 %0, %1" : "=t"(r) : "t"(v));
+    memcpy(&i, &r, sizeof i);
+    return i;
+}
+
+/* The largest |x[i]| as float bits (sign cleared: for non-negative floats the integer
+ * order is the float order); a NaN makes it larger than the bits of infinity. */
+static inline uint32_t abs_max_bits(const float *x, uint32_t n)
+{
+    uint32_t m = 0, i;
+    for (i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, x + i, sizeof b);
+        b &= 0x7FFFFFFFu;
+        m = b > m ? b : m;
+    }
+    return m;
+}
+
+/* xq = round(x * inv) for |x * inv| <= 127 (rounding may reach 127.00002, never 127.5):
+ * the reference's clamp does nothing there. */
+static inline void quantize_codes(int8_t *xq, const float *x, uint32_t n, float inv)
+{
+    uint32_t i;
+    for (i = 0; i < n; i++)
+        xq[i] = (int8_t)round_to_int(x[i] * inv);
+}
+
+void mote_dsp_quantize_act(int8_t *xq, float *xs, const float *x, uint32_t n, uint32_t group)
+{
+    uint32_t begin, g = 0;
+    for (begin = 0; begin < n; begin += group, g++) {
+        const uint32_t len = n - begin < group ? n - begin : group;
+        const uint32_t max_bits = abs_max_bits(x + begin, len);
+        float amax, inv;
+        memcpy(&amax, &max_bits, sizeof amax);
+        inv = 127.0f / amax;
+        /* a non-finite value, or an amax so small that 127 / amax overflows: the
+         * reference's clamping and NaN rules matter, so it does the group */
+        if (max_bits >= 0x7F800000u || max_bits == 0u || !(inv < HUGE_VALF)) {
+            mote_ref_quantize_act(xq + begin, xs + g, x + begin, len, len);
+            continue;
+        }
+        xs[g] = amax / 127.0f;
+        quantize_codes(xq + begin, x + begin, len, inv);
+    }
+}
+
+void mote_dsp_quantize_kv(int8_t *q, uint16_t *scale, const float *x, uint32_t n)
+{
+    const uint32_t max_bits = abs_max_bits(x, n);
+    float amax, s, inv;
+    memcpy(&amax, &max_bits, sizeof amax);
+    *scale = mote_f32_to_f16(amax / 127.0f);
+    s = f16_to_f32(*scale);
+    inv = 1.0f / s;
+    /* the f16 scale rounds amax / 127 either way: while amax * inv < 127.5 every code
+     * rounds to at most 127 and the reference's clamp does nothing; beyond, and for
+     * non-finite values and a zero scale, the reference does it */
+    if (max_bits >= 0x7F800000u || s == 0.0f || !(amax * inv < 127.5f)) {
+        mote_ref_quantize_kv(q, scale, x, n);
+        return;
+    }
+    quantize_codes(q, x, n, inv);
+}
+
+/* ------------------------------------------------------------------ attention */
+
+/* Four int8 from a word, widened to float (exact). */
+static inline void bytes_to_floats(float f[4], uint32_t w)
+{
+    f[0] = (float)(int8_t)w;
+    f[1] = (float)(int8_t)(w >> 8);
+    f[2] = (float)(int8_t)(w >> 16);
+    f[3] = (float)((int32_t)w >> 24);
+}
+
+void mote_dsp_attn_scores(float *att, const float *q, const int8_t *kq, const uint16_t *ks,
+                          uint32_t stride, uint32_t head_dim, uint32_t n_pos, float sqrt_hd)
+{
+    uint32_t t = 0, i;
+    if (head_dim % 4u) {
+        mote_ref_attn_scores(att, q, kq, ks, stride, head_dim, n_pos, sqrt_hd);
+        return;
+    }
+    /* two positions at a time: each q[i] load serves both, each keeps its own sum */
+    for (; t + 2u <= n_pos; t += 2u) {
+        const int8_t *ka = kq + (size_t)t * stride, *kb = ka + stride;
+        float da = 0.0f, db = 0.0f;
+        for (i = 0; i < head_dim; i += 4u) {
+            float a[4], b[4];
+            bytes_to_floats(a, load_word(ka + i));
+            bytes_to_floats(b, load_word(kb + i));
+            da += q[i] * a[0];
+            db += q[i] * b[0];
+            da += q[i + 1u] * a[1];
+            db += q[i + 1u] * b[1];
+            da += q[i + 2u] * a[2];
+            db += q[i + 2u] * b[2];
+            da += q[i + 3u] * a[3];
+            db += q[i + 3u] * b[3];
+        }
+        att[t] = (da * f16_to_f32(ks[t])) / sqrt_hd;
+        att[t + 1u] = (db * f16_to_f32(ks[t + 1u])) / sqrt_hd;
+    }
+    if (t < n_pos)
+        mote_ref_attn_scores(att + t, q, kq + (size_t)t * stride, ks + t, stride, head_dim, 1u, sqrt_hd);
+}
+
+void mote_dsp_attn_mix(float *out, const float *att, const int8_t *vq, const uint16_t *vs,
+                       uint32_t stride, uint32_t head_dim, uint32_t n_pos)
+{
+    uint32_t t, i;
+    if (head_dim % 8u) {
+        mote_ref_attn_mix(out, att, vq, vs, stride, head_dim, n_pos);
+        return;
+    }
+    /* eight output dims at a time, their sums in registers over all positions */
+    for (i = 0; i < head_dim; i += 8u) {
+        float o0 = 0.0f, o1 = 0.0f, o2 = 0.0f, o3 = 0.0f, o4 = 0.0f, o5 = 0.0f, o6 = 0.0f, o7 = 0.0f;
+        const int8_t *v = vq + i;
+        for (t = 0; t < n_pos; t++, v += stride) {
+            const float a = att[t] * f16_to_f32(vs[t]);
+            float lo[4], hi[4];
+            bytes_to_floats(lo, load_word(v));
+            bytes_to_floats(hi, load_word(v + 4));
+            o0 += a * lo[0];
+            o1 += a * lo[1];
+            o2 += a * lo[2];
+            o3 += a * lo[3];
+            o4 += a * hi[0];
+            o5 += a * hi[1];
+            o6 += a * hi[2];
+            o7 += a * hi[3];
+        }
+        out[i] = o0, out[i + 1u] = o1, out[i + 2u] = o2, out[i + 3u] = o3;
+        out[i + 4u] = o4, out[i + 5u] = o5, out[i + 6u] = o6, out[i + 7u] = o7;
+    }
+}
+
+/* ------------------------------------------------------------------ small ops */
+
+/* The reference's exp (mote_expf: the same IEEE operations in the same order) for
+ * x in [-87, 88]: n = rint(x * log2 e) by adding and subtracting 1.5 * 2^23 (|x log2 e|
+ * < 2^22, as the reference's rint_small), and 2^n from the bits of that sum, whose
+ * low bits hold n + 0x400000: (bits + 127) << 23 drops the rest. */
+#define EXP_LOG2E ((float)1.44269504)
+#define EXP_LN2_HI ((float)0.693145751953125)
+#define EXP_LN2_LO ((float)1.42860677e-06)
+static inline float exp_in_range(float x)
+{
+    const float shifted = x * EXP_LOG2E + 12582912.0f, n = shifted - 12582912.0f;
+    const float r = (x - n * EXP_LN2_HI) - n * EXP_LN2_LO;
+    float p = (float)(1.0 / 720.0), two_n;
+    uint32_t bits;
+    p = (float)(1.0 / 120.0) + r * p;
+    p = (float)(1.0 / 24.0) + r * p;
+    p = (float)(1.0 / 6.0) + r * p;
+    p = 0.5f + r * p;
+    p = 1.0f + r * p;
+    p = 1.0f + r * p;
+    memcpy(&bits, &shifted, sizeof bits);
+    bits = (bits + 127u) << 23;
+    memcpy(&two_n, &bits, sizeof two_n);
+    return p * two_n;
+}
+
+void mote_dsp_softmax(float *x, uint32_t n)
+{
+    float max = x[0], sum = 0.0f;
+    uint32_t i;
+    for (i = 1; i < n; i++)
+        if (x[i] > max)
+            max = x[i];
+    /* x - max <= 0 or NaN: exp's upper cut-off never applies */
+    for (i = 0; i < n; i++) {
+        const float d = x[i] - max;
+        x[i] = d >= -87.0f ? exp_in_range(d) : d != d ? d : 0.0f;
+        sum += x[i];
+    }
+    for (i = 0; i < n; i++)
+        x[i] /= sum;
+}
+
+void mote_dsp_silu_mul(float *h, const float *u, uint32_t n)
+{
+    uint32_t i;
+    for (i = 0; i < n; i++) {
+        const float m = -h[i];
+        const float e = m >= -87.0f ? (m > 88.0f ? HUGE_VALF : exp_in_range(m)) : m != m ? m : 0.0f;
+        h[i] = h[i] / (1.0f + e) * u[i];
+    }
+}
