@@ -63,11 +63,6 @@ def test_x86_kernels_match_reference(name: str, flags: str, needs: set[str]):
     check_output(run_host("x86", flags, f"build/kernels-x86-{name}"), "x86")
 
 
-def test_cortex_m_kernels_match_reference_on_the_host():
-    """The Cortex-M set is plain C: the same program checks it here, quickly."""
-    check_output(run_host("cm", "", "build/kernels-cm"), "cm")
-
-
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or
                     shutil.which("qemu-system-arm") is None, reason="needs the Arm toolchain and QEMU")
 @pytest.mark.parametrize("board", EMULATED, ids=[b.name for b in EMULATED])

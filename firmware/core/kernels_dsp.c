@@ -556,75 +556,197 @@ void mote_dsp_quantize_kv(int8_t *q, uint16_t *scale, const float *x, uint32_t n
 
 /* ------------------------------------------------------------------ attention */
 
-/* Four int8 from a word, widened to float (exact). */
-static inline void bytes_to_floats(float f[4], uint32_t w)
-{
-    f[0] = (float)(int8_t)w;
-    f[1] = (float)(int8_t)(w >> 8);
-    f[2] = (float)(int8_t)(w >> 16);
-    f[3] = (float)((int32_t)w >> 24);
-}
+/* Both take the query heads of a kv head in pairs: each key and value is converted to
+ * float once (SXTB, a two-register VMOV, VCVT: 2.5 instructions per value) for both
+ * heads, and each head keeps its own float sums in the reference's order. Head sizes
+ * that are not a multiple of 8 are the reference's. */
 
-void mote_dsp_attn_scores(float *att, const float *q, const int8_t *kq, const uint16_t *ks,
-                          uint32_t stride, uint32_t head_dim, uint32_t n_pos, float sqrt_hd)
-{
-    uint32_t t = 0, i;
-    if (head_dim % 4u) {
-        mote_ref_attn_scores(att, q, kq, ks, stride, head_dim, n_pos, sqrt_hd);
-        return;
-    }
-    /* two positions at a time: each q[i] load serves both, each keeps its own sum */
-    for (; t + 2u <= n_pos; t += 2u) {
-        const int8_t *ka = kq + (size_t)t * stride, *kb = ka + stride;
-        float da = 0.0f, db = 0.0f;
-        for (i = 0; i < head_dim; i += 4u) {
-            float a[4], b[4];
-            bytes_to_floats(a, load_word(ka + i));
-            bytes_to_floats(b, load_word(kb + i));
-            da += q[i] * a[0];
-            db += q[i] * b[0];
-            da += q[i + 1u] * a[1];
-            db += q[i + 1u] * b[1];
-            da += q[i + 2u] * a[2];
-            db += q[i + 2u] * b[2];
-            da += q[i + 3u] * a[3];
-            db += q[i + 3u] * b[3];
-        }
-        att[t] = (da * f16_to_f32(ks[t])) / sqrt_hd;
-        att[t + 1u] = (db * f16_to_f32(ks[t + 1u])) / sqrt_hd;
-    }
-    if (t < n_pos)
-        mote_ref_attn_scores(att + t, q, kq + (size_t)t * stride, ks + t, stride, head_dim, 1u, sqrt_hd);
-}
+/* Eight cache bytes at k as floats in s8-s15. */
+#define KV8_TO_FLOATS                                                                      \
+    "ldr %[w0], [%[k]]\n\t"                                                               \
+    "ldr %[w1], [%[k], #4]\n\t"                                                           \
+    "sxtb %[e0], %[w0]\n\t"                                                               \
+    "sxtb %[e1], %[w0], ror #8\n\t"                                                       \
+    "vmov s8, s9, %[e0], %[e1]\n\t"                                                       \
+    "sxtb %[e0], %[w0], ror #16\n\t"                                                      \
+    "asr %[e1], %[w0], #24\n\t"                                                           \
+    "vmov s10, s11, %[e0], %[e1]\n\t"                                                     \
+    "sxtb %[e0], %[w1]\n\t"                                                               \
+    "sxtb %[e1], %[w1], ror #8\n\t"                                                       \
+    "vmov s12, s13, %[e0], %[e1]\n\t"                                                     \
+    "sxtb %[e0], %[w1], ror #16\n\t"                                                      \
+    "asr %[e1], %[w1], #24\n\t"                                                           \
+    "vmov s14, s15, %[e0], %[e1]\n\t"                                                     \
+    "vcvt.f32.s32 s8, s8\n\t"                                                             \
+    "vcvt.f32.s32 s9, s9\n\t"                                                             \
+    "vcvt.f32.s32 s10, s10\n\t"                                                           \
+    "vcvt.f32.s32 s11, s11\n\t"                                                           \
+    "vcvt.f32.s32 s12, s12\n\t"                                                           \
+    "vcvt.f32.s32 s13, s13\n\t"                                                           \
+    "vcvt.f32.s32 s14, s14\n\t"                                                           \
+    "vcvt.f32.s32 s15, s15\n\t"
 
-void mote_dsp_attn_mix(float *out, const float *att, const int8_t *vq, const uint16_t *vs,
-                       uint32_t stride, uint32_t head_dim, uint32_t n_pos)
+/* dot += q[i] * k[i], the eight k in s8-s15, q in the eight registers named, in order. */
+#define DOTQ(dot, q0, q1, q2, q3, q4, q5, q6, q7)                                          \
+    "vmul.f32 s0, " q0 ", s8\n\t"  "vadd.f32 " dot ", " dot ", s0\n\t"                      \
+    "vmul.f32 s0, " q1 ", s9\n\t"  "vadd.f32 " dot ", " dot ", s0\n\t"                      \
+    "vmul.f32 s0, " q2 ", s10\n\t" "vadd.f32 " dot ", " dot ", s0\n\t"                      \
+    "vmul.f32 s0, " q3 ", s11\n\t" "vadd.f32 " dot ", " dot ", s0\n\t"                      \
+    "vmul.f32 s0, " q4 ", s12\n\t" "vadd.f32 " dot ", " dot ", s0\n\t"                      \
+    "vmul.f32 s0, " q5 ", s13\n\t" "vadd.f32 " dot ", " dot ", s0\n\t"                      \
+    "vmul.f32 s0, " q6 ", s14\n\t" "vadd.f32 " dot ", " dot ", s0\n\t"                      \
+    "vmul.f32 s0, " q7 ", s15\n\t" "vadd.f32 " dot ", " dot ", s0\n\t"
+#define DOTQ_HEAD0(dot) DOTQ(dot, "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
+#define DOTQ_HEAD1(dot) DOTQ(dot, "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31")
+/* per position: att[h][t] = (dot * f16(ks[t])) / sqrt_hd, the dot in s<d> */
+#define SCORE_SCALE                                                                        \
+    "ldrh %[e0], [%[ks]], #2\n\t"                                                         \
+    "vmov s6, %[e0]\n\t"                                                                  \
+    "vcvtb.f32.f16 s6, s6\n\t"
+#define SCORE_STORE(d, att)                                                                \
+    "vmul.f32 " d ", " d ", s6\n\t"                                                       \
+    "vdiv.f32 " d ", " d ", %[sqrt_hd]\n\t"                                               \
+    "vstmia %[" att "]!, {" d "}\n\t"
+#define SCORE_CLOBBERS                                                                     \
+    "s0", "s4", "s5", "s6", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16",      \
+        "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28",  \
+        "s29", "s30", "s31", "cc", "memory"
+
+void mote_dsp_attn_scores(float *const att[], const float *q, uint32_t n_q, const int8_t *kq,
+                          const uint16_t *ks, uint32_t stride, uint32_t head_dim, uint32_t n_pos,
+                          float sqrt_hd)
 {
-    uint32_t t, i;
+    const float *const q1 = q + head_dim;
+    const int8_t *k = kq;
+    float *a0 = att[0], *a1 = att[n_q - 1u];
+    uint32_t t, i, w0, w1, e0, e1;
     if (head_dim % 8u) {
-        mote_ref_attn_mix(out, att, vq, vs, stride, head_dim, n_pos);
+        mote_ref_attn_scores(att, q, n_q, kq, ks, stride, head_dim, n_pos, sqrt_hd);
         return;
     }
-    /* eight output dims at a time, their sums in registers over all positions */
-    for (i = 0; i < head_dim; i += 8u) {
-        float o0 = 0.0f, o1 = 0.0f, o2 = 0.0f, o3 = 0.0f, o4 = 0.0f, o5 = 0.0f, o6 = 0.0f, o7 = 0.0f;
-        const int8_t *v = vq + i;
-        for (t = 0; t < n_pos; t++, v += stride) {
-            const float a = att[t] * f16_to_f32(vs[t]);
-            float lo[4], hi[4];
-            bytes_to_floats(lo, load_word(v));
-            bytes_to_floats(hi, load_word(v + 4));
-            o0 += a * lo[0];
-            o1 += a * lo[1];
-            o2 += a * lo[2];
-            o3 += a * lo[3];
-            o4 += a * hi[0];
-            o5 += a * hi[1];
-            o6 += a * hi[2];
-            o7 += a * hi[3];
+    if (head_dim == 8u) { /* the queries stay in s16-s31, one loop over the positions */
+        if (n_q == 2u)
+            __asm__ volatile("vldmia %[q], {s16-s31}\n\t"
+                             "1:\n\t" KV8_TO_FLOATS
+                             "add %[k], %[k], %[stride]\n\t"
+                             "vmov.f32 s4, %[zero]\n\t"
+                             "vmov.f32 s5, %[zero]\n\t" DOTQ_HEAD0("s4") DOTQ_HEAD1("s5")
+                             SCORE_SCALE SCORE_STORE("s4", "a0") SCORE_STORE("s5", "a1")
+                             "cmp %[ks], %[ks_end]\n\t"
+                             "bne 1b\n\t"
+                             : [k] "+r"(k), [ks] "+r"(ks), [a0] "+r"(a0), [a1] "+r"(a1),
+                               [w0] "=&r"(w0), [w1] "=&r"(w1), [e0] "=&r"(e0), [e1] "=&r"(e1)
+                             : [q] "r"(q), [stride] "r"(stride), [ks_end] "r"(ks + n_pos),
+                               [zero] "t"(0.0f), [sqrt_hd] "t"(sqrt_hd)
+                             : SCORE_CLOBBERS);
+        else
+            __asm__ volatile("vldmia %[q], {s16-s23}\n\t"
+                             "1:\n\t" KV8_TO_FLOATS
+                             "add %[k], %[k], %[stride]\n\t"
+                             "vmov.f32 s4, %[zero]\n\t" DOTQ_HEAD0("s4")
+                             SCORE_SCALE SCORE_STORE("s4", "a0")
+                             "cmp %[ks], %[ks_end]\n\t"
+                             "bne 1b\n\t"
+                             : [k] "+r"(k), [ks] "+r"(ks), [a0] "+r"(a0), [w0] "=&r"(w0),
+                               [w1] "=&r"(w1), [e0] "=&r"(e0), [e1] "=&r"(e1)
+                             : [q] "r"(q), [stride] "r"(stride), [ks_end] "r"(ks + n_pos),
+                               [zero] "t"(0.0f), [sqrt_hd] "t"(sqrt_hd)
+                             : SCORE_CLOBBERS);
+        return;
+    }
+    /* larger heads: eight query values of each head at a time, reloaded per position */
+    for (t = 0; t < n_pos; t++) {
+        const float scale = f16_to_f32(ks[t]);
+        float d0 = 0.0f, d1 = 0.0f;
+        k = kq + (size_t)t * stride;
+        for (i = 0; i < head_dim; i += 8u, k += 8) {
+            if (n_q == 2u)
+                __asm__(KV8_TO_FLOATS "vldmia %[q0], {s16-s23}\n\t" DOTQ_HEAD0("%[d0]")
+                        "vldmia %[q1], {s16-s23}\n\t" DOTQ_HEAD0("%[d1]")
+                        : [d0] "+t"(d0), [d1] "+t"(d1), [w0] "=&r"(w0), [w1] "=&r"(w1),
+                          [e0] "=&r"(e0), [e1] "=&r"(e1)
+                        : [k] "r"(k), [q0] "r"(q + i), [q1] "r"(q1 + i)
+                        : SCORE_CLOBBERS);
+            else
+                __asm__(KV8_TO_FLOATS "vldmia %[q0], {s16-s23}\n\t" DOTQ_HEAD0("%[d0]")
+                        : [d0] "+t"(d0), [w0] "=&r"(w0), [w1] "=&r"(w1), [e0] "=&r"(e0),
+                          [e1] "=&r"(e1)
+                        : [k] "r"(k), [q0] "r"(q + i)
+                        : SCORE_CLOBBERS);
         }
-        out[i] = o0, out[i + 1u] = o1, out[i + 2u] = o2, out[i + 3u] = o3;
-        out[i + 4u] = o4, out[i + 5u] = o5, out[i + 6u] = o6, out[i + 7u] = o7;
+        att[0][t] = (d0 * scale) / sqrt_hd;
+        if (n_q == 2u)
+            att[1][t] = (d1 * scale) / sqrt_hd;
+    }
+}
+
+/* acc[i] += a * v[i] for the eight values in s8-s15, acc the eight registers from
+ * s<first>, the temporaries s3 (a in s<a>). */
+#define MIX8(a, o0, o1, o2, o3, o4, o5, o6, o7)                                            \
+    "vmul.f32 s3, " a ", s8\n\t"  "vadd.f32 " o0 ", " o0 ", s3\n\t"                         \
+    "vmul.f32 s3, " a ", s9\n\t"  "vadd.f32 " o1 ", " o1 ", s3\n\t"                         \
+    "vmul.f32 s3, " a ", s10\n\t" "vadd.f32 " o2 ", " o2 ", s3\n\t"                         \
+    "vmul.f32 s3, " a ", s11\n\t" "vadd.f32 " o3 ", " o3 ", s3\n\t"                         \
+    "vmul.f32 s3, " a ", s12\n\t" "vadd.f32 " o4 ", " o4 ", s3\n\t"                         \
+    "vmul.f32 s3, " a ", s13\n\t" "vadd.f32 " o5 ", " o5 ", s3\n\t"                         \
+    "vmul.f32 s3, " a ", s14\n\t" "vadd.f32 " o6 ", " o6 ", s3\n\t"                         \
+    "vmul.f32 s3, " a ", s15\n\t" "vadd.f32 " o7 ", " o7 ", s3\n\t"
+#define MIX_HEAD0 MIX8("s1", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
+#define MIX_HEAD1 MIX8("s2", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31")
+/* per position: the f16 scale, the heads' weights a = att[t] * scale, the values */
+#define MIX_POSITION_START                                                                 \
+    "ldrh %[e0], [%[vs]], #2\n\t"                                                         \
+    "vmov s0, %[e0]\n\t"                                                                  \
+    "vcvtb.f32.f16 s0, s0\n\t"                                                            \
+    "vldmia %[a0]!, {s1}\n\t"                                                             \
+    "vmul.f32 s1, s1, s0\n\t"
+#define MIX_NEXT                                                                           \
+    "add %[k], %[k], %[stride]\n\t"                                                       \
+    "cmp %[vs], %[vs_end]\n\t"                                                            \
+    "bne 1b\n\t"
+#define MIX_CLOBBERS                                                                       \
+    "s0", "s1", "s2", "s3", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16",      \
+        "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28",  \
+        "s29", "s30", "s31", "cc", "memory"
+
+void mote_dsp_attn_mix(float *out, const float *const att[], uint32_t n_q, const int8_t *vq,
+                       const uint16_t *vs, uint32_t stride, uint32_t head_dim, uint32_t n_pos)
+{
+    static const float zeros[16] = {0.0f};
+    uint32_t i;
+    if (head_dim % 8u) {
+        mote_ref_attn_mix(out, att, n_q, vq, vs, stride, head_dim, n_pos);
+        return;
+    }
+    /* eight output dims of each head at a time, their sums in s16-s31 over all positions */
+    for (i = 0; i < head_dim; i += 8u) {
+        const int8_t *k = vq + i;
+        const uint16_t *v_scale = vs;
+        const float *a0 = att[0], *a1 = att[n_q - 1u];
+        uint32_t w0, w1, e0, e1;
+        /* volatile: the results leave through memory (VSTM), not the operands */
+        if (n_q == 2u)
+            __asm__ volatile("vldmia %[zeros], {s16-s31}\n\t"
+                    "1:\n\t" MIX_POSITION_START
+                    "vldmia %[a1]!, {s2}\n\t"
+                    "vmul.f32 s2, s2, s0\n\t" KV8_TO_FLOATS MIX_HEAD0 MIX_HEAD1 MIX_NEXT
+                    "vstmia %[o0], {s16-s23}\n\t"
+                    "vstmia %[o1], {s24-s31}\n\t"
+                    : [k] "+r"(k), [vs] "+r"(v_scale), [a0] "+r"(a0), [a1] "+r"(a1), [w0] "=&r"(w0),
+                      [w1] "=&r"(w1), [e0] "=&r"(e0), [e1] "=&r"(e1)
+                    : [stride] "r"(stride), [vs_end] "r"(vs + n_pos), [zeros] "r"(zeros),
+                      [o0] "r"(out + i), [o1] "r"(out + head_dim + i)
+                    : MIX_CLOBBERS);
+        else
+            __asm__ volatile("vldmia %[zeros], {s16-s23}\n\t"
+                    "1:\n\t" MIX_POSITION_START KV8_TO_FLOATS MIX_HEAD0 MIX_NEXT
+                    "vstmia %[o0], {s16-s23}\n\t"
+                    : [k] "+r"(k), [vs] "+r"(v_scale), [a0] "+r"(a0), [w0] "=&r"(w0), [w1] "=&r"(w1),
+                      [e0] "=&r"(e0), [e1] "=&r"(e1)
+                    : [stride] "r"(stride), [vs_end] "r"(vs + n_pos), [zeros] "r"(zeros),
+                      [o0] "r"(out + i)
+                    : MIX_CLOBBERS);
+        (void)a1;
     }
 }
 
@@ -655,19 +777,71 @@ static inline float exp_in_range(float x)
     return p * two_n;
 }
 
+/* The exp constants in the order softmax loads them into s16-s26. */
+static const float exp_constants[11] = {
+    EXP_LOG2E, 12582912.0f, EXP_LN2_HI, EXP_LN2_LO, (float)(1.0 / 720.0), (float)(1.0 / 120.0),
+    (float)(1.0 / 24.0), (float)(1.0 / 6.0), 0.5f, 1.0f, -87.0f};
+
 void mote_dsp_softmax(float *x, uint32_t n)
 {
     float max = x[0], sum = 0.0f;
-    uint32_t i;
+    float *p = x;
+    const float *const end = x + n;
+    uint32_t i, bits;
     for (i = 1; i < n; i++)
         if (x[i] > max)
             max = x[i];
-    /* x - max <= 0 or NaN: exp's upper cut-off never applies */
-    for (i = 0; i < n; i++) {
-        const float d = x[i] - max;
-        x[i] = d >= -87.0f ? exp_in_range(d) : d != d ? d : 0.0f;
-        sum += x[i];
-    }
+    /* e = exp(x - max), x - max <= 0 or NaN (exp's upper cut-off never applies), as
+     * exp_in_range in assembly: its eleven constants stay in s16-s26 */
+    __asm__ volatile(
+        "vldmia %[c], {s16-s26}\n\t"
+        "1:\n\t"
+        "vldr s0, [%[p]]\n\t"
+        "vsub.f32 s0, s0, %[max]\n\t"
+        "vcmp.f32 s0, s26\n\t"
+        "vmrs APSR_nzcv, fpscr\n\t"
+        "blt 2f\n\t" /* below -87, or NaN (unordered) */
+        "vmul.f32 s1, s0, s16\n\t"
+        "vadd.f32 s1, s1, s17\n\t"
+        "vsub.f32 s2, s1, s17\n\t"
+        "vmov %[bits], s1\n\t"
+        "vmul.f32 s3, s2, s18\n\t"
+        "vsub.f32 s3, s0, s3\n\t"
+        "vmul.f32 s4, s2, s19\n\t"
+        "vsub.f32 s3, s3, s4\n\t"
+        "vmul.f32 s5, s3, s20\n\t"
+        "vadd.f32 s5, s5, s21\n\t"
+        "vmul.f32 s5, s3, s5\n\t"
+        "vadd.f32 s5, s5, s22\n\t"
+        "vmul.f32 s5, s3, s5\n\t"
+        "vadd.f32 s5, s5, s23\n\t"
+        "vmul.f32 s5, s3, s5\n\t"
+        "vadd.f32 s5, s5, s24\n\t"
+        "vmul.f32 s5, s3, s5\n\t"
+        "vadd.f32 s5, s5, s25\n\t"
+        "vmul.f32 s5, s3, s5\n\t"
+        "vadd.f32 s5, s5, s25\n\t"
+        "add %[bits], %[bits], #127\n\t"
+        "lsl %[bits], %[bits], #23\n\t"
+        "vmov s6, %[bits]\n\t"
+        "vmul.f32 s0, s5, s6\n\t"
+        "3:\n\t"
+        "vstmia %[p]!, {s0}\n\t"
+        "vadd.f32 %[sum], %[sum], s0\n\t"
+        "cmp %[p], %[end]\n\t"
+        "bne 1b\n\t"
+        "b 4f\n\t"
+        "2:\n\t" /* NaN stays, the rest is 0 */
+        "vcmp.f32 s0, s0\n\t"
+        "vmrs APSR_nzcv, fpscr\n\t"
+        "it eq\n\t"
+        "vmoveq.f32 s0, %[zero]\n\t"
+        "b 3b\n\t"
+        "4:\n\t"
+        : [p] "+r"(p), [sum] "+&t"(sum), [bits] "=&r"(bits)
+        : [c] "r"(exp_constants), [max] "t"(max), [end] "r"(end), [zero] "t"(0.0f)
+        : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s16", "s17", "s18", "s19", "s20", "s21",
+          "s22", "s23", "s24", "s25", "s26", "cc", "memory");
     for (i = 0; i < n; i++)
         x[i] /= sum;
 }

@@ -208,30 +208,42 @@ static void test_attention(void)
     enum { MAXP = 257 };
     int8_t *cache = (int8_t *)weight_buf; /* MAXP * 3 * 64 bytes */
     static uint16_t cs[MAXP];
-    float q[64], att_ref[MAXP], att_opt[MAXP], out_ref[64], out_opt[64];
+    static float att_ref[MOTE_ATTN_HEADS][MAXP], att_opt[MOTE_ATTN_HEADS][MAXP];
+    float q[MOTE_ATTN_HEADS * 64], out_ref[MOTE_ATTN_HEADS * 64], out_opt[MOTE_ATTN_HEADS * 64];
+    float *const ref[MOTE_ATTN_HEADS] = {att_ref[0], att_ref[1]};
+    float *const opt[MOTE_ATTN_HEADS] = {att_opt[0], att_opt[1]};
     unsigned a, b;
+    uint32_t n_q, h;
     for (a = 0; a < sizeof head_dims / sizeof head_dims[0]; a++)
-        for (b = 0; b < sizeof n_pos_list / sizeof n_pos_list[0]; b++) {
-            const uint32_t hd = head_dims[a], n_pos = n_pos_list[b], stride = 3 * hd;
-            const float sqrt_hd = sqrtf((float)hd);
-            uint32_t i;
-            for (i = 0; i < n_pos * stride; i++)
-                cache[i] = (int8_t)(rnd() % 255u) - 127;
-            for (i = 0; i < n_pos; i++)
-                cs[i] = rnd_scale();
-            for (i = 0; i < hd; i++)
-                q[i] = rnd_float(4.0f);
-            /* the head in the middle of each cache row, as kv heads are */
-            mote_ref_attn_scores(att_ref, q, cache + hd, cs, stride, hd, n_pos, sqrt_hd);
-            mote_k_attn_scores(att_opt, q, cache + hd, cs, stride, hd, n_pos, sqrt_hd);
-            expect(memcmp(att_ref, att_opt, n_pos * sizeof(float)) == 0, "attn_scores", hd,
-                   n_pos, 0, 0);
-            mote_ref_softmax(att_ref, n_pos);
-            mote_ref_attn_mix(out_ref, att_ref, cache + hd, cs, stride, hd, n_pos);
-            mote_k_attn_mix(out_opt, att_ref, cache + hd, cs, stride, hd, n_pos);
-            expect(memcmp(out_ref, out_opt, hd * sizeof(float)) == 0, "attn_mix", hd, n_pos, 0,
-                   0);
-        }
+        for (b = 0; b < sizeof n_pos_list / sizeof n_pos_list[0]; b++)
+            for (n_q = 1; n_q <= MOTE_ATTN_HEADS; n_q++) {
+                const uint32_t hd = head_dims[a], n_pos = n_pos_list[b], stride = 3 * hd;
+                const float sqrt_hd = sqrtf((float)hd);
+                uint32_t i;
+                for (i = 0; i < n_pos * stride; i++)
+                    cache[i] = (int8_t)(rnd() % 255u) - 127;
+                for (i = 0; i < n_pos; i++)
+                    cs[i] = rnd_scale();
+                for (i = 0; i < n_q * hd; i++)
+                    q[i] = rnd_float(4.0f);
+                if (n_pos == 7)
+                    q[rnd() % (n_q * hd)] = rnd() % 2u ? NAN : INFINITY; /* non-finite too */
+                /* the head in the middle of each cache row, as kv heads are */
+                mote_ref_attn_scores(ref, q, n_q, cache + hd, cs, stride, hd, n_pos, sqrt_hd);
+                mote_k_attn_scores(opt, q, n_q, cache + hd, cs, stride, hd, n_pos, sqrt_hd);
+                for (h = 0; h < n_q; h++)
+                    for (i = 0; i < n_pos; i++)
+                        expect(same_float(att_ref[h][i], att_opt[h][i]), "attn_scores", hd, n_pos,
+                               n_q, h);
+                for (h = 0; h < n_q; h++)
+                    mote_ref_softmax(att_ref[h], n_pos);
+                mote_ref_attn_mix(out_ref, (const float *const *)ref, n_q, cache + hd, cs, stride,
+                                  hd, n_pos);
+                mote_k_attn_mix(out_opt, (const float *const *)ref, n_q, cache + hd, cs, stride, hd,
+                                n_pos);
+                for (i = 0; i < n_q * hd; i++)
+                    expect(same_float(out_ref[i], out_opt[i]), "attn_mix", hd, n_pos, n_q, i);
+            }
 }
 
 static void test_softmax(void)
