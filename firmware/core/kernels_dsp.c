@@ -480,6 +480,156 @@ void mote_dsp_matvec(float *y, const mote_tensor *w, const int8_t *xq, const flo
     }
 }
 
+/* ------------------------------------------------------------------ sparse matvec */
+
+/* The column kernel takes a group's needed columns (nonzero codes) in pairs: SMLAD
+ * multiplies two columns' bytes of one row by their two codes at once, after a halfword
+ * pack puts the two columns' bytes of a row side by side. Per four rows and a pair:
+ * two loads, two packs, four SXTB16 and four SMLAD, the rows' sums in registers over
+ * all of a group's pairs. An odd last needed column pairs with a zero code. */
+#define COLUMN_TILE 64u  /* rows per pass over a group's columns, as the reference */
+#define PAIRS_MAX 32u    /* needed-column pairs gathered at a time */
+
+typedef struct {
+    int16x2_t codes;      /* the two columns' codes, as SMLAD's operand */
+    uint32_t first, second; /* their byte offsets from the group's first column */
+} column_pair;
+
+/* sum[k] += the pairs' products for rows r..r+3 (at byte `base` of the group). */
+static inline void pairs_dot4(int32_t sum[4], const column_pair *pair, uint32_t n_pairs,
+                              const int8_t *base)
+{
+    int32_t s0 = sum[0], s1 = sum[1], s2 = sum[2], s3 = sum[3];
+    const column_pair *const end = pair + n_pairs;
+    for (; pair < end; pair++) {
+        const uint32_t a = load_word(base + pair->first), b = load_word(base + pair->second);
+        const uint32_t rows01 = (a & 0xFFFFu) | (b << 16), rows23 = (b & 0xFFFF0000u) | (a >> 16);
+        s0 = __smlad(sxtb16_even(rows01), pair->codes, s0);
+        s1 = __smlad(sxtb16_odd(rows01), pair->codes, s1);
+        s2 = __smlad(sxtb16_even(rows23), pair->codes, s2);
+        s3 = __smlad(sxtb16_odd(rows23), pair->codes, s3);
+    }
+    sum[0] = s0, sum[1] = s1, sum[2] = s2, sum[3] = s3;
+}
+
+void mote_dsp_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
+                          uint32_t group, uint32_t row_begin, uint32_t row_end)
+{
+    const mote_column_map map = mote_columns_of(w, group);
+    const uint32_t cols = w->cols;
+    int32_t acc[COLUMN_TILE];
+    column_pair pairs[PAIRS_MAX];
+    uint32_t tile, r;
+    for (r = row_begin; r < row_end; r++)
+        y[r] = 0.0f;
+    for (tile = row_begin; tile < row_end; tile += COLUMN_TILE) {
+        const uint32_t n = row_end - tile < COLUMN_TILE ? row_end - tile : COLUMN_TILE;
+        uint32_t begin, g = 0;
+        for (begin = 0; begin < cols; begin += group, g++) {
+            const uint32_t end = cols - begin < group ? cols : begin + group;
+            const int8_t *const block = map.codes + g * map.group_stride + tile;
+            const uint16_t *ws;
+            uint32_t j = begin, n_pairs, any = 0;
+            const float sx = xs[g];
+            for (r = 0; r < n; r++)
+                acc[r] = 0;
+            while (j < end) {
+                /* the next needed columns, in pairs */
+                int32_t code[2];
+                uint32_t at[2], k = 0;
+                n_pairs = 0;
+                for (; j < end && n_pairs < PAIRS_MAX; j++) {
+                    if (xq[j] == 0)
+                        continue; /* a column this token does not need: not read */
+                    code[k] = xq[j];
+                    at[k++] = (j - begin) * map.col_stride;
+                    if (k == 2u) {
+                        pairs[n_pairs].codes = (int16x2_t)((code[0] & 0xFFFF) | ((uint32_t)code[1] << 16));
+                        pairs[n_pairs].first = at[0];
+                        pairs[n_pairs++].second = at[1];
+                        k = 0;
+                    }
+                }
+                if (k == 1u) { /* an odd one: with a zero code for its pair */
+                    pairs[n_pairs].codes = (int16x2_t)(code[0] & 0xFFFF);
+                    pairs[n_pairs].first = pairs[n_pairs].second = at[0];
+                    n_pairs++;
+                }
+                if (n_pairs == 0)
+                    break;
+                any = 1;
+                for (r = 0; r + 4u <= n; r += 4u)
+                    pairs_dot4(acc + r, pairs, n_pairs, block + r);
+                for (; r < n; r++) { /* the tile's last rows */
+                    uint32_t i;
+                    for (i = 0; i < n_pairs; i++)
+                        acc[r] += (int16_t)pairs[i].codes * block[pairs[i].first + r] +
+                                  ((int32_t)pairs[i].codes >> 16) * block[pairs[i].second + r];
+                }
+            }
+            if (!any)
+                continue; /* all codes 0: the dense term is +0, skip the group's scales */
+            ws = (const uint16_t *)(const void *)(map.scales + g * map.group_stride_scales) + tile;
+            for (r = 0; r < n; r++)
+                y[tile + r] += (float)acc[r] * (f16_to_f32(ws[r]) * sx);
+        }
+    }
+}
+
+void mote_dsp_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float *gate,
+                                  const int8_t *xq, const float *xs, uint32_t group,
+                                  uint32_t begin, uint32_t end)
+{
+    const uint32_t dim = w_up->cols, n_groups = (dim + group - 1u) / group;
+    const size_t bundle = 2u * (size_t)dim + 2u * n_groups;
+    const size_t group_stride = 2u * (size_t)dim + group * bundle;
+    uint32_t prep[PREP_WORDS];
+    uint32_t j = begin, g0 = 0, g;
+    /* the activations prepared once for every kept neuron, a chunk of groups at a time,
+     * as mote_dsp_matvec; each neuron's sum kept exactly in u between chunks */
+    const uint32_t per_chunk = group >= PREP_COLUMNS ? 1u : PREP_COLUMNS / group;
+    for (g0 = 0; g0 < n_groups; g0 += per_chunk) {
+        const uint32_t g1 = n_groups - g0 < per_chunk ? n_groups : g0 + per_chunk;
+        uint32_t *p = prep;
+        for (g = g0; g < g1; g++) {
+            const uint32_t lo = g * group, n = dim - lo < group ? dim - lo : group;
+            p = prepare_q8(p, xq + lo, n);
+        }
+        for (j = begin; j < end;) {
+            /* the next (up to) four kept neurons; a short block repeats its first */
+            const int8_t *row[4];
+            const uint16_t *ws[4];
+            uint32_t which[4], k = 0, i;
+            float acc[4];
+            for (; j < end && k < 4u; j++) {
+                if (gate[j] == 0.0f)
+                    continue; /* a dropped neuron: its whole bundle stays unread */
+                which[k] = j;
+                row[k] = (const int8_t *)w_up->data + (j / group) * group_stride +
+                         2u * (size_t)dim + (j % group) * bundle;
+                ws[k] = (const uint16_t *)(const void *)(row[k] + dim);
+                acc[k] = g0 == 0u ? 0.0f : u[j];
+                row[k] += g0 * group;
+                k++;
+            }
+            if (k == 0)
+                break;
+            for (i = k; i < 4u; i++)
+                row[i] = row[0], ws[i] = ws[0], acc[i] = acc[0];
+            p = prep;
+            for (g = g0; g < g1; g++) {
+                const uint32_t lo = g * group, n = dim - lo < group ? dim - lo : group;
+                int32_t sum[4];
+                dot4_q8(sum, row, (const uint32_t **)&p, xq + lo, n);
+                for (i = 0; i < k; i++)
+                    acc[i] += (float)sum[i] * (f16_to_f32(ws[i][g]) * xs[g]);
+            }
+            for (i = 0; i < k; i++)
+                u[which[i]] = acc[i];
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ quantization */
 
 /* round(v) to nearest even as an int32 by the FPU's VCVTR (FPSCR's rounding mode,

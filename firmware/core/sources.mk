@@ -3,7 +3,10 @@
 # the including Makefile names it) and KERNELS first.
 #
 # A kernel set is a file kernels_<set>.c (with its header kernels_<set>.h); `ref` is
-# the reference alone. Every set present is a valid KERNELS.
+# the reference alone. Every set present is a valid KERNELS. A set may build on one
+# other (KERNELS_BASE_<set>): its sources come along, and the set's header includes the
+# base's, which takes the ops the set leaves alone.
+KERNELS_BASE_mve := dsp
 
 KERNEL_SETS := $(sort $(patsubst $(MOTE_CORE)/kernels_%.c,%,$(wildcard $(MOTE_CORE)/kernels_*.c)))
 ifneq ($(words $(KERNELS)),1)
@@ -16,7 +19,8 @@ endif
 # Everything but the optional sets: the reference kernels are always in.
 CORE_COMMON_SRCS := $(filter-out $(MOTE_CORE)/kernels_%.c,$(wildcard $(MOTE_CORE)/*.c)) \
 	$(MOTE_CORE)/kernels_ref.c
-CORE_SRCS := $(CORE_COMMON_SRCS) $(if $(filter-out ref,$(KERNELS)),$(MOTE_CORE)/kernels_$(KERNELS).c)
+CORE_SRCS := $(CORE_COMMON_SRCS) $(if $(filter-out ref,$(KERNELS)),$(MOTE_CORE)/kernels_$(KERNELS).c) \
+	$(addprefix $(MOTE_CORE)/kernels_,$(addsuffix .c,$(KERNELS_BASE_$(KERNELS))))
 KERNEL_DEFS := $(if $(filter-out ref,$(KERNELS)),-DMOTE_KERNELS=$(KERNELS))
 
 # The compiler flags every core build shares (a port adds its CPU and board flags);

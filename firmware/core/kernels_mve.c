@@ -1,0 +1,365 @@
+/* kernels_mve.c - the Helium kernel set: Armv8.1-M with MVE integer and float
+ * (Cortex-M55, M85). The int8 dot products are VMLADAVA (sixteen int8 products summed
+ * into an int32 per instruction), four rows sharing each activation vector, and the
+ * exact conversions (int32 or int8 to f32, f16 to f32) run four lanes at a time.
+ * MVE's float arithmetic flushes subnormal inputs and results to zero (whatever
+ * FPSCR.FZ says), which the reference's IEEE arithmetic does not: float multiplies and
+ * adds that can meet subnormals run on the scalar FPU, on the vector's lanes (q<n> is
+ * s<4n>..s<4n+3>), each output's operations in the reference's order; vector float
+ * arithmetic runs only where a guard proves no lane meets a subnormal (exp). Bit for
+ * bit the reference (tests/c/test_kernels.c). */
+#if !defined(__ARM_FEATURE_MVE) || !(__ARM_FEATURE_MVE & 2)
+#error "the mve kernel set needs MVE with floating point (-mcpu=cortex-m55 -mfloat-abi=hard)"
+#endif
+
+#include <arm_mve.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+/* ------------------------------------------------------------------ helpers */
+
+/* Four f16 bit patterns (the low halves of u32 lanes) widened exactly to f32 by VCVTB:
+ * the value of mote_f16_to_f32 for every input (a signalling NaN comes out quieted,
+ * which no finite result can tell). */
+static inline float32x4_t f16x4_to_f32(uint32x4_t h)
+{
+    /* VCVTB.F32.F16 q0, q1 by its encoding, from fixed registers: binutils 2.40
+     * assembles the Q registers of MVE's VCVTB and VCVTT doubled (q1 as q2), which
+     * breaks GCC's vcvtbq_f32_f16 as well */
+    register uint32x4_t in __asm__("q1") = h;
+    register float32x4_t out __asm__("q0");
+    __asm__(".inst.w 0xfe3f0e03" : "=w"(out) : "w"(in));
+    return out;
+}
+
+static inline float f16_to_f32(uint16_t h)
+{
+    return vgetq_lane_f32(f16x4_to_f32(vdupq_n_u32(h)), 0);
+}
+
+/* ------------------------------------------------------------------ matvec */
+
+/* The int32 sums of four q8 rows over one group of n columns (w[k] at the group's first
+ * column, x its activations): per 16 columns one activation load serves the four rows'
+ * VMLADAVA; a last partial 16 is predicated. */
+static inline int32x4_t dot4_q8(const int8_t *const w[4], const int8_t *x, uint32_t n)
+{
+    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    uint32_t i = 0;
+    int32x4_t sums = vdupq_n_s32(0);
+    for (; i + 16u <= n; i += 16u) {
+        const int8x16_t a = vldrbq_s8(x + i);
+        s0 = vmladavaq_s8(s0, vldrbq_s8(w[0] + i), a);
+        s1 = vmladavaq_s8(s1, vldrbq_s8(w[1] + i), a);
+        s2 = vmladavaq_s8(s2, vldrbq_s8(w[2] + i), a);
+        s3 = vmladavaq_s8(s3, vldrbq_s8(w[3] + i), a);
+    }
+    if (i < n) {
+        const mve_pred16_t p = vctp8q(n - i);
+        const int8x16_t a = vldrbq_z_s8(x + i, p);
+        s0 = vmladavaq_p_s8(s0, vldrbq_z_s8(w[0] + i, p), a, p);
+        s1 = vmladavaq_p_s8(s1, vldrbq_z_s8(w[1] + i, p), a, p);
+        s2 = vmladavaq_p_s8(s2, vldrbq_z_s8(w[2] + i, p), a, p);
+        s3 = vmladavaq_p_s8(s3, vldrbq_z_s8(w[3] + i, p), a, p);
+    }
+    sums = vsetq_lane_s32(s0, sums, 0);
+    sums = vsetq_lane_s32(s1, sums, 1);
+    sums = vsetq_lane_s32(s2, sums, 2);
+    return vsetq_lane_s32(s3, sums, 3);
+}
+
+/* The same for four q4 rows (w[k] at the byte of the group's first, even, column),
+ * the sums times 16: per 32 columns the activations are split into even and odd
+ * columns by one de-interleaving load (VLD2), and each row's 16 bytes give 16 * low
+ * nibble (shifted up) and 16 * high nibble (masked). A group's last columns past its
+ * last whole 32 are added in C (group sizes that are not a multiple of 32, a ragged last
+ * group). */
+static inline int32x4_t dot4_q4(const uint8_t *const w[4], const int8_t *x, uint32_t n)
+{
+    const int8x16_t high_mask = vdupq_n_s8((int8_t)0xF0);
+    int32_t s[4] = {0, 0, 0, 0};
+    uint32_t i = 0, k;
+    for (; i + 32u <= n; i += 32u) {
+        const int8x16x2_t a = vld2q_s8(x + i); /* val[0]: even columns, val[1]: odd */
+        for (k = 0; k < 4u; k++) {
+            const int8x16_t b = vldrbq_s8((const int8_t *)w[k] + i / 2u);
+            s[k] = vmladavaq_s8(s[k], vshlq_n_s8(b, 4), a.val[0]);
+            s[k] = vmladavaq_s8(s[k], vandq_s8(b, high_mask), a.val[1]);
+        }
+    }
+    for (k = 0; k < 4u; k++) {
+        uint32_t j;
+        for (j = i; j + 1u < n; j += 2u) {
+            const uint8_t b = w[k][j / 2u];
+            s[k] += (int8_t)(b << 4) * x[j] + (int8_t)(b & 0xF0u) * x[j + 1u];
+        }
+        if (j < n)
+            s[k] += (int8_t)(w[k][j / 2u] << 4) * x[j];
+    }
+    return vld1q_s32(s);
+}
+
+/* acc[k] += sums[k] * (scales[k] * xs) for four rows, on the FPU lane by lane: the
+ * vectors in q2 and q3, their lanes s8-s11 and s12-s15. */
+static inline void scale_add4(float acc[4], float32x4_t sums, float32x4_t scales, float xs)
+{
+    register float32x4_t s __asm__("q2") = sums;
+    register float32x4_t w __asm__("q3") = scales;
+    __asm__("vmul.f32 s12, s12, %[x]\n\t"
+            "vmul.f32 s13, s13, %[x]\n\t"
+            "vmul.f32 s14, s14, %[x]\n\t"
+            "vmul.f32 s15, s15, %[x]\n\t"
+            "vmul.f32 s8, s8, s12\n\t"
+            "vmul.f32 s9, s9, s13\n\t"
+            "vmul.f32 s10, s10, s14\n\t"
+            "vmul.f32 s11, s11, s15\n\t"
+            "vadd.f32 %[a0], %[a0], s8\n\t"
+            "vadd.f32 %[a1], %[a1], s9\n\t"
+            "vadd.f32 %[a2], %[a2], s10\n\t"
+            "vadd.f32 %[a3], %[a3], s11\n\t"
+            : [a0] "+t"(acc[0]), [a1] "+t"(acc[1]), [a2] "+t"(acc[2]), [a3] "+t"(acc[3]),
+              "+w"(s), "+w"(w)
+            : [x] "t"(xs));
+}
+
+/* Groups of 32 columns (the default group size) of four rows, in assembly: per group
+ * the activations, each row's VMLADAV into r0, r2, r4, r6 (its accumulator must be an
+ * even register), the sums (`convert`) and the gathered f16 scales to f32 four lanes at
+ * a time (exact), then the scalar float terms on the lanes. q5 holds the rows' scale
+ * offsets, q6 (s24-s27) the rows' float sums, both in and out through a group_state
+ * (one register for both: the loops use every other one). */
+typedef struct {
+    uint32_t offsets[4]; /* each row's scales, in bytes from the tensor's */
+    float acc[4];        /* each row's float sum */
+    uint32_t high_mask[4];
+} group_state;
+#define GROUP32_SCALE_AND_LOOP(convert)                                                    \
+    "vmov q3[2], q3[0], r0, r4\n\t"                                                       \
+    "vmov q3[3], q3[1], r2, r6\n\t" convert                                               \
+    "vldrh.u32 q1, [%[ws], q5]\n\t"                                                       \
+    ".inst.w 0xfe3f0e03\n\t" /* vcvtb.f32.f16 q0, q1 (see f16x4_to_f32) */                \
+    "adds %[ws], %[ws], #2\n\t"                                                           \
+    "vldmia %[xs]!, {s16}\n\t"                                                            \
+    "vmul.f32 s0, s0, s16\n\t"                                                            \
+    "vmul.f32 s1, s1, s16\n\t"                                                            \
+    "vmul.f32 s2, s2, s16\n\t"                                                            \
+    "vmul.f32 s3, s3, s16\n\t"                                                            \
+    "vmul.f32 s12, s12, s0\n\t"                                                           \
+    "vmul.f32 s13, s13, s1\n\t"                                                           \
+    "vmul.f32 s14, s14, s2\n\t"                                                           \
+    "vmul.f32 s15, s15, s3\n\t"                                                           \
+    "vadd.f32 s24, s24, s12\n\t"                                                          \
+    "vadd.f32 s25, s25, s13\n\t"                                                          \
+    "vadd.f32 s26, s26, s14\n\t"                                                          \
+    "vadd.f32 s27, s27, s15\n\t"                                                          \
+    "cmp %[x], %[x_end]\n\t"                                                              \
+    "bne 1b\n\t"
+#define GROUP32_OPERANDS                                                                   \
+    : [x] "+r"(x), [w0] "+r"(w0), [w1] "+r"(w1), [w2] "+r"(w2), [w3] "+r"(w3), [ws] "+r"(ws), \
+      [xs] "+r"(xsp)                                                                       \
+    : [x_end] "r"(x_end), [state] "r"(state)                                               \
+    : "r0", "r2", "r4", "r6", "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "cc", "memory"
+#define Q8_ROW32(w, s)                                                                     \
+    "vldrb.u8 q2, [%[" w "]], #16\n\t"                                                    \
+    "vmladav.s8 " s ", q2, q0\n\t"                                                        \
+    "vldrb.u8 q2, [%[" w "]], #16\n\t"                                                    \
+    "vmladava.s8 " s ", q2, q1\n\t"
+/* a q4 row's 16 bytes: 16 * low nibble (shifted up) against the even columns, 16 *
+ * high nibble (masked, q7) against the odd ones */
+#define Q4_ROW32(w, s)                                                                     \
+    "vldrb.u8 q2, [%[" w "]], #16\n\t"                                                    \
+    "vshl.i8 q3, q2, #4\n\t"                                                              \
+    "vmladav.s8 " s ", q3, q0\n\t"                                                        \
+    "vand q2, q2, q7\n\t"                                                                 \
+    "vmladava.s8 " s ", q2, q1\n\t"
+
+/* state->acc[k] += the terms of the n_whole groups of 32 columns of four rows (w[k] at
+ * the first group's column, ws the tensor's scales at the first group, xsp the groups'
+ * activation scales), in group order. */
+static __attribute__((noinline)) void groups32_q8(group_state *state, const uint8_t *const w[4], const int8_t *x,
+                        uint32_t n_whole, const uint16_t *ws, const float *xsp)
+{
+    const uint8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
+    const int8_t *const x_end = x + 32u * n_whole;
+    __asm__ volatile("vldrw.u32 q5, [%[state]]\n\t"
+                     "vldrw.u32 q6, [%[state], #16]\n\t"
+                     "1:\n\t"
+                     "vldrb.u8 q0, [%[x]], #16\n\t"
+                     "vldrb.u8 q1, [%[x]], #16\n\t" Q8_ROW32("w0", "r0") Q8_ROW32("w1", "r2")
+                     Q8_ROW32("w2", "r4") Q8_ROW32("w3", "r6")
+                     GROUP32_SCALE_AND_LOOP("vcvt.f32.s32 q3, q3\n\t")
+                     "vstrw.32 q6, [%[state], #16]\n\t" GROUP32_OPERANDS);
+}
+
+/* The same for q4 rows (w[k] at the byte of the first group's column): the activations
+ * of a group split into even and odd columns by VLD20/VLD21, the sums times 16 divided
+ * out by the fixed-point VCVT. */
+static __attribute__((noinline)) void groups32_q4(group_state *state, const uint8_t *const w[4], const int8_t *x,
+                        uint32_t n_whole, const uint16_t *ws, const float *xsp)
+{
+    const uint8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
+    const int8_t *const x_end = x + 32u * n_whole;
+    __asm__ volatile("vldrw.u32 q5, [%[state]]\n\t"
+                     "vldrw.u32 q6, [%[state], #16]\n\t"
+                     "vldrw.u32 q7, [%[state], #32]\n\t"
+                     "1:\n\t"
+                     "vld20.8 {q0, q1}, [%[x]]\n\t"
+                     "vld21.8 {q0, q1}, [%[x]]!\n\t" Q4_ROW32("w0", "r0") Q4_ROW32("w1", "r2")
+                     Q4_ROW32("w2", "r4") Q4_ROW32("w3", "r6")
+                     GROUP32_SCALE_AND_LOOP("vcvt.f32.s32 q3, q3, #4\n\t")
+                     "vstrw.32 q6, [%[state], #16]\n\t" GROUP32_OPERANDS);
+}
+
+void mote_mve_matvec(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
+                     uint32_t group, uint32_t row_begin, uint32_t row_end)
+{
+    const uint32_t cols = w->cols, n_groups = (cols + group - 1u) / group;
+    const int is_q4 = w->dtype == MOTE_Q4;
+    const size_t row_bytes = is_q4 ? (cols + 1u) / 2u : cols;
+    /* the assembly takes the whole groups of 32 columns; C the others */
+    const uint32_t n_whole = group == 32u ? cols / 32u : 0u;
+    uint32_t r, k, g;
+    for (r = row_begin; r < row_end; r += 4u) {
+        const uint8_t *row[4];
+        group_state state;
+        uint32x4_t scale_offsets;
+        /* past row_end the block repeats the last row; those sums are dropped */
+        for (k = 0; k < 4u; k++) {
+            const uint32_t rk = r + k < row_end ? r + k : row_end - 1u;
+            row[k] = (const uint8_t *)w->data + (size_t)rk * row_bytes;
+            state.offsets[k] = 2u * rk * n_groups;
+            state.acc[k] = 0.0f;
+            state.high_mask[k] = 0xF0F0F0F0u;
+        }
+        if (n_whole) {
+            if (is_q4)
+                groups32_q4(&state, row, xq, n_whole, w->scales, xs);
+            else
+                groups32_q8(&state, row, xq, n_whole, w->scales, xs);
+        }
+        scale_offsets = vld1q_u32(state.offsets);
+        for (g = n_whole; g < n_groups; g++) {
+            const uint32_t begin = g * group;
+            const uint32_t n = cols - begin < group ? cols - begin : group;
+            const uint8_t *at[4];
+            float32x4_t sums;
+            for (k = 0; k < 4u; k++)
+                at[k] = row[k] + (is_q4 ? begin / 2u : begin);
+            if (is_q4) /* exactly the sums / 16 */
+                sums = vcvtq_n_f32_s32(dot4_q4(at, xq + begin, n), 4);
+            else
+                sums = vcvtq_f32_s32(dot4_q8((const int8_t *const *)at, xq + begin, n));
+            /* the four rows' scales of group g, gathered */
+            scale_add4(state.acc, sums,
+                       f16x4_to_f32(vldrhq_gather_offset_u32(w->scales + g, scale_offsets)), xs[g]);
+        }
+        for (k = 0; k < 4u && r + k < row_end; k++)
+            y[r + k] = state.acc[k];
+    }
+}
+
+/* ------------------------------------------------------------------ sparse matvec */
+
+#define COLUMN_TILE 16u /* rows per pass over a group's needed columns: four int32 vectors */
+
+void mote_mve_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
+                          uint32_t group, uint32_t row_begin, uint32_t row_end)
+{
+    const mote_column_map map = mote_columns_of(w, group);
+    const uint32_t cols = w->cols;
+    uint32_t tile, r, begin, g = 0;
+    for (r = row_begin; r < row_end; r++)
+        y[r] = 0.0f;
+    for (begin = 0; begin < cols; begin += group, g++) {
+        const uint32_t end = cols - begin < group ? cols : begin + group;
+        const float sx = xs[g];
+        uint32_t j;
+        int any = 0;
+        for (j = begin; j < end && !any; j++)
+            any = xq[j] != 0;
+        if (!any)
+            continue; /* all codes 0: the dense term is +0, skip the group's scales */
+        for (tile = row_begin; tile < row_end; tile += COLUMN_TILE) {
+            const uint32_t n = row_end - tile < COLUMN_TILE ? row_end - tile : COLUMN_TILE;
+            const int8_t *const block = map.codes + g * map.group_stride + tile;
+            const uint16_t *ws = (const uint16_t *)(const void *)(map.scales + g * map.group_stride_scales) + tile;
+            int32_t sums[COLUMN_TILE];
+            if (n == COLUMN_TILE) {
+                /* each needed column's 16 bytes widened to int32 and multiplied by its
+                 * code into the tile's four sums (VLDRB.S32, VMLA) */
+                int32x4_t s0 = vdupq_n_s32(0), s1 = s0, s2 = s0, s3 = s0;
+                for (j = begin; j < end; j++) {
+                    const int8_t *col;
+                    const int32_t a = xq[j];
+                    if (a == 0)
+                        continue; /* a column this token does not need: not read */
+                    col = block + (j - begin) * map.col_stride;
+                    s0 = vmlaq_n_s32(s0, vldrbq_s32(col), a);
+                    s1 = vmlaq_n_s32(s1, vldrbq_s32(col + 4), a);
+                    s2 = vmlaq_n_s32(s2, vldrbq_s32(col + 8), a);
+                    s3 = vmlaq_n_s32(s3, vldrbq_s32(col + 12), a);
+                }
+                vst1q_s32(sums, s0);
+                vst1q_s32(sums + 4, s1);
+                vst1q_s32(sums + 8, s2);
+                vst1q_s32(sums + 12, s3);
+            } else {
+                for (r = 0; r < n; r++)
+                    sums[r] = 0;
+                for (j = begin; j < end; j++) {
+                    const int8_t *const col = block + (j - begin) * map.col_stride;
+                    if (xq[j] == 0)
+                        continue;
+                    for (r = 0; r < n; r++)
+                        sums[r] += xq[j] * col[r];
+                }
+            }
+            for (r = 0; r < n; r++)
+                y[tile + r] += (float)sums[r] * (f16_to_f32(ws[r]) * sx);
+        }
+    }
+}
+
+void mote_mve_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float *gate,
+                                  const int8_t *xq, const float *xs, uint32_t group,
+                                  uint32_t begin, uint32_t end)
+{
+    const uint32_t dim = w_up->cols, n_groups = (dim + group - 1u) / group;
+    const size_t bundle = 2u * (size_t)dim + 2u * n_groups;
+    const size_t group_stride = 2u * (size_t)dim + group * bundle;
+    uint32_t j = begin;
+    while (j < end) {
+        /* the next (up to) four kept neurons, as four rows of a matvec; a short block
+         * repeats its first neuron and drops the copies' results */
+        const int8_t *row[4];
+        uint32_t which[4], k = 0, i, g;
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (; j < end && k < 4u; j++) {
+            if (gate[j] == 0.0f)
+                continue; /* a dropped neuron: its whole bundle stays unread */
+            which[k] = j;
+            row[k++] = (const int8_t *)w_up->data + (j / group) * group_stride +
+                       2u * (size_t)dim + (j % group) * bundle;
+        }
+        if (k == 0)
+            break;
+        for (i = k; i < 4u; i++)
+            row[i] = row[0];
+        for (g = 0; g < n_groups; g++) {
+            const uint32_t lo = g * group, n = dim - lo < group ? dim - lo : group;
+            const int8_t *at[4];
+            int32_t sums[4];
+            for (i = 0; i < 4u; i++)
+                at[i] = row[i] + lo;
+            vst1q_s32(sums, dot4_q8(at, xq + lo, n));
+            for (i = 0; i < k; i++) {
+                const uint16_t *ws = (const uint16_t *)(const void *)(row[i] + dim);
+                acc[i] += (float)sums[i] * (f16_to_f32(ws[g]) * xs[g]);
+            }
+        }
+        for (i = 0; i < k; i++)
+            u[which[i]] = acc[i];
+    }
+}
