@@ -1,8 +1,8 @@
 """Every kernel set equals the reference kernels bit for bit (tests/c/test_kernels.c,
 one program on every target): on the host for each x86 instruction-set variant the
-CPU has and for the Cortex-M set compiled for the host, and on every emulated board
-with the set its port builds (firmware/ports/cmsdk `kernel-test`, run under QEMU as
-the board file says)."""
+CPU has, and on every emulated board for the set its board file names and every set
+that one builds on (firmware/ports/cmsdk `kernel-test` with KERNELS=<set>, run under
+QEMU as the board file says): dsp on the M4, M7 and M33, mve and dsp on the M55."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from cbuild import build_tool
-from mote.boards.catalog import all_boards
+from mote.boards.catalog import all_boards, kernel_set_chain
 from mote.boards.images import build_firmware
 from mote.boards.qemu import Image, QemuBoard
 
@@ -27,7 +27,8 @@ X86_VARIANTS = [
     ("avx512vnni", "-mavx2 -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512vnni",
      {"avx2", "f16c", "avx512bw", "avx512vl", "avx512_vnni"}),
 ]
-EMULATED = [b for b in all_boards() if b.is_qemu]
+EMULATED = [(b, k) for b in all_boards() if b.is_qemu for k in kernel_set_chain(b.kernels)
+            if k != "ref"]
 
 
 def cpu_flags() -> set[str]:
@@ -65,9 +66,9 @@ def test_x86_kernels_match_reference(name: str, flags: str, needs: set[str]):
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or
                     shutil.which("qemu-system-arm") is None, reason="needs the Arm toolchain and QEMU")
-@pytest.mark.parametrize("board", EMULATED, ids=[b.name for b in EMULATED])
-def test_board_kernels_match_reference(board):
-    elf = build_firmware(board, "kernel-test")
+@pytest.mark.parametrize("board,kernels", EMULATED, ids=[f"{b.name}-{k}" for b, k in EMULATED])
+def test_board_kernels_match_reference(board, kernels):
+    elf = build_firmware(board, "kernel-test", kernels=kernels)
     binary = elf.with_suffix(".bin")
     subprocess.run(["arm-none-eabi-objcopy", "-O", "binary", str(elf), str(binary)], check=True)
     import serial
@@ -78,4 +79,4 @@ def test_board_kernels_match_reference(board):
         status = qb.wait(60)
         port.close()
     assert status == 0, line
-    check_output(line.strip(), board.kernels)
+    check_output(line.strip(), kernels)
