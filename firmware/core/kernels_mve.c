@@ -363,3 +363,120 @@ void mote_mve_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float
             u[which[i]] = acc[i];
     }
 }
+
+/* ------------------------------------------------------------------ exp */
+
+/* The reference's exp (mote_expf) four lanes at a time for lanes where no operation
+ * meets a subnormal, which MVE's float arithmetic would flush: x in [-86, 87] and
+ * |x| not in (0, 2^-60). Then every intermediate is normal or exactly zero (r is x
+ * less a multiple of ln 2 computed exactly, never tiny unless x is) and 2^n normal, and
+ * the same IEEE operations in the same order give the reference's bits. `unsafe` gets
+ * the lanes outside (NaN included), which the caller computes on the FPU. */
+#define EXP_LOG2E ((float)1.44269504)
+#define EXP_LN2_HI ((float)0.693145751953125)
+#define EXP_LN2_LO ((float)1.42860677e-06)
+#define EXP_TINY_BITS 0x21800000u /* 2^-60 */
+
+static inline float32x4_t exp4(float32x4_t x, mve_pred16_t *unsafe)
+{
+    const uint32x4_t magnitude = vandq_u32(vreinterpretq_u32_f32(x), vdupq_n_u32(0x7FFFFFFFu));
+    const float32x4_t shifted = vaddq_n_f32(vmulq_n_f32(x, EXP_LOG2E), 12582912.0f);
+    const float32x4_t n = vsubq_n_f32(shifted, 12582912.0f);
+    const float32x4_t r = vsubq_f32(vsubq_f32(x, vmulq_n_f32(n, EXP_LN2_HI)), vmulq_n_f32(n, EXP_LN2_LO));
+    float32x4_t p = vaddq_n_f32(vmulq_n_f32(r, (float)(1.0 / 720.0)), (float)(1.0 / 120.0));
+    uint32x4_t two_n;
+    /* lanes to leave to the FPU: below -86 or above 87 (or NaN: not >= -86), or tiny */
+    *unsafe = (mve_pred16_t)(~vcmpgeq_n_f32(x, -86.0f) | vcmpgtq_n_f32(x, 87.0f) |
+                             (vcmphiq_n_u32(magnitude, 0u) & vcmphiq_u32(vdupq_n_u32(EXP_TINY_BITS), magnitude)));
+    p = vaddq_n_f32(vmulq_f32(r, p), (float)(1.0 / 24.0));
+    p = vaddq_n_f32(vmulq_f32(r, p), (float)(1.0 / 6.0));
+    p = vaddq_n_f32(vmulq_f32(r, p), 0.5f);
+    p = vaddq_n_f32(vmulq_f32(r, p), 1.0f);
+    p = vaddq_n_f32(vmulq_f32(r, p), 1.0f);
+    two_n = vshlq_n_u32(vaddq_n_u32(vreinterpretq_u32_f32(shifted), 127u), 23);
+    return vmulq_f32(p, vreinterpretq_f32_u32(two_n));
+}
+
+/* The largest x[i] as the reference finds it (x[0], then any larger one; NaN never
+ * replaces it), four lanes at a time on order-preserving integer keys of the float
+ * bits; a NaN among x[1..] or a NaN x[0] leaves it to the reference's loop. Between
+ * -0 and +0 this may pick the other one: x - max, and everything after, is the same. */
+static float softmax_max(const float *x, uint32_t n)
+{
+    int32x4_t best = vdupq_n_s32(INT32_MIN);
+    uint32x4_t widest = vdupq_n_u32(0u);
+    float max = x[0];
+    uint32_t i = 0;
+    int32_t key;
+    for (; i + 4u <= n; i += 4u) {
+        const int32x4_t bits = vreinterpretq_s32_f32(vld1q_f32(x + i));
+        /* negative floats order backwards: flip their magnitude bits */
+        const int32x4_t k = veorq_s32(bits, vandq_s32(vshrq_n_s32(bits, 31), vdupq_n_s32(0x7FFFFFFF)));
+        best = vmaxq_s32(best, k);
+        widest = vmaxq_u32(widest, vandq_u32(vreinterpretq_u32_s32(bits), vdupq_n_u32(0x7FFFFFFFu)));
+    }
+    if (vmaxvq_u32(0u, widest) > 0x7F800000u || x[0] != x[0]) { /* a NaN */
+        for (i = 1; i < n; i++)
+            if (x[i] > max)
+                max = x[i];
+        return max;
+    }
+    key = vmaxvq_s32(INT32_MIN, best);
+    if (i) {
+        const int32_t bits = key ^ ((key >> 31) & 0x7FFFFFFF);
+        memcpy(&max, &bits, sizeof max);
+    }
+    for (; i < n; i++)
+        if (x[i] > max)
+            max = x[i];
+    return max;
+}
+
+void mote_mve_softmax(float *x, uint32_t n)
+{
+    const float max = softmax_max(x, n);
+    float sum = 0.0f;
+    uint32_t i = 0, j;
+    /* x - max is exact in MVE when |max| >= 2^-60 (a subnormal x is below half an ulp
+     * of max; a difference that is subnormal comes out 0, whose exp is the same 1) */
+    const int vector = fabsf(max) >= 0x1p-60f && fabsf(max) < HUGE_VALF;
+    for (; vector && i + 4u <= n; i += 4u) {
+        const float32x4_t v = vld1q_f32(x + i);
+        mve_pred16_t unsafe;
+        vst1q_f32(x + i, exp4(vsubq_n_f32(v, max), &unsafe));
+        if (unsafe) { /* those lanes on the FPU */
+            float in[4];
+            vst1q_f32(in, v);
+            for (j = 0; j < 4u; j++)
+                if (unsafe & (1u << (4u * j)))
+                    x[i + j] = mote_expf(in[j] - max);
+        }
+        sum += x[i];
+        sum += x[i + 1u];
+        sum += x[i + 2u];
+        sum += x[i + 3u];
+    }
+    for (; i < n; i++) {
+        x[i] = mote_expf(x[i] - max);
+        sum += x[i];
+    }
+    for (i = 0; i < n; i++)
+        x[i] /= sum;
+}
+
+void mote_mve_silu_mul(float *h, const float *u, uint32_t n)
+{
+    uint32_t i = 0, j;
+    for (; i + 4u <= n; i += 4u) {
+        float e[4];
+        mve_pred16_t unsafe;
+        vst1q_f32(e, exp4(vnegq_f32(vld1q_f32(h + i)), &unsafe));
+        for (j = 0; j < 4u; j++) {
+            if (unsafe & (1u << (4u * j)))
+                e[j] = mote_expf(-h[i + j]);
+            h[i + j] = h[i + j] / (1.0f + e[j]) * u[i + j];
+        }
+    }
+    for (; i < n; i++)
+        h[i] = h[i] / (1.0f + mote_expf(-h[i])) * u[i];
+}

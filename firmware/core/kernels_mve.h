@@ -14,10 +14,14 @@ void mote_mve_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, cons
 void mote_mve_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float *gate,
                                   const int8_t *xq, const float *xs, uint32_t group,
                                   uint32_t begin, uint32_t end);
+void mote_mve_softmax(float *x, uint32_t n);
+void mote_mve_silu_mul(float *h, const float *u, uint32_t n);
 
 #define mote_k_matvec mote_mve_matvec
 #define mote_k_matvec_cols mote_mve_matvec_cols
 #define mote_k_matvec_bundled_rows mote_mve_matvec_bundled_rows
+#define mote_k_softmax mote_mve_softmax
+#define mote_k_silu_mul mote_mve_silu_mul
 
 #include "kernels_dsp.h"
 

@@ -112,13 +112,16 @@ static void test_f16(void)
 #endif
 }
 
-/* x with some all-zero groups, some huge and some tiny values */
+/* x with some all-zero groups, some huge, tiny and subnormal values */
 static void fill_activation(float *x, uint32_t n, uint32_t group)
 {
-    uint32_t i, mode = rnd() % 4u;
-    float scale = mode == 0 ? 1.0f : mode == 1 ? 1e-30f : mode == 2 ? 1e30f : 3.0f;
+    uint32_t i, mode = rnd() % 6u;
+    float scale = mode == 0 ? 1.0f : mode == 1 ? 1e-30f : mode == 2 ? 1e30f : mode == 4 ? 1e-39f : 3.0f;
     for (i = 0; i < n; i++)
         x[i] = rnd_float(scale);
+    if (mode == 5) /* subnormals next to normal values */
+        for (i = 0; i < n; i += 3)
+            x[i] = rnd_float(1e-40f);
     if (n > group && rnd() % 2u)
         for (i = 0; i < group; i++)
             x[i] = 0.0f;
@@ -274,12 +277,24 @@ static void test_softmax(void)
             expect(same_float(ref[j], e8[j]), "softmax 5", i, j, 0, 0);
     }
     for (a = 0; a < sizeof ns / sizeof ns[0]; a++)
-        for (rep = 0; rep < 20; rep++) {
+        for (rep = 0; rep < 24; rep++) {
             const uint32_t n = ns[a];
             for (i = 0; i < n; i++)
                 x[i] = rnd_float(rep < 10 ? 5.0f : 60.0f);
             if (rep == 19)
                 x[rnd() % n] = NAN;
+            if (rep == 20) /* differences just above and below exp's cut-off */
+                for (i = 1; i < n; i++)
+                    x[i] = x[0] - 85.5f - rnd_float(2.0f);
+            if (rep == 21) /* differences tiny against the max */
+                for (i = 0; i < n; i++)
+                    x[i] = 1e-17f + rnd_float(1e-21f);
+            if (rep == 22) /* all tiny, subnormals among them */
+                for (i = 0; i < n; i++)
+                    x[i] = rnd_float(rnd() % 2u ? 1e-37f : 1e-44f);
+            if (rep == 23) /* a subnormal next to a max of 1 */
+                for (i = 0; i < n; i++)
+                    x[i] = i % 3u ? rnd_float(1e-40f) : 1.0f;
             memcpy(ref, x, n * sizeof(float));
             memcpy(opt, x, n * sizeof(float));
             mote_ref_softmax(ref, n);
