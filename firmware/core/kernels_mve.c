@@ -43,12 +43,13 @@ static inline float f16_to_f32(uint16_t h)
 
 /* The int32 sums of four q8 rows over one group of n columns (w[k] at the group's first
  * column, x its activations): per 16 columns one activation load serves the four rows'
- * VMLADAVA; a last partial 16 is predicated. */
+ * VMLADAVA; the last columns past a multiple of 16 in C (GCC's predicated MVE code for
+ * them costs more). */
 static inline int32x4_t dot4_q8(const int8_t *const w[4], const int8_t *x, uint32_t n)
 {
     int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    uint32_t i = 0;
     int32x4_t sums = vdupq_n_s32(0);
+    uint32_t i = 0;
     for (; i + 16u <= n; i += 16u) {
         const int8x16_t a = vldrbq_s8(x + i);
         s0 = vmladavaq_s8(s0, vldrbq_s8(w[0] + i), a);
@@ -56,13 +57,11 @@ static inline int32x4_t dot4_q8(const int8_t *const w[4], const int8_t *x, uint3
         s2 = vmladavaq_s8(s2, vldrbq_s8(w[2] + i), a);
         s3 = vmladavaq_s8(s3, vldrbq_s8(w[3] + i), a);
     }
-    if (i < n) {
-        const mve_pred16_t p = vctp8q(n - i);
-        const int8x16_t a = vldrbq_z_s8(x + i, p);
-        s0 = vmladavaq_p_s8(s0, vldrbq_z_s8(w[0] + i, p), a, p);
-        s1 = vmladavaq_p_s8(s1, vldrbq_z_s8(w[1] + i, p), a, p);
-        s2 = vmladavaq_p_s8(s2, vldrbq_z_s8(w[2] + i, p), a, p);
-        s3 = vmladavaq_p_s8(s3, vldrbq_z_s8(w[3] + i, p), a, p);
+    for (; i < n; i++) {
+        s0 += w[0][i] * x[i];
+        s1 += w[1][i] * x[i];
+        s2 += w[2][i] * x[i];
+        s3 += w[3][i] * x[i];
     }
     sums = vsetq_lane_s32(s0, sums, 0);
     sums = vsetq_lane_s32(s1, sums, 1);
@@ -124,18 +123,41 @@ static inline void scale_add4(float acc[4], float32x4_t sums, float32x4_t scales
             : [x] "t"(xs));
 }
 
-/* Groups of 32 columns (the default group size) of four rows, in assembly: per group
- * the activations, each row's VMLADAV into r0, r2, r4, r6 (its accumulator must be an
- * even register), the sums (`convert`) and the gathered f16 scales to f32 four lanes at
- * a time (exact), then the scalar float terms on the lanes. q5 holds the rows' scale
- * offsets, q6 (s24-s27) the rows' float sums, both in and out through a group_state
- * (one register for both: the loops use every other one). */
+/* Blocks of four consecutive rows over their whole groups of 32 columns (the default
+ * group size), in assembly: per group the activations, each row's VMLADAV into r0, r2,
+ * r4, r6 (its accumulator must be an even register), the sums (`convert`) and the
+ * gathered f16 scales to f32 four lanes at a time (exact), then the scalar float terms
+ * on the lanes; per block the four float sums (q6, s24-s27) stored to y. q5 holds the
+ * rows' scale offsets from the block's first row's. What the loops keep in memory (the
+ * core registers are all taken) is a block_loop, through one register. */
 typedef struct {
-    uint32_t offsets[4]; /* each row's scales, in bytes from the tensor's */
-    float acc[4];        /* each row's float sum */
-    uint32_t high_mask[4];
-} group_state;
-#define GROUP32_SCALE_AND_LOOP(convert)                                                    \
+    const uint8_t *row;   /* 0: the next block's first row */
+    uint32_t row_bytes;   /* 4 */
+    const int8_t *xq;     /* 8: the activations of the first group */
+    const float *xs;      /* 12: their scales */
+    const uint16_t *ws;   /* 16: the next block's first row's scales */
+    uint32_t ws_block;    /* 20: bytes from one block's scales to the next's */
+    float *y;             /* 24: the next block's outputs */
+    float *y_end;         /* 28 */
+    uint32_t offsets[4];  /* 32: each row's scales, in bytes from the block's first row's */
+    uint32_t high_mask[4]; /* 48: 0xF0 in every byte (q4) */
+} block_loop;
+#define BLOCK_START                                                                        \
+    "vldrw.u32 q5, [%[b], #32]\n\t"                                                       \
+    "2:\n\t"                                                                              \
+    "ldrd %[w0], %[x], [%[b]]\n\t"                                                        \
+    "add %[w1], %[w0], %[x]\n\t"                                                          \
+    "add %[w2], %[w1], %[x]\n\t"                                                          \
+    "add %[w3], %[w2], %[x]\n\t"                                                          \
+    "add %[x], %[w3], %[x]\n\t"                                                           \
+    "str %[x], [%[b]]\n\t"                                                                \
+    "ldrd %[x], %[xs], [%[b], #8]\n\t"                                                    \
+    "ldrd %[ws], r0, [%[b], #16]\n\t"                                                     \
+    "add r0, %[ws], r0\n\t"                                                               \
+    "str r0, [%[b], #16]\n\t"                                                             \
+    "vmov.i32 q6, #0\n\t"                                                                 \
+    "1:\n\t"
+#define GROUP32_SCALE(convert)                                                             \
     "vmov q3[2], q3[0], r0, r4\n\t"                                                       \
     "vmov q3[3], q3[1], r2, r6\n\t" convert                                               \
     "vldrh.u32 q1, [%[ws], q5]\n\t"                                                       \
@@ -153,13 +175,19 @@ typedef struct {
     "vadd.f32 s24, s24, s12\n\t"                                                          \
     "vadd.f32 s25, s25, s13\n\t"                                                          \
     "vadd.f32 s26, s26, s14\n\t"                                                          \
-    "vadd.f32 s27, s27, s15\n\t"                                                          \
+    "vadd.f32 s27, s27, s15\n\t"
+#define BLOCK_END                                                                          \
     "cmp %[x], %[x_end]\n\t"                                                              \
-    "bne 1b\n\t"
-#define GROUP32_OPERANDS                                                                   \
-    : [x] "+r"(x), [w0] "+r"(w0), [w1] "+r"(w1), [w2] "+r"(w2), [w3] "+r"(w3), [ws] "+r"(ws), \
-      [xs] "+r"(xsp)                                                                       \
-    : [x_end] "r"(x_end), [state] "r"(state)                                               \
+    "bne 1b\n\t"                                                                          \
+    "ldrd r0, r2, [%[b], #24]\n\t"                                                        \
+    "vstrw.32 q6, [r0], #16\n\t"                                                          \
+    "str r0, [%[b], #24]\n\t"                                                             \
+    "cmp r0, r2\n\t"                                                                      \
+    "bne 2b\n\t"
+#define BLOCK_OPERANDS                                                                     \
+    : [x] "=&r"(x), [w0] "=&r"(w0), [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3),           \
+      [ws] "=&r"(ws), [xs] "=&r"(xsp)                                                      \
+    : [x_end] "r"(x_end), [b] "r"(loop)                                                    \
     : "r0", "r2", "r4", "r6", "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "cc", "memory"
 #define Q8_ROW32(w, s)                                                                     \
     "vldrb.u8 q2, [%[" w "]], #16\n\t"                                                    \
@@ -175,41 +203,63 @@ typedef struct {
     "vand q2, q2, q7\n\t"                                                                 \
     "vmladava.s8 " s ", q2, q1\n\t"
 
-/* state->acc[k] += the terms of the n_whole groups of 32 columns of four rows (w[k] at
- * the first group's column, ws the tensor's scales at the first group, xsp the groups'
- * activation scales), in group order. */
-static __attribute__((noinline)) void groups32_q8(group_state *state, const uint8_t *const w[4], const int8_t *x,
-                        uint32_t n_whole, const uint16_t *ws, const float *xsp)
+/* y[r..] for the blocks of `loop` over n_whole groups of 32 columns, q8 rows. */
+static __attribute__((noinline)) void blocks32_q8(block_loop *loop, uint32_t n_whole)
 {
-    const uint8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
-    const int8_t *const x_end = x + 32u * n_whole;
-    __asm__ volatile("vldrw.u32 q5, [%[state]]\n\t"
-                     "vldrw.u32 q6, [%[state], #16]\n\t"
-                     "1:\n\t"
+    const int8_t *x, *const x_end = loop->xq + 32u * n_whole;
+    const uint8_t *w0, *w1, *w2, *w3;
+    const uint16_t *ws;
+    const float *xsp;
+    __asm__ volatile(BLOCK_START
                      "vldrb.u8 q0, [%[x]], #16\n\t"
                      "vldrb.u8 q1, [%[x]], #16\n\t" Q8_ROW32("w0", "r0") Q8_ROW32("w1", "r2")
                      Q8_ROW32("w2", "r4") Q8_ROW32("w3", "r6")
-                     GROUP32_SCALE_AND_LOOP("vcvt.f32.s32 q3, q3\n\t")
-                     "vstrw.32 q6, [%[state], #16]\n\t" GROUP32_OPERANDS);
+                     GROUP32_SCALE("vcvt.f32.s32 q3, q3\n\t") BLOCK_END BLOCK_OPERANDS);
 }
 
-/* The same for q4 rows (w[k] at the byte of the first group's column): the activations
+/* The same for q4 rows (w at the byte of the first group's column): the activations
  * of a group split into even and odd columns by VLD20/VLD21, the sums times 16 divided
  * out by the fixed-point VCVT. */
-static __attribute__((noinline)) void groups32_q4(group_state *state, const uint8_t *const w[4], const int8_t *x,
-                        uint32_t n_whole, const uint16_t *ws, const float *xsp)
+static __attribute__((noinline)) void blocks32_q4(block_loop *loop, uint32_t n_whole)
 {
-    const uint8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
-    const int8_t *const x_end = x + 32u * n_whole;
-    __asm__ volatile("vldrw.u32 q5, [%[state]]\n\t"
-                     "vldrw.u32 q6, [%[state], #16]\n\t"
-                     "vldrw.u32 q7, [%[state], #32]\n\t"
-                     "1:\n\t"
+    const int8_t *x, *const x_end = loop->xq + 32u * n_whole;
+    const uint8_t *w0, *w1, *w2, *w3;
+    const uint16_t *ws;
+    const float *xsp;
+    __asm__ volatile("vldrw.u32 q7, [%[b], #48]\n\t" BLOCK_START
                      "vld20.8 {q0, q1}, [%[x]]\n\t"
                      "vld21.8 {q0, q1}, [%[x]]!\n\t" Q4_ROW32("w0", "r0") Q4_ROW32("w1", "r2")
                      Q4_ROW32("w2", "r4") Q4_ROW32("w3", "r6")
-                     GROUP32_SCALE_AND_LOOP("vcvt.f32.s32 q3, q3, #4\n\t")
-                     "vstrw.32 q6, [%[state], #16]\n\t" GROUP32_OPERANDS);
+                     GROUP32_SCALE("vcvt.f32.s32 q3, q3, #4\n\t") BLOCK_END BLOCK_OPERANDS);
+}
+
+/* acc[k] += the terms of groups [g0, n_groups) of four rows (row[k] at column 0,
+ * scale_at[k] its scales in bytes from the tensor's), in C: the groups the assembly does
+ * not take (a ragged last group, group sizes other than 32) and blocks of rows that are
+ * not four consecutive ones. */
+static void groups_c(float acc[4], const mote_tensor *w, const uint8_t *const row[4],
+                     const uint32_t scale_at[4], const int8_t *xq, const float *xs,
+                     uint32_t group, uint32_t g0)
+{
+    const uint32_t cols = w->cols, n_groups = (cols + group - 1u) / group;
+    const int is_q4 = w->dtype == MOTE_Q4;
+    const uint32x4_t scale_offsets = vld1q_u32(scale_at);
+    uint32_t g, k;
+    for (g = g0; g < n_groups; g++) {
+        const uint32_t begin = g * group;
+        const uint32_t n = cols - begin < group ? cols - begin : group;
+        const uint8_t *at[4];
+        float32x4_t sums;
+        for (k = 0; k < 4u; k++)
+            at[k] = row[k] + (is_q4 ? begin / 2u : begin);
+        if (is_q4) /* exactly the sums / 16 */
+            sums = vcvtq_n_f32_s32(dot4_q4(at, xq + begin, n), 4);
+        else
+            sums = vcvtq_f32_s32(dot4_q8((const int8_t *const *)at, xq + begin, n));
+        /* the four rows' scales of group g, gathered */
+        scale_add4(acc, sums, f16x4_to_f32(vldrhq_gather_offset_u32(w->scales + g, scale_offsets)),
+                   xs[g]);
+    }
 }
 
 void mote_mve_matvec(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
@@ -218,45 +268,46 @@ void mote_mve_matvec(float *y, const mote_tensor *w, const int8_t *xq, const flo
     const uint32_t cols = w->cols, n_groups = (cols + group - 1u) / group;
     const int is_q4 = w->dtype == MOTE_Q4;
     const size_t row_bytes = is_q4 ? (cols + 1u) / 2u : cols;
-    /* the assembly takes the whole groups of 32 columns; C the others */
+    /* the assembly takes the whole groups of 32 columns of blocks of four rows */
     const uint32_t n_whole = group == 32u ? cols / 32u : 0u;
-    uint32_t r, k, g;
-    for (r = row_begin; r < row_end; r += 4u) {
+    const uint32_t full_end = n_whole ? row_begin + (row_end - row_begin) / 4u * 4u : row_begin;
+    uint32_t r, k;
+    if (full_end > row_begin) {
+        block_loop loop;
+        loop.row = (const uint8_t *)w->data + (size_t)row_begin * row_bytes;
+        loop.row_bytes = (uint32_t)row_bytes;
+        loop.xq = xq;
+        loop.xs = xs;
+        loop.ws = w->scales + (size_t)row_begin * n_groups;
+        loop.ws_block = 8u * n_groups;
+        loop.y = y + row_begin;
+        loop.y_end = y + full_end;
+        for (k = 0; k < 4u; k++) {
+            loop.offsets[k] = 2u * k * n_groups;
+            loop.high_mask[k] = 0xF0F0F0F0u;
+        }
+        if (is_q4)
+            blocks32_q4(&loop, n_whole);
+        else
+            blocks32_q8(&loop, n_whole);
+    }
+    /* in C: the groups the assembly left of its blocks, and the rows after them */
+    for (r = n_whole == n_groups ? full_end : row_begin; r < row_end; r += 4u) {
         const uint8_t *row[4];
-        group_state state;
-        uint32x4_t scale_offsets;
+        uint32_t scale_at[4];
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        const int done = r < full_end; /* the assembly's block: its sums so far in y */
         /* past row_end the block repeats the last row; those sums are dropped */
         for (k = 0; k < 4u; k++) {
             const uint32_t rk = r + k < row_end ? r + k : row_end - 1u;
             row[k] = (const uint8_t *)w->data + (size_t)rk * row_bytes;
-            state.offsets[k] = 2u * rk * n_groups;
-            state.acc[k] = 0.0f;
-            state.high_mask[k] = 0xF0F0F0F0u;
+            scale_at[k] = 2u * rk * n_groups;
+            if (done)
+                acc[k] = y[rk];
         }
-        if (n_whole) {
-            if (is_q4)
-                groups32_q4(&state, row, xq, n_whole, w->scales, xs);
-            else
-                groups32_q8(&state, row, xq, n_whole, w->scales, xs);
-        }
-        scale_offsets = vld1q_u32(state.offsets);
-        for (g = n_whole; g < n_groups; g++) {
-            const uint32_t begin = g * group;
-            const uint32_t n = cols - begin < group ? cols - begin : group;
-            const uint8_t *at[4];
-            float32x4_t sums;
-            for (k = 0; k < 4u; k++)
-                at[k] = row[k] + (is_q4 ? begin / 2u : begin);
-            if (is_q4) /* exactly the sums / 16 */
-                sums = vcvtq_n_f32_s32(dot4_q4(at, xq + begin, n), 4);
-            else
-                sums = vcvtq_f32_s32(dot4_q8((const int8_t *const *)at, xq + begin, n));
-            /* the four rows' scales of group g, gathered */
-            scale_add4(state.acc, sums,
-                       f16x4_to_f32(vldrhq_gather_offset_u32(w->scales + g, scale_offsets)), xs[g]);
-        }
+        groups_c(acc, w, row, scale_at, xq, xs, group, done ? n_whole : 0u);
         for (k = 0; k < 4u && r + k < row_end; k++)
-            y[r + k] = state.acc[k];
+            y[r + k] = acc[k];
     }
 }
 
