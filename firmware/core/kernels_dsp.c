@@ -152,20 +152,57 @@ typedef struct {
     "vmul.f32 s17, s17, s25\n\t"                                                          \
     "vmul.f32 s18, s18, s26\n\t"                                                          \
     "vmul.f32 s19, s19, s27\n\t"                                                          \
-    "vadd.f32 %[a0], %[a0], s16\n\t"                                                      \
-    "vadd.f32 %[a1], %[a1], s17\n\t"                                                      \
-    "vadd.f32 %[a2], %[a2], s18\n\t"                                                      \
-    "vadd.f32 %[a3], %[a3], s19\n\t"                                                      \
+    "vadd.f32 s20, s20, s16\n\t"                                                          \
+    "vadd.f32 s21, s21, s17\n\t"                                                          \
+    "vadd.f32 s22, s22, s18\n\t"                                                          \
+    "vadd.f32 s23, s23, s19\n\t"                                                          \
     "cmp %[p], r2\n\t"                                                                    \
     "bne 1b\n\t"
+/* Per block of four rows (its state in a q8_blocks): the rows' pointers, the scale
+ * cursor, the four float sums (s20-s23) from `out`; after the groups, the sums back to
+ * `out` and the next block until out_end. */
+#define Q8_BLOCK_START                                                                     \
+    "2:\n\t"                                                                              \
+    "ldrd %[w0], %[t], %[row]\n\t"                                                        \
+    "add %[w1], %[w0], %[t]\n\t"                                                          \
+    "add %[w2], %[w1], %[t]\n\t"                                                          \
+    "add %[w3], %[w2], %[t]\n\t"                                                          \
+    "add %[t], %[w3], %[t]\n\t"                                                           \
+    "str %[t], %[row]\n\t"                                                                \
+    "ldrd %[v], %[ae], %[wsb]\n\t"                                                        \
+    "add %[ae], %[v], %[ae]\n\t"                                                          \
+    "str %[ae], %[wsb]\n\t"                                                               \
+    "ldrd %[ao], %[p], %[xsp]\n\t"                                                        \
+    "strd %[v], %[ao], %[cur]\n\t"                                                        \
+    "ldr %[t], %[out]\n\t"                                                                \
+    "vldmia %[t], {s20-s23}\n\t"                                                          \
+    "1:\n\t"
+#define Q8_BLOCK_END                                                                       \
+    "ldr %[t], %[out]\n\t"                                                                \
+    "vstmia %[t]!, {s20-s23}\n\t"                                                         \
+    "str %[t], %[out]\n\t"                                                                \
+    "ldr %[v], %[out_end]\n\t"                                                            \
+    "cmp %[t], %[v]\n\t"                                                                  \
+    "bne 2b\n\t"
 #define Q8_OPERANDS                                                                        \
-    : [w0] "+r"(w0), [w1] "+r"(w1), [w2] "+r"(w2), [w3] "+r"(w3), [p] "+r"(p),               \
-      [ae] "=&r"(ae), [ao] "=&r"(ao), [v] "=&r"(v), [t] "=&r"(t), [a0] "+t"(acc[0]),         \
-      [a1] "+t"(acc[1]), [a2] "+t"(acc[2]), [a3] "+t"(acc[3]), [cur] "+m"(at),                \
-      [left] "+m"(steps.left)                                                              \
-    : [bounds] "m"(end), [per_group] "m"(steps.per_group)                                  \
-    : "r0", "r1", "r2", "r3", "s16", "s17", "s18", "s19", "s24", "s25", "s26", "s27", "s28", \
-      "cc", "memory"
+    : [w0] "=&r"(w0), [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3), [p] "=&r"(p),          \
+      [ae] "=&r"(ae), [ao] "=&r"(ao), [v] "=&r"(v), [t] "=&r"(t), [cur] "+m"(at),             \
+      [left] "+m"(steps.left), [row] "+m"(b.row), [wsb] "+m"(b.ws), [out] "+m"(b.out)        \
+    : [bounds] "m"(end), [per_group] "m"(steps.per_group), [xsp] "m"(b.xs),                 \
+      [out_end] "m"(b.out_end)                                                             \
+    : "r0", "r1", "r2", "r3", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", \
+      "s25", "s26", "s27", "s28", "cc", "memory"
+
+/* What the block loop keeps in memory, in pairs of words that one LDRD reads. */
+typedef struct {
+    const int8_t *row;    /* the next block's first row, at the chunk's first column */
+    uint32_t row_bytes;
+    const uint16_t *ws;   /* its scales, at the chunk's first group */
+    uint32_t ws_block;    /* bytes from one block's scales to the next's */
+    const float *xs;      /* the chunk's first group's activation scale */
+    const uint32_t *prep; /* the chunk's prepared activations */
+    float *out, *out_end; /* the blocks' float sums */
+} q8_blocks;
 
 /* What the blocks of rows of one chunk share. */
 typedef struct {
@@ -182,34 +219,56 @@ typedef struct {
                                assembly's: whole groups of a multiple of 8 columns */
 } chunk;
 
-/* Four q8 rows from row `base` over the chunk's whole groups, added to acc[k]: 21
- * instructions per 16 multiply-adds, 40 per group for the scaling (the default group
- * of 32: 208 per 128 products). Not inlined, and its memory operands in its own small
- * frame: addressed from sp, within LDRD's reach, they need no register. */
-static __attribute__((noinline)) void whole_groups_q8(float acc[4], const chunk *c, uint32_t base)
+static void other_groups_q8(float acc[4], const chunk *c, const uint32_t rk[4]);
+
+/* The blocks of four consecutive rows from r on that end by row_end, over the chunk's
+ * whole groups (21 instructions per 16 multiply-adds, 40 per group for the scaling: the
+ * default group of 32 costs 208 per 128 products) and then its other groups in C, the
+ * sums of row r + i in out[i] (from 0 in the first chunk, else from out). Returns the
+ * first row it did not do. Not inlined, and the memory operands of the assembly in its
+ * own small frame: addressed from sp, within LDRD's reach, they need no register. */
+static __attribute__((noinline)) uint32_t whole_blocks_q8(float *out, const chunk *c, uint32_t r,
+                                                          uint32_t row_end)
 {
-    const int8_t *w0 = (const int8_t *)c->data + base * c->row_bytes;
-    const int8_t *w1 = w0 + c->row_bytes, *w2 = w1 + c->row_bytes, *w3 = w2 + c->row_bytes;
-    const uint32_t *p = c->prep;
     const group_bounds end = c->bounds;
     step_count steps = {0u, c->group / 8u - 1u}; /* pairs of steps after a group's first */
+    const uint32_t first = r, n_blocks = (row_end - r) / 4u;
+    q8_blocks b;
     scale_cursor at;
+    const int8_t *w0, *w1, *w2, *w3;
+    const uint32_t *p;
     uint32_t ae, ao, v, t;
-    at.ws = c->scales + base * c->n_groups;
-    at.xs = c->xs + c->g0;
+    if (n_blocks == 0u)
+        return r;
+    b.row = (const int8_t *)c->data + r * c->row_bytes;
+    b.row_bytes = (uint32_t)c->row_bytes;
+    b.ws = c->scales + r * c->n_groups;
+    b.ws_block = 8u * c->n_groups;
+    b.xs = c->xs + c->g0;
+    b.prep = c->prep;
+    b.out = out;
+    b.out_end = out + 4u * n_blocks;
+    if (c->g0 == 0u)
+        memset(out, 0, 4u * n_blocks * sizeof *out);
     if (c->group == 32u)
-        __asm__("1:\n\t" Q8_FIRST_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT
-                Q8_SCALE_AND_LOOP Q8_OPERANDS);
+        __asm__(Q8_BLOCK_START Q8_FIRST_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT
+                Q8_UNIT Q8_SCALE_AND_LOOP Q8_BLOCK_END Q8_OPERANDS);
     else
-        __asm__("1:\n\t" Q8_FIRST_UNIT Q8_UNIT
+        __asm__(Q8_BLOCK_START Q8_FIRST_UNIT Q8_UNIT
                 "ldr %[t], %[per_group]\n\t"
                 "b 3f\n\t"
-                "2:\n\t" Q8_UNIT Q8_UNIT
+                "4:\n\t" Q8_UNIT Q8_UNIT
                 "ldr %[t], %[left]\n\t"
                 "3:\n\t"
                 "subs %[t], %[t], #1\n\t"
                 "str %[t], %[left]\n\t"
-                "bpl 2b\n\t" Q8_SCALE_AND_LOOP Q8_OPERANDS);
+                "bpl 4b\n\t" Q8_SCALE_AND_LOOP Q8_BLOCK_END Q8_OPERANDS);
+    if (c->g0 + c->whole < c->g1) /* then each block's other groups, in C */
+        for (r = first; r < first + 4u * n_blocks; r += 4u, out += 4) {
+            const uint32_t rk[4] = {r, r + 1u, r + 2u, r + 3u};
+            other_groups_q8(out, c, rk);
+        }
+    return first + 4u * n_blocks;
 }
 
 /* The int32 sums s[k] of four q8 rows over one group of n columns of any size (w[k]
@@ -217,21 +276,31 @@ static __attribute__((noinline)) void whole_groups_q8(float acc[4], const chunk 
 static void dot4_q8(int32_t s[4], const int8_t *w[4], const uint32_t **p, const int8_t *x,
                     uint32_t n)
 {
-    const uint32_t units = n / 4u;
+    const int8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
     const uint32_t *pp = *p;
-    uint32_t i, k;
-    s[0] = s[1] = s[2] = s[3] = 0;
-    for (i = 0; i < units; i++, pp += 2) {
-        for (k = 0; k < 4u; k++) {
-            const uint32_t v = load_word(w[k]);
-            s[k] = __smlad(sxtb16_even(v), (int16x2_t)pp[0], s[k]);
-            s[k] = __smlad(sxtb16_odd(v), (int16x2_t)pp[1], s[k]);
-            w[k] += 4;
-        }
+    const uint32_t *const pp_end = pp + 2u * (n / 4u);
+    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    uint32_t i;
+    for (; pp < pp_end; pp += 2, w0 += 4, w1 += 4, w2 += 4, w3 += 4) {
+        const int16x2_t ae = (int16x2_t)pp[0], ao = (int16x2_t)pp[1];
+        uint32_t v;
+        v = load_word(w0);
+        s0 = __smlad(sxtb16_even(v), ae, __smlad(sxtb16_odd(v), ao, s0));
+        v = load_word(w1);
+        s1 = __smlad(sxtb16_even(v), ae, __smlad(sxtb16_odd(v), ao, s1));
+        v = load_word(w2);
+        s2 = __smlad(sxtb16_even(v), ae, __smlad(sxtb16_odd(v), ao, s2));
+        v = load_word(w3);
+        s3 = __smlad(sxtb16_even(v), ae, __smlad(sxtb16_odd(v), ao, s3));
     }
-    for (i = 4u * units; i < n; i++)
-        for (k = 0; k < 4u; k++)
-            s[k] += *w[k]++ * x[i];
+    for (i = n & ~3u; i < n; i++) {
+        s0 += *w0++ * x[i];
+        s1 += *w1++ * x[i];
+        s2 += *w2++ * x[i];
+        s3 += *w3++ * x[i];
+    }
+    s[0] = s0, s[1] = s1, s[2] = s2, s[3] = s3;
+    w[0] = w0, w[1] = w1, w[2] = w2, w[3] = w3;
     *p = pp;
 }
 
@@ -287,31 +356,46 @@ static void dot4_q8(int32_t s[4], const int8_t *w[4], const uint32_t **p, const 
     : [mask] "r"(0xF0F0F0F0u), [bounds] "m"(end), [per_group] "m"(steps.per_group)           \
     : "r0", "r1", "s16", "s17", "s24", "s25", "s28", "cc", "memory"
 
-/* Two q4 rows from row `base` over the chunk's whole groups, as whole_groups_q8: 23
- * instructions per 16 multiply-adds, 22 per group for the scaling. */
-static __attribute__((noinline)) void whole_groups_q4(float acc[2], const chunk *c, uint32_t base)
+static void other_groups_q4(float acc[2], const chunk *c, const uint32_t rk[2]);
+
+/* Blocks of two consecutive q4 rows, as whole_blocks_q8: 23 instructions per 16
+ * multiply-adds, 22 per group for the scaling. */
+static __attribute__((noinline)) uint32_t whole_blocks_q4(float *out, const chunk *c, uint32_t r,
+                                                          uint32_t row_end)
 {
-    const uint8_t *w0 = c->data + base * c->row_bytes, *w1 = w0 + c->row_bytes;
-    const uint32_t *p = c->prep;
     const group_bounds end = c->bounds;
     step_count steps = {0u, c->group / 8u - 1u}; /* steps after a group's first */
-    scale_cursor at;
+    const int others = c->g0 + c->whole < c->g1;
     register uint32_t x04 __asm__("r8"), x26 __asm__("r9"), x15 __asm__("r10"), x37 __asm__("r11");
-    uint32_t v, lo, t;
-    at.ws = c->scales + base * c->n_groups;
-    at.xs = c->xs + c->g0;
-    if (c->group == 32u)
-        __asm__("1:\n\t" Q4_FIRST_UNIT Q4_UNIT Q4_UNIT Q4_UNIT Q4_SCALE_AND_LOOP Q4_OPERANDS);
-    else
-        __asm__("1:\n\t" Q4_FIRST_UNIT
-                "ldr %[t], %[per_group]\n\t"
-                "b 3f\n\t"
-                "2:\n\t" Q4_UNIT
-                "ldr %[t], %[left]\n\t"
-                "3:\n\t"
-                "subs %[t], %[t], #1\n\t"
-                "str %[t], %[left]\n\t"
-                "bpl 2b\n\t" Q4_SCALE_AND_LOOP Q4_OPERANDS);
+    for (; r + 2u <= row_end; r += 2u, out += 2) {
+        const uint8_t *w0 = c->data + r * c->row_bytes, *w1 = w0 + c->row_bytes;
+        const uint32_t *p = c->prep;
+        scale_cursor at;
+        float acc[2] = {0.0f, 0.0f};
+        uint32_t v, lo, t;
+        if (c->g0)
+            memcpy(acc, out, sizeof acc); /* the sum so far */
+        at.ws = c->scales + r * c->n_groups;
+        at.xs = c->xs + c->g0;
+        if (c->group == 32u)
+            __asm__("1:\n\t" Q4_FIRST_UNIT Q4_UNIT Q4_UNIT Q4_UNIT Q4_SCALE_AND_LOOP Q4_OPERANDS);
+        else
+            __asm__("1:\n\t" Q4_FIRST_UNIT
+                    "ldr %[t], %[per_group]\n\t"
+                    "b 3f\n\t"
+                    "2:\n\t" Q4_UNIT
+                    "ldr %[t], %[left]\n\t"
+                    "3:\n\t"
+                    "subs %[t], %[t], #1\n\t"
+                    "str %[t], %[left]\n\t"
+                    "bpl 2b\n\t" Q4_SCALE_AND_LOOP Q4_OPERANDS);
+        if (others) {
+            const uint32_t rk[2] = {r, r + 1u};
+            other_groups_q4(acc, c, rk);
+        }
+        memcpy(out, acc, sizeof acc);
+    }
+    return r;
 }
 
 /* The int32 sums s[k] of two q4 rows over one group of n columns of any size, as
@@ -393,12 +477,11 @@ static void block_q8(float *y, const chunk *c, uint32_t rows, uint32_t r, uint32
         rk[k] = base + k < rows ? base + k : rows - 1u;
         acc[k] = c->g0 == 0u || rk[k] < r ? 0.0f : y[rk[k]];
     }
-    if (c->whole && rows >= 4u)
-        whole_groups_q8(acc, c, base);
-    if (c->g0 + (rows >= 4u ? c->whole : 0u) < c->g1) {
+    if (c->whole && rows >= 4u) {
+        whole_blocks_q8(acc, c, base, base + 4u); /* and the other groups */
+    } else if (c->g0 < c->g1) {
         chunk other = *c;
-        if (rows < 4u)
-            other.whole = 0u, other.bounds.p_end = c->prep;
+        other.whole = 0u, other.bounds.p_end = c->prep;
         other_groups_q8(acc, &other, rk);
     }
     for (k = r - base; k < 4u && base + k < row_end; k++)
@@ -414,12 +497,11 @@ static void block_q4(float *y, const chunk *c, uint32_t rows, uint32_t r, uint32
         rk[k] = base + k < rows ? base + k : rows - 1u;
         acc[k] = c->g0 == 0u || rk[k] < r ? 0.0f : y[rk[k]];
     }
-    if (c->whole && rows >= 2u)
-        whole_groups_q4(acc, c, base);
-    if (c->g0 + (rows >= 2u ? c->whole : 0u) < c->g1) {
+    if (c->whole && rows >= 2u) {
+        whole_blocks_q4(acc, c, base, base + 2u); /* and the other groups */
+    } else if (c->g0 < c->g1) {
         chunk other = *c;
-        if (rows < 2u)
-            other.whole = 0u, other.bounds.p_end = c->prep;
+        other.whole = 0u, other.bounds.p_end = c->prep;
         other_groups_q4(acc, &other, rk);
     }
     for (k = r - base; k < 2u && base + k < row_end; k++)
@@ -459,21 +541,13 @@ void mote_dsp_matvec(float *y, const mote_tensor *w, const int8_t *xq, const flo
             c.bounds.p_end = prep;
         r = row_begin;
         if (is_q4) {
-            if (c.whole && c.g0 + c.whole == c.g1) /* the usual blocks, summed in y */
-                for (; r + 2u <= row_end; r += 2u) {
-                    if (c.g0 == 0u)
-                        y[r] = y[r + 1u] = 0.0f;
-                    whole_groups_q4(y + r, &c, r);
-                }
+            if (c.whole && w->rows >= 2u)
+                r = whole_blocks_q4(y + r, &c, r, row_end);
             for (; r < row_end; r += 2u)
                 block_q4(y, &c, w->rows, r, row_end);
         } else {
-            if (c.whole && c.g0 + c.whole == c.g1)
-                for (; r + 4u <= row_end; r += 4u) {
-                    if (c.g0 == 0u)
-                        y[r] = y[r + 1u] = y[r + 2u] = y[r + 3u] = 0.0f;
-                    whole_groups_q8(y + r, &c, r);
-                }
+            if (c.whole && w->rows >= 4u)
+                r = whole_blocks_q8(y + r, &c, r, row_end);
             for (; r < row_end; r += 4u)
                 block_q8(y, &c, w->rows, r, row_end);
         }
@@ -942,15 +1016,50 @@ static const float exp_constants[11] = {
     EXP_LOG2E, 12582912.0f, EXP_LN2_HI, EXP_LN2_LO, (float)(1.0 / 720.0), (float)(1.0 / 120.0),
     (float)(1.0 / 24.0), (float)(1.0 / 6.0), 0.5f, 1.0f, -87.0f};
 
+/* The reference's max (x[0], then any larger x[i]; a NaN never replaces it) of x[1..n),
+ * four at a time. */
+static float softmax_max(const float *x, uint32_t n)
+{
+    float max = x[0];
+    const float *p = x + 1;
+    const float *const end4 = p + (n - 1u) / 4u * 4u, *const end = x + n;
+    if (p < end4)
+        __asm__("1:\n\t"
+                "vldmia %[p]!, {s0-s3}\n\t"
+                "vcmp.f32 s0, %[max]\n\t"
+                "vmrs APSR_nzcv, fpscr\n\t"
+                "it gt\n\t"
+                "vmovgt.f32 %[max], s0\n\t"
+                "vcmp.f32 s1, %[max]\n\t"
+                "vmrs APSR_nzcv, fpscr\n\t"
+                "it gt\n\t"
+                "vmovgt.f32 %[max], s1\n\t"
+                "vcmp.f32 s2, %[max]\n\t"
+                "vmrs APSR_nzcv, fpscr\n\t"
+                "it gt\n\t"
+                "vmovgt.f32 %[max], s2\n\t"
+                "vcmp.f32 s3, %[max]\n\t"
+                "vmrs APSR_nzcv, fpscr\n\t"
+                "it gt\n\t"
+                "vmovgt.f32 %[max], s3\n\t"
+                "cmp %[p], %[end4]\n\t"
+                "bne 1b\n\t"
+                : [p] "+r"(p), [max] "+t"(max)
+                : [end4] "r"(end4)
+                : "s0", "s1", "s2", "s3", "cc", "memory");
+    for (; p < end; p++)
+        if (*p > max)
+            max = *p;
+    return max;
+}
+
 void mote_dsp_softmax(float *x, uint32_t n)
 {
-    float max = x[0], sum = 0.0f;
+    const float max = softmax_max(x, n);
+    float sum = 0.0f;
     float *p = x;
     const float *const end = x + n;
     uint32_t i, bits;
-    for (i = 1; i < n; i++)
-        if (x[i] > max)
-            max = x[i];
     /* e = exp(x - max), x - max <= 0 or NaN (exp's upper cut-off never applies), as
      * exp_in_range in assembly: its eleven constants stay in s16-s26 */
     __asm__ volatile(
@@ -1002,7 +1111,13 @@ void mote_dsp_softmax(float *x, uint32_t n)
         : [c] "r"(exp_constants), [max] "t"(max), [end] "r"(end), [zero] "t"(0.0f)
         : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s16", "s17", "s18", "s19", "s20", "s21",
           "s22", "s23", "s24", "s25", "s26", "cc", "memory");
-    for (i = 0; i < n; i++)
+    for (i = 0; i + 4u <= n; i += 4u) { /* four divisions a load and a store */
+        x[i] /= sum;
+        x[i + 1u] /= sum;
+        x[i + 2u] /= sum;
+        x[i + 3u] /= sum;
+    }
+    for (; i < n; i++)
         x[i] /= sum;
 }
 
