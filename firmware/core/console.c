@@ -140,16 +140,6 @@ static const char *dtype_name(uint8_t dtype)
     return dtype < MOTE_DTYPE_CODES && names[dtype] ? names[dtype] : "?";
 }
 
-static uint64_t param_count(const mote_config *k)
-{
-    const uint64_t dim = k->dim, q_dim = (uint64_t)k->n_heads * k->head_dim,
-                   kv_dim = (uint64_t)k->n_kv_heads * k->head_dim;
-    const uint64_t per_layer = 2u * dim + 2u * q_dim * dim + 2u * kv_dim * dim +
-                               3u * (uint64_t)k->hidden_dim * dim;
-    const uint64_t embedding = (uint64_t)k->vocab_size * dim;
-    return embedding * (k->tied_classifier ? 1u : 2u) + k->n_layers * per_layer + dim;
-}
-
 /* The model name with anything that would break "key=value" parsing replaced. */
 static void out_name(out_line *o, const char *name)
 {
@@ -220,7 +210,7 @@ static void send_banner_line(const mote_console *c)
     out_str(&o, " model=");
     out_name(&o, k->name);
     out_str(&o, " params=");
-    out_u64(&o, param_count(k));
+    out_u64(&o, mote_param_count(k));
     out_str(&o, " ctx=");
     out_u64(&o, c->state.ctx);
     out_str(&o, " arena=");
@@ -373,7 +363,6 @@ static uint64_t ticks_to_ms(uint64_t ticks, uint64_t per_second)
 
 uint32_t mote_console_format_stats(const mote_gen_stats *s, char *out, uint32_t cap)
 {
-    static const char *const ends[] = {"eos", "length", "context", "stopped"};
     out_line o;
     out_init(&o);
     const uint64_t decode_ticks = s->total_ticks - s->prefill_ticks;
@@ -397,7 +386,7 @@ uint32_t mote_console_format_stats(const mote_gen_stats *s, char *out, uint32_t 
     out_str(&o, " read_bytes_per_token="); /* weights read, counted by the runtime */
     out_u64(&o, s->decode_passes ? s->decode_read_bytes / s->decode_passes : 0u);
     out_str(&o, " end=");
-    out_str(&o, ends[s->end]);
+    out_str(&o, mote_end_name(s->end));
     const uint32_t n = o.t.len < cap ? o.t.len : cap - 1u;
     memcpy(out, o.buf, n);
     out[n] = '\0';

@@ -17,7 +17,11 @@ typedef enum {
     MOTE_END_LENGTH,  /* max_new_tokens reached */
     MOTE_END_CONTEXT, /* the context is full */
     MOTE_END_STOPPED, /* the stop callback asked for it */
+    MOTE_END_NUMERIC, /* a logit came out NaN or infinite: the model's arithmetic overflowed */
 } mote_end;
+
+/* The end's name in the console's stats line (end=eos, ...). */
+const char *mote_end_name(mote_end end);
 
 typedef struct {
     uint32_t prompt_tokens; /* including BOS */
@@ -68,5 +72,33 @@ int32_t mote_gen_encode(const mote_tokenizer *t, const char *text, uint32_t len,
  * before any work), or MOTE_E_ARG when a prompt id is outside the vocabulary. */
 mote_status mote_generate(mote_state *s, mote_sampler *smp, const int32_t *prompt,
                           uint32_t n_prompt, const mote_gen_io *io, mote_gen_stats *stats);
+
+/* The same generation one token at a time, for a caller that must return to its own
+ * loop between tokens (an iterator: bindings/micropython/). mote_generate is exactly
+ * mote_gen_start, then mote_gen_step until it returns 0. The fields are private but
+ * `stats`, final once mote_gen_step has returned 0. */
+typedef struct {
+    mote_state *s;
+    mote_sampler *smp;
+    const mote_gen_io *io;
+    float *logits;     /* of the last forward pass */
+    uint32_t pos;      /* position of the next forward pass */
+    int32_t last;      /* the token emitted last, not yet run */
+    int ended;
+    uint64_t start, prefill_read_bytes;
+    mote_tok_decoder dec;
+    mote_gen_stats stats;
+} mote_gen;
+
+/* Check the prompt as mote_generate does (same statuses, before any work), then run
+ * it through the model (the prefill; `io->stop` is polled before every pass). `io`
+ * must outlive the generation; `prompt` is not read after this returns. */
+mote_status mote_gen_start(mote_gen *g, mote_state *s, mote_sampler *smp, const int32_t *prompt,
+                           uint32_t n_prompt, const mote_gen_io *io);
+
+/* Run the token emitted last, then sample, announce and write the next one. Returns 1
+ * when a token was emitted; 0 when the generation has ended (then the stats are final
+ * and held-back text has been written; every later call returns 0 too). */
+int mote_gen_step(mote_gen *g);
 
 #endif /* MOTE_GENERATE_H */

@@ -57,6 +57,16 @@ static uint64_t arena_total(const mote_config *c, uint64_t ctx)
            round16(a.key_scales) + round16(a.value_scales) + round16(a.scratch);
 }
 
+uint64_t mote_param_count(const mote_config *c)
+{
+    const uint64_t dim = c->dim, q_dim = (uint64_t)c->n_heads * c->head_dim,
+                   kv_dim = (uint64_t)c->n_kv_heads * c->head_dim;
+    const uint64_t per_layer = 2u * dim + 2u * q_dim * dim + 2u * kv_dim * dim +
+                               3u * (uint64_t)c->hidden_dim * dim;
+    const uint64_t embedding = (uint64_t)c->vocab_size * dim;
+    return embedding * (c->tied_classifier ? 1u : 2u) + c->n_layers * per_layer + dim;
+}
+
 uint32_t mote_arena_bytes(const mote_config *c, uint32_t ctx)
 {
     uint64_t total;

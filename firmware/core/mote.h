@@ -20,6 +20,7 @@ typedef enum {
     MOTE_E_TABLE,          /* tensor table entry out of bounds, misaligned, mis-shaped or overlapping */
     MOTE_E_TOKENIZER,      /* tokenizer section malformed */
     MOTE_E_SPARSITY,       /* sparsity section malformed */
+    MOTE_E_VALUES,         /* a norm or a scale is NaN or infinite */
     MOTE_E_ARENA,          /* arena smaller than mote_arena_bytes() */
     MOTE_E_CONTEXT,        /* position or prompt beyond the context length */
     MOTE_E_ARG,            /* invalid argument */
@@ -105,6 +106,10 @@ typedef struct {
  * check_crc, the CRC32) and fill `m` with views into it. Never reads outside
  * [blob, blob + len). */
 mote_status mote_model_open(mote_model *m, const uint8_t *blob, size_t len, int check_crc);
+
+/* The model's parameters (the banner's params=): embedding, classifier unless tied,
+ * every layer's matrices and norms, the final norm. */
+uint64_t mote_param_count(const mote_config *c);
 
 /* Arena bytes the runtime needs for `ctx` positions of this model. */
 uint32_t mote_arena_bytes(const mote_config *c, uint32_t ctx);
