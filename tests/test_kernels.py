@@ -1,6 +1,7 @@
 """Every kernel set equals the reference kernels bit for bit (tests/c/test_kernels.c,
 one program on every target): on the host for each x86 instruction-set variant the
-CPU has, and on every emulated board for the set its board file names and every set
+CPU has and for the plain-C Cortex-M set (cm: cores without the DSP extension), and on
+every emulated board for the set its board file names and every set
 that one builds on (firmware/ports/cmsdk `kernel-test` with KERNELS=<set>, run under
 QEMU as the board file says): dsp on the M4, M7 and M33, mve and dsp on the M55."""
 
@@ -62,6 +63,11 @@ def test_x86_kernels_match_reference(name: str, flags: str, needs: set[str]):
     if missing:
         pytest.skip(f"CPU lacks {', '.join(sorted(missing))}")
     check_output(run_host("x86", flags, f"build/kernels-x86-{name}"), "x86")
+
+
+def test_cortex_m_plain_c_kernels_match_reference_on_the_host():
+    """The cm set is plain C: the same program checks it here, quickly."""
+    check_output(run_host("cm", "", "build/kernels-cm"), "cm")
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or
