@@ -134,7 +134,7 @@ typedef struct {
     float *rope_cos, *rope_sin;         /* (head_dim/2,) for the current position */
     int8_t *key_cache, *value_cache;    /* (layer, ctx, kv_dim) */
     uint16_t *key_scales, *value_scales; /* (layer, ctx) f16 */
-    void *scratch;         /* prompt token ids, then sampler candidates */
+    void *scratch;         /* the sampler's candidates; in a forward pass a second head's scores */
     uint32_t scratch_bytes;
     mote_parallel_fn parallel_rows; /* NULL after mote_state_init: single-threaded */
     void *pool;
