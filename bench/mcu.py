@@ -68,8 +68,10 @@ MODEL_SOURCES = {
     "default": (ROOT / "models" / "default.mote", None),
 }
 
-# the functions of the matvec (mote_k_matvec and what it calls) in each set
-MATVEC = re.compile(r"^(mote_(ref|dsp|mve)_matvec|whole_groups_q[48]|groups32_q[48])$")
+# the functions of the matvec (mote_k_matvec and what it calls, where not inlined) in
+# each set: kernels_ref.c, kernels_cm.c, kernels_dsp.c, kernels_mve.c
+MATVEC = re.compile(r"^(mote_(ref|cm|dsp|mve)_matvec|(whole_blocks|blocks32|other_groups|block|dot[24]"
+                    r"|prepare)_q[48]|groups_c|group_sums_q[48])$")
 
 
 def blob_for(board: Board, model: str, quant: str) -> bytes:
@@ -186,7 +188,7 @@ def plot(results: dict, path: Path) -> None:
         for i, board in enumerate(boards):
             pair = {r["kernels"]: r["instructions_per_token"] for r in rows
                     if (r["model"], r["quant"], r["board"]) == (model, quant, board)}
-            ref, opt = pair.get("ref"), next((v for k, v in pair.items() if k != "ref"), None)
+            ref, opt = pair.get("ref"), next((v for k, v in pair.items() if k not in ("ref", "cm")), None)
             if ref:
                 ax.bar(i - 0.2, ref / 1e6, 0.4, color="#bbbbbb", label="reference kernels" if i == 0 else None)
             if opt:
@@ -227,7 +229,10 @@ def main() -> int:
             raise MoteError(f"{name}: clock calibration disagrees with the board file")
         for model in args.models.split(","):
             for quant in args.quants.split(","):
-                for kernels in ("ref", board.kernels):
+                # the plain-C Cortex-M set too, once: it was every board's before
+                # (the "today")
+                sets = ["ref", "cm"] if (model, quant) == ("stories260K", "int8") else ["ref"]
+                for kernels in sets + [board.kernels]:
                     row = run_one(board, kernels, model, quant, args.tokens, cal["instructions_per_tick"])
                     results["runs"].append(row)
                     if not row["fits"]:

@@ -721,22 +721,35 @@ static inline int32_t round_to_int(float v)
  * order is the float order); a NaN makes it larger than the bits of infinity. */
 static inline uint32_t abs_max_bits(const float *x, uint32_t n)
 {
-    uint32_t m = 0, i;
-    for (i = 0; i < n; i++) {
-        uint32_t b;
-        memcpy(&b, x + i, sizeof b);
+    uint32_t m0 = 0, m1 = 0, i = 0, a, b;
+    for (; i + 2u <= n; i += 2u) { /* two running maxima: fewer dependent compares */
+        memcpy(&a, x + i, sizeof a);
+        memcpy(&b, x + i + 1u, sizeof b);
+        a &= 0x7FFFFFFFu;
         b &= 0x7FFFFFFFu;
-        m = b > m ? b : m;
+        m0 = a > m0 ? a : m0;
+        m1 = b > m1 ? b : m1;
     }
-    return m;
+    if (i < n) {
+        memcpy(&a, x + i, sizeof a);
+        a &= 0x7FFFFFFFu;
+        m0 = a > m0 ? a : m0;
+    }
+    return m0 > m1 ? m0 : m1;
 }
 
 /* xq = round(x * inv) for |x * inv| <= 127 (rounding may reach 127.00002, never 127.5):
  * the reference's clamp does nothing there. */
 static inline void quantize_codes(int8_t *xq, const float *x, uint32_t n, float inv)
 {
-    uint32_t i;
-    for (i = 0; i < n; i++)
+    uint32_t i = 0;
+    for (; i + 4u <= n; i += 4u) {
+        xq[i] = (int8_t)round_to_int(x[i] * inv);
+        xq[i + 1u] = (int8_t)round_to_int(x[i + 1u] * inv);
+        xq[i + 2u] = (int8_t)round_to_int(x[i + 2u] * inv);
+        xq[i + 3u] = (int8_t)round_to_int(x[i + 3u] * inv);
+    }
+    for (; i < n; i++)
         xq[i] = (int8_t)round_to_int(x[i] * inv);
 }
 
