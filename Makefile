@@ -16,7 +16,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 BOARD ?= qemu-m4
 DEFAULT_MODEL := models/default.mote
 FUZZ_SECONDS ?= 60
-HIL_BOARDS ?= qemu-m4 qemu-m7 qemu-m33 qemu-m55
+HIL_BOARDS ?= qemu-m4 qemu-m7 qemu-m33 qemu-m55 stm32f405
 
 .PHONY: setup test test-host test-hil fuzz linux bench micropython
 

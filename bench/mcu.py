@@ -9,7 +9,7 @@ flash used, and an estimated tok/s.
 Writes bench/results/mcu.json and bench/results/mcu.png. How each figure is obtained:
 - instructions per token: QEMU runs with -icount shift=0, where virtual time counts
   instructions, and the firmware times generation with SysTick (hal_ticks; the
-  calibration image, firmware/ports/cmsdk/calibrate.c, checks instructions per tick on
+  calibration image, firmware/ports/cortex-m/calibrate.c, checks instructions per tick on
   each board against loops of known length). One boot generates 1 token and then
   N+1 tokens greedily after PROMPT (each prompt starts from an empty context); the
   difference of the two runs' decode ticks (decode_ticks= of the stats line: the

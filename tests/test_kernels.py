@@ -1,9 +1,9 @@
 """Every kernel set equals the reference kernels bit for bit (tests/c/test_kernels.c,
 one program on every target): on the host for each x86 instruction-set variant the
 CPU has and for the plain-C Cortex-M set (cm: cores without the DSP extension), and on
-every emulated board for the set its board file names and every set
-that one builds on (firmware/ports/cmsdk `kernel-test` with KERNELS=<set>, run under
-QEMU as the board file says): dsp on the M4, M7 and M33, mve and dsp on the M55."""
+every emulated board for the set its board file names and every set that one builds on
+(firmware/ports/<port> `kernel-test` with KERNELS=<set>, run under QEMU as the board
+file says): dsp on the M4, M7, M33 and the STM32F405, mve and dsp on the M55."""
 
 from __future__ import annotations
 

@@ -18,8 +18,11 @@ const char *mote_end_name(mote_end end)
     return (uint32_t)end < sizeof names / sizeof names[0] ? names[end] : "?";
 }
 
-static int is_end_token(const mote_tokenizer *t, int32_t token)
+static int is_end_token(const mote_tokenizer *t, const mote_gen_io *io, int32_t token)
 {
+    uint32_t i;
+    for (i = 0; i < io->n_stop_ids; i++)
+        if (token == io->stop_ids[i]) return 1;
     /* llama2.c-trained models end a story with BOS, Hugging Face ones with EOS */
     return token == t->eos_id || token == t->bos_id;
 }
@@ -42,10 +45,11 @@ static void emit(const mote_gen_io *io, uint32_t n)
     if (n) io->write(io->ctx, io->text, n);
 }
 
-/* One forward pass, shown to the logits observer. */
+/* One forward pass, recorded in the token history and shown to the logits observer. */
 static float *forward(mote_state *s, const mote_gen_io *io, int32_t token, uint32_t pos)
 {
     float *logits = mote_forward(s, token, pos);
+    if (s->tokens) s->tokens[pos] = token;
     if (io->logits) io->logits(io->ctx, pos, logits);
     return logits;
 }
@@ -56,6 +60,9 @@ static int finish(mote_gen *g, mote_end end)
     const mote_gen_io *io = g->io;
     g->ended = 1;
     g->stats.end = end;
+    g->stats.end_pos = g->pos;
+    /* n or the context reached: the token emitted last was never run */
+    g->stats.unfed = end == MOTE_END_LENGTH || end == MOTE_END_CONTEXT ? g->last : -1;
     g->stats.decode_read_bytes = g->s->reads.bytes - g->prefill_read_bytes;
     if (io->write) emit(io, mote_tok_decode_flush(&g->dec, io->text, io->text_cap));
     g->stats.total_ticks = now(io) - g->start;
@@ -63,11 +70,11 @@ static int finish(mote_gen *g, mote_end end)
 }
 
 mote_status mote_gen_start(mote_gen *g, mote_state *s, mote_sampler *smp, const int32_t *prompt,
-                           uint32_t n_prompt, const mote_gen_io *io)
+                           uint32_t n_prompt, uint32_t start, const mote_gen_io *io)
 {
     const uint32_t vocab = s->model->config.vocab_size;
     if (n_prompt == 0u) return MOTE_E_ARG;
-    if (n_prompt >= s->ctx) return MOTE_E_CONTEXT;
+    if (start >= s->ctx || n_prompt >= s->ctx - start) return MOTE_E_CONTEXT;
     for (uint32_t i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || (uint32_t)prompt[i] >= vocab) return MOTE_E_ARG;
 
@@ -79,10 +86,11 @@ mote_status mote_gen_start(mote_gen *g, mote_state *s, mote_sampler *smp, const 
     g->stats.prompt_tokens = n_prompt;
     g->stats.ticks_per_second = io->ticks_per_second;
     g->start = now(io);
+    g->pos = start;
     int stopped = 0;
-    for (; g->pos < n_prompt && !stopped; g->pos++) {
-        stopped = stop_requested(io);
-        if (!stopped) g->logits = forward(s, io, prompt[g->pos], g->pos);
+    while (g->pos < start + n_prompt && !(stopped = stop_requested(io))) {
+        g->logits = forward(s, io, prompt[g->pos - start], g->pos);
+        g->pos++;
     }
     g->stats.prefill_ticks = now(io) - g->start;
     g->prefill_read_bytes = s->reads.bytes;
@@ -108,7 +116,7 @@ int mote_gen_step(mote_gen *g)
     if (!all_finite(g->logits, vocab)) return finish(g, MOTE_END_NUMERIC);
     /* after the prompt the arena's scratch space belongs to the sampler */
     const int32_t token = mote_sample(g->smp, g->logits, vocab, s->scratch);
-    if (io->stop_at_end && is_end_token(tok, token)) return finish(g, MOTE_END_EOS);
+    if (io->stop_at_end && is_end_token(tok, io, token)) return finish(g, MOTE_END_EOS);
     if (io->token) io->token(io->ctx, token);
     if (io->write) emit(io, mote_tok_decode(tok, &g->dec, token, io->text, io->text_cap));
     g->stats.new_tokens++;
@@ -117,10 +125,11 @@ int mote_gen_step(mote_gen *g)
 }
 
 mote_status mote_generate(mote_state *s, mote_sampler *smp, const int32_t *prompt,
-                          uint32_t n_prompt, const mote_gen_io *io, mote_gen_stats *stats)
+                          uint32_t n_prompt, uint32_t start, const mote_gen_io *io,
+                          mote_gen_stats *stats)
 {
     mote_gen g;
-    const mote_status st = mote_gen_start(&g, s, smp, prompt, n_prompt, io);
+    const mote_status st = mote_gen_start(&g, s, smp, prompt, n_prompt, start, io);
     if (st != MOTE_OK) return st;
     while (mote_gen_step(&g)) {
     }

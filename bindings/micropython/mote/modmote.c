@@ -365,7 +365,7 @@ static mp_obj_t model_generate(size_t n_args, const mp_obj_t *pos_args, mp_map_t
         mote_gen_encode(&model->model.tokenizer, prompt, (uint32_t)len, ids, (uint32_t)cap);
     if (n_prompt <= 0) raise_str(&mp_type_ValueError, "the prompt cannot be encoded");
     const mote_status st =
-        mote_gen_start(&g->gen, &model->state, &g->sampler, ids, (uint32_t)n_prompt, &g->io);
+        mote_gen_start(&g->gen, &model->state, &g->sampler, ids, (uint32_t)n_prompt, 0, &g->io);
     m_del(int32_t, ids, cap);
     if (st != MOTE_OK) {
         char buf[96];
