@@ -299,8 +299,8 @@ static void attention(mote_state *s, uint32_t layer, uint32_t pos)
     mote_k_quantize_kv(vc + (size_t)pos * kv_dim, vs + pos, s->v, kv_dim);
     /* the query heads of a kv head up to MOTE_ATTN_HEADS at a time, which a kernel set
      * may serve with one conversion of each key and value; a second head's scores go
-     * to the scratch space (at least ctx floats), which the sampler uses only between
-     * forward passes */
+     * to the scratch space (at least ctx floats), which the sampler and a chat turn's
+     * layout use only between forward passes */
     for (h = 0; h < c->n_heads; h += n_q) {
         const uint32_t kv_head = h / heads_per_kv, left = (kv_head + 1u) * heads_per_kv - h;
         const uint32_t kv_off = kv_head * hd;
