@@ -5,6 +5,7 @@ flash used, and an estimated tok/s.
 
     python bench/mcu.py [--boards qemu-m4,qemu-m7] [--models stories260K] [--quants int8]
                         [--tokens 128] [--profile]
+    python bench/mcu.py --replot     redraw bench/results/mcu.png from its JSON
 
 Writes bench/results/mcu.json and bench/results/mcu.png. How each figure is obtained:
 - instructions per token: QEMU runs with -icount shift=0, where virtual time counts
@@ -181,7 +182,8 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [r for r in results["runs"] if r.get("fits")]
-    cases = sorted({(r["model"], r["quant"]) for r in rows})
+    order = {"stories260K": 0, "mcu-1m-silu": 1, "default": 2}
+    cases = sorted({(r["model"], r["quant"]) for r in rows}, key=lambda c: (order.get(c[0], 3), c))
     boards = list(dict.fromkeys(r["board"] for r in rows))
     fig, axes = plt.subplots(1, len(cases), figsize=(4.2 * len(cases), 4.8), squeeze=False)
     for ax, (model, quant) in zip(axes[0], cases):
@@ -199,7 +201,8 @@ def plot(results: dict, path: Path) -> None:
         ax.set_xticks(range(len(boards)), [b.removeprefix("qemu-") for b in boards])
         ax.set_title(f"{model} {quant}", fontsize=10)
         ax.set_ylabel("million instructions / token")
-        ax.legend(fontsize=7)
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # room for the legend above the bars
+        ax.legend(fontsize=7, loc="upper right")
     fig.suptitle(f"Mote on emulated Cortex-M (QEMU -icount), {results['tokens']} tokens after "
                  f"\"{PROMPT}\", difference method", fontsize=10)
     fig.tight_layout()
@@ -215,7 +218,11 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="also each function's instructions per token (stories260K int8)")
     parser.add_argument("--output", type=Path, default=RESULTS / "mcu.json")
+    parser.add_argument("--replot", action="store_true", help="only redraw the plot of --output")
     args = parser.parse_args()
+    if args.replot:
+        plot(json.loads(args.output.read_text()), args.output.with_suffix(".png"))
+        return 0
     results: dict = {"prompt": PROMPT, "tokens": args.tokens, "ctx": CTX, "calibration": {},
                      "runs": [], "matvec_instructions_per_mac": {}, "profiles": {},
                      "llama2c_fp32_reference": LLAMA2C_FP32}
