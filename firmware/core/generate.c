@@ -50,9 +50,10 @@ static void emit(const mote_gen_io *io, uint32_t n)
 static float *forward(mote_state *s, const mote_gen_io *io, const int32_t *tokens, uint32_t n,
                       uint32_t pos)
 {
-    float *logits = mote_prefill(s, tokens, n, pos);
+    float *logits;
     /* memmove: a re-prefill (chat.c) passes the history itself */
     if (s->tokens) memmove(s->tokens + pos, tokens, n * sizeof *tokens);
+    logits = mote_prefill(s, tokens, n, pos);
     if (io->logits) io->logits(io->ctx, pos + n - 1u, logits);
     return logits;
 }
