@@ -296,6 +296,12 @@ class Runner:
         return self.forward_batch([token], pos)[0]
 
 
+# Every path refuses an empty prompt with the firmware's words (firmware/core/console.c):
+# the console reads an empty line as no prompt, and a model with no BOS has nothing to
+# start from, so "from BOS" (llama2.c) could not be one behaviour for every model.
+EMPTY_PROMPT = "empty prompt"
+
+
 def generate(
     runner: Runner,
     prompt_ids: list[int],
@@ -306,7 +312,7 @@ def generate(
     """Prefill the prompt, then sample up to max_new_tokens, stopping at a stop id
     (not included) or at the end of the context. Returns the new token ids."""
     if not prompt_ids:
-        raise MoteError("empty prompt")
+        raise MoteError(EMPTY_PROMPT)
     if len(prompt_ids) >= runner.ctx:
         raise MoteError(f"prompt of {len(prompt_ids)} tokens does not fit the context of {runner.ctx}")
     runner.reset()
