@@ -70,7 +70,7 @@ def _qmatmul(x: np.ndarray, w: _Quantized) -> np.ndarray:
         terms = np.matmul(xq, w.codes[:, :, begin:end].astype(np.float32))  # (ng, T, rb)
         terms *= w.scales[:, None, begin:end] * xs[:, :, None]
         acc = np.zeros((T, end - begin), np.float32)
-        for g in range(ng):
+        for g in range(ng):  # the sum over groups in order, all outputs at once
             acc += terms[g]
         y[:, begin:end] = acc
     return y
@@ -157,7 +157,7 @@ def attention(q: np.ndarray, keys: np.ndarray, key_scales: np.ndarray, values: n
             weights[: pos + d, :, :, c - a : d - a] = _attention_weights(qt, kt, key_scales, value_scales,
                                                                          pos, c, d)
         acc = np.zeros((n_kv, group, b - a, hd), np.float32)
-        for t in range(n):  # output: the sum over positions in order
+        for t in range(n):  # output: the sum over positions in order, all outputs at once
             first = max(0, t - pos - a)  # the queries before position t do not see it
             acc[:, :, first:] += weights[t, :, :, first:, None] * values[t, :, None, None, :]
         out[:, :, a:b] = acc

@@ -41,5 +41,6 @@ def expf_mote(x: np.ndarray) -> np.ndarray:
 
 def sum_in_order(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """acc = 0; acc += x[i] for i in order: the firmware's summation, not numpy's
-    pairwise one."""
-    return np.cumsum(np.asarray(x, F), axis=axis, dtype=F).take(-1, axis=axis)
+    pairwise one. An accumulation adds in order from x[0]; the final + 0 gives the
+    zero C's acc = 0 start gives where every term is a zero (+0, never -0)."""
+    return np.cumsum(np.asarray(x, F), axis=axis, dtype=F).take(-1, axis=axis) + F(0)
