@@ -1,31 +1,43 @@
 """The data path of `mote convert` (and of `mote flash` with a checkpoint), in one
-place and one pass: checkpoint -> importer -> quantizer -> sparsity calibration on the
-quantized model in memory -> blob bytes, packed once and checked against a board
-when one is named."""
+place and one pass: checkpoint -> importer -> (activation statistics on the
+calibration text) -> quantizer (-> measured precision per matrix, for auto) ->
+sparsity calibration on the quantized model in memory -> blob bytes, packed once and
+checked against a board when one is named."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mote.boards.catalog import Board, check_fit
 from mote.eval import sparsity as calibration
+from mote.eval.activations import MAX_WINDOW, input_mean_squares
 from mote.eval.perplexity import tokenizer_of
+from mote.eval.sensitivity import q4_costs
 from mote.format import blob as blobfile
 from mote.format.sparsity import POINTS
 from mote.importers import load_model
-from mote.model import MoteError
+from mote.model import Model, MoteError
+from mote.quant.groups import quantize_matrix, relative_error
+from mote.quant.precision import Candidate, choose_q4
+
+QUANT_CHOICES = ("int8", "int4", "mixed", "auto")
+# Calibration tokens each matrix's q4 cost is measured on (--quant auto): one run of
+# the model per matrix, so fewer than the statistics use.
+SENSITIVITY_TOKENS = 1024
 
 
 @dataclass
 class ConvertOptions:
     tokenizer: Path | None = None  # llama2.c checkpoints: their tokenizer.bin
-    quant: str = "int8"
+    quant: str = "int8"  # a scheme (mote.quant.groups.SCHEMES) or "auto"
+    budget: int | None = None  # --quant auto: blob bytes at most (a board's partition too)
     group: int = 32
     ctx: int | None = None  # context the arena is sized for (default: trained)
     sparsity: str | None = None  # a fraction S, "natural", or None (dense)
-    calib: Path | None = None  # calibration text for sparsity
+    calib: Path | None = None  # calibration text: activation-aware quantization, sparsity
     calib_tokens: int = 4096
     sparse_points: tuple[str, ...] = POINTS
 
@@ -51,13 +63,29 @@ def convert(source: Path, options: ConvertOptions, board: Board | None = None,
         raise MoteError(f"--calib-tokens must be at least 1, got {o.calib_tokens}")
     model = load_model(source, o.tokenizer)
     errors: dict[str, float] = {}
-    blob = blobfile.quantize(model, o.quant, o.group, o.ctx, progress=progress, errors=errors)
+    notes: list[str] = []
+    importance = windows = None
+    if o.calib is not None:
+        text = _read(o.calib)
+        ctx = min(o.ctx or model.config.max_seq_len, MAX_WINDOW)
+        windows = calibration.calibration_windows(tokenizer_of(model), text, ctx, o.calib_tokens)
+        importance = input_mean_squares(model, windows)
+        notes.append(f"activation-aware quantization: input statistics of every matrix on "
+                     f"{sum(map(len, windows))} tokens of {o.calib}")
+    if o.quant == "auto":
+        budgets = [b for b in (o.budget, board.model_size if board else None) if b is not None]
+        blob = _auto(model, o, importance, windows, min(budgets, default=None), errors, notes, progress)
+    else:
+        if o.budget is not None:
+            raise MoteError("--budget is for --quant auto")
+        blob = blobfile.quantize(model, o.quant, o.group, o.ctx, progress=progress, errors=errors,
+                                 importance=importance)
     if blob.arena_bytes > 0xFFFFFFFF:  # the header's arena_bytes is a u32
         raise MoteError(f"the arena for context {blob.ctx_len} is {blob.arena_bytes} bytes, more than the "
                         f"32-bit header can hold: convert with a smaller --ctx")
-    notes: list[str] = []
     if o.sparsity is not None:
-        blob.sparsity, notes = _calibrate(blob, o)
+        blob.sparsity, sparse_notes = _calibrate(blob, o)
+        notes += sparse_notes
     data = blobfile.serialize(blob)
     blob.total_bytes = len(data)
     if board is not None:
@@ -76,11 +104,8 @@ def _calibrate(dense: blobfile.Blob, o: ConvertOptions):
             raise MoteError(f"--sparsity must be a fraction 0..0.9 or 'natural', not {o.sparsity!r}") from None
     windows = []  # natural: thresholds are 0 by definition; --calib only measures sparsity
     if o.calib is not None:
-        try:
-            text = o.calib.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise MoteError(f"cannot read {o.calib} as UTF-8 text: {err}") from None
-        windows = calibration.calibration_windows(tokenizer_of(dense), text, dense.ctx_len, o.calib_tokens)
+        windows = calibration.calibration_windows(tokenizer_of(dense), _read(o.calib), dense.ctx_len,
+                                                  o.calib_tokens)
     sp, dropped = calibration.calibrate(dense, windows, target, o.sparse_points, natural=natural)
     what = "natural (ReLU zeros, threshold 0)" if natural else f"S = {target:g}"
     notes = [f"sparsity {what}: {calibration.describe(sp, dense.config)}"]
@@ -91,3 +116,52 @@ def _calibrate(dense: blobfile.Blob, o: ConvertOptions):
     for p in dropped:
         notes.append(f"  {p:8s} {label} per layer: " + " ".join(f"{v:.3f}" for v in dropped[p]))
     return sp, notes
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise MoteError(f"cannot read {path} as UTF-8 text: {err}") from None
+
+
+def _auto(model: Model, o: ConvertOptions, importance, windows, budget: int | None, errors: dict,
+          notes: list[str], progress) -> blobfile.Blob:
+    """--quant auto: every matrix q8, then the matrices whose q4 costs the least KL per
+    byte saved go q4 until the blob fits the budget (mote.quant.precision)."""
+    if budget is None:
+        raise MoteError("--quant auto needs --budget BYTES or --board B (whose model partition it fills)")
+    if windows is None:
+        raise MoteError("--quant auto measures what q4 costs each matrix on --calib TEXT")
+    blob = blobfile.quantize(model, "int8", o.group, o.ctx, progress=progress, errors=errors,
+                             importance=importance)
+    size = blobfile.blob_bytes(blob)
+    matrices = [n for n, t in blob.tensors.items() if t.scales is not None]
+    q4, q4_matrices = {}, {}
+    for name in matrices:
+        t = blob.tensors[name]
+        q = q4_matrices[name] = quantize_matrix(model.tensors[name], "q4", o.group, importance.get(name))
+        q4[name] = blobfile.BlobTensor(name, "q4", t.rows, t.cols, q.codes, q.scales)
+    chosen: list[Candidate] = []
+    if size > budget:
+        sample, count = [], 0
+        for ids in windows:
+            if count >= SENSITIVITY_TOKENS:
+                break
+            sample.append(ids[: SENSITIVITY_TOKENS - count])
+            count += len(sample[-1])
+        costs = q4_costs(blob, q4, sample)
+        candidates = [Candidate(n, costs[n], size - blobfile.blob_bytes(
+            dataclasses.replace(blob, tensors={**blob.tensors, n: q4[n]}))) for n in matrices]
+        chosen = choose_q4(candidates, size - budget)
+        notes.append(f"auto: each matrix's q4 cost (mean KL from all-q8, nats/token) measured on "
+                     f"{count} tokens of {o.calib}")
+    for c in chosen:
+        blob.tensors[c.name] = q4[c.name]
+        errors[c.name] = relative_error(model.tensors[c.name], q4_matrices[c.name])
+    final = blobfile.blob_bytes(blob)
+    notes.append(f"auto: {len(chosen)} of {len(matrices)} matrices q4 for a budget of {budget:,} bytes "
+                 f"(all q8: {size:,}; now {final:,}); predicted KL {sum(c.cost for c in chosen):.5f}")
+    for c in sorted(chosen, key=lambda c: c.cost / c.saved):
+        notes.append(f"  q4 {c.name:24s} KL {c.cost:.6f}  saves {c.saved:,} bytes")
+    return blob

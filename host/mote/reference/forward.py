@@ -183,7 +183,7 @@ class Runner:
         default_ctx = source.ctx_len if isinstance(source, Blob) else c.max_seq_len
         self.ctx = ctx or default_ctx
         if self.quantized:
-            group = source.group_size
+            group = self._group = source.group_size
             tensors = source.tensors
             self._embedding = tensors["tok_embedding"]
             self.weights = {
@@ -196,6 +196,13 @@ class Runner:
         # a blob's sparsity thresholds (None: dense); set to None to run the blob dense
         self.sparsity = source.sparsity if self.quantized else None
         self.reset()
+
+    def set_tensor(self, t: BlobTensor) -> None:
+        """Run with another quantized tensor in t.name's place (sensitivity measurements)."""
+        assert self.quantized and t.scales is not None
+        if t.name == "tok_embedding":
+            self._embedding = t
+        self.weights[t.name] = _prepare_quantized(t, self._group)
 
     def reset(self) -> None:
         c = self.config
@@ -267,30 +274,44 @@ class Runner:
             raise MoteError(f"positions {pos}..{pos + T - 1} exceed the context of {self.ctx}")
         if tokens.min() < 0 or tokens.max() >= c.vocab_size:
             raise MoteError(f"token id outside 0..{c.vocab_size - 1}")
-        positions = np.arange(pos, pos + T)
-        cos, sin = rope_tables(c, positions)
-        x = self._embed(tokens)
-        for layer in range(c.n_layers):
-            p = f"layers.{layer}."
-            xb = self._drop(rmsnorm(x, self.weights[p + "attn_norm"], c.norm_eps), layer, "attn_in")
-            q = self._matmul(xb, p + "wq").reshape(T, c.n_heads, c.head_dim)
-            k = self._matmul(xb, p + "wk").reshape(T, c.n_kv_heads, c.head_dim)
-            v = self._matmul(xb, p + "wv").reshape(T, c.n_kv_heads, c.head_dim)
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-            out = attention(q, *self._cache(layer, pos, k, v), pos)
-            out = self._drop(out, layer, "attn_out")
-            x = x + self._matmul(out, p + "wo")
-            xb = self._drop(rmsnorm(x, self.weights[p + "ffn_norm"], c.norm_eps), layer, "ffn_in")
-            gate = self._matmul(xb, p + "w_gate")
-            up = self._matmul(xb, p + "w_up")
-            if c.activation == "silu":
-                act = gate / (np.float32(1) + expf_mote(-gate))
-            else:
-                act = np.maximum(gate, np.float32(0))
-            act = self._drop(act, layer, "gate")  # CATS: a dropped neuron's h is 0
-            x = x + self._matmul(act * up, p + "w_down")
+        return self._run_layers(self._embed(tokens), pos, 0)
+
+    def run_layers(self, x: np.ndarray, pos: int, first: int) -> np.ndarray:
+        """Logits for the residual stream x (T, dim) entering layer `first` at positions
+        pos..: the layers from `first` on (their caches), then the classifier."""
+        with _blas().limit(limits=1, user_api="blas"):
+            return self._run_layers(x, pos, first)
+
+    def _run_layers(self, x: np.ndarray, pos: int, first: int) -> np.ndarray:
+        c = self.config
+        T = x.shape[0]
+        cos, sin = rope_tables(c, np.arange(pos, pos + T))
+        for layer in range(first, c.n_layers):
+            x = self._layer(x, layer, pos, cos, sin)
         x = rmsnorm(x, self.weights["final_norm"], c.norm_eps)
         return self._matmul(x, self.classifier_name)
+
+    def _layer(self, x: np.ndarray, layer: int, pos: int, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+        c = self.config
+        T = x.shape[0]
+        p = f"layers.{layer}."
+        xb = self._drop(rmsnorm(x, self.weights[p + "attn_norm"], c.norm_eps), layer, "attn_in")
+        q = self._matmul(xb, p + "wq").reshape(T, c.n_heads, c.head_dim)
+        k = self._matmul(xb, p + "wk").reshape(T, c.n_kv_heads, c.head_dim)
+        v = self._matmul(xb, p + "wv").reshape(T, c.n_kv_heads, c.head_dim)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        out = attention(q, *self._cache(layer, pos, k, v), pos)
+        out = self._drop(out, layer, "attn_out")
+        x = x + self._matmul(out, p + "wo")
+        xb = self._drop(rmsnorm(x, self.weights[p + "ffn_norm"], c.norm_eps), layer, "ffn_in")
+        gate = self._matmul(xb, p + "w_gate")
+        up = self._matmul(xb, p + "w_up")
+        if c.activation == "silu":
+            act = gate / (np.float32(1) + expf_mote(-gate))
+        else:
+            act = np.maximum(gate, np.float32(0))
+        act = self._drop(act, layer, "gate")  # CATS: a dropped neuron's h is 0
+        return x + self._matmul(act * up, p + "w_down")
 
     def forward(self, token: int, pos: int) -> np.ndarray:
         return self.forward_batch([token], pos)[0]
