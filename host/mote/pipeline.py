@@ -22,6 +22,7 @@ from mote.importers import load_model
 from mote.model import Model, MoteError
 from mote.quant.groups import quantize_matrix, relative_error
 from mote.quant.precision import Candidate, choose_q4
+from mote.quant.smooth import smooth
 
 QUANT_CHOICES = ("int8", "int4", "mixed", "auto")
 # Calibration tokens each matrix's q4 cost is measured on (--quant auto): one run of
@@ -66,12 +67,7 @@ def convert(source: Path, options: ConvertOptions, board: Board | None = None,
     notes: list[str] = []
     importance = windows = None
     if o.calib is not None:
-        text = _read(o.calib)
-        ctx = min(o.ctx or model.config.max_seq_len, MAX_WINDOW)
-        windows = calibration.calibration_windows(tokenizer_of(model), text, ctx, o.calib_tokens)
-        importance = input_mean_squares(model, windows)
-        notes.append(f"activation-aware quantization: input statistics of every matrix on "
-                     f"{sum(map(len, windows))} tokens of {o.calib}")
+        model, importance, windows = activation_aware(model, o, notes)
     if o.quant == "auto":
         budgets = [b for b in (o.budget, board.model_size if board else None) if b is not None]
         blob = _auto(model, o, importance, windows, min(budgets, default=None), errors, notes, progress)
@@ -91,6 +87,19 @@ def convert(source: Path, options: ConvertOptions, board: Board | None = None,
     if board is not None:
         check_fit(board, len(data), blob.arena_bytes)
     return Converted(data, blob, errors, notes)
+
+
+def activation_aware(model: Model, o: ConvertOptions, notes: list[str]):
+    """What --calib gives the quantizer: the model with channel scales folded in
+    (mote.quant.smooth), the mean square of every matrix input on the text (the
+    importance of each column), and the token windows they were measured on."""
+    ctx = min(o.ctx or model.config.max_seq_len, MAX_WINDOW)
+    windows = calibration.calibration_windows(tokenizer_of(model), _read(o.calib), ctx, o.calib_tokens)
+    model, importance, exponents = smooth(model, input_mean_squares(model, windows), o.group)
+    notes.append(f"activation-aware quantization: input statistics of every matrix on "
+                 f"{sum(map(len, windows))} tokens of {o.calib}; channel scale exponents:")
+    notes += exponents
+    return model, importance, windows
 
 
 def _calibrate(dense: blobfile.Blob, o: ConvertOptions):
@@ -125,6 +134,48 @@ def _read(path: Path) -> str:
         raise MoteError(f"cannot read {path} as UTF-8 text: {err}") from None
 
 
+class MixedPrecision:
+    """What --quant auto chooses from: the all-q8 blob, every matrix at q4, and what
+    q4 costs each matrix (measured once, when a budget first needs it)."""
+
+    def __init__(self, model: Model, group: int, ctx: int | None, importance: dict, windows: list[list[int]],
+                 progress: Callable[[str], None] | None = None):
+        self.errors: dict[str, float] = {}
+        self.q8 = blobfile.quantize(model, "int8", group, ctx, progress=progress, errors=self.errors,
+                                    importance=importance)
+        self.q4: dict[str, blobfile.BlobTensor] = {}
+        self.q4_errors: dict[str, float] = {}
+        for name, t in self.q8.tensors.items():
+            if t.scales is not None:
+                q = quantize_matrix(model.tensors[name], "q4", group, importance.get(name))
+                self.q4[name] = blobfile.BlobTensor(name, "q4", t.rows, t.cols, q.codes, q.scales)
+                self.q4_errors[name] = relative_error(model.tensors[name], q)
+        self.sample: list[list[int]] = []  # the windows the costs are measured on
+        for ids in windows:
+            room = SENSITIVITY_TOKENS - sum(map(len, self.sample))
+            if room <= 0:
+                break
+            self.sample.append(ids[:room])
+        self._candidates: list[Candidate] | None = None
+
+    def candidates(self) -> list[Candidate]:
+        if self._candidates is None:
+            costs = q4_costs(self.q8, self.q4, self.sample)
+            size = blobfile.blob_bytes(self.q8)
+            self._candidates = [
+                Candidate(n, costs[n], size - blobfile.blob_bytes(
+                    dataclasses.replace(self.q8, tensors={**self.q8.tensors, n: t})))
+                for n, t in self.q4.items()]
+        return self._candidates
+
+    def fit(self, budget: int) -> tuple[blobfile.Blob, list[Candidate]]:
+        """The blob with the least predicted KL within `budget` bytes, and its q4 matrices."""
+        over = blobfile.blob_bytes(self.q8) - budget
+        chosen = choose_q4(self.candidates(), over) if over > 0 else []
+        tensors = {**self.q8.tensors, **{c.name: self.q4[c.name] for c in chosen}}
+        return dataclasses.replace(self.q8, tensors=tensors), chosen
+
+
 def _auto(model: Model, o: ConvertOptions, importance, windows, budget: int | None, errors: dict,
           notes: list[str], progress) -> blobfile.Blob:
     """--quant auto: every matrix q8, then the matrices whose q4 costs the least KL per
@@ -133,35 +184,16 @@ def _auto(model: Model, o: ConvertOptions, importance, windows, budget: int | No
         raise MoteError("--quant auto needs --budget BYTES or --board B (whose model partition it fills)")
     if windows is None:
         raise MoteError("--quant auto measures what q4 costs each matrix on --calib TEXT")
-    blob = blobfile.quantize(model, "int8", o.group, o.ctx, progress=progress, errors=errors,
-                             importance=importance)
-    size = blobfile.blob_bytes(blob)
-    matrices = [n for n, t in blob.tensors.items() if t.scales is not None]
-    q4, q4_matrices = {}, {}
-    for name in matrices:
-        t = blob.tensors[name]
-        q = q4_matrices[name] = quantize_matrix(model.tensors[name], "q4", o.group, importance.get(name))
-        q4[name] = blobfile.BlobTensor(name, "q4", t.rows, t.cols, q.codes, q.scales)
-    chosen: list[Candidate] = []
-    if size > budget:
-        sample, count = [], 0
-        for ids in windows:
-            if count >= SENSITIVITY_TOKENS:
-                break
-            sample.append(ids[: SENSITIVITY_TOKENS - count])
-            count += len(sample[-1])
-        costs = q4_costs(blob, q4, sample)
-        candidates = [Candidate(n, costs[n], size - blobfile.blob_bytes(
-            dataclasses.replace(blob, tensors={**blob.tensors, n: q4[n]}))) for n in matrices]
-        chosen = choose_q4(candidates, size - budget)
+    mixed = MixedPrecision(model, o.group, o.ctx, importance, windows, progress)
+    blob, chosen = mixed.fit(budget)
+    errors.update(mixed.errors)
+    errors.update({c.name: mixed.q4_errors[c.name] for c in chosen})
+    if chosen:  # measured only when all q8 does not fit
         notes.append(f"auto: each matrix's q4 cost (mean KL from all-q8, nats/token) measured on "
-                     f"{count} tokens of {o.calib}")
-    for c in chosen:
-        blob.tensors[c.name] = q4[c.name]
-        errors[c.name] = relative_error(model.tensors[c.name], q4_matrices[c.name])
-    final = blobfile.blob_bytes(blob)
-    notes.append(f"auto: {len(chosen)} of {len(matrices)} matrices q4 for a budget of {budget:,} bytes "
-                 f"(all q8: {size:,}; now {final:,}); predicted KL {sum(c.cost for c in chosen):.5f}")
+                     f"{sum(map(len, mixed.sample))} tokens of {o.calib}")
+    notes.append(f"auto: {len(chosen)} of {len(mixed.q4)} matrices q4 for a budget of {budget:,} bytes "
+                 f"(all q8: {blobfile.blob_bytes(mixed.q8):,}; now {blobfile.blob_bytes(blob):,}); "
+                 f"predicted KL {sum(c.cost for c in chosen):.5f}")
     for c in sorted(chosen, key=lambda c: c.cost / c.saved):
         notes.append(f"  q4 {c.name:24s} KL {c.cost:.6f}  saves {c.saved:,} bytes")
     return blob

@@ -1,0 +1,244 @@
+"""Quantization: perplexity against blob bytes, per scheme and model.
+
+    python bench/quant.py [--models stories260K,mcu-1m-silu,ref-11m-silu,ref-11m-relu]
+                          [--eval-tokens N] [--regenerate-texts]
+
+Writes bench/results/quant.json and bench/results/quant.png. Every perplexity is
+`mote eval`'s: the blob's exact arithmetic, the firmware's bit for bit; the float
+model in float32. Which text each figure used (no two of them overlap):
+
+- calibration (--calib): bench/results/quant-texts/<model>-calib.txt, what the float
+  model itself samples (temperature 1, seeds 1-16, 255 tokens each, from BOS for
+  llama2.c models and from EOS, the documents' separator, for the others), made by
+  this script when absent (--regenerate-texts to make them again);
+- in-domain: heldout.txt of the Hugging Face models (text none of them trained on);
+  for stories260K (trained on TinyStories, none of which is here) quant-texts/
+  stories260K-eval.txt, stories its float model samples with seeds 101-140;
+- out-of-domain: the first 9,000 characters of the local Python's LICENSE.txt and
+  11,000 characters of docstrings of a fixed list of its standard-library modules
+  (built at run time; its sha256 and the Python version are in the JSON).
+
+Schemes: the float model; "rtn", the writer before issue 17 (round to nearest, the
+group's largest weight on the largest code, q4 in [-7, 7]), reproduced here; int8,
+int4, mixed as `mote convert` writes them without --calib (the weight-error search)
+and with it (activation-aware); auto (--quant auto) at the size of calibrated mixed and
+at budgets between int4 and int8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mote.eval.perplexity import perplexity, tokenizer_of
+from mote.format import blob as blobfile
+from mote.importers import load_model
+from mote.model import Model, MoteError
+from mote.pipeline import ConvertOptions, MixedPrecision, activation_aware, convert
+from mote.reference.forward import Runner, generate
+from mote.reference.sample import Sampler
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT.parent / "shared" / "models"
+RESULTS = ROOT / "bench" / "results"
+TEXTS = RESULTS / "quant-texts"
+SOURCES = {
+    "stories260K": (MODELS / "stories260K.bin", MODELS / "tok512.bin"),
+    "mcu-1m-silu": (MODELS / "mcu-1m-silu", None),
+    "ref-11m-silu": (MODELS / "ref-11m-silu", None),
+    "ref-11m-relu": (MODELS / "ref-11m-relu", None),
+}
+CTX = 256
+GROUP = 32
+CALIB_SEEDS = range(1, 17)
+STORY_EVAL_SEEDS = range(101, 141)
+SAMPLE_TOKENS = 255
+OOD_MODULES = ("textwrap.py", "json/__init__.py", "functools.py", "shutil.py", "argparse.py",
+               "collections/__init__.py", "pathlib.py", "subprocess.py", "datetime.py", "statistics.py")
+AUTO_FRACTIONS = (0.25, 0.5, 0.75)  # auto budgets: int4 bytes + f * (int8 - int4)
+
+
+def ood_text() -> str:
+    """Python's LICENSE.txt (first 9,000 characters) and stdlib docstrings (11,000)."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    docs: list[str] = []
+    for module in OOD_MODULES:
+        tree = ast.parse((stdlib / module).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) > 40:
+                    docs.append(doc)
+    license_text = (stdlib / "LICENSE.txt").read_text(encoding="utf-8")[:9000]
+    return license_text + "\n\n" + "\n\n".join(docs)[:11000]
+
+
+def sampled_text(model: Model, seeds) -> str:
+    """Texts the float model samples (temperature 1), one per seed, blank-line separated."""
+    tok = tokenizer_of(model)
+    start = [tok.bos_id] if tok.kind == 1 else [tok.eos_id]
+    runner = Runner(model, CTX)
+    return "\n\n".join(tok.decode(generate(runner, start, SAMPLE_TOKENS, Sampler(1.0, 1.0, 0, seed)))
+                       .decode("utf-8", "replace") for seed in seeds)
+
+
+def texts_for(name: str, model: Model, regenerate: bool, ood: str) -> dict[str, Path | str]:
+    TEXTS.mkdir(parents=True, exist_ok=True)
+    calib = TEXTS / f"{name}-calib.txt"
+    if regenerate or not calib.exists():
+        calib.write_text(sampled_text(model, CALIB_SEEDS), encoding="utf-8")
+    if name == "stories260K":
+        in_domain = TEXTS / f"{name}-eval.txt"
+        if regenerate or not in_domain.exists():
+            in_domain.write_text(sampled_text(model, STORY_EVAL_SEEDS), encoding="utf-8")
+    else:
+        in_domain = MODELS / name / "heldout.txt"
+    return {"calib": calib, "in_domain": in_domain, "ood": ood}
+
+
+def round_to_nearest(blob: blobfile.Blob, model: Model) -> blobfile.Blob:
+    """The writer before issue 17: s = f16(amax / qmax), q = clamp(rint(w / s)) in
+    [-qmax, qmax], qmax 127 (q8) or 7 (q4)."""
+    for name, t in blob.tensors.items():
+        if t.scales is None:
+            continue
+        qmax = 127 if t.dtype == "q8" else 7
+        w = np.asarray(model.tensors[name], np.float32)
+        pad = -w.shape[1] % GROUP
+        g = np.pad(w, ((0, 0), (0, pad))).reshape(w.shape[0], -1, GROUP)
+        s = (np.abs(g).max(axis=-1) / np.float32(qmax)).astype(np.float16)
+        s32 = s.astype(np.float32)[..., None]
+        codes = np.where(s32 == 0, 0, np.clip(np.rint(g / np.where(s32 == 0, 1, s32)), -qmax, qmax))
+        blob.tensors[name] = blobfile.BlobTensor(name, t.dtype, t.rows, t.cols,
+                                                 codes.astype(np.int8).reshape(w.shape[0], -1)[:, : w.shape[1]], s)
+    return blob
+
+
+def measure(source, tok, eval_texts: dict[str, str], eval_tokens: int | None) -> dict:
+    out = {}
+    for key, text in eval_texts.items():
+        started = time.process_time()
+        result = perplexity(Runner(source, CTX), tok, text, eval_tokens)
+        out[key] = {"perplexity": result.ppl, "tokens": result.tokens,
+                    "tokens_per_cpu_second": result.tokens / (time.process_time() - started)}
+    return out
+
+
+def run_model(name: str, args, ood: str) -> list[dict]:
+    source, tokenizer = SOURCES[name]
+    model = load_model(source, tokenizer)
+    texts = texts_for(name, model, args.regenerate_texts, ood)
+    tok = tokenizer_of(model)
+    eval_texts = {"in_domain": Path(texts["in_domain"]).read_text(encoding="utf-8"), "ood": ood}
+    rows: list[dict] = []
+
+    def record(scheme: str, calibrated: bool, blob, **extra) -> None:
+        row = {"model": name, "scheme": scheme, "calibrated": calibrated,
+               "bytes": None if blob is None else blobfile.blob_bytes(blob), **extra}
+        row["eval"] = measure(model if blob is None else blob, tok, eval_texts, args.eval_tokens)
+        base = rows[0]["eval"] if rows else row["eval"]
+        for key, e in row["eval"].items():
+            e["increase"] = e["perplexity"] / base[key]["perplexity"] - 1
+        rows.append(row)
+        print(f"{name:13s} {scheme:10s} {'calib' if calibrated else '     '} "
+              f"{'' if blob is None else format(row['bytes'], ','):>11s}  " +
+              "  ".join(f"{k} {e['perplexity']:9.4f} ({100 * e['increase']:+6.2f} %)" for k, e in row["eval"].items()),
+              flush=True)
+
+    record("float", False, None)
+    for scheme in ("int8", "int4", "mixed"):
+        plain = blobfile.quantize(model, scheme, GROUP, CTX)
+        record("rtn-" + scheme, False, round_to_nearest(plain, model))
+        record(scheme, False, convert(source, ConvertOptions(tokenizer=tokenizer, quant=scheme, ctx=CTX)).blob)
+    options = ConvertOptions(tokenizer=tokenizer, quant="auto", ctx=CTX, calib=Path(texts["calib"]))
+    notes: list[str] = []
+    smoothed, importance, windows = activation_aware(model, options, notes)
+    for scheme in ("int8", "int4", "mixed"):
+        record(scheme, True, blobfile.quantize(smoothed, scheme, GROUP, CTX, importance=importance))
+    mixed_bytes = rows[-1]["bytes"]
+    int8_bytes, int4_bytes = (next(r["bytes"] for r in rows if r["scheme"] == s and r["calibrated"])
+                              for s in ("int8", "int4"))
+    precision = MixedPrecision(smoothed, GROUP, CTX, importance, windows)
+    budgets = [mixed_bytes] + [int(int4_bytes + f * (int8_bytes - int4_bytes)) for f in AUTO_FRACTIONS]
+    for budget in budgets:
+        blob, chosen = precision.fit(budget)
+        record("auto", True, blob, budget=budget, q4=[c.name for c in chosen],
+               predicted_kl=sum(c.cost for c in chosen))
+    rows[-len(budgets)]["at_mixed_size"] = True
+    for row in rows:
+        row["texts"] = {"calib": str(Path(texts["calib"]).relative_to(ROOT)),
+                        "in_domain": str(texts["in_domain"]), "ood": "ood (see settings)"}
+    return rows
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 4.2), squeeze=False)
+    styles = {"rtn": ("x", "gray"), "plain": ("s", "tab:blue"), "calib": ("o", "tab:green"), "auto": ("^", "tab:red")}
+    for ax, name in zip(axes[0], models):
+        mine = [r for r in rows if r["model"] == name and r["bytes"]]
+        for key, line in (("in_domain", "-"), ("ood", ":")):
+            for kind, (marker, color) in styles.items():
+                pick = [r for r in mine if (kind == "rtn" and r["scheme"].startswith("rtn"))
+                        or (kind == "plain" and not r["calibrated"] and not r["scheme"].startswith("rtn"))
+                        or (kind == "calib" and r["calibrated"] and r["scheme"] != "auto")
+                        or (kind == "auto" and r["scheme"] == "auto")]
+                pick.sort(key=lambda r: r["bytes"])
+                ax.plot([r["bytes"] / 1e6 for r in pick], [100 * r["eval"][key]["increase"] for r in pick],
+                        marker=marker, linestyle=line if kind == "auto" else "none", color=color,
+                        label=f"{kind} ({key})", alpha=1 if key == "in_domain" else 0.5)
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.set_yscale("symlog", linthresh=1)
+        ax.set_title(name)
+        ax.set_xlabel("blob MB")
+    axes[0][0].set_ylabel("perplexity increase over float (%)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle("Quantization: perplexity against blob size (exact evaluation)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(SOURCES))
+    parser.add_argument("--eval-tokens", type=int, help="evaluate on the first N tokens of each text (default all)")
+    parser.add_argument("--regenerate-texts", action="store_true")
+    parser.add_argument("--output", type=Path, default=RESULTS / "quant.json")
+    parser.add_argument("--keep", action="store_true", help="keep the output's runs of models not measured now")
+    args = parser.parse_args()
+    ood = ood_text()
+    settings = {"ctx": CTX, "group": GROUP, "eval_tokens": args.eval_tokens, "python": sys.version.split()[0],
+                "ood_sha256": hashlib.sha256(ood.encode()).hexdigest(), "ood_chars": len(ood),
+                "ood_modules": OOD_MODULES, "calib_seeds": [CALIB_SEEDS.start, CALIB_SEEDS.stop - 1]}
+    rows: list[dict] = []
+    if args.keep and args.output.exists():
+        measured = set(args.models.split(","))
+        rows = [r for r in json.loads(args.output.read_text())["runs"] if r["model"] not in measured]
+    for name in args.models.split(","):
+        rows += run_model(name, args, ood)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps({"settings": settings, "runs": rows}, indent=1) + "\n")
+    plot(rows, args.output.with_suffix(".png"))
+    print(f"wrote {args.output} and {args.output.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except MoteError as err:
+        print(f"bench/quant.py: error: {err}", file=sys.stderr)
+        sys.exit(2)
