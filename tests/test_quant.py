@@ -98,25 +98,21 @@ def test_auto_at_the_size_of_mixed_beats_mixed(mcu):
     auto = convert(path, ConvertOptions(quant="auto", budget=len(mixed.data), **options))
     assert len(auto.data) <= len(mixed.data)
     assert {t.dtype for t in auto.blob.tensors.values()} == {"f32", "q8", "q4"}
-    assert any("matrices q4 for a budget" in n for n in auto.notes)
     assert ppl(auto.blob, text) < ppl(mixed.blob, text)
-    # a board's model partition is a budget too: here a partition as big as mixed
-    board = dataclasses.replace(load_board("qemu-m7"), model_size=len(mixed.data))
-    assert convert(path, ConvertOptions(quant="auto", **options), board).data == auto.data
 
 
-def test_auto_refusals(mcu, tmp_path):
+def test_auto_refusals(mcu):
     path, calib, _ = mcu
     for options, message in ((dict(budget=10**6), "on --calib TEXT"),
                              (dict(calib=calib), "needs --budget BYTES or --board B"),
-                             (dict(calib=calib, calib_tokens=256, budget=100_000), "over the budget")):
+                             (dict(calib=calib, calib_tokens=64, budget=100_000), "over the budget of 100,000")):
         with pytest.raises(MoteError, match=message):
             convert(path, ConvertOptions(quant="auto", **options))
     with pytest.raises(MoteError, match="--budget is for --quant auto"):
         convert(path, ConvertOptions(quant="int4", budget=10**6))
 
 
-def test_convert_verb_reports_the_choice(mcu, tmp_path):
+def test_convert_verb_reports_the_choice_and_a_board_is_a_budget(mcu, tmp_path):
     path, calib, _ = mcu
     out = tmp_path / "auto.mote"
     done = subprocess.run([sys.executable, "-m", "mote", "convert", str(path), "-o", str(out), "--quant", "auto",
@@ -125,3 +121,6 @@ def test_convert_verb_reports_the_choice(mcu, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "matrices q4 for a budget of 800,000 bytes" in done.stdout and "  q4 layers." in done.stdout
     assert out.stat().st_size <= 800_000
+    # --board B: its model partition is the budget (here a partition of 800,000 bytes)
+    board = dataclasses.replace(load_board("qemu-m7"), model_size=800_000)
+    assert convert(path, ConvertOptions(quant="auto", calib=calib, calib_tokens=512), board).data == out.read_bytes()

@@ -156,22 +156,22 @@ class MixedPrecision:
             if room <= 0:
                 break
             self.sample.append(ids[:room])
-        self._candidates: list[Candidate] | None = None
-
-    def candidates(self) -> list[Candidate]:
-        if self._candidates is None:
-            costs = q4_costs(self.q8, self.q4, self.sample)
-            size = blobfile.blob_bytes(self.q8)
-            self._candidates = [
-                Candidate(n, costs[n], size - blobfile.blob_bytes(
-                    dataclasses.replace(self.q8, tensors={**self.q8.tensors, n: t})))
-                for n, t in self.q4.items()]
-        return self._candidates
+        size = blobfile.blob_bytes(self.q8)
+        self.saved = {n: size - blobfile.blob_bytes(dataclasses.replace(self.q8, tensors={**self.q8.tensors, n: t}))
+                      for n, t in self.q4.items()}
+        self._costs: dict[str, float] | None = None
 
     def fit(self, budget: int) -> tuple[blobfile.Blob, list[Candidate]]:
         """The blob with the least predicted KL within `budget` bytes, and its q4 matrices."""
         over = blobfile.blob_bytes(self.q8) - budget
-        chosen = choose_q4(self.candidates(), over) if over > 0 else []
+        if over > sum(self.saved.values()):
+            raise MoteError(f"even with every matrix q4 the blob is {over - sum(self.saved.values()):,} bytes "
+                            f"over the budget of {budget:,}")
+        chosen = []
+        if over > 0:
+            if self._costs is None:
+                self._costs = q4_costs(self.q8, self.q4, self.sample)
+            chosen = choose_q4([Candidate(n, self._costs[n], self.saved[n]) for n in self.q4], over)
         tensors = {**self.q8.tensors, **{c.name: self.q4[c.name] for c in chosen}}
         return dataclasses.replace(self.q8, tensors=tensors), chosen
 
