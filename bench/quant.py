@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from mote.eval.perplexity import perplexity, tokenizer_of
+from mote.fileio import write_atomically
 from mote.format import blob as blobfile
 from mote.importers import load_model
 from mote.model import Model, MoteError
@@ -141,7 +142,7 @@ def run_model(name: str, args, ood: str) -> list[dict]:
     rows: list[dict] = []
 
     def record(scheme: str, calibrated: bool, blob, **extra) -> None:
-        row = {"model": name, "scheme": scheme, "calibrated": calibrated,
+        row = {"model": name, "scheme": scheme, "calibrated": calibrated, "eval_tokens": args.eval_tokens,
                "bytes": None if blob is None else blobfile.blob_bytes(blob), **extra}
         row["eval"] = measure(model if blob is None else blob, tok, eval_texts, args.eval_tokens)
         base = rows[0]["eval"] if rows else row["eval"]
@@ -220,18 +221,21 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the output's runs of models not measured now")
     args = parser.parse_args()
     ood = ood_text()
-    settings = {"ctx": CTX, "group": GROUP, "eval_tokens": args.eval_tokens, "python": sys.version.split()[0],
+    settings = {"ctx": CTX, "group": GROUP, "python": sys.version.split()[0],
                 "ood_sha256": hashlib.sha256(ood.encode()).hexdigest(), "ood_chars": len(ood),
                 "ood_modules": OOD_MODULES, "calib_seeds": [CALIB_SEEDS.start, CALIB_SEEDS.stop - 1]}
+    measured = args.models.split(",")
     rows: list[dict] = []
-    if args.keep and args.output.exists():
-        measured = set(args.models.split(","))
-        rows = [r for r in json.loads(args.output.read_text())["runs"] if r["model"] not in measured]
-    for name in args.models.split(","):
+    for name in measured:
         rows += run_model(name, args, ood)
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps({"settings": settings, "runs": rows}, indent=1) + "\n")
-    plot(rows, args.output.with_suffix(".png"))
+        # --keep reads the output again before each write, so runs of other models that
+        # a parallel invocation wrote meanwhile are kept too
+        kept = []
+        if args.keep and args.output.exists():
+            kept = [r for r in json.loads(args.output.read_text())["runs"] if r["model"] not in measured]
+        runs = kept + rows
+        write_atomically(args.output, (json.dumps({"settings": settings, "runs": runs}, indent=1) + "\n").encode())
+    plot(runs, args.output.with_suffix(".png"))
     print(f"wrote {args.output} and {args.output.with_suffix('.png')}")
     return 0
 

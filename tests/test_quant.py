@@ -91,14 +91,19 @@ def test_calibration_makes_int4_better(mcu):
     assert ppl(aware, text) < ppl(plain, text)
 
 
-def test_auto_at_the_size_of_mixed_beats_mixed(mcu):
+def test_auto_at_the_size_of_mixed_beats_mixed_and_reports_its_choice(mcu, tmp_path):
     path, calib, text = mcu
-    options = dict(calib=calib, calib_tokens=2048)
-    mixed = convert(path, ConvertOptions(quant="mixed", **options))
-    auto = convert(path, ConvertOptions(quant="auto", budget=len(mixed.data), **options))
-    assert len(auto.data) <= len(mixed.data)
-    assert {t.dtype for t in auto.blob.tensors.values()} == {"f32", "q8", "q4"}
-    assert ppl(auto.blob, text) < ppl(mixed.blob, text)
+    mixed = convert(path, ConvertOptions(quant="mixed", calib=calib, calib_tokens=512))
+    out = tmp_path / "auto.mote"
+    done = subprocess.run([sys.executable, "-m", "mote", "convert", str(path), "-o", str(out), "--quant", "auto",
+                           "--budget", str(len(mixed.data)), "--calib", str(calib), "--calib-tokens", "512"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"matrices q4 for a budget of {len(mixed.data):,} bytes" in done.stdout and "  q4 layers." in done.stdout
+    auto = blobfile.load(out)
+    assert out.stat().st_size <= len(mixed.data)
+    assert {t.dtype for t in auto.tensors.values()} == {"f32", "q8", "q4"}
+    assert ppl(auto, text) < ppl(mixed.blob, text)
 
 
 def test_auto_refusals(mcu):
@@ -108,19 +113,10 @@ def test_auto_refusals(mcu):
                              (dict(calib=calib, calib_tokens=64, budget=100_000), "over the budget of 100,000")):
         with pytest.raises(MoteError, match=message):
             convert(path, ConvertOptions(quant="auto", **options))
+    # --board B: its model partition is the budget (the smaller one when --budget is given too)
+    board = dataclasses.replace(load_board("qemu-m7"), model_size=90_000)
+    for budget in (None, 10**6):
+        with pytest.raises(MoteError, match="over the budget of 90,000"):
+            convert(path, ConvertOptions(quant="auto", calib=calib, calib_tokens=64, budget=budget), board)
     with pytest.raises(MoteError, match="--budget is for --quant auto"):
         convert(path, ConvertOptions(quant="int4", budget=10**6))
-
-
-def test_convert_verb_reports_the_choice_and_a_board_is_a_budget(mcu, tmp_path):
-    path, calib, _ = mcu
-    out = tmp_path / "auto.mote"
-    done = subprocess.run([sys.executable, "-m", "mote", "convert", str(path), "-o", str(out), "--quant", "auto",
-                           "--budget", "800000", "--calib", str(calib), "--calib-tokens", "512"],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    assert "matrices q4 for a budget of 800,000 bytes" in done.stdout and "  q4 layers." in done.stdout
-    assert out.stat().st_size <= 800_000
-    # --board B: its model partition is the budget (here a partition of 800,000 bytes)
-    board = dataclasses.replace(load_board("qemu-m7"), model_size=800_000)
-    assert convert(path, ConvertOptions(quant="auto", calib=calib, calib_tokens=512), board).data == out.read_bytes()
