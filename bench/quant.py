@@ -1,28 +1,35 @@
 """Quantization: perplexity against blob bytes, per scheme and model.
 
     python bench/quant.py [--models stories260K,mcu-1m-silu,ref-11m-silu,ref-11m-relu]
-                          [--eval-tokens N] [--regenerate-texts]
+                          [--eval-tokens N] [--calib-text samples|heldout] [--keep]
+                          [--regenerate-texts]
 
-Writes bench/results/quant.json and bench/results/quant.png. Every perplexity is
-`mote eval`'s: the blob's exact arithmetic, the firmware's bit for bit; the float
-model in float32. Which text each figure used (no two of them overlap):
+Writes bench/results/quant.json and bench/results/quant.png (--keep keeps the runs of
+other models and of the other --calib-text already there, so invocations can run in
+parallel). Every perplexity is `mote eval`'s: the blob's exact arithmetic, the
+firmware's bit for bit; the float model in float32. Which text each figure used (no
+two of them overlap):
 
-- calibration (--calib): bench/results/quant-texts/<model>-calib.txt, what the float
-  model itself samples (temperature 1, seeds 1-16, 255 tokens each, from BOS for
-  llama2.c models and from EOS, the documents' separator, for the others), made by
-  this script when absent (--regenerate-texts to make them again);
-- in-domain: heldout.txt of the Hugging Face models (text none of them trained on);
-  for stories260K (trained on TinyStories, none of which is here) quant-texts/
-  stories260K-eval.txt, stories its float model samples with seeds 101-140;
+- calibration (--calib), --calib-text samples (default):
+  bench/results/quant-texts/<model>-calib.txt, what the float model itself samples
+  (temperature 1, seeds 1-16, 255 tokens each, from BOS for llama2.c models and from
+  EOS, the documents' separator, for the others), made by this script when absent
+  (--regenerate-texts to make them again); --calib-text heldout (Hugging Face models):
+  the second half of heldout.txt;
+- in-domain: the first half of heldout.txt of the Hugging Face models (text none of
+  them trained on); for stories260K (trained on TinyStories, none of which is here)
+  quant-texts/stories260K-eval.txt, stories its float model samples with seeds 101-140;
 - out-of-domain: the first 9,000 characters of the local Python's LICENSE.txt and
   11,000 characters of docstrings of a fixed list of its standard-library modules
   (built at run time; its sha256 and the Python version are in the JSON).
+--eval-tokens N scores the first N tokens of each evaluation text.
 
 Schemes: the float model; "rtn", the writer before issue 17 (round to nearest, the
 group's largest weight on the largest code, q4 in [-7, 7]), reproduced here; int8,
 int4, mixed as `mote convert` writes them without --calib (the weight-error search)
 and with it (activation-aware); auto (--quant auto) at the size of calibrated mixed and
-at budgets between int4 and int8.
+at budgets between int4 and int8. --calib-text heldout measures only the float model
+and the calibrated schemes.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import hashlib
 import json
 import sys
 import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
@@ -91,18 +99,29 @@ def sampled_text(model: Model, seeds) -> str:
                        .decode("utf-8", "replace") for seed in seeds)
 
 
-def texts_for(name: str, model: Model, regenerate: bool, ood: str) -> dict[str, Path | str]:
+def texts_for(name: str, model: Model, args) -> dict[str, str]:
+    """The calibration and in-domain texts of a model, and what each is."""
     TEXTS.mkdir(parents=True, exist_ok=True)
-    calib = TEXTS / f"{name}-calib.txt"
-    if regenerate or not calib.exists():
-        calib.write_text(sampled_text(model, CALIB_SEEDS), encoding="utf-8")
     if name == "stories260K":
+        if args.calib_text == "heldout":
+            raise MoteError("stories260K has no heldout.txt: --calib-text heldout is for the Hugging Face models")
         in_domain = TEXTS / f"{name}-eval.txt"
-        if regenerate or not in_domain.exists():
+        if args.regenerate_texts or not in_domain.exists():
             in_domain.write_text(sampled_text(model, STORY_EVAL_SEEDS), encoding="utf-8")
+        in_domain_text, in_domain_name = in_domain.read_text(encoding="utf-8"), str(in_domain.relative_to(ROOT))
     else:
-        in_domain = MODELS / name / "heldout.txt"
-    return {"calib": calib, "in_domain": in_domain, "ood": ood}
+        heldout = (MODELS / name / "heldout.txt").read_text(encoding="utf-8")
+        half = len(heldout) // 2
+        in_domain_text, in_domain_name = heldout[:half], f"heldout.txt, first {half:,} characters"
+    if args.calib_text == "heldout":
+        calib_text, calib_name = heldout[half:], f"heldout.txt from character {half:,} on"
+    else:
+        calib = TEXTS / f"{name}-calib.txt"
+        if args.regenerate_texts or not calib.exists():
+            calib.write_text(sampled_text(model, CALIB_SEEDS), encoding="utf-8")
+        calib_text, calib_name = calib.read_text(encoding="utf-8"), str(calib.relative_to(ROOT))
+    return {"calib": calib_text, "calib_name": calib_name, "in_domain": in_domain_text,
+            "in_domain_name": in_domain_name}
 
 
 def round_to_nearest(blob: blobfile.Blob, model: Model) -> blobfile.Blob:
@@ -136,13 +155,14 @@ def measure(source, tok, eval_texts: dict[str, str], eval_tokens: int | None) ->
 def run_model(name: str, args, ood: str) -> list[dict]:
     source, tokenizer = SOURCES[name]
     model = load_model(source, tokenizer)
-    texts = texts_for(name, model, args.regenerate_texts, ood)
+    texts = texts_for(name, model, args)
     tok = tokenizer_of(model)
-    eval_texts = {"in_domain": Path(texts["in_domain"]).read_text(encoding="utf-8"), "ood": ood}
+    eval_texts = {"in_domain": texts["in_domain"], "ood": ood}
     rows: list[dict] = []
 
     def record(scheme: str, calibrated: bool, blob, **extra) -> None:
-        row = {"model": name, "scheme": scheme, "calibrated": calibrated, "eval_tokens": args.eval_tokens,
+        row = {"model": name, "scheme": scheme, "calibrated": calibrated, "run": args.calib_text,
+               "eval_tokens": args.eval_tokens,
                "bytes": None if blob is None else blobfile.blob_bytes(blob), **extra}
         row["eval"] = measure(model if blob is None else blob, tok, eval_texts, args.eval_tokens)
         base = rows[0]["eval"] if rows else row["eval"]
@@ -155,13 +175,16 @@ def run_model(name: str, args, ood: str) -> list[dict]:
               flush=True)
 
     record("float", False, None)
-    for scheme in ("int8", "int4", "mixed"):
-        plain = blobfile.quantize(model, scheme, GROUP, CTX)
-        record("rtn-" + scheme, False, round_to_nearest(plain, model))
-        record(scheme, False, convert(source, ConvertOptions(tokenizer=tokenizer, quant=scheme, ctx=CTX)).blob)
-    options = ConvertOptions(tokenizer=tokenizer, quant="auto", ctx=CTX, calib=Path(texts["calib"]))
-    notes: list[str] = []
-    smoothed, importance, windows = activation_aware(model, options, notes)
+    if args.calib_text == "samples":  # what does not depend on the calibration text: once
+        for scheme in ("int8", "int4", "mixed"):
+            plain = blobfile.quantize(model, scheme, GROUP, CTX)
+            record("rtn-" + scheme, False, round_to_nearest(plain, model))
+            record(scheme, False, convert(source, ConvertOptions(tokenizer=tokenizer, quant=scheme, ctx=CTX)).blob)
+    with tempfile.TemporaryDirectory() as tmp:
+        calib = Path(tmp) / "calib.txt"
+        calib.write_text(texts["calib"], encoding="utf-8")
+        options = ConvertOptions(tokenizer=tokenizer, quant="auto", ctx=CTX, calib=calib)
+        smoothed, importance, windows = activation_aware(model, options, [])
     for scheme in ("int8", "int4", "mixed"):
         record(scheme, True, blobfile.quantize(smoothed, scheme, GROUP, CTX, importance=importance))
     mixed_bytes = rows[-1]["bytes"]
@@ -175,8 +198,8 @@ def run_model(name: str, args, ood: str) -> list[dict]:
                predicted_kl=sum(c.cost for c in chosen))
     rows[-len(budgets)]["at_mixed_size"] = True
     for row in rows:
-        row["texts"] = {"calib": str(Path(texts["calib"]).relative_to(ROOT)),
-                        "in_domain": str(texts["in_domain"]), "ood": "ood (see settings)"}
+        row["texts"] = {"calib": texts["calib_name"], "in_domain": texts["in_domain_name"],
+                        "ood": "LICENSE.txt and docstrings (see settings)"}
     return rows
 
 
@@ -217,6 +240,9 @@ def main() -> int:
     parser.add_argument("--models", default=",".join(SOURCES))
     parser.add_argument("--eval-tokens", type=int, help="evaluate on the first N tokens of each text (default all)")
     parser.add_argument("--regenerate-texts", action="store_true")
+    parser.add_argument("--calib-text", choices=("samples", "heldout"), default="samples",
+                        help="calibrate on the float model's samples (and measure the uncalibrated "
+                             "schemes too), or on the second half of heldout.txt")
     parser.add_argument("--output", type=Path, default=RESULTS / "quant.json")
     parser.add_argument("--keep", action="store_true", help="keep the output's runs of models not measured now")
     args = parser.parse_args()
@@ -232,7 +258,8 @@ def main() -> int:
         # a parallel invocation wrote meanwhile are kept too
         kept = []
         if args.keep and args.output.exists():
-            kept = [r for r in json.loads(args.output.read_text())["runs"] if r["model"] not in measured]
+            kept = [r for r in json.loads(args.output.read_text())["runs"]
+                    if r["model"] not in measured or r["run"] != args.calib_text]
         runs = kept + rows
         write_atomically(args.output, (json.dumps({"settings": settings, "runs": runs}, indent=1) + "\n").encode())
     plot(runs, args.output.with_suffix(".png"))
