@@ -211,19 +211,24 @@ def plot(rows: list[dict], path: Path) -> None:
 
     models = list(dict.fromkeys(r["model"] for r in rows))
     fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 4.2), squeeze=False)
-    styles = {"rtn": ("x", "gray"), "plain": ("s", "tab:blue"), "calib": ("o", "tab:green"), "auto": ("^", "tab:red")}
+    styles = {"rtn": ("x", "gray"), "plain": ("s", "tab:blue"), "calib samples": ("o", "tab:green"),
+              "calib heldout": ("D", "tab:olive"), "auto samples": ("^", "tab:red"),
+              "auto heldout": ("v", "tab:purple")}
+
+    def kind(r: dict) -> str:
+        if not r["calibrated"]:
+            return "rtn" if r["scheme"].startswith("rtn") else "plain"
+        return f"{'auto' if r['scheme'] == 'auto' else 'calib'} {r['run']}"
+
     for ax, name in zip(axes[0], models):
         mine = [r for r in rows if r["model"] == name and r["bytes"]]
         for key, line in (("in_domain", "-"), ("ood", ":")):
-            for kind, (marker, color) in styles.items():
-                pick = [r for r in mine if (kind == "rtn" and r["scheme"].startswith("rtn"))
-                        or (kind == "plain" and not r["calibrated"] and not r["scheme"].startswith("rtn"))
-                        or (kind == "calib" and r["calibrated"] and r["scheme"] != "auto")
-                        or (kind == "auto" and r["scheme"] == "auto")]
-                pick.sort(key=lambda r: r["bytes"])
-                ax.plot([r["bytes"] / 1e6 for r in pick], [100 * r["eval"][key]["increase"] for r in pick],
-                        marker=marker, linestyle=line if kind == "auto" else "none", color=color,
-                        label=f"{kind} ({key})", alpha=1 if key == "in_domain" else 0.5)
+            for k, (marker, color) in styles.items():
+                pick = sorted((r for r in mine if kind(r) == k), key=lambda r: r["bytes"])
+                if pick:
+                    ax.plot([r["bytes"] / 1e6 for r in pick], [100 * r["eval"][key]["increase"] for r in pick],
+                            marker=marker, linestyle=line if k.startswith("auto") else "none", color=color,
+                            label=f"{k} ({key})", alpha=1 if key == "in_domain" else 0.4)
         ax.axhline(0, color="black", linewidth=0.5)
         ax.set_yscale("symlog", linthresh=1)
         ax.set_title(name)
@@ -245,7 +250,11 @@ def main() -> int:
                              "schemes too), or on the second half of heldout.txt")
     parser.add_argument("--output", type=Path, default=RESULTS / "quant.json")
     parser.add_argument("--keep", action="store_true", help="keep the output's runs of models not measured now")
+    parser.add_argument("--replot", action="store_true", help="only redraw the plot from the output's runs")
     args = parser.parse_args()
+    if args.replot:
+        plot(json.loads(args.output.read_text())["runs"], args.output.with_suffix(".png"))
+        return 0
     ood = ood_text()
     settings = {"ctx": CTX, "group": GROUP, "python": sys.version.split()[0],
                 "ood_sha256": hashlib.sha256(ood.encode()).hexdigest(), "ood_chars": len(ood),
