@@ -188,8 +188,8 @@ def quantize(
     ctx: int | None = None,
     progress: Callable[[str], None] | None = None,
     errors: dict[str, float] | None = None,
-    importance: dict[str, np.ndarray] | None = None,
     chat: ChatTemplate | None = None,
+    importance: dict[str, np.ndarray] | None = None,
 ) -> Blob:
     """The quantized model in memory: what `load` returns for its blob, without the
     bytes (total_bytes 0 until `serialize`). `quant` is a scheme or every tensor's
