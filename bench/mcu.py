@@ -6,7 +6,7 @@ bytes read per token, RAM high-water mark, flash used, and an estimated tok/s.
 Writes bench/results/mcu.json and bench/results/mcu.png. How each figure is obtained:
 - instructions per token: QEMU runs with -icount shift=0, where virtual time counts
   instructions. The firmware times generation with SysTick (hal_ticks); the
-  calibration image (firmware/ports/cmsdk/calibrate.c) measures instructions per tick
+  calibration image (firmware/ports/cortex-m/calibrate.c) measures instructions per tick
   against loops of known length on each board, and the console's stats line gives the
   exact decode ticks (decode_ticks=, the prompt's prefill excluded) of the generated
   tokens.
@@ -55,6 +55,12 @@ MODEL_SOURCES = {
     "stories260K": (MODELS / "stories260K.bin", MODELS / "tok512.bin"),
     "mcu-1m-silu": (MODELS / "mcu-1m-silu", None),
 }
+
+def blob_for(board: Board, model: str, quant: str) -> bytes:
+    """`model` packed with `quant` for `board` (MoteError if it does not fit)."""
+    source, tokenizer = MODEL_SOURCES[model]
+    return convert(source, ConvertOptions(tokenizer=tokenizer, quant=quant, ctx=CTX), board).data
+
 
 def elf_symbol_size(elf: Path, name: str) -> int:
     out = subprocess.run(["arm-none-eabi-nm", "-S", str(elf)], capture_output=True, text=True, check=True)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import pytest
 
 from shared_models import model_path
 
+from mote import cli
 from mote.format.blob import pack
 from mote.importers import load_model
 from mote.model import Model
@@ -44,3 +47,43 @@ def stories260k_int8_blob(stories260k_model, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("blobs") / "stories260K.mote"
     path.write_bytes(pack(stories260k_model, quant="int8"))
     return path
+
+
+@pytest.fixture(scope="session")
+def smollm_gguf() -> Path:
+    """SmolLM2-135M-Instruct as llama.cpp quantized it (Q4_1), a real chat model."""
+    return model_path("smollm2-135m-instruct-q4_1.gguf")
+
+
+@pytest.fixture(scope="session")
+def smollm_metadata(smollm_gguf):
+    """SmolLM2's vocabulary (TokenizerData) and Jinja chat template (reading the GGUF's
+    metadata takes seconds: once per session)."""
+    from mote.importers.gguf import load_gguf_vocabulary
+
+    return load_gguf_vocabulary(smollm_gguf)
+
+
+@pytest.fixture(scope="session")
+def smollm_vocabulary(smollm_metadata):
+    return smollm_metadata[0]
+
+
+@pytest.fixture(scope="session")
+def smollm_section(smollm_vocabulary) -> bytes:
+    from mote.tokenizer import pack_tokenizer
+
+    return pack_tokenizer(smollm_vocabulary)
+
+
+@pytest.fixture(scope="session")
+def smollm_int4(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct (Q4_1 GGUF) converted with --quant int4, once per session,
+    with convert's report."""
+    out = tmp_path_factory.mktemp("smollm") / "smol.mote"
+    source = model_path("smollm2-135m-instruct-q4_1.gguf")
+    report = io.StringIO()
+    with contextlib.redirect_stdout(report):
+        assert cli.main(["convert", str(source), "-o", str(out), "--quant", "int4"]) == 0
+    out.with_suffix(".txt").write_text(report.getvalue())
+    return out

@@ -27,66 +27,9 @@ from mote.tokenizer import (
     pack_tokenizer,
 )
 from shared_models import model_path
+from token_strings import all_strings, smollm_strings
 
 HF_MODELS = ("mcu-1m-silu", "ref-11m-silu")
-
-# ---------------------------------------------------------------------------
-# Test strings
-
-
-HANDWRITTEN = [
-    "", " ", "  ", "\t", "\n", "\n\n", " \n ", "a", "Hello world", "Hello  world",
-    "Once upon a time", "Once upon a time, there was a little girl named Lily.",
-    "it's", "they're here", "we've", "I'm", "you'll", "he'd", "IT'S", "'s", "''", "'",
-    "don't  stop", "rock 'n' roll", "a  b   c    d", "trailing   ", "   leading", "tab\there",
-    "tabs\t\t\tand spaces  \t ", "line\nbreak\r\nwindows", "end\n", "\n\nstart", "x\u00a0y",
-    "no\u2028break\u2029para", "ideographic\u3000space", "café", "naïve über Straße",
-    "Ελληνικά κείμενο", "Русский текст, ёж", "日本語のテキスト", "中文字符", "한국어 문장",
-    "emoji 🙂🎉 👍🏽 family 👨‍👩‍👧", "e\u0301 combining a\u0308\u0304", "١٢٣ ٤٥", "Ⅻ roman Ⅷ",
-    "½ ¾ ²³", "१२३ देवनागरी", "mixed123abc", "3.14159", "$100,000.00!", "C++ && x->y",
-    "email@example.com", "https://example.org/path?q=1", "«quotes» “curly” ‘single’",
-    "—dash– and … ellipsis", "ALL CAPS SHOUTING", "MiXeD cAsE", "snake_case_name",
-    "!!!", "???...", "(parens) [brackets] {braces}", "#hashtag @mention", "a\x01b\x7f",
-    "ﬁ ligature", "Ａｂｃ fullwidth", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 math", "\u200bzero width", "a\u0085b",
-]
-
-WORDS = ["the", "The", "a", "little", "girl", "Lily", "dog", "ran", "quickly", "over",
-         "happy", "sun", "1", "42", "2024", "3rd", "naïve", "Zürich", "ß", "Ωmega", "мир",
-         "東京", "🙂", "don't", "it's", "we're", "I've", "you'll", "she'd", "I'm", "x2",
-         "--", "...", "!", "?", ",", ";", ":", "\"", "(", ")", "'"]
-SEPARATORS = [" ", " ", " ", "  ", "   ", "\t", "\n", "\n\n", " \n", "", ", ", ". ", "\u00a0"]
-
-
-def generated_strings(count: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    out = []
-    for _ in range(count):
-        parts = []
-        for _ in range(rng.randint(1, 12)):
-            parts.append(rng.choice(WORDS))
-            parts.append(rng.choice(SEPARATORS))
-        text = "".join(parts)
-        if rng.random() < 0.3:
-            text = text.rstrip()
-        if rng.random() < 0.2:
-            text = rng.choice(SEPARATORS) + text
-        out.append(text)
-    return out
-
-
-def heldout_slices(count: int, seed: int, max_len: int) -> list[str]:
-    text = (model_path("ref-11m-silu") / "heldout.txt").read_text(encoding="utf-8")
-    rng = random.Random(seed)
-    out = []
-    for _ in range(count):
-        start = rng.randrange(len(text) - max_len)
-        out.append(text[start : start + rng.randint(1, max_len)])
-    return out
-
-
-def all_strings(max_heldout_len: int = 300) -> list[str]:
-    return HANDWRITTEN + generated_strings(150, seed=1) + heldout_slices(100, 2, max_heldout_len)
-
 
 # ---------------------------------------------------------------------------
 # Tokenizers under test
@@ -317,8 +260,10 @@ def test_malformed_input_raises(sections: dict[str, bytes]) -> None:
         tok.decode([tok.vocab_size])
     with pytest.raises(MoteError):
         Tokenizer.from_section(sections["tok512"][:HEADER_BYTES - 1])
-    with pytest.raises(MoteError):
-        pack_tokenizer(TokenizerData(kind="bytelevel", tokens=[b"a", b"b"], merges=[]))  # no byte tokens
+    # a byte without a token is marked 0xFFFF, which is a token id in a full vocabulary
+    full = [bytes([b]) for b in range(1, 256)] + [b"w%d" % i for i in range(65536 - 255)]
+    with pytest.raises(MoteError, match="no token for byte 0x00"):
+        pack_tokenizer(TokenizerData(kind="bytelevel", tokens=full, merges=[]))
 
 
 # ---------------------------------------------------------------------------
@@ -424,3 +369,57 @@ def test_c_and_python_reject_the_same_sections(name: str, sections: dict[str, by
         else:
             rejected += 1
     assert rejected > 10
+
+
+# ---------------------------------------------------------------------------
+# SmolLM2's vocabulary: digits split off first, bytes without a token
+
+
+def smollm_reference(vocabulary: TokenizerData) -> tokenizers.Tokenizer:
+    """The Hugging Face tokenizer SmolLM2's tokenizer.json describes (Digits with
+    individual_digits, then ByteLevel), built from the GGUF's own vocabulary and merges."""
+    names = vocabulary.names
+    model = tokenizers.models.BPE({name: i for i, name in enumerate(names)},
+                                  [(names[a], names[b]) for a, b in vocabulary.merges])
+    reference = tokenizers.Tokenizer(model)
+    reference.pre_tokenizer = tokenizers.pre_tokenizers.Sequence([
+        tokenizers.pre_tokenizers.Digits(individual_digits=True),
+        tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    return reference
+
+
+def test_split_digits_bytelevel_matches_tokenizers(smollm_vocabulary: TokenizerData, smollm_section: bytes,
+                                                    strings: list[str]) -> None:
+    """Texts whose bytes all have tokens (for the others `tokenizers` gives nothing
+    alike: llama.cpp drops such a byte, which the llama.cpp golden test checks)."""
+    tok = Tokenizer.from_section(smollm_section)
+    reference = smollm_reference(smollm_vocabulary)
+    checked = 0
+    for s in strings + smollm_strings():
+        if any(tok.byte_tokens[b] == 0xFFFF for b in s.encode()):
+            continue
+        ids = tok.encode(s, bos=False)
+        assert ids == reference.encode(s).ids, repr(s)
+        assert tok.decode(ids) == s.encode(), repr(s)
+        checked += 1
+    assert checked > 350
+
+
+def test_bytes_without_a_token_block_merges_and_vanish(smollm_section: bytes) -> None:
+    tok = Tokenizer.from_section(smollm_section)
+    assert [hex(b) for b in range(256) if tok.byte_tokens[b] == 0xFFFF][:6] == \
+        ["0x4", "0x6", "0x13", "0x14", "0x16", "0x1d"]
+    bang = tok.encode("!", bos=False)
+    assert len(tok.encode("!!", bos=False)) == 1  # "!!" is one token ...
+    assert tok.encode("!\x04!", bos=False) == bang + bang  # ... but not across the dropped byte
+
+
+def test_c_encode_matches_python_split_digits(smollm_section: bytes, strings: list[str], driver: Path,
+                                              tmp_path: Path) -> None:
+    tok = Tokenizer.from_section(smollm_section)
+    cases = strings + smollm_strings()
+    lines = run_driver(driver, tmp_path, smollm_section,
+                       [encode_command(s.encode(), False) for s in cases])
+    assert lines[0] == "open 0"
+    for line, s in zip(lines[1:], cases, strict=True):
+        assert c_ids(line) == tok.encode(s, False), repr(s)

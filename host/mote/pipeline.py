@@ -11,12 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from mote.boards.catalog import Board, check_fit
 from mote.eval import sparsity as calibration
 from mote.eval.activations import MAX_WINDOW, input_mean_squares
 from mote.eval.perplexity import tokenizer_of
 from mote.eval.sensitivity import q4_costs
 from mote.format import blob as blobfile
+from mote import chat
+from mote.format.chat import ChatTemplate
 from mote.format.sparsity import POINTS
 from mote.importers import load_model
 from mote.model import Model, MoteError
@@ -29,6 +33,13 @@ QUANT_CHOICES = ("int8", "int4", "mixed", "auto")
 # the model per matrix, so fewer than the statistics use.
 SENSITIVITY_TOKENS = 1024
 
+# The context the arena is sized for unless --ctx says otherwise: the trained context,
+# at most this. Real chat models are trained at 8192 or more (SmolLM2-135M: 8192),
+# where the int8 KV cache alone is 94 MB; 2048 positions (24 MB for SmolLM2) hold a
+# conversation of many turns on a Raspberry Pi-class board. The Linux port can still
+# run a blob at any context up to the trained one (mote-linux --ctx).
+DEFAULT_CTX_MAX = 2048
+
 
 @dataclass
 class ConvertOptions:
@@ -36,25 +47,30 @@ class ConvertOptions:
     quant: str = "int8"  # a scheme (mote.quant.groups.SCHEMES) or "auto"
     budget: int | None = None  # --quant auto: blob bytes at most (a board's partition too)
     group: int = 32
-    ctx: int | None = None  # context the arena is sized for (default: trained)
+    ctx: int | None = None  # context the arena is sized for (default: trained, at most DEFAULT_CTX_MAX)
     sparsity: str | None = None  # a fraction S, "natural", or None (dense)
     calib: Path | None = None  # calibration text: activation-aware quantization, sparsity
     calib_tokens: int = 4096
     sparse_points: tuple[str, ...] = POINTS
+    chat_template: str | None = None  # a library name (mote.chat.NAMES); None: the model's own
+    system_prompt: str | None = None  # replaces the template's default system prompt
 
 
 @dataclass
 class Converted:
     data: bytes
     blob: blobfile.Blob
-    errors: dict[str, float]  # relative quantization error per tensor
+    errors: dict[str, float]  # relative quantization error per tensor, against the imported values
+    source_types: dict[str, str]  # how the checkpoint stored each tensor, where known (GGUF: Q4_1, ...)
     notes: list[str] = field(default_factory=list)  # what calibration chose, for the report
 
 
 def convert(source: Path, options: ConvertOptions, board: Board | None = None,
             progress: Callable[[str], None] | None = None) -> Converted:
     """Import, quantize and pack `source`; refuse (MoteError, by how much) when it
-    does not fit `board`."""
+    does not fit `board`. Without an explicit context, a model whose arena is too large
+    for the board at its trained context is packed for the largest one that fits (a note
+    says so)."""
     o = options
     if o.sparsity is not None and o.quant != "int8":
         raise MoteError("--sparsity lays out q8 matrices: use --quant int8")
@@ -65,28 +81,67 @@ def convert(source: Path, options: ConvertOptions, board: Board | None = None,
     model = load_model(source, o.tokenizer)
     errors: dict[str, float] = {}
     notes: list[str] = []
+    ctx = o.ctx if o.ctx is not None else min(model.config.max_seq_len, DEFAULT_CTX_MAX)
+    template = chat.choose(model.tokenizer, model.chat_template, o.chat_template, o.system_prompt)
     importance = windows = None
     if o.calib is not None:
         model, importance, windows = activation_aware(model, o, notes)
     if o.quant == "auto":
         budgets = [b for b in (o.budget, board.model_size if board else None) if b is not None]
-        blob = _auto(model, o, importance, windows, min(budgets, default=None), errors, notes, progress)
+        blob = _auto(model, o, ctx, template, importance, windows, min(budgets, default=None), errors, notes,
+                     progress)
     else:
         if o.budget is not None:
             raise MoteError("--budget is for --quant auto")
-        blob = blobfile.quantize(model, o.quant, o.group, o.ctx, progress=progress, errors=errors,
-                                 importance=importance)
+        blob = blobfile.quantize(model, o.quant, o.group, ctx, progress=progress, errors=errors,
+                                 importance=importance, chat=template)
     if blob.arena_bytes > 0xFFFFFFFF:  # the header's arena_bytes is a u32
         raise MoteError(f"the arena for context {blob.ctx_len} is {blob.arena_bytes} bytes, more than the "
                         f"32-bit header can hold: convert with a smaller --ctx")
     if o.sparsity is not None:
         blob.sparsity, sparse_notes = _calibrate(blob, o)
         notes += sparse_notes
+    if board is not None and o.ctx is None:
+        notes += fit_context(blob, board)
     data = blobfile.serialize(blob)
     blob.total_bytes = len(data)
     if board is not None:
         check_fit(board, len(data), blob.arena_bytes)
-    return Converted(data, blob, errors, notes)
+    return Converted(data, blob, errors, model.source_types, notes)
+
+
+def fit_context(blob: blobfile.Blob, board: Board) -> list[str]:
+    """If `blob`'s arena exceeds `board`'s RAM budget at its context, shorten the context
+    to the largest that fits (the arena grows with it; the weights do not change) and
+    return the note saying so; [] when it already fits or when no context would."""
+    if blob.arena_bytes <= board.arena_bytes:
+        return []
+
+    def arena(ctx: int) -> int:
+        return blobfile.arena_bytes(blob.config, ctx, blob.group_size)
+
+    if arena(1) > board.arena_bytes:
+        return []  # check_fit refuses it, saying by how much at the blob's own context
+    lo, hi = 1, blob.ctx_len - 1  # arena(lo) fits, arena(blob.ctx_len) does not
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if arena(mid) <= board.arena_bytes else (lo, mid - 1)
+    note = (f"context {blob.ctx_len} needs {blob.arena_bytes} bytes of arena, {board.name} has "
+            f"{board.arena_bytes}: packed for context {lo} ({arena(lo)} bytes; --ctx N chooses)")
+    blob.ctx_len, blob.arena_bytes = lo, arena(lo)
+    return [note]
+
+
+def pack_for_board(data: bytes, board: Board) -> tuple[bytes, list[str]]:
+    """A packed blob as `board` takes it: the same bytes, or repacked for the largest
+    context that fits its RAM (fit_context); refused (MoteError, by how much) if it
+    cannot fit at all."""
+    blob = blobfile.load(data)
+    notes = fit_context(blob, board)
+    if notes:
+        data = blobfile.serialize(blob)
+    check_fit(board, len(data), blob.arena_bytes)
+    return data, notes
 
 
 def activation_aware(model: Model, o: ConvertOptions, notes: list[str]):
@@ -139,15 +194,17 @@ class MixedPrecision:
     q4 costs each matrix (measured once, when a budget first needs it)."""
 
     def __init__(self, model: Model, group: int, ctx: int | None, importance: dict, windows: list[list[int]],
-                 progress: Callable[[str], None] | None = None):
+                 progress: Callable[[str], None] | None = None, template: ChatTemplate | None = None):
         self.errors: dict[str, float] = {}
         self.q8 = blobfile.quantize(model, "int8", group, ctx, progress=progress, errors=self.errors,
-                                    importance=importance)
+                                    importance=importance, chat=template)
         self.q4: dict[str, blobfile.BlobTensor] = {}
         self.q4_errors: dict[str, float] = {}
         for name, t in self.q8.tensors.items():
             if t.scales is not None:
                 q = quantize_matrix(model.tensors[name], "q4", group, importance.get(name))
+                if not np.isfinite(q.scales).all():  # weights too large for q4's f16 scales
+                    continue
                 self.q4[name] = blobfile.BlobTensor(name, "q4", t.rows, t.cols, q.codes, q.scales)
                 self.q4_errors[name] = relative_error(model.tensors[name], q)
         self.sample: list[list[int]] = []  # the windows the costs are measured on
@@ -176,15 +233,15 @@ class MixedPrecision:
         return dataclasses.replace(self.q8, tensors=tensors), chosen
 
 
-def _auto(model: Model, o: ConvertOptions, importance, windows, budget: int | None, errors: dict,
-          notes: list[str], progress) -> blobfile.Blob:
+def _auto(model: Model, o: ConvertOptions, ctx: int, template: ChatTemplate | None, importance, windows,
+          budget: int | None, errors: dict, notes: list[str], progress) -> blobfile.Blob:
     """--quant auto: every matrix q8, then the matrices whose q4 costs the least KL per
     byte saved go q4 until the blob fits the budget (mote.quant.precision)."""
     if budget is None:
         raise MoteError("--quant auto needs --budget BYTES or --board B (whose model partition it fills)")
     if windows is None:
         raise MoteError("--quant auto measures what q4 costs each matrix on --calib TEXT")
-    mixed = MixedPrecision(model, o.group, o.ctx, importance, windows, progress)
+    mixed = MixedPrecision(model, o.group, ctx, importance, windows, progress, template)
     blob, chosen = mixed.fit(budget)
     errors.update(mixed.errors)
     errors.update({c.name: mixed.q4_errors[c.name] for c in chosen})

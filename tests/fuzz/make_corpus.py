@@ -14,6 +14,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import numpy as np  # noqa: E402
 
+from mote import chat  # noqa: E402
 from mote.format import blob as mote_blob  # noqa: E402
 from mote.format.sparsity import POINTS, Sparsity  # noqa: E402
 from tiny_model import tiny_model  # noqa: E402
@@ -32,6 +33,10 @@ def main() -> None:
         "int8_sparse": mote_blob.pack(
             tiny_model(4, n_layers=2), quant="int8", group_size=8, ctx=8,
             sparsity=Sparsity(POINTS, np.full((2, len(POINTS)), 0.05, np.float32), 0.25)),
+        # a chat section: segments with token and content marks, a default system prompt
+        "int8_chat": mote_blob.pack(
+            tiny_model(5), quant="int8", group_size=16, ctx=8,
+            chat=chat.named("llama2", tiny_model(5).tokenizer, "Be brief.")),
     }
     good = seeds["int8_tied"]
     seeds["truncated"] = good[: len(good) // 2]
@@ -48,6 +53,19 @@ def main() -> None:
     struct.pack_into("<I", overlap, entry - 32 + 12, struct.unpack_from("<I", good, 84)[0])
     mote_blob.seal(overlap)
     seeds["table_overlap"] = bytes(overlap)
+    # non-finite stored floats: a NaN norm (layer 0's attn_norm) and an infinite scale
+    # (layer 0's wq), the CRC right
+    for name, index, fmt, value in (("nan_norm", 1, "<f", float("nan")), ("inf_scale", 2, "<H", 0x7C00)):
+        buf = bytearray(good)
+        at = struct.unpack_from("<I", good, entry - 32 + 32 * index + (12 if fmt == "<f" else 20))[0]
+        struct.pack_into(fmt, buf, at, value)
+        mote_blob.seal(buf)
+        seeds[name] = bytes(buf)
+    # an oversized count with the CRC right (the reader must not size anything by it)
+    huge = bytearray(good)
+    struct.pack_into("<I", huge, 28, 0x7FFFFFFF)  # n_layers
+    mote_blob.seal(huge)
+    seeds["huge_n_layers"] = bytes(huge)
     for name, data in seeds.items():
         (out / f"{name}.mote").write_bytes(data)
     total = sum(len(d) for d in seeds.values())

@@ -87,7 +87,7 @@ def _search_rows(w: np.ndarray, dtype: str, group_size: int, importance: np.ndar
     codes = np.zeros(g.shape, np.int8)
     scales = np.zeros(m.shape[:2], np.float16)
     zero = m == 0
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for t in landings:
             q = np.clip(np.rint(g * np.where(zero, 0, np.float32(t) / m)), lo, hi)
             den = (h * q * q).sum(axis=-1)
@@ -100,6 +100,9 @@ def _search_rows(w: np.ndarray, dtype: str, group_size: int, importance: np.ndar
                 best_err = np.where(better, err, best_err)
                 scales = np.where(better, s, scales)
                 codes = np.where(better[..., None], candidate, codes).astype(np.int8)
+    # a group whose every scale overflows f16 keeps an infinite one: the caller refuses
+    # the tensor, by name, as the runtime would refuse the blob
+    scales = np.where(np.isinf(best_err) & ~zero[..., 0], np.float16(np.inf), scales)
     return codes.reshape(w.shape[0], -1)[:, : w.shape[1]], scales
 
 

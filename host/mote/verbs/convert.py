@@ -8,9 +8,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mote.boards.catalog import load_board
+from mote.chat import NAMES
 from mote.fileio import write_atomically
 from mote.format.sparsity import POINTS
-from mote.pipeline import QUANT_CHOICES, ConvertOptions, Converted, convert
+from mote.pipeline import DEFAULT_CTX_MAX, QUANT_CHOICES, ConvertOptions, Converted, convert
 from mote.verbs.report import print_fit, print_summary
 
 
@@ -23,7 +24,8 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
                         "(needs --calib)")
     p.add_argument("--budget", type=int, metavar="BYTES", help="--quant auto: the blob's size at most")
     p.add_argument("--group", type=int, default=32, help="quantization group length (even)")
-    p.add_argument("--ctx", type=int, help="context length to size the arena for (default: trained)")
+    p.add_argument("--ctx", type=int, help="context length to size the arena for (default: the trained "
+                                           f"context, at most {DEFAULT_CTX_MAX})")
     p.add_argument("--sparsity", metavar="S|natural",
                    help="dynamic activation sparsity: drop a fraction S (0..0.9) of activations, "
                         "thresholds calibrated on --calib; 'natural' (ReLU models): the gate's own zeros")
@@ -33,13 +35,19 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-tokens", type=int, default=4096, help="calibrate on this many tokens of --calib")
     p.add_argument("--sparse-points", default=",".join(POINTS),
                    help=f"activation points to sparsify (default: all of {','.join(POINTS)})")
+    p.add_argument("--chat-template", choices=NAMES,
+                   help="the chat template the console runs (default: the model's own, from its "
+                        "tokenizer.chat_template or tokenizer_config.json; none: completion)")
+    p.add_argument("--system-prompt", metavar="TEXT", help="the default system prompt of a chat model "
+                   "(default: the one its chat template adds, if any)")
 
 
 def options_from(args: argparse.Namespace) -> ConvertOptions:
     return ConvertOptions(tokenizer=args.tokenizer, quant=args.quant, budget=args.budget, group=args.group,
                           ctx=args.ctx,
                           sparsity=args.sparsity, calib=args.calib, calib_tokens=args.calib_tokens,
-                          sparse_points=tuple(p for p in args.sparse_points.split(",") if p))
+                          sparse_points=tuple(p for p in args.sparse_points.split(",") if p),
+                          chat_template=args.chat_template, system_prompt=args.system_prompt)
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -60,12 +68,14 @@ def convert_and_report(source: Path, args: argparse.Namespace, output: Path) -> 
     for line in result.notes:
         print(line)
     print_summary(result.blob, output)
-    errors = result.errors
+    errors, sources = result.errors, result.source_types
     worst = max(errors, key=errors.get)
-    print(f"quantization error (relative RMS, per tensor): mean {sum(errors.values()) / len(errors):.4f}, "
-          f"worst {errors[worst]:.4f} ({worst})")
+    against = " against the checkpoint's dequantized values" if sources else ""
+    print(f"quantization error (relative RMS per tensor{against}): mean "
+          f"{sum(errors.values()) / len(errors):.4f}, worst {errors[worst]:.4f} ({worst})")
     for name, err in errors.items():
-        print(f"  {name:24s} {result.blob.tensors[name].dtype}  {err:.4f}")
+        stored = f"{sources[name]} -> " if name in sources else ""
+        print(f"  {name:24s} {stored}{result.blob.tensors[name].dtype}  {err:.4f}")
     print_fit(len(result.data), result.blob.arena_bytes)
     return result
 
