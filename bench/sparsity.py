@@ -183,7 +183,7 @@ def run_model(name: str, args, dump: Path, work: Path) -> list[dict]:
     configs += [(f"S={s:g}", s, False) for s in args.levels]
     if model.config.activation == "relu":
         configs.append(("natural", 0.0, True))
-    dense_runner = Runner(dense, exact=False)
+    dense_runner = Runner(dense)
     rows = []
     dense_row = None
     for label, level, natural in configs:
@@ -198,7 +198,7 @@ def run_model(name: str, args, dump: Path, work: Path) -> list[dict]:
         generated, reads = dump_run(dump, path, prompt_ids, args.tokens)
         row = {"model": name, "config": label, "sparsity": level, "natural": natural,
                "points": list(blob.sparsity.points) if blob.sparsity else []}
-        row.update(quality(args, row, Runner(blob, exact=False), dense_runner, tok, eval_text))
+        row.update(quality(args, row, Runner(blob), dense_runner, tok, eval_text))
         row.update({"reads_per_token": reads,
                "instructions_per_token": callgrind(path, prompt, args.callgrind_tokens, work),
                "tok_s": tok_s(path, prompt, args.tokens)})
