@@ -28,7 +28,7 @@ What is measured, and how:
   chunk here): llama-perplexity on PPL_TEXT (N chunks of PPL_CTX tokens, the second
   half of each chunk scored); Mote's blobs and its float import of the GGUF scored on
   exactly those tokens and positions by the numpy reference (mote.reference, the C
-  runtime's oracle; its fast, not bit-exact, float order).
+  runtime's oracle: a blob in the firmware's exact arithmetic, the float import in float).
 - greedy text: 64 tokens from llama.cpp and from Mote's float path (the numpy reference
   on the dequantized GGUF), and Mote's int8/int4 runtime, compared.
 """
@@ -220,7 +220,7 @@ def perplexities(tools: dict, blobs: dict, text_ids: list[int], text: Path, n_ch
     sources["mote-float"] = load_model(GGUF)
     result = {"llama.cpp-q4_1": llama, "scored_tokens": n_chunks * (PPL_CTX - first - 1)}
     for name, source in sources.items():
-        runner = Runner(source, ctx=PPL_CTX, exact=False)
+        runner = Runner(source, ctx=PPL_CTX)
         nll, count = 0.0, 0
         for chunk in range(n_chunks):
             ids = text_ids[chunk * PPL_CTX:(chunk + 1) * PPL_CTX]
