@@ -207,6 +207,17 @@ class Runner:
 
     def forward_batch(self, tokens: list[int] | np.ndarray, pos: int) -> np.ndarray:
         """Logits (T, vocab) for tokens at positions pos .. pos+T-1, causally."""
+        x, frame = self.embed_batch(tokens, pos)
+        for layer in range(self.config.n_layers):
+            x = self.layer_batch(x, layer, frame)
+        return self.logits_batch(x)
+
+    # forward_batch in its three parts, so that a pass can also start at a layer from
+    # a saved residual stream (mote.eval.sparsity's calibration does)
+
+    def embed_batch(self, tokens: list[int] | np.ndarray, pos: int) -> tuple[np.ndarray, tuple]:
+        """The embeddings of tokens at pos.., and the frame (pos, RoPE tables, causal
+        mask) that layer_batch needs for them."""
         c = self.config
         tokens = np.asarray(tokens, np.int64)
         T = tokens.shape[0]
@@ -218,27 +229,34 @@ class Runner:
         cos, sin = rope_tables(c, positions)
         # mask[t, s]: query at pos+t may see cached position s <= pos+t
         mask = np.arange(pos + T)[None, :] > positions[:, None]
-        x = self._embed(tokens)
-        for layer in range(c.n_layers):
-            p = f"layers.{layer}."
-            xb = self._drop(rmsnorm(x, self.weights[p + "attn_norm"], c.norm_eps), layer, "attn_in")
-            q = self._matmul(xb, p + "wq").reshape(T, c.n_heads, c.head_dim)
-            k = self._matmul(xb, p + "wk").reshape(T, c.n_kv_heads, c.head_dim)
-            v = self._matmul(xb, p + "wv").reshape(T, c.n_kv_heads, c.head_dim)
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-            out = attention(q, *self._cache(layer, pos, k, v), mask, self.exact)
-            out = self._drop(out, layer, "attn_out")
-            x = x + self._matmul(out, p + "wo")
-            xb = self._drop(rmsnorm(x, self.weights[p + "ffn_norm"], c.norm_eps), layer, "ffn_in")
-            gate = self._matmul(xb, p + "w_gate")
-            up = self._matmul(xb, p + "w_up")
-            if c.activation == "silu":
-                act = gate / (np.float32(1) + expf_mote(-gate))
-            else:
-                act = np.maximum(gate, np.float32(0))
-            act = self._drop(act, layer, "gate")  # CATS: a dropped neuron's h is 0
-            x = x + self._matmul(act * up, p + "w_down")
-        x = rmsnorm(x, self.weights["final_norm"], c.norm_eps)
+        return self._embed(tokens), (pos, cos, sin, mask)
+
+    def layer_batch(self, x: np.ndarray, layer: int, frame: tuple) -> np.ndarray:
+        """The residual stream x (T, dim) after `layer` (its cache filled at pos..)."""
+        c = self.config
+        pos, cos, sin, mask = frame
+        T = x.shape[0]
+        p = f"layers.{layer}."
+        xb = self._drop(rmsnorm(x, self.weights[p + "attn_norm"], c.norm_eps), layer, "attn_in")
+        q = self._matmul(xb, p + "wq").reshape(T, c.n_heads, c.head_dim)
+        k = self._matmul(xb, p + "wk").reshape(T, c.n_kv_heads, c.head_dim)
+        v = self._matmul(xb, p + "wv").reshape(T, c.n_kv_heads, c.head_dim)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        out = attention(q, *self._cache(layer, pos, k, v), mask, self.exact)
+        out = self._drop(out, layer, "attn_out")
+        x = x + self._matmul(out, p + "wo")
+        xb = self._drop(rmsnorm(x, self.weights[p + "ffn_norm"], c.norm_eps), layer, "ffn_in")
+        gate = self._matmul(xb, p + "w_gate")
+        up = self._matmul(xb, p + "w_up")
+        if c.activation == "silu":
+            act = gate / (np.float32(1) + expf_mote(-gate))
+        else:
+            act = np.maximum(gate, np.float32(0))
+        act = self._drop(act, layer, "gate")  # CATS: a dropped neuron's h is 0
+        return x + self._matmul(act * up, p + "w_down")
+
+    def logits_batch(self, x: np.ndarray) -> np.ndarray:
+        x = rmsnorm(x, self.weights["final_norm"], self.config.norm_eps)
         return self._matmul(x, self.classifier_name)
 
     def forward(self, token: int, pos: int) -> np.ndarray:

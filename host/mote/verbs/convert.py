@@ -22,11 +22,13 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
                    help="int8: all q8; int4: q4 but q8 embedding; mixed: q8 attention, q4 FFN")
     p.add_argument("--group", type=int, default=32, help="quantization group length (even)")
     p.add_argument("--ctx", type=int, help="context length to size the arena for (default: trained)")
-    p.add_argument("--sparsity", metavar="S|natural",
-                   help="dynamic activation sparsity: drop a fraction S (0..0.9) of activations, "
-                        "thresholds calibrated on --calib; 'natural' (ReLU models): the gate's own zeros")
-    p.add_argument("--calib", type=Path, metavar="TEXT", help="UTF-8 calibration text for --sparsity S")
-    p.add_argument("--calib-tokens", type=int, default=4096, help="calibrate on this many tokens of --calib")
+    p.add_argument("--sparsity", metavar="F|kl=K|natural",
+                   help="dynamic activation sparsity for a budget: skip a fraction F (0..0.9) of the weight "
+                        "bytes per token, or stay within a mean KL divergence K (nats/token) from dense; "
+                        "thresholds per layer and point chosen by measured KL per byte on --calib; "
+                        "'natural' (ReLU models): the gate's own zeros")
+    p.add_argument("--calib", type=Path, metavar="TEXT", help="UTF-8 calibration text for a --sparsity budget")
+    p.add_argument("--calib-tokens", type=int, default=2048, help="calibrate on this many tokens of --calib")
     p.add_argument("--sparse-points", default=",".join(POINTS),
                    help=f"activation points to sparsify (default: all of {','.join(POINTS)})")
 
