@@ -663,3 +663,251 @@ void mote_x86_silu_mul(float *h, const float *u, uint32_t n)
                                                        _mm256_maskload_ps(u + i, mask)));
     }
 }
+
+/* ------------------------------------------------------------------ sparse kernels */
+
+/* The column kernel (mote_ref_matvec_cols): input-major weights, so that a zero code
+ * skips its column. Four nonzero columns at a time ("a quad"): 32 rows of each are
+ * loaded and interleaved so that every 32-bit lane holds one row's four weights, and
+ * dot_q8 multiplies them with the four codes (byte k of `codes` is column k's), one
+ * int32 sum per row. Integer sums may run in any order; the float terms keep the
+ * reference's per-row order (groups in order). */
+typedef struct {
+    const int8_t *col[4]; /* the four columns, or column 0 again with code 0 */
+    int32_t codes;
+} column_quad;
+
+/* acc[k] += the quad's dot for rows {4k..4k+3, 16+4k..16+4k+3} of the 32 at offset r:
+ * unpacking bytes, then 16-bit pairs, keeps each 128-bit half's rows together. */
+static ALWAYS_INLINE void quad_dots32(__m256i acc[4], const column_quad *q, size_t r)
+{
+    const __m256i x = _mm256_set1_epi32(q->codes);
+    const __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(q->col[0] + r));
+    const __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(q->col[1] + r));
+    const __m256i c = _mm256_loadu_si256((const __m256i *)(const void *)(q->col[2] + r));
+    const __m256i d = _mm256_loadu_si256((const __m256i *)(const void *)(q->col[3] + r));
+    const __m256i ab_lo = _mm256_unpacklo_epi8(a, b), ab_hi = _mm256_unpackhi_epi8(a, b);
+    const __m256i cd_lo = _mm256_unpacklo_epi8(c, d), cd_hi = _mm256_unpackhi_epi8(c, d);
+    acc[0] = dot_q8(acc[0], _mm256_unpacklo_epi16(ab_lo, cd_lo), x);
+    acc[1] = dot_q8(acc[1], _mm256_unpackhi_epi16(ab_lo, cd_lo), x);
+    acc[2] = dot_q8(acc[2], _mm256_unpacklo_epi16(ab_hi, cd_hi), x);
+    acc[3] = dot_q8(acc[3], _mm256_unpackhi_epi16(ab_hi, cd_hi), x);
+}
+
+/* y[r] += (float)sum_r * (f16(ws[r]) * sx) for rows first..last-1 of the 32 at y (the
+ * others left alone), the sums in quad_dots32's order less `bias` each. */
+static ALWAYS_INLINE void add_column_terms(float *y, const __m256i acc[4], const uint16_t *ws, float sx,
+                                           __m256i bias, uint32_t first, uint32_t last)
+{
+    const __m256 vsx = _mm256_set1_ps(sx);
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i rows[4];
+    uint32_t k;
+    rows[0] = _mm256_permute2x128_si256(acc[0], acc[1], 0x20); /* rows 0-7 */
+    rows[1] = _mm256_permute2x128_si256(acc[2], acc[3], 0x20); /* 8-15 */
+    rows[2] = _mm256_permute2x128_si256(acc[0], acc[1], 0x31); /* 16-23 */
+    rows[3] = _mm256_permute2x128_si256(acc[2], acc[3], 0x31); /* 24-31 */
+    for (k = 0; k < 4u; k++) {
+        const __m256 s = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(ws + 8u * k)));
+        const __m256 term = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(rows[k], bias)),
+                                          _mm256_mul_ps(s, vsx));
+        float *out = y + 8u * k;
+        if (first <= 8u * k && 8u * k + 8u <= last) {
+            _mm256_storeu_ps(out, _mm256_add_ps(_mm256_loadu_ps(out), term));
+        } else if (first < 8u * k + 8u && 8u * k < last) {
+            const __m256i row = _mm256_add_epi32(lanes, _mm256_set1_epi32((int)(8u * k)));
+            const __m256i mask = _mm256_and_si256(_mm256_cmpgt_epi32(row, _mm256_set1_epi32((int)first - 1)),
+                                                  _mm256_cmpgt_epi32(_mm256_set1_epi32((int)last), row));
+            _mm256_maskstore_ps(out, mask, _mm256_add_ps(_mm256_maskload_ps(out, mask), term));
+        }
+    }
+}
+
+/* The nonzero codes of xq[begin, end) as quads of columns of group g; returns how
+ * many, and the sum of the codes (the VNNI bias). */
+static uint32_t column_quads(column_quad *quads, int32_t *code_sum, const mote_column_map *map,
+                             const int8_t *xq, uint32_t begin, uint32_t end, uint32_t g)
+{
+    const int8_t *first = map->codes + g * map->group_stride;
+    uint32_t n = 0, k = 0, j;
+    int32_t sum = 0;
+    for (j = begin; j < end; j += 32u) {
+        const uint32_t len = end - j < 32u ? end - j : 32u;
+        uint32_t bits = ~(uint32_t)_mm256_movemask_epi8(
+            _mm256_cmpeq_epi8(load_bytes32(xq + j, len), _mm256_setzero_si256()));
+        if (len < 32u)
+            bits &= (1u << len) - 1u;
+        while (bits) {
+            const uint32_t i = j + (uint32_t)__builtin_ctz(bits);
+            column_quad *q = quads + n;
+            bits &= bits - 1u;
+            if (k == 0)
+                q->codes = 0;
+            q->col[k] = first + (i - begin) * map->col_stride;
+            q->codes |= (int32_t)((uint32_t)(uint8_t)xq[i] << (8u * k));
+            sum += xq[i];
+            if (++k == 4u) {
+                k = 0;
+                n++;
+            }
+        }
+    }
+    if (k > 0) { /* pad the last quad with code 0 */
+        for (; k < 4u; k++)
+            quads[n].col[k] = quads[n].col[0];
+        n++;
+    }
+    *code_sum = sum;
+    return n;
+}
+
+void mote_x86_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
+                          uint32_t group, uint32_t row_begin, uint32_t row_end)
+{
+    const mote_column_map map = mote_columns_of(w, group);
+    const uint32_t cols = w->cols;
+    column_quad quads[MOTE_MAX_GROUP / 4u];
+    uint32_t begin, g = 0, r, r0;
+    if (row_begin >= row_end)
+        return;
+    if (w->rows < 32u) { /* no block of 32 rows to load: the reference */
+        mote_ref_matvec_cols(y, w, xq, xs, group, row_begin, row_end);
+        return;
+    }
+    for (r = row_begin; r < row_end; r++)
+        y[r] = 0.0f;
+    for (begin = 0; begin < cols; begin += group, g++) {
+        const uint32_t end = cols - begin < group ? cols : begin + group;
+        const uint16_t *ws = (const uint16_t *)(const void *)(map.scales + g * map.group_stride_scales);
+        int32_t code_sum;
+        const uint32_t n = column_quads(quads, &code_sum, &map, xq, begin, end, g);
+        const __m256i bias = _mm256_set1_epi32(Q8_BIAS * code_sum);
+        if (n == 0)
+            continue; /* all codes 0: the dense term is +0, skip the group's scales */
+        /* blocks of 32 rows of the tensor; a last short one is computed as the 32 rows
+         * ending at the tensor's last, and only rows r0..row_end-1 of it kept */
+        for (r0 = row_begin; r0 < row_end; r0 += 32u) {
+            const uint32_t base = r0 + 32u <= w->rows ? r0 : w->rows - 32u;
+            const uint32_t last = row_end - base < 32u ? row_end - base : 32u;
+            __m256i acc[4];
+            uint32_t q;
+            acc[0] = acc[1] = acc[2] = acc[3] = _mm256_setzero_si256();
+            for (q = 0; q < n; q++)
+                quad_dots32(acc, quads + q, base);
+            add_column_terms(y + base, acc, ws + base, xs[g], bias, r0 - base, last);
+        }
+    }
+}
+
+/* CATS' up projection (mote_ref_matvec_bundled_rows): the rows of the kept neurons,
+ * eight at a time, each a dense row dot like matvec's, read from its bundle. */
+
+/* block_dots for eight rows at any addresses: one 32-column chunk at offset `at`. */
+static ALWAYS_INLINE __m256i rows_dots(const uint8_t *const p[8], size_t at, __m256i x)
+{
+    const __m256i d01 = _mm256_hadd_epi32(chunk_dot(p[0] + at, x, 0), chunk_dot(p[1] + at, x, 0));
+    const __m256i d23 = _mm256_hadd_epi32(chunk_dot(p[2] + at, x, 0), chunk_dot(p[3] + at, x, 0));
+    const __m256i d0123 = _mm256_hadd_epi32(d01, d23);
+    const __m256i d45 = _mm256_hadd_epi32(chunk_dot(p[4] + at, x, 0), chunk_dot(p[5] + at, x, 0));
+    const __m256i d67 = _mm256_hadd_epi32(chunk_dot(p[6] + at, x, 0), chunk_dot(p[7] + at, x, 0));
+    const __m256i d4567 = _mm256_hadd_epi32(d45, d67);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(d0123, d4567, 0x20),
+                            _mm256_permute2x128_si256(d0123, d4567, 0x31));
+}
+
+/* The same for a chunk of n < 32 columns, each row's own n bytes only (a short
+ * chunk may end its bundle's region). */
+static __m256i rows_dots_short(const uint8_t *const p[8], size_t at, uint32_t n, __m256i x)
+{
+    int32_t d[8];
+    uint32_t k;
+    for (k = 0; k < 8u; k++)
+        d[k] = hsum_epi32(dot_q8(_mm256_setzero_si256(), load_bytes32(p[k] + at, n), x));
+    return _mm256_loadu_si256((const __m256i *)(const void *)d);
+}
+
+/* u[j] for the kept neurons j = idx[0..valid) (idx padded to eight with repeats). */
+static void bundled_block(float *u, const uint8_t *const p[8], const uint32_t *idx, uint32_t valid,
+                          uint32_t dim, uint32_t group, const int8_t *xq, const float *xs)
+{
+    const uint32_t n_groups = (dim + group - 1u) / group;
+    /* each row's f16 scales follow its dim codes; gathered as 32-bit words ending at
+     * each scale, i.e. from 2 bytes before it (the row's last code) */
+    const __m256i offsets = _mm256_setr_epi32(0, (int)(p[1] - p[0]), (int)(p[2] - p[0]), (int)(p[3] - p[0]),
+                                              (int)(p[4] - p[0]), (int)(p[5] - p[0]), (int)(p[6] - p[0]),
+                                              (int)(p[7] - p[0]));
+    const uint16_t *scale0 = (const uint16_t *)(const void *)(p[0] + dim);
+    __m256 acc = _mm256_setzero_ps();
+    float out[8];
+    uint32_t g, k;
+    for (g = 0; g < n_groups; g++) {
+        const uint32_t lo = g * group, len = dim - lo < group ? dim - lo : group;
+        __m256i dots = _mm256_setzero_si256();
+        int32_t code_sum = 0;
+        uint32_t c;
+        for (c = 0; c < len; c += 32u) {
+            const uint32_t n = len - c < 32u ? len - c : 32u;
+            const __m256i x = load_bytes32(xq + lo + c, n);
+            dots = _mm256_add_epi32(dots, n == 32u ? rows_dots(p, lo + c, x) : rows_dots_short(p, lo + c, n, x));
+            if (Q8_BIAS != 0)
+                code_sum += hsum_epi32(byte_sums(x));
+        }
+        dots = _mm256_sub_epi32(dots, _mm256_set1_epi32(Q8_BIAS * code_sum));
+        acc = add_term(acc, dots, scale0 + g, offsets, xs[g]);
+    }
+    _mm256_storeu_ps(out, acc);
+    for (k = 0; k < valid; k++)
+        u[idx[k]] = out[k];
+}
+
+void mote_x86_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float *gate,
+                                  const int8_t *xq, const float *xs, uint32_t group,
+                                  uint32_t begin, uint32_t end)
+{
+    const uint32_t dim = w_up->cols, n_groups = (dim + group - 1u) / group;
+    const size_t bundle = 2u * (size_t)dim + 2u * n_groups;
+    const size_t group_stride = 2u * (size_t)dim + group * bundle;
+    const uint8_t *region = (const uint8_t *)w_up->data;
+    const uint8_t *p[8];
+    uint32_t idx[8], n = 0, j;
+    /* the gather's 32-bit offsets span the region; a region of 2 GiB or more (no model
+     * in sight) takes the reference */
+    if ((uint64_t)(w_up->rows / group + 1u) * group_stride >= (1ull << 31)) {
+        mote_ref_matvec_bundled_rows(u, w_up, gate, xq, xs, group, begin, end);
+        return;
+    }
+    for (j = begin; j < end; j++) {
+        if (gate[j] == 0.0f)
+            continue; /* a dropped neuron: its whole bundle stays unread */
+        idx[n] = j;
+        p[n] = region + (j / group) * group_stride + 2u * (size_t)dim + (j % group) * bundle;
+        if (++n == 8u) {
+            bundled_block(u, p, idx, 8u, dim, group, xq, xs);
+            n = 0;
+        }
+    }
+    if (n > 0) {
+        const uint32_t valid = n;
+        for (; n < 8u; n++) { /* repeat the last kept row; its lanes are not stored */
+            idx[n] = idx[valid - 1u];
+            p[n] = p[valid - 1u];
+        }
+        bundled_block(u, p, idx, valid, dim, group, xq, xs);
+    }
+}
+
+/* CATS' activation (mote_ref_silu): silu_mul's operations without the multiply. */
+void mote_x86_silu(float *h, uint32_t n)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    uint32_t i;
+    for (i = 0; i + 8u <= n; i += 8u) {
+        const __m256 g = _mm256_loadu_ps(h + i);
+        _mm256_storeu_ps(h + i, _mm256_div_ps(g, _mm256_add_ps(one, expf8(_mm256_xor_ps(g, sign)))));
+    }
+    if (i < n) {
+        const __m256i mask = first_lanes(n - i);
+        const __m256 g = _mm256_maskload_ps(h + i, mask);
+        _mm256_maskstore_ps(h + i, mask, _mm256_div_ps(g, _mm256_add_ps(one, expf8(_mm256_xor_ps(g, sign)))));
+    }
+}

@@ -247,10 +247,11 @@ static void ffn_cats(mote_state *s, const mote_layer *L, uint32_t layer)
     matvec_job job;
     uint32_t i;
     matvecs(s, s->xb, c->dim, &L->w_gate, s->hb, NULL, NULL, NULL, NULL);
-    for (i = 0; i < hidden; i++) {
-        const float g = s->hb[i];
-        s->hb[i] = c->activation == MOTE_ACT_SILU ? g / (1.0f + mote_expf(-g)) : (g > 0.0f ? g : 0.0f);
-    }
+    if (c->activation == MOTE_ACT_SILU)
+        mote_k_silu(s->hb, hidden);
+    else
+        for (i = 0; i < hidden; i++)
+            s->hb[i] = s->hb[i] > 0.0f ? s->hb[i] : 0.0f;
     drop_small(s->hb, hidden, s->model, layer, MOTE_SPARSE_GATE);
     /* s->xq still holds xb quantized for w_gate: the same input for w_up */
     job.group = c->group_size;

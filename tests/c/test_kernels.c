@@ -277,13 +277,13 @@ static void test_softmax(void)
         }
 }
 
-/* The vector exp inside the SiLU kernel, lane by lane against mote_expf through the
+/* The vector exp inside the SiLU kernels, lane by lane against mote_expf through the
  * reference formula: every length (partial last vector), and inputs over the whole
  * range of exp, beyond its cut-offs, and non-finite. */
 static void test_silu_mul(void)
 {
     static const uint32_t ns[] = {1, 3, 7, 8, 9, 15, 16, 17, 64, 172, 864};
-    static float h[864], u[864], ref[864], opt[864];
+    static float h[864], u[864], ref[864], opt[864], act_ref[864];
     static const float special[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 87.0f, -87.0f,
                                     88.0f, -88.0f, 89.0f, -89.0f, 1e30f, -1e30f, 1e-30f,
                                     -1e-45f, 3.4e38f, -3.4e38f};
@@ -307,6 +307,15 @@ static void test_silu_mul(void)
             mote_k_silu_mul(opt, u, n);
             for (i = 0; i < n; i++)
                 expect(same_float(ref[i], opt[i]), "silu_mul", n, rep, i, 0);
+            /* SiLU alone (CATS): the reference's bits, which times u are silu_mul's */
+            memcpy(act_ref, h, n * sizeof(float));
+            memcpy(opt, h, n * sizeof(float));
+            mote_ref_silu(act_ref, n);
+            mote_k_silu(opt, n);
+            for (i = 0; i < n; i++) {
+                expect(same_float(act_ref[i], opt[i]), "silu", n, rep, i, 0);
+                expect(same_float(act_ref[i] * u[i], ref[i]), "silu then multiply", n, rep, i, 0);
+            }
         }
 }
 
