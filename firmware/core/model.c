@@ -166,11 +166,46 @@ static void run_matvecs(mote_state *s, matvec_job *job)
         matvec_rows(job, 0, rows);
 }
 
+/* Nonzero bytes among the 8 of w: each byte's bits folded into its lowest bit. */
+static uint32_t nonzero_bytes(uint64_t w)
+{
+    w |= w >> 4;
+    w |= w >> 2;
+    w |= w >> 1;
+    w &= 0x0101010101010101u;
+    return (uint32_t)((w * 0x0101010101010101u) >> 56);
+}
+
+/* The nonzero codes of xq (n,) and the input groups holding one: what a column
+ * kernel reads of every matrix it multiplies (counted once per quantized input). */
+typedef struct {
+    uint64_t kept, active;
+} code_counts;
+
+static code_counts count_codes(const int8_t *xq, uint32_t n, uint32_t group)
+{
+    code_counts c = {0, 0};
+    uint32_t begin, i;
+    for (begin = 0; begin < n; begin += group) {
+        const uint32_t end = n - begin < group ? n : begin + group;
+        const uint64_t before = c.kept;
+        for (i = begin; i + 8u <= end; i += 8u) {
+            uint64_t w;
+            memcpy(&w, xq + i, sizeof w);
+            c.kept += nonzero_bytes(w);
+        }
+        for (; i < end; i++)
+            c.kept += xq[i] != 0;
+        c.active += c.kept != before;
+    }
+    return c;
+}
+
 /* Count what a job's kernel reads (host/mote/format/sparsity.py counts the same): row kernels
  * read whole rows; column kernels one column per nonzero code and one scales block per
  * input group with a nonzero code; a bundled w_up the bundle of each kept neuron. */
-static void count_reads(mote_reads *reads, const mote_tensor *w, const int8_t *xq,
-                        uint32_t group, const float *gate)
+static void count_reads(mote_reads *reads, const mote_tensor *w, code_counts codes, uint32_t group,
+                        const float *gate)
 {
     const uint64_t n_groups = (w->cols + group - 1u) / group;
     uint32_t i;
@@ -185,17 +220,8 @@ static void count_reads(mote_reads *reads, const mote_tensor *w, const int8_t *x
         reads->rows += kept;
         reads->bytes += kept * (w->cols + 2u * n_groups);
     } else {
-        uint64_t kept = 0, active = 0;
-        uint32_t begin;
-        for (begin = 0; begin < w->cols; begin += group) {
-            const uint32_t end = w->cols - begin < group ? w->cols : begin + group;
-            const uint64_t before = kept;
-            for (i = begin; i < end; i++)
-                kept += xq[i] != 0;
-            active += kept != before;
-        }
-        reads->cols += kept;
-        reads->bytes += (kept + 2u * active) * w->rows;
+        reads->cols += codes.kept;
+        reads->bytes += (codes.kept + 2u * codes.active) * w->rows;
     }
 }
 
@@ -205,6 +231,7 @@ static void matvecs(mote_state *s, const float *x, uint32_t n, const mote_tensor
                     float *y2)
 {
     matvec_job job;
+    code_counts codes = {0, 0}; /* counted once, for the first column-layout matrix */
     uint32_t i;
     job.group = s->model->config.group_size;
     job.xq = s->xq;
@@ -215,8 +242,11 @@ static void matvecs(mote_state *s, const float *x, uint32_t n, const mote_tensor
     job.n = w2 != NULL ? 3u : w1 != NULL ? 2u : 1u;
     job.gate = NULL;
     mote_k_quantize_act(s->xq, s->xs, x, n, job.group);
-    for (i = 0; i < job.n; i++)
-        count_reads(&s->reads, job.w[i], s->xq, job.group, NULL);
+    for (i = 0; i < job.n; i++) {
+        if (job.w[i]->layout != MOTE_LAYOUT_ROWS && codes.kept == 0 && codes.active == 0)
+            codes = count_codes(s->xq, n, job.group);
+        count_reads(&s->reads, job.w[i], codes, job.group, NULL);
+    }
     run_matvecs(s, &job);
 }
 
@@ -261,7 +291,7 @@ static void ffn_cats(mote_state *s, const mote_layer *L, uint32_t layer)
     job.y[0] = s->hb2;
     job.n = 1;
     job.gate = s->hb;
-    count_reads(&s->reads, &L->w_up, s->xq, job.group, s->hb);
+    count_reads(&s->reads, &L->w_up, (code_counts){0, 0}, job.group, s->hb);
     run_matvecs(s, &job);
     for (i = 0; i < hidden; i++)
         s->hb[i] = s->hb[i] != 0.0f ? s->hb[i] * s->hb2[i] : 0.0f;
