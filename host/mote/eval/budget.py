@@ -166,8 +166,10 @@ class _Calibrator:
 
     def dense_bytes(self) -> float:
         """Weight bytes per token of the dense model, as firmware/core/model.c counts."""
-        total = 4 * self.c.dim * (2 * self.c.n_layers + 1)
+        total = 4 * self.c.dim * (2 * self.c.n_layers + 1)  # the norm vectors
         for name, t in self.blob.tensors.items():
+            if name.endswith("norm"):
+                continue
             if t.scales is None:
                 total += 4 * t.cols if name == "tok_embedding" else 4 * t.rows * t.cols
             elif name == "tok_embedding":

@@ -130,9 +130,6 @@ def export(model, c: TrainConfig, source: Path, trained_ctx: int, out: Path) -> 
             if (source / name).is_file():
                 shutil.copyfile(source / name, out / name)
         return
-    if c.activation != "silu":
-        raise MoteError("a llama2.c checkpoint has no activation field (run.c is SiLU): "
-                        "fine-tune it with --act silu")
     tensors = mote_tensors(model)
     header = struct.pack("<Ii7iB", AK42_MAGIC, 1, c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads,
                          c.vocab_size, trained_ctx, 1)
@@ -160,7 +157,9 @@ def finetune(c: TrainConfig, texts: list[Path], held_out: list[Path], out: Path,
         state = loop.load_state(out)
         c = TrainConfig(**state["config"])
     source = Path(c.init)
-    source_kind(source)
+    if source_kind(source) == "llama2c" and c.activation != "silu":
+        raise MoteError("a llama2.c checkpoint has no activation field (run.c is SiLU): "
+                        "fine-tune it with --act silu")
     m = load_model(source)
     c.check()
     if c.threads:
