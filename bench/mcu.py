@@ -56,6 +56,12 @@ MODEL_SOURCES = {
     "mcu-1m-silu": (MODELS / "mcu-1m-silu", None),
 }
 
+def blob_for(board: Board, model: str, quant: str) -> bytes:
+    """`model` packed with `quant` for `board` (MoteError if it does not fit)."""
+    source, tokenizer = MODEL_SOURCES[model]
+    return convert(source, ConvertOptions(tokenizer=tokenizer, quant=quant, ctx=CTX), board).data
+
+
 def elf_symbol_size(elf: Path, name: str) -> int:
     out = subprocess.run(["arm-none-eabi-nm", "-S", str(elf)], capture_output=True, text=True, check=True)
     for line in out.stdout.splitlines():

@@ -44,3 +44,25 @@ def stories260k_int8_blob(stories260k_model, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("blobs") / "stories260K.mote"
     path.write_bytes(pack(stories260k_model, quant="int8"))
     return path
+
+
+@pytest.fixture(scope="session")
+def smollm_gguf() -> Path:
+    """SmolLM2-135M-Instruct as llama.cpp quantized it (Q4_1), a real chat model."""
+    return model_path("smollm2-135m-instruct-q4_1.gguf")
+
+
+@pytest.fixture(scope="session")
+def smollm_vocabulary(smollm_gguf):
+    """SmolLM2's vocabulary as TokenizerData (reading the GGUF's metadata takes seconds:
+    once per session)."""
+    from mote.importers.gguf import load_gguf_tokenizer
+
+    return load_gguf_tokenizer(smollm_gguf)
+
+
+@pytest.fixture(scope="session")
+def smollm_section(smollm_vocabulary) -> bytes:
+    from mote.tokenizer import pack_tokenizer
+
+    return pack_tokenizer(smollm_vocabulary)

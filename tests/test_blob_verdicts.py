@@ -135,7 +135,34 @@ def corrupt(blob: bytes, seed: int) -> list[bytes]:
         buf[at] ^= 1 << int(rng.integers(0, 8))
         out.append(sealed(buf) if at >= spec.CRC_START else bytes(buf))
     return (out + header_edits(blob) + table_edits(blob, rng) + section_edits(blob, rng)
-            + overlap_edits(blob))
+            + overlap_edits(blob) + value_edits(blob))
+
+
+def value_edits(blob: bytes) -> list[bytes]:
+    """NaN and infinity in every tensor's stored floats (the first and last f32 norm value,
+    the first and last f16 scale; in a bundled region a w_down scale and a w_up row
+    scale), the CRC recomputed; and the largest finite f16, which must pass."""
+    dim = u32(blob, "dim")
+    table, n = u32(blob, "tensor_table_offset"), u32(blob, "n_tensors")
+    out = []
+    for i in range(n):
+        entry = table + i * spec.TABLE_ENTRY_BYTES
+        dtype = blob[entry + ENTRY["dtype"][0]]
+        d_off, d_len, s_off, s_len, layout = struct.unpack_from("<IIIII", blob, entry + ENTRY["data_offset"][0])
+        if dtype == 0:  # f32
+            spots = [(d_off, "<f", v) for v in (math.nan, math.inf)] + [(d_off + d_len - 4, "<f", -math.inf)]
+        elif s_len:
+            spots = [(s_off, "<H", v) for v in (0x7E00, 0x7C00, 0x7BFF)] + [(s_off + s_len - 2, "<H", 0xFC00)]
+        elif d_len:  # a bundled region: w_down's first scale, then the first neuron's up-row scale
+            up_scales = d_off + 2 * dim + dim
+            spots = [(d_off, "<H", 0x7E00), (up_scales, "<H", 0x7C00), (up_scales, "<H", 0x7BFF)]
+        else:
+            continue
+        for at, fmt, value in spots:
+            buf = bytearray(blob)
+            struct.pack_into(fmt, buf, at, value)
+            out.append(sealed(buf))
+    return out
 
 
 def overlap_edits(blob: bytes) -> list[bytes]:

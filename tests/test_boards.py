@@ -12,8 +12,8 @@ NAMES = boards.board_names()
 GOOD = (boards.BOARDS_DIR / "qemu-m4.toml").read_text()
 
 
-def test_the_three_emulated_boards_exist():
-    assert {"qemu-m4", "qemu-m7", "qemu-m55"} <= set(NAMES)
+def test_the_emulated_boards_exist():
+    assert {"qemu-m4", "qemu-m7", "qemu-m33", "qemu-m55"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -25,6 +25,7 @@ def test_board_file_is_complete_and_consistent(name):
     assert board.tick_hz > 0 and board.clock_hz > 0
     assert any(flag.startswith("-mcpu=") for flag in board.cflags)
     make = boards.make_vars(board)
+    assert f"BOARD_KERNELS := {board.kernels}" in make
     assert f"-DMODEL_BASE=0x{board.model_base:08X}" in make
     assert f"-DARENA_BYTES=0x{board.arena_bytes:08X}" in make
 
@@ -62,6 +63,9 @@ def test_fit_table_covers_every_board():
     (("machine = \"mps2-an386\"", "machine = 386"), r"\[qemu\] machine must be str"),
     (("[qemu]\nmachine = \"mps2-an386\"\nsystick_hz = 25_000_000", ""), r"exactly one of \[qemu\]"),
     (("size = 0x001C0000", "size = 0x001C0001"), "runs past the end of flash"),
+    ((f"kernels = \"{boards.load_board('qemu-m4').kernels}\"", "kernels = \"neon\""),
+     r"unknown kernel set 'neon' \(known: .*ref"),
+    ((f"kernels = \"{boards.load_board('qemu-m4').kernels}\"\n", ""), r"missing \[cpu\] kernels"),
 ])
 def test_linter_rejects_inconsistent_board_files(edit, message):
     old, new = edit

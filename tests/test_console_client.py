@@ -182,6 +182,9 @@ def no_controls(text: str) -> bool:
 
 def test_printable_shows_controls_and_keeps_text():
     assert printable("é € \t\n") == "é € \t\n"
+    # a right-to-left override would show "abc\u202edcba" reversed: shown, not obeyed
+    assert printable("abc\u202edcba\u2066x\u2069") == "abc\\u202edcba\\u2066x\\u2069"
+    assert printable("שלום") == "שלום"  # right-to-left text itself is text
     shown = printable(ESCAPES)
     assert no_controls(shown)
     assert shown == ("^[]0;pwned^G^[[2J^[[H^[]52;c;cm0gLXJmIH4=^G\\x9b31ma^Mb^H^?\tc\n")

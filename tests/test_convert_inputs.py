@@ -179,10 +179,11 @@ def test_bad_hf_config(tmp_path, capsys, change, words):
 
 def test_arena_beyond_32_bits(tmp_path, capsys):
     """A trained context of 2^24 is within the spec, but this model's arena at that
-    context is more than the header's u32 arena_bytes (it used to be struct.error)."""
+    context is more than the header's u32 arena_bytes (it used to be struct.error);
+    by default the arena is sized for 2048 positions, so the context is asked for."""
     big = {"hidden_size": 64, "num_key_value_heads": 4, "max_position_embeddings": 1 << 24}
     directory = write_hf(tmp_path / "big", big, big)
-    assert_one_line_error(*convert(capsys, directory), f"context {1 << 24}", "--ctx")
+    assert_one_line_error(*convert(capsys, directory, "--ctx", str(1 << 24)), f"context {1 << 24}", "--ctx")
 
 
 def test_deeply_nested_config(tmp_path, capsys):
@@ -204,6 +205,15 @@ def test_non_finite_weight(tmp_path, capsys, value):
     tensor = "model.layers.1.mlp.up_proj.weight"
     directory = write_hf(tmp_path / "hf", poison=(tensor, value))
     assert_one_line_error(*convert(capsys, directory), "tensor layers.1.w_up", "NaN or infinite")
+
+
+@pytest.mark.parametrize(("quant", "value"), [("int8", 1e7), ("int4", 1e6)])
+def test_weight_beyond_f16_scales(tmp_path, capsys, quant, value):
+    """Finite, but its group's f16 scale would be infinite: the runtime refuses such a blob
+    ("values"), so convert refuses the model first."""
+    directory = write_hf(tmp_path / "hf", poison=("model.layers.1.mlp.up_proj.weight", value))
+    assert_one_line_error(*convert(capsys, directory, "--quant", quant), "tensor layers.1.w_up",
+                          "beyond what", "f16 group scales")
 
 
 GGUF_CASES = [

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gguf_files import write_gguf
 from mote.importers import load_model
 from mote.importers.hf import interleaved_to_rotate_half, load_hf
 from mote.importers.llama2c import AK42_MAGIC, load_llama2c, load_llama2c_tokenizer
@@ -466,68 +467,7 @@ def test_hf_tokenizer_errors(tmp_path, mcu_silu):
 
 
 # --------------------------------------------------------------------------
-# GGUF (files written here with gguf.GGUFWriter, the way llama.cpp's converter lays them out)
-
-GGUF_LAYER = {"attn_norm": "attn_norm", "wq": "attn_q", "wk": "attn_k", "wv": "attn_v", "wo": "attn_output",
-              "ffn_norm": "ffn_norm", "w_gate": "ffn_gate", "w_up": "ffn_up", "w_down": "ffn_down"}
-
-
-def write_gguf(path: Path, model: Model, matrix_type: str, arch: str = "llama") -> None:
-    gguf = pytest.importorskip("gguf")
-    from gguf.quants import quantize
-
-    c, tok = model.config, model.tokenizer
-    w = gguf.GGUFWriter(path, arch)
-    w.add_context_length(c.max_seq_len)
-    w.add_embedding_length(c.dim)
-    w.add_feed_forward_length(c.hidden_dim)
-    w.add_block_count(c.n_layers)
-    w.add_head_count(c.n_heads)
-    w.add_head_count_kv(c.n_kv_heads)
-    w.add_rope_dimension_count(c.head_dim)
-    w.add_rope_freq_base(c.rope_theta)
-    w.add_layer_norm_rms_eps(c.norm_eps)
-    types = [gguf.TokenType.CONTROL if i in tok.special else gguf.TokenType.NORMAL for i in range(len(tok.tokens))]
-    if tok.kind == "llama2c":  # sentencepiece pieces: "▁" for space, <0xHH> byte tokens
-        w.add_tokenizer_model("llama")
-        pieces = []
-        for i, (raw, name) in enumerate(zip(tok.tokens, tok.names)):
-            if len(raw) == 1 and name == f"<0x{raw[0]:02X}>":
-                pieces.append(name.encode())
-                types[i] = gguf.TokenType.BYTE
-            else:
-                pieces.append(raw.replace(b" ", "\u2581".encode()))
-        types[0] = gguf.TokenType.UNKNOWN
-        w.add_token_list(pieces)
-        w.add_token_scores(tok.scores)
-    else:
-        w.add_tokenizer_model("gpt2")
-        w.add_token_list(tok.names)
-        w.add_token_merges([f"{tok.names[a]} {tok.names[b]}" for a, b in tok.merges])
-    w.add_token_types(types)
-    w.add_bos_token_id(tok.bos_id)
-    w.add_eos_token_id(tok.eos_id)
-
-    names = {"tok_embedding": "token_embd.weight", "final_norm": "output_norm.weight", "classifier": "output.weight"}
-    for name, value in model.tensors.items():
-        if name.startswith("layers."):
-            _, layer, short = name.split(".")
-            gname = f"blk.{layer}.{GGUF_LAYER[short]}.weight"
-        else:
-            gname = names[name]
-        kind = matrix_type if value.ndim == 2 else "F32"  # norms stay F32, as in llama.cpp
-        if kind not in ("F32", "F16") and value.shape[1] % 32:
-            kind = "F16"  # quant blocks need rows of a multiple of 32 (stories260K's w_down)
-        qtype = getattr(gguf.GGMLQuantizationType, kind)
-        if kind in ("F32", "F16"):
-            w.add_tensor(gname, value.astype(np.float32 if kind == "F32" else np.float16))
-        else:
-            w.add_tensor(gname, quantize(value, qtype), raw_dtype=qtype)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-
+# GGUF (files written by tests/gguf_files.py, the way llama.cpp's converter lays them out)
 
 def assert_close_to(got: np.ndarray, want: np.ndarray, kind: str, name: str) -> None:
     assert got.dtype == np.float32 and got.shape == want.shape, name
@@ -563,9 +503,10 @@ def test_gguf_errors(tmp_path, stories260k):
     write_gguf(tmp_path / "other.gguf", original, "F32", arch="qwen2")
     with pytest.raises(MoteError, match="GGUF architecture 'qwen2' is not supported"):
         load_model(tmp_path / "other.gguf")
-    write_gguf(tmp_path / "q4.gguf", original, "Q4_0")
-    with pytest.raises(MoteError, match="token_embd.weight has type Q4_0; supported: F32, F16, BF16, Q8_0"):
-        load_model(tmp_path / "q4.gguf")
+    write_gguf(tmp_path / "q81.gguf", original, "Q8_1")
+    with pytest.raises(MoteError, match="token_embd.weight has type Q8_1, which the gguf package cannot "
+                                        "dequantize; supported: F32, F16, Q4_0, Q4_1"):
+        load_model(tmp_path / "q81.gguf")
     original.tensors["layers.2.wv"] = original.tensors["layers.2.wv"][:, :32].copy()
     write_gguf(tmp_path / "shape.gguf", original, "F32")
     with pytest.raises(MoteError, match=r"blk.2.attn_v.weight has shape \(32, 32\), expected \(32, 64\)"):

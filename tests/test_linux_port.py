@@ -20,7 +20,7 @@ from mote.boards.runners import GenerateOptions, LinuxRunner, linux_binary, run_
 
 PROMPT = "Once upon a time"
 STATS = re.compile(r"\[stats\] tokens=(\d+) prompt=(\d+) prefill_ms=\d+ ms=\d+ tok_s=\d+\.\d\d "
-                   r"decode_ticks=\d+ ticks_hz=\d+ read_bytes_per_token=\d+ end=(eos|length|context|stopped)")
+                   r"decode_ticks=\d+ ticks_hz=\d+ read_bytes_per_token=\d+ end=(eos|length|context|stopped|numeric)")
 
 
 @pytest.fixture
@@ -220,3 +220,24 @@ def test_a_blob_rewritten_in_place_under_a_running_console_changes_nothing(blob,
                 f.write(bytes(len(blob.read_bytes())))
         after, _ = client.ask("Once upon a time")
     assert after == before and before
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_overflowing_arithmetic_ends_with_end_numeric(tmp_path):
+    """Finite weights that overflow float (a final norm of 3e38) give non-finite logits:
+    the generation ends at once with end=numeric instead of streaming token 0 as text,
+    and the reference stops the same way (issue 16)."""
+    from mote.format import blob as mote_blob
+    from mote.reference.forward import Runner, generate
+    from mote.reference.sample import Sampler
+    from tiny_model import tiny_model
+
+    model = tiny_model(7)
+    model.tensors["final_norm"][:] = 3e38
+    path = tmp_path / "overflow.mote"
+    path.write_bytes(mote_blob.serialize(mote_blob.quantize(model, "int8", 8, ctx=16)))
+    done = run(str(linux_binary()), str(path), "--prompt", "the", "-n", "8", "--temp", "0")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"" and b"end=numeric" in done.stderr, done.stderr
+    runner = Runner(mote_blob.load(path), ctx=16)
+    assert generate(runner, [1, 20], 8, Sampler(0.0, 1.0, 0, 0)) == []

@@ -14,7 +14,7 @@ from mote.format import blob as mote_blob
 from tiny_model import tiny_model
 
 # mote.h's mote_status
-OK, TRUNCATED, MAGIC, VERSION, CRC, HEADER, TABLE, TOKENIZER, SPARSITY = range(9)
+OK, TRUNCATED, MAGIC, VERSION, CRC, HEADER, TABLE, TOKENIZER, SPARSITY, VALUES = range(10)
 TABLE_OFFSET_FIELD, TOKENIZER_OFFSET_FIELD = 84, 88
 
 
@@ -162,3 +162,19 @@ def test_tokenizer_section_garbage(asan_dump, good_blob, tmp_path):
     start = u32(good_blob, TOKENIZER_OFFSET_FIELD)
     bad[start: start + 64] = bytes(range(64))
     assert open_status(asan_dump, with_crc(bad), tmp_path) == TOKENIZER
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_norm_is_refused(asan_dump, good_blob, tmp_path, value):
+    """A NaN norm used to give NaN logits, read as token 0 forever (issue 16)."""
+    bad = bytearray(good_blob)
+    entry = table_entry(good_blob, 1)  # layer 0 attn_norm: f32
+    struct.pack_into("<f", bad, u32(good_blob, entry + 12), value)
+    assert open_status(asan_dump, with_crc(bad), tmp_path) == VALUES
+
+
+def test_non_finite_scale_is_refused(asan_dump, good_blob, tmp_path):
+    bad = bytearray(good_blob)
+    entry = table_entry(good_blob, 2)  # layer 0 wq: its first f16 scale
+    struct.pack_into("<H", bad, u32(good_blob, entry + 20), 0x7E00)
+    assert open_status(asan_dump, with_crc(bad), tmp_path) == VALUES

@@ -317,8 +317,10 @@ def test_malformed_input_raises(sections: dict[str, bytes]) -> None:
         tok.decode([tok.vocab_size])
     with pytest.raises(MoteError):
         Tokenizer.from_section(sections["tok512"][:HEADER_BYTES - 1])
-    with pytest.raises(MoteError):
-        pack_tokenizer(TokenizerData(kind="bytelevel", tokens=[b"a", b"b"], merges=[]))  # no byte tokens
+    # a byte without a token is marked 0xFFFF, which is a token id in a full vocabulary
+    full = [bytes([b]) for b in range(1, 256)] + [b"w%d" % i for i in range(65536 - 255)]
+    with pytest.raises(MoteError, match="no token for byte 0x00"):
+        pack_tokenizer(TokenizerData(kind="bytelevel", tokens=full, merges=[]))
 
 
 # ---------------------------------------------------------------------------
@@ -424,3 +426,70 @@ def test_c_and_python_reject_the_same_sections(name: str, sections: dict[str, by
         else:
             rejected += 1
     assert rejected > 10
+
+
+# ---------------------------------------------------------------------------
+# SmolLM2's vocabulary: digits split off first, bytes without a token
+
+
+def smollm_strings() -> list[str]:
+    """The usual strings, plus digit runs in every position and bytes SmolLM2 has no
+    token for (0x04, 0x13, ...), next to text they would otherwise merge with."""
+    rng = random.Random(8)
+    digits = ["0", "7", "12", "2024", "3.14159", "١٢٣", "½", "Ⅻ", "x2y", " 42 ", "10,000", "1st"]
+    missing = ["\x04", "\x06", "\x13", "\x14", "\x16", "\x1d", "\U00040000"]
+    out = []
+    for _ in range(150):
+        parts = [rng.choice(WORDS + digits + missing) + rng.choice(SEPARATORS) for _ in range(rng.randint(1, 10))]
+        out.append("".join(parts))
+    return out + ["!\x04!", "a\x04b", "\x04", "12\x0434", "  \x04  "]
+
+
+def smollm_reference(vocabulary: TokenizerData) -> tokenizers.Tokenizer:
+    """The Hugging Face tokenizer SmolLM2's tokenizer.json describes (Digits with
+    individual_digits, then ByteLevel), built from the GGUF's own vocabulary and merges."""
+    names = vocabulary.names
+    model = tokenizers.models.BPE({name: i for i, name in enumerate(names)},
+                                  [(names[a], names[b]) for a, b in vocabulary.merges])
+    reference = tokenizers.Tokenizer(model)
+    reference.pre_tokenizer = tokenizers.pre_tokenizers.Sequence([
+        tokenizers.pre_tokenizers.Digits(individual_digits=True),
+        tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    return reference
+
+
+def test_split_digits_bytelevel_matches_tokenizers(smollm_vocabulary: TokenizerData, smollm_section: bytes,
+                                                    strings: list[str]) -> None:
+    """Texts whose bytes all have tokens (for the others `tokenizers` gives nothing
+    alike: llama.cpp drops such a byte, which the llama.cpp golden test checks)."""
+    tok = Tokenizer.from_section(smollm_section)
+    reference = smollm_reference(smollm_vocabulary)
+    checked = 0
+    for s in strings + smollm_strings():
+        if any(tok.byte_tokens[b] == 0xFFFF for b in s.encode()):
+            continue
+        ids = tok.encode(s, bos=False)
+        assert ids == reference.encode(s).ids, repr(s)
+        assert tok.decode(ids) == s.encode(), repr(s)
+        checked += 1
+    assert checked > 350
+
+
+def test_bytes_without_a_token_block_merges_and_vanish(smollm_section: bytes) -> None:
+    tok = Tokenizer.from_section(smollm_section)
+    assert [hex(b) for b in range(256) if tok.byte_tokens[b] == 0xFFFF][:6] == \
+        ["0x4", "0x6", "0x13", "0x14", "0x16", "0x1d"]
+    bang = tok.encode("!", bos=False)
+    assert len(tok.encode("!!", bos=False)) == 1  # "!!" is one token ...
+    assert tok.encode("!\x04!", bos=False) == bang + bang  # ... but not across the dropped byte
+
+
+def test_c_encode_matches_python_split_digits(smollm_section: bytes, strings: list[str], driver: Path,
+                                              tmp_path: Path) -> None:
+    tok = Tokenizer.from_section(smollm_section)
+    cases = strings + smollm_strings()
+    lines = run_driver(driver, tmp_path, smollm_section,
+                       [encode_command(s.encode(), False) for s in cases])
+    assert lines[0] == "open 0"
+    for line, s in zip(lines[1:], cases, strict=True):
+        assert c_ids(line) == tok.encode(s, False), repr(s)

@@ -27,6 +27,7 @@ const char *mote_status_str(mote_status s)
     case MOTE_E_TABLE: return MOTE_REASON_TABLE;
     case MOTE_E_TOKENIZER: return MOTE_REASON_TOKENIZER;
     case MOTE_E_SPARSITY: return MOTE_REASON_SPARSITY;
+    case MOTE_E_VALUES: return MOTE_REASON_VALUES;
     case MOTE_E_ARENA: return "arena too small";
     case MOTE_E_CONTEXT: return "beyond the context length";
     case MOTE_E_ARG: return "invalid argument";
@@ -357,6 +358,75 @@ static mote_status check_disjoint(const uint8_t *blob, uint32_t n_tensors)
     return MOTE_OK;
 }
 
+/* IEEE NaN and infinity have every exponent bit set. */
+static int f32_finite(const uint8_t *p) { return (read_u32(p) & 0x7F800000u) != 0x7F800000u; }
+static int f16_finite(const uint8_t *p) { return (read_u16(p) & 0x7C00u) != 0x7C00u; }
+
+static int all_f16_finite(const uint8_t *p, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (!f16_finite(p + 2u * i))
+            return 0;
+    return 1;
+}
+
+/* Every stored float of a tensor is finite: an f32 norm's values, a q8/q4 matrix's f16
+ * scales. A bundled w_up region holds, per group of neurons, w_down's scales for it,
+ * then per neuron the up row's codes and scales and the down column's codes (`t` is
+ * w_up: rows = hidden, cols = dim). */
+static int tensor_finite(const mote_tensor *t, uint32_t group)
+{
+    const uint8_t *p = (const uint8_t *)t->data;
+    size_t i;
+    if (t->dtype == MOTE_F32) {
+        for (i = 0; i < (size_t)t->rows * t->cols; i++)
+            if (!f32_finite(p + 4u * i))
+                return 0;
+        return 1;
+    }
+    if (t->layout != MOTE_LAYOUT_BUNDLED)
+        return all_f16_finite((const uint8_t *)t->scales,
+                              (size_t)t->rows * ((t->cols + group - 1u) / group));
+    {
+        const size_t dim = t->cols, hidden = t->rows, n_groups_dim = (dim + group - 1u) / group;
+        size_t first, j;
+        for (first = 0; first < hidden; first += group) {
+            if (!all_f16_finite(p, dim))
+                return 0;
+            p += 2u * dim;
+            for (j = first; j < hidden && j < first + group; j++) {
+                if (!all_f16_finite(p + dim, n_groups_dim))
+                    return 0;
+                p += 2u * dim + 2u * n_groups_dim;
+            }
+        }
+        return 1;
+    }
+}
+
+/* Last, once every range is known to be good: a NaN norm or scale would make every
+ * logit NaN, and the model would then stream token 0 as if it were text. */
+static mote_status check_finite(const mote_model *m)
+{
+    const uint32_t group = m->config.group_size;
+    uint32_t l;
+    if (!tensor_finite(&m->tok_embedding, group) || !tensor_finite(&m->final_norm, group) ||
+        !tensor_finite(&m->classifier, group))
+        return MOTE_E_VALUES;
+    for (l = 0; l < m->config.n_layers; l++) {
+        const mote_layer *L = &m->layers[l];
+        const mote_tensor *t[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo,
+                                  &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
+        uint32_t k;
+        for (k = 0; k < sizeof t / sizeof t[0]; k++)
+            if (!(t[k] == &L->w_down && t[k]->layout == MOTE_LAYOUT_BUNDLED) && /* in w_up's region */
+                !tensor_finite(t[k], group))
+                return MOTE_E_VALUES;
+    }
+    return MOTE_OK;
+}
+
 mote_status mote_model_open(mote_model *m, const uint8_t *blob, size_t len, int check_crc)
 {
     const uint8_t *h = blob;
@@ -425,5 +495,8 @@ mote_status mote_model_open(mote_model *m, const uint8_t *blob, size_t len, int 
         mote_tok_open(&m->tokenizer, blob + tok_offset, tok_bytes) != 0 ||
         m->tokenizer.vocab_size != m->config.vocab_size)
         return MOTE_E_TOKENIZER;
-    return check_disjoint(blob, n_tensors);
+    st = check_disjoint(blob, n_tensors);
+    if (st != MOTE_OK)
+        return st;
+    return check_finite(m);
 }

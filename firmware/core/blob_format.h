@@ -123,6 +123,7 @@
 #define MOTE_REASON_TABLE "tensor table entry out of bounds, misaligned, mis-shaped or overlapping"
 #define MOTE_REASON_TOKENIZER "tokenizer section malformed"
 #define MOTE_REASON_SPARSITY "sparsity section malformed"
+#define MOTE_REASON_VALUES "non-finite value (NaN or infinity) in a norm or a scale"
 
 /* the layout tiles the header, an entry and the sparsity header exactly */
 typedef char mote_format_assert_header[(MOTE_H_RESERVED1 + MOTE_H_RESERVED1_BYTES == MOTE_HEADER_BYTES) ? 1 : -1];

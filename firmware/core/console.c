@@ -373,7 +373,7 @@ static uint64_t ticks_to_ms(uint64_t ticks, uint64_t per_second)
 
 uint32_t mote_console_format_stats(const mote_gen_stats *s, char *out, uint32_t cap)
 {
-    static const char *const ends[] = {"eos", "length", "context", "stopped"};
+    static const char *const ends[] = {"eos", "length", "context", "stopped", "numeric"};
     out_line o;
     out_init(&o);
     const uint64_t decode_ticks = s->total_ticks - s->prefill_ticks;

@@ -17,6 +17,15 @@ static int is_end_token(const mote_tokenizer *t, int32_t token)
     return token == t->eos_id || token == t->bos_id;
 }
 
+/* Validation refuses non-finite stored values, but finite weights can still overflow
+ * float (a norm of 1e38, say); the sampler would read such logits as token 0. */
+static int all_finite(const float *x, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (!(x[i] - x[i] == 0.0f)) return 0; /* inf - inf and NaN - NaN are NaN */
+    return 1;
+}
+
 static int stop_requested(const mote_gen_io *io) { return io->stop && io->stop(io->ctx); }
 
 static uint64_t now(const mote_gen_io *io) { return io->ticks ? io->ticks() : 0u; }
@@ -64,6 +73,10 @@ mote_status mote_generate(mote_state *s, mote_sampler *smp, const int32_t *promp
     while (!stopped && stats->new_tokens < io->max_new_tokens) {
         if (stop_requested(io)) {
             stopped = 1;
+            break;
+        }
+        if (!all_finite(logits, vocab)) {
+            stats->end = MOTE_END_NUMERIC;
             break;
         }
         /* after the prompt the arena's scratch space belongs to the sampler */

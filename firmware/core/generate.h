@@ -17,6 +17,7 @@ typedef enum {
     MOTE_END_LENGTH,  /* max_new_tokens reached */
     MOTE_END_CONTEXT, /* the context is full */
     MOTE_END_STOPPED, /* the stop callback asked for it */
+    MOTE_END_NUMERIC, /* a logit came out NaN or infinite: the model's arithmetic overflowed */
 } mote_end;
 
 typedef struct {

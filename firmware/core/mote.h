@@ -20,6 +20,7 @@ typedef enum {
     MOTE_E_TABLE,          /* tensor table entry out of bounds, misaligned, mis-shaped or overlapping */
     MOTE_E_TOKENIZER,      /* tokenizer section malformed */
     MOTE_E_SPARSITY,       /* sparsity section malformed */
+    MOTE_E_VALUES,         /* a norm or a scale is NaN or infinite */
     MOTE_E_ARENA,          /* arena smaller than mote_arena_bytes() */
     MOTE_E_CONTEXT,        /* position or prompt beyond the context length */
     MOTE_E_ARG,            /* invalid argument */

@@ -12,8 +12,11 @@
 #define SECTION_MAGIC 0x4E4B4F54u /* "TOKN" */
 #define FLAG_DUMMY_PREFIX 1u      /* encode prepends the token of " " to non-empty text */
 #define FLAG_STRIP_AFTER_BOS 2u   /* decode drops the leading space of the token after BOS */
+#define FLAG_SPLIT_DIGITS 4u      /* bytelevel: every \p{N} character is a piece of its own */
+#define KNOWN_FLAGS (FLAG_DUMMY_PREFIX | FLAG_STRIP_AFTER_BOS | FLAG_SPLIT_DIGITS)
 #define TOKEN_SPECIAL 1u          /* per-token flag: decodes to nothing */
 #define NO_RANK 0xFFFFu           /* "this pair does not merge" */
+#define NO_BYTE_TOKEN 0xFFFFu     /* byte_tokens entry of a byte without a token */
 #define MAX_VOCAB 65536u          /* ids are u16 in the merge and byte tables */
 #define MAX_CODEPOINT 0x10FFFFu
 
@@ -127,7 +130,7 @@ int mote_tok_open(mote_tokenizer *t, const uint8_t *s, uint32_t bytes) {
     vocab = h[H_VOCAB];
     if (h[H_MAGIC] != SECTION_MAGIC || vocab == 0 || vocab > MAX_VOCAB) return -1;
     if (h[H_KIND] != MOTE_TOK_KIND_LLAMA2C && h[H_KIND] != MOTE_TOK_KIND_BYTELEVEL) return -1;
-    if ((h[H_FLAGS] & ~(FLAG_DUMMY_PREFIX | FLAG_STRIP_AFTER_BOS)) != 0) return -1;
+    if ((h[H_FLAGS] & ~KNOWN_FLAGS) != 0) return -1;
     if (h[H_MAX_TOKEN_BYTES] > MOTE_TOK_MAX_TOKEN_BYTES) return -1;
     t->kind = h[H_KIND];
     t->vocab_size = vocab;
@@ -164,10 +167,12 @@ int mote_tok_open(mote_tokenizer *t, const uint8_t *s, uint32_t bytes) {
         if (end < start || end - start > t->max_token_bytes) return -1;
     }
 
-    /* Byte b's token is exactly the one byte b, so decoding it gives back b. */
+    /* Byte b's token is exactly the one byte b, so decoding it gives back b; or, below
+     * MAX_VOCAB tokens, NO_BYTE_TOKEN: the vocabulary has none and encoding drops b. */
     for (i = 0; i < 256u; i++) {
         uint32_t token = rd16(t->byte_tokens + 2u * i);
         uint32_t start = token < vocab ? rd32(t->token_offsets + 4u * token) : 0;
+        if (token == NO_BYTE_TOKEN && vocab <= NO_BYTE_TOKEN) continue;
         if (token >= vocab || rd32(t->token_offsets + 4u * token + 4u) - start != 1 ||
             t->token_bytes[start] != i)
             return -1;
@@ -327,7 +332,7 @@ int32_t mote_tok_encode(const mote_tokenizer *t, const char *text, uint32_t len,
                         int32_t *out, uint32_t cap) {
     const uint8_t *s = (const uint8_t *)text;
     uint32_t *w = (uint32_t *)out; /* packed slots during merging, see merge() */
-    uint32_t n = 0, first, i, j, k, end, cp = 0;
+    uint32_t n = 0, first, i, j, k = 0, end, cp = 0; /* k: GCC 12 -O3 cannot see it is set before use */
     if (t == NULL || out == NULL || (s == NULL && len > 0)) return -1;
     if (len > 0x7FFFFFF0u || cap < len + 2u) return -1;
     if (mote_utf8_invalid_at(s, len) != len) return -1;
@@ -347,15 +352,30 @@ int32_t mote_tok_encode(const mote_tokenizer *t, const char *text, uint32_t len,
         n = first + merge(t, w + first, n - first);
     } else {
         /* each piece from its byte tokens; at most one token per byte, so the piece
-         * starting at byte i fits below i + 2 */
+         * starting at byte i fits below i + 2. With FLAG_SPLIT_DIGITS a \p{N} character
+         * is a piece of its own, and GPT-2's pattern sees only the text up to the next
+         * one (`stop`), as if that text were all there is. */
+        uint32_t stop = 0;
         for (i = 0; i < len; i = end) {
-            end = piece_end(t, s, len, i);
+            if (t->flags & FLAG_SPLIT_DIGITS) {
+                if (i >= stop) {
+                    for (stop = i; stop < len && class_at(t, s, len, stop, &k) != CLASS_NUMBER;) stop += k;
+                }
+                end = i == stop ? i + k : piece_end(t, s, stop, i);
+            } else {
+                end = piece_end(t, s, len, i);
+            }
             first = n;
             for (j = i; j < end; j++) w[n++] = rd16(t->byte_tokens + 2u * s[j]);
             n = first + merge(t, w + first, n - first);
         }
     }
-    return (int32_t)n;
+    /* a byte without a token took part in merging as a symbol no pair merges with
+     * (merge ids are below vocab_size <= NO_BYTE_TOKEN); it yields no id */
+    if (t->vocab_size > NO_BYTE_TOKEN) return (int32_t)n; /* then 0xFFFF is a token */
+    for (i = j = 0; i < n; i++)
+        if (w[i] != NO_BYTE_TOKEN) out[j++] = (int32_t)w[i];
+    return (int32_t)j;
 }
 
 /* ------------------------------------------------------------------------------------

@@ -83,6 +83,9 @@ class TokenizerData:
     # text form of each token as the source spells it (for display, and for
     # looking up special tokens by name)
     names: list[str] | None = None
+    # bytelevel only: every \p{N} character is a piece of its own before GPT-2's split
+    # (Hugging Face's Digits(individual_digits) pre-tokenizer; llama.cpp's "smollm")
+    split_digits: bool = False
 
 
 @dataclass
@@ -96,6 +99,9 @@ class Model:
     tensors: dict[str, np.ndarray]
     tokenizer: TokenizerData
     name: str = "model"
+    # how the checkpoint stored each tensor ("Q4_1", "F16", ...), where the importer
+    # knows: convert names it beside the quantization error it reports
+    source_types: dict[str, str] = field(default_factory=dict)
 
     def expected_shapes(self) -> dict[str, tuple[int, ...]]:
         return expected_shapes(self.config)

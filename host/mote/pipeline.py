@@ -17,13 +17,20 @@ from mote.format.sparsity import POINTS
 from mote.importers import load_model
 from mote.model import MoteError
 
+# The context the arena is sized for unless --ctx says otherwise: the trained context,
+# at most this. Real chat models are trained at 8192 or more (SmolLM2-135M: 8192),
+# where the int8 KV cache alone is 94 MB; 2048 positions (24 MB for SmolLM2) hold a
+# conversation of many turns on a Raspberry Pi-class board. The Linux port can still
+# run a blob at any context up to the trained one (mote-linux --ctx).
+DEFAULT_CTX_MAX = 2048
+
 
 @dataclass
 class ConvertOptions:
     tokenizer: Path | None = None  # llama2.c checkpoints: their tokenizer.bin
     quant: str = "int8"
     group: int = 32
-    ctx: int | None = None  # context the arena is sized for (default: trained)
+    ctx: int | None = None  # context the arena is sized for (default: trained, at most DEFAULT_CTX_MAX)
     sparsity: str | None = None  # a budget (mote.eval.budget), "natural", or None (dense)
     calib: Path | None = None  # calibration text for sparsity
     calib_tokens: int = 2048
@@ -34,7 +41,8 @@ class ConvertOptions:
 class Converted:
     data: bytes
     blob: blobfile.Blob
-    errors: dict[str, float]  # relative quantization error per tensor
+    errors: dict[str, float]  # relative quantization error per tensor, against the imported values
+    source_types: dict[str, str]  # how the checkpoint stored each tensor, where known (GGUF: Q4_1, ...)
     notes: list[str] = field(default_factory=list)  # what calibration chose, for the report
 
 
@@ -51,7 +59,8 @@ def convert(source: Path, options: ConvertOptions, board: Board | None = None,
         raise MoteError(f"--calib-tokens must be at least 1, got {o.calib_tokens}")
     model = load_model(source, o.tokenizer)
     errors: dict[str, float] = {}
-    blob = blobfile.quantize(model, o.quant, o.group, o.ctx, progress=progress, errors=errors)
+    ctx = o.ctx if o.ctx is not None else min(model.config.max_seq_len, DEFAULT_CTX_MAX)
+    blob = blobfile.quantize(model, o.quant, o.group, ctx, progress=progress, errors=errors)
     if blob.arena_bytes > 0xFFFFFFFF:  # the header's arena_bytes is a u32
         raise MoteError(f"the arena for context {blob.ctx_len} is {blob.arena_bytes} bytes, more than the "
                         f"32-bit header can hold: convert with a smaller --ctx")
@@ -62,7 +71,7 @@ def convert(source: Path, options: ConvertOptions, board: Board | None = None,
     blob.total_bytes = len(data)
     if board is not None:
         check_fit(board, len(data), blob.arena_bytes)
-    return Converted(data, blob, errors, notes)
+    return Converted(data, blob, errors, model.source_types, notes)
 
 
 def _calibrate(dense: blobfile.Blob, o: ConvertOptions):

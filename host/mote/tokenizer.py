@@ -10,8 +10,10 @@ adjacent pair with the lowest rank, the leftmost on ties.
   vocabulary (a pair merges when its concatenation is a token) and ranked by score,
   which reproduces llama2.c's "best score, leftmost" loop.
 - kind bytelevel: the text is cut by GPT-2's pre-tokenizer regex (hand-written
-  here, as in C, over Unicode class tables stored in the section), each piece
-  starts as byte tokens and the ranked merges apply, as in Hugging Face `tokenizers`.
+  here, as in C, over Unicode class tables stored in the section), after cutting
+  every \\p{N} character off on its own when the section says so (SmolLM's
+  pre-tokenizer); each piece starts as byte tokens and the ranked merges apply, as
+  in Hugging Face `tokenizers` and llama.cpp.
 """
 
 from __future__ import annotations
@@ -33,12 +35,18 @@ KINDS = {"llama2c": KIND_LLAMA2C, "bytelevel": KIND_BYTELEVEL}
 
 FLAG_DUMMY_PREFIX = 1  # encode prepends the token of " " to non-empty text
 FLAG_STRIP_AFTER_BOS = 2  # decode drops the leading space of the token after BOS
+FLAG_SPLIT_DIGITS = 4  # bytelevel: every \p{N} character is a piece of its own
+KNOWN_FLAGS = FLAG_DUMMY_PREFIX | FLAG_STRIP_AFTER_BOS | FLAG_SPLIT_DIGITS
 TOKEN_SPECIAL = 1  # per-token flag: decodes to nothing
 
 HEADER_BYTES = 96
 MAX_VOCAB = 65536  # ids are u16 in the merge and byte tables
 MAX_TOKEN_BYTES = 256  # lets the console size its decode buffer statically
 NO_RANK = 0xFFFF
+# byte_tokens entry of a byte the vocabulary has no token for (SmolLM2 lacks 0x04 and
+# 20 more): the encoder drops that byte after merging, as llama.cpp does. Possible only
+# below MAX_VOCAB tokens, where 0xFFFF is no token id.
+NO_BYTE_TOKEN = 0xFFFF
 # llama2.c starts its best score at -1e10, so a token scoring lower never merges.
 LLAMA2C_MIN_SCORE = -1e10
 
@@ -117,10 +125,13 @@ def _byte_tokens(tok: TokenizerData, normal: dict[bytes, int]) -> list[int]:
         for b in range(256):
             table[b] = normal.get(bytes([b]), -1)
     missing = [b for b in range(256) if table[b] < 0]
-    if missing:
-        raise MoteError(f"tokenizer has no token for byte 0x{missing[0]:02X}")
+    if missing and len(tok.tokens) > NO_BYTE_TOKEN:
+        raise MoteError(f"tokenizer has no token for byte 0x{missing[0]:02X}, and with "
+                        f"{len(tok.tokens)} tokens no id is free to mark that")
     for b, token in enumerate(table):
-        if tok.tokens[token] != bytes([b]):
+        if token < 0:
+            table[b] = NO_BYTE_TOKEN
+        elif tok.tokens[token] != bytes([b]):
             raise MoteError(f"byte token {token} for 0x{b:02X} decodes to {tok.tokens[token]!r}")
     return table
 
@@ -210,6 +221,9 @@ def pack_tokenizer(tok: TokenizerData) -> bytes:
     else:
         merges = _bytelevel_merges(tok, normal)
         classes = unicode_class_tables()
+        flags = FLAG_SPLIT_DIGITS if tok.split_digits else 0
+    if tok.split_digits and tok.kind != "bytelevel":
+        raise MoteError("splitting digits is a byte-level pre-tokenizer option")
     merges.sort()
 
     offsets = [0]
@@ -283,7 +297,7 @@ class Tokenizer:
             raise MoteError(f"tokenizer section: vocab_size {vocab} outside 1..{MAX_VOCAB}")
         if not (-1 <= h.bos_id < vocab and -1 <= h.eos_id < vocab):
             raise MoteError("tokenizer section: bos or eos id outside the vocabulary")
-        if h.flags & ~(FLAG_DUMMY_PREFIX | FLAG_STRIP_AFTER_BOS):
+        if h.flags & ~KNOWN_FLAGS:
             raise MoteError(f"tokenizer section: unknown flags 0x{h.flags:x}")
         if h.max_token_bytes > MAX_TOKEN_BYTES:
             raise MoteError(f"tokenizer section: max_token_bytes {h.max_token_bytes} above {MAX_TOKEN_BYTES}")
@@ -298,6 +312,8 @@ class Tokenizer:
                         _array(buf, "token flags", h.token_flags_offset, vocab, 1)]
         self.byte_tokens = list(struct.unpack("<256H", _array(buf, "byte tokens", h.byte_tokens_offset, 256, 2)))
         for b, token in enumerate(self.byte_tokens):
+            if token == NO_BYTE_TOKEN and vocab <= NO_BYTE_TOKEN:
+                continue
             if token >= vocab or self.tokens[token] != bytes([b]):
                 raise MoteError(f"tokenizer section: byte token of 0x{b:02X} is wrong")
 
@@ -362,7 +378,10 @@ class Tokenizer:
         else:
             for piece in self.pieces(text):
                 ids += self._merge([self.byte_tokens[b] for b in piece.encode("utf-8")])
-        return ids
+        # a byte without a token took part in merging as a symbol no pair merges with
+        if self.vocab_size > NO_BYTE_TOKEN:
+            return ids  # then 0xFFFF is a token, and every byte has one
+        return [i for i in ids if i != NO_BYTE_TOKEN]
 
     def _merge(self, symbols: list[int]) -> list[int]:
         """Merge the adjacent pair of lowest rank, leftmost on ties, until none is
@@ -406,12 +425,25 @@ class Tokenizer:
 
     def pieces(self, text: str) -> list[str]:
         """GPT-2's pre-tokenizer, `'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+|
-        ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+`, written out as tokenizer.c does."""
+        ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+`, written out as tokenizer.c does; with
+        FLAG_SPLIT_DIGITS, every \\p{N} character is first cut off as a piece of its own
+        and the pattern runs on the text between them."""
         classes = [self.char_class(ord(c)) for c in text]
-        n = len(text)
+        out = []
+        if not self.flags & FLAG_SPLIT_DIGITS:
+            return self._gpt2_pieces(text, classes)
+        start = 0
+        for i, cls in enumerate(classes):
+            if cls == NUMBER:
+                out += self._gpt2_pieces(text[start:i], classes[start:i])
+                out.append(text[i])
+                start = i + 1
+        return out + self._gpt2_pieces(text[start:], classes[start:])
+
+    def _gpt2_pieces(self, text: str, classes: list[int]) -> list[str]:
         out = []
         i = 0
-        while i < n:
+        while i < len(text):
             end = self._piece_end(text, classes, i)
             out.append(text[i:end])
             i = end

@@ -48,6 +48,19 @@ def main() -> None:
     struct.pack_into("<I", overlap, entry - 32 + 12, struct.unpack_from("<I", good, 84)[0])
     mote_blob.seal(overlap)
     seeds["table_overlap"] = bytes(overlap)
+    # non-finite stored floats: a NaN norm (layer 0's attn_norm) and an infinite scale
+    # (layer 0's wq), the CRC right
+    for name, index, fmt, value in (("nan_norm", 1, "<f", float("nan")), ("inf_scale", 2, "<H", 0x7C00)):
+        buf = bytearray(good)
+        at = struct.unpack_from("<I", good, entry - 32 + 32 * index + (12 if fmt == "<f" else 20))[0]
+        struct.pack_into(fmt, buf, at, value)
+        mote_blob.seal(buf)
+        seeds[name] = bytes(buf)
+    # an oversized count with the CRC right (the reader must not size anything by it)
+    huge = bytearray(good)
+    struct.pack_into("<I", huge, 28, 0x7FFFFFFF)  # n_layers
+    mote_blob.seal(huge)
+    seeds["huge_n_layers"] = bytes(huge)
     for name, data in seeds.items():
         (out / f"{name}.mote").write_bytes(data)
     total = sum(len(d) for d in seeds.values())

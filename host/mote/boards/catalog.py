@@ -1,7 +1,7 @@
 """Boards as data: load and check boards/<name>.toml, and decide whether a model fits.
 
-A board file is the one source of truth for a board: compiler flags, flash and RAM
-layout, the model partition, the RAM budget for the arena, the clock used for tok/s
+A board file is the one source of truth for a board: compiler flags and kernel set,
+flash and RAM layout, the model partition, the RAM budget for the arena, the clock used for tok/s
 estimates, and how to run it (a QEMU machine). The firmware build reads it through `make_vars` (run as
 `mote boards NAME --make-vars`), so the linker script and the C defines come
 from the same numbers `mote convert --board` checks against.
@@ -26,7 +26,7 @@ PARTITION_ALIGN = 32
 # section -> {key: type}; every key is required unless listed in _OPTIONAL.
 _SCHEMA: dict[str, dict[str, type]] = {
     "": {"name": str, "description": str, "port": str},
-    "cpu": {"core": str, "cflags": list, "clock_hz": int},
+    "cpu": {"core": str, "cflags": list, "kernels": str, "clock_hz": int},
     "flash": {"base": int, "size": int, "firmware_bytes": int},
     "model": {"base": int, "size": int},
     "ram": {"base": int, "size": int, "stack_bytes": int, "arena_bytes": int},
@@ -35,6 +35,13 @@ _SCHEMA: dict[str, dict[str, type]] = {
 }
 _RUNNERS = ("qemu",)  # how a board is run: a board has exactly one of these sections
 _PORTS = ("cmsdk",)
+KERNELS_DIR = ROOT / "firmware" / "core"
+
+
+def kernel_sets() -> list[str]:
+    """The kernel sets a board may name: `ref` (the reference kernels alone) and every
+    firmware/core/kernels_<set>.c (firmware/core/sources.mk accepts the same)."""
+    return sorted({"ref"} | {p.stem.removeprefix("kernels_") for p in KERNELS_DIR.glob("kernels_*.c")})
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class Board:
     port: str
     core: str
     cflags: tuple[str, ...]
+    kernels: str  # the kernel set the firmware is built with (KERNELS=ref is the oracle)
     clock_hz: int  # the real part's core clock: tok/s derived from it are estimates
     flash_base: int
     flash_size: int
@@ -134,6 +142,8 @@ def _check_layout(b: Board, where: str) -> None:
         raise MoteError(f"{where}: arena_bytes must be a multiple of 16, stack_bytes of 8")
     if b.port not in _PORTS:
         raise MoteError(f"{where}: unknown port {b.port!r} (known: {', '.join(_PORTS)})")
+    if b.kernels not in kernel_sets():
+        raise MoteError(f"{where}: unknown kernel set {b.kernels!r} (known: {', '.join(kernel_sets())})")
 
 
 def parse_board(text: str, where: str = "board") -> Board:
@@ -151,6 +161,7 @@ def parse_board(text: str, where: str = "board") -> Board:
         port=s[""]["port"],
         core=s["cpu"]["core"],
         cflags=tuple(s["cpu"]["cflags"]),
+        kernels=s["cpu"]["kernels"],
         clock_hz=s["cpu"]["clock_hz"],
         flash_base=s["flash"]["base"],
         flash_size=s["flash"]["size"],
@@ -250,6 +261,7 @@ def make_vars(board: Board) -> str:
         f"BOARD_NAME := {board.name}",
         f"BOARD_PORT := {board.port}",
         f"BOARD_CPU_FLAGS := {' '.join(board.cflags)}",
+        f"BOARD_KERNELS := {board.kernels}",
         "BOARD_DEFINES := " + " ".join(f"-D{k}={v}" for k, v in defines.items()),
         f"QEMU_MACHINE := {board.qemu_machine or ''}",
     ]

@@ -35,20 +35,32 @@ def board_dir(board: Board) -> Path:
     return BUILD_DIR / board.name
 
 
-def firmware_image(board: Board) -> Path:
-    return board_dir(board) / "firmware.bin"
+def build_dir(board: Board, kernels: str | None = None) -> Path:
+    """Where the port's Makefile builds for `board` with a kernel set (None: the board
+    file's); the model partition's image stays in board_dir."""
+    if kernels is None or kernels == board.kernels:
+        return board_dir(board)
+    return board_dir(board) / f"kernels-{kernels}"
+
+
+def firmware_image(board: Board, kernels: str | None = None) -> Path:
+    return build_dir(board, kernels) / "firmware.bin"
 
 
 def model_image(board: Board) -> Path:
     return board_dir(board) / "model.bin"
 
 
-def build_firmware(board: Board, target: str = "firmware", quiet: bool = True) -> Path:
-    """Compile the firmware (or another target of the port's Makefile) for `board`."""
+def build_firmware(board: Board, target: str = "firmware", quiet: bool = True,
+                   kernels: str | None = None) -> Path:
+    """Compile the firmware (or another target of the port's Makefile) for `board`,
+    with the board file's kernel set or `kernels`."""
     port_dir = ROOT / "firmware" / "ports" / board.port
     # the build runs host code (the board's Make variables): with this interpreter, so
     # that it works from any venv, activated or not
     cmd = ["make", "-C", str(port_dir), f"BOARD={board.name}", f"PYTHON={sys.executable}", target]
+    if kernels is not None:
+        cmd.append(f"KERNELS={kernels}")
     if quiet:
         cmd.insert(1, "-s")
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -56,11 +68,11 @@ def build_firmware(board: Board, target: str = "firmware", quiet: bool = True) -
         tail = (done.stderr or done.stdout).strip().splitlines()[-15:]
         raise MoteError(f"firmware build for {board.name} failed:\n" + "\n".join(tail))
     if target == "firmware":
-        image = firmware_image(board)
+        image = firmware_image(board, kernels)
         if image.stat().st_size > board.firmware_bytes:
             raise MoteError(f"{image}: larger than the firmware partition ({board.firmware_bytes})")
         return image
-    return board_dir(board) / f"{target}.elf"
+    return build_dir(board, kernels) / f"{target}.elf"
 
 
 

@@ -48,18 +48,24 @@ MAX_REPLY_BYTES = 1 << 20  # the longest reply without generated text
 DEFAULT_N = 256  # the protocol's default /n, assumed until a reply shows the board's
 
 
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 and C1 controls and DEL (not newline and tab), and the bidirectional embedding,
+# override and isolate controls, which reorder what the terminal shows
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def _picture(match: re.Match) -> str:
     code = ord(match.group())
-    return f"^{chr(code ^ 0x40)}" if code < 0x20 or code == 0x7F else f"\\x{code:02x}"
+    if code < 0x20 or code == 0x7F:
+        return f"^{chr(code ^ 0x40)}"
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def printable(text: str) -> str:
     """`text` as it may be written to a terminal: C0 and C1 controls and DEL except
     newline and tab shown (ESC as `^[`, CSI as `\\x9b`) instead of obeyed, so a board
-    or a model cannot set the window title, clear the screen or write the clipboard."""
+    or a model cannot set the window title, clear the screen or write the clipboard;
+    bidirectional controls shown too (U+202E as `\\u202e`), so it cannot make the text
+    read in another order than it was sent."""
     return _CONTROL.sub(_picture, text)
 
 
@@ -91,7 +97,7 @@ class Stats:
     decode_ticks: int  # board clock ticks of the generation (ms - prefill_ms, exact)
     ticks_hz: int  # the board clock's ticks per second
     read_bytes_per_token: int  # weight bytes read per generated token, counted on the board
-    end: str  # eos, length, context or stopped
+    end: str  # eos, length, context, stopped or numeric
 
     @classmethod
     def parse(cls, line: str) -> Stats:

@@ -23,6 +23,7 @@ from mote.model import Config, Model, MoteError, expected_shapes
 from mote.format.sparsity import Sparsity
 from mote.tokenizer import Tokenizer, pack_tokenizer
 from mote.quant.groups import (
+    QMAX,
     SCHEMES,
     QuantizedMatrix,
     n_groups,
@@ -205,6 +206,10 @@ def quantize(
             tensors[name] = BlobTensor(name, dtype, rows, cols, w)
             continue
         q = quantize_matrix(w, dtype, group_size)
+        if not np.isfinite(q.scales).all():  # the runtime would refuse the blob ("values")
+            limit = float(np.finfo(np.float16).max) * QMAX[dtype]
+            raise MoteError(f"{model.name}: tensor {name} has weights up to {float(np.abs(w).max()):.4g}, "
+                            f"beyond what {dtype} codes with f16 group scales hold ({limit:.4g})")
         if errors is not None:
             errors[name] = relative_error(w, q)
         tensors[name] = BlobTensor(name, dtype, rows, cols, q.codes, q.scales)
@@ -430,6 +435,7 @@ def load(source: Path | str | bytes) -> Blob:
     if tok_vocab != config.vocab_size:
         raise fail("tokenizer", f"{tok_vocab} tokens, the header says {config.vocab_size}")
     _check_disjoint(buf, fail, h, expected, table, total)
+    _check_finite(fail, tensors)
     return Blob(
         config=config, name=name, group_size=group, ctx_len=h["ctx_len"],
         arena_bytes=h["arena_bytes"], total_bytes=total, tensors=tensors,
@@ -455,6 +461,16 @@ def _check_disjoint(buf, fail, h: dict, names, table: int, total: int) -> None:
                                 f"[{previous[0]}, +{previous[1]})")
         if previous is None or start + size > previous[0] + previous[1]:
             previous = (start, size, what)
+
+
+def _check_finite(fail, tensors: dict[str, BlobTensor]) -> None:
+    """blob.c's check_finite: every f32 norm value and every f16 scale is finite (a NaN
+    one would make every logit NaN)."""
+    for t in tensors.values():
+        stored = t.values if t.scales is None else t.scales
+        if not np.isfinite(stored).all():
+            what = "value" if t.scales is None else "scale"
+            raise fail("values", f"{t.name} has a NaN or infinite {what}")
 
 
 def _load_tensor(buf, fail, tname: str, e: dict, shape: tuple[int, ...], config: Config, group: int,

@@ -133,4 +133,5 @@ REASONS = (
     ("table", "tensor table entry out of bounds, misaligned, mis-shaped or overlapping"),
     ("tokenizer", "tokenizer section malformed"),
     ("sparsity", "sparsity section malformed"),
+    ("values", "non-finite value (NaN or infinity) in a norm or a scale"),
 )

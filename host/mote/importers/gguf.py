@@ -1,14 +1,21 @@
 """Import GGUF files (llama.cpp) of architecture "llama".
 
-Read with the `gguf` package. Tensors may be F32, F16, BF16 or Q8_0; quantized
-ones are dequantized to float32. llama.cpp's converter already permutes Q and K
-into the interleaved RoPE order Mote uses, so tensors are taken as they are.
-GGUFReader hands tensors over in numpy order (rows, cols), the reverse of GGUF's
-`ne` dimension list.
+Read with the `gguf` package. A tensor may have any type that package dequantizes
+(`gguf.quants.dequantize`: F32, F16, BF16, Q4_0 ... Q8_0, the K-quants, the
+IQ-quants, ...): it becomes float32 exactly as gguf.quants computes it, and convert
+then requantizes it to Mote's schemes and reports the error against those values.
+llama.cpp's converter already permutes Q and K into the interleaved RoPE order Mote
+uses, so tensors are taken as they are. GGUFReader hands tensors over in numpy order
+(rows, cols), the reverse of GGUF's `ne` dimension list.
+
+The vocabulary is taken as llama.cpp reads it: "llama" (sentencepiece) or "gpt2"
+(byte-level BPE) with a pre-tokenizer (`tokenizer.ggml.pre`) whose split Mote's
+encoder implements: GPT-2's, alone or after splitting off every digit.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +37,11 @@ LAYER_NAMES = {
     "w_down": "ffn_down.weight",
 }
 GLOBAL_NAMES = {"tok_embedding": "token_embd.weight", "final_norm": "output_norm.weight", "classifier": "output.weight"}
-SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0")
+# tokenizer.ggml.pre values whose split llama.cpp defines as GPT-2's pattern, and as
+# every \p{N} on its own followed by that pattern (llama-vocab.cpp's pre-types GPT2
+# and SMOLLM); any other pre-tokenizer is refused rather than approximated.
+GPT2_SPLIT = ("gpt-2", "phi-2", "mpt", "olmo")
+DIGITS_THEN_GPT2_SPLIT = ("smollm", "starcoder", "refact", "codeshell")
 
 # tokenizer.ggml.token_type values (llama.cpp's llama_token_type)
 TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = 2, 3, 4, 5, 6
@@ -90,18 +101,36 @@ def _config(meta: _Metadata, vocab_size: int, tied: bool) -> Config:
     return config
 
 
-def _dequantize(path: Path, tensor: Any) -> np.ndarray:
+@lru_cache(maxsize=1)
+def dequantizable_types() -> tuple[str, ...]:
+    """The tensor types the installed `gguf` package can dequantize, found by asking
+    it to dequantize one block of zeros of each type it knows."""
     from gguf import GGMLQuantizationType
+    from gguf.constants import GGML_QUANT_SIZES
+    from gguf.quants import dequantize
+
+    found = []
+    for qtype in GGMLQuantizationType:
+        if qtype not in GGML_QUANT_SIZES:
+            continue
+        try:
+            dequantize(np.zeros((1, GGML_QUANT_SIZES[qtype][1]), np.uint8), qtype)
+        except NotImplementedError:
+            continue
+        found.append(qtype.name)
+    return tuple(found)
+
+
+def _dequantize(path: Path, tensor: Any) -> np.ndarray:
+    """The tensor as float32, as gguf.quants dequantizes it."""
     from gguf.quants import dequantize
 
     kind = tensor.tensor_type.name
-    if kind not in SUPPORTED_TYPES:
-        raise MoteError(
-            f"{path}: tensor {tensor.name} has type {kind}; supported: {', '.join(SUPPORTED_TYPES)}"
-        )
-    if tensor.tensor_type in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
-        return np.asarray(tensor.data).astype(np.float32)
-    return dequantize(tensor.data, tensor.tensor_type).astype(np.float32, copy=False)
+    if kind not in dequantizable_types():
+        raise MoteError(f"{path}: tensor {tensor.name} has type {kind}, which the gguf package cannot "
+                        f"dequantize; supported: {', '.join(dequantizable_types())}")
+    values = dequantize(np.asarray(tensor.data), tensor.tensor_type)
+    return np.asarray(values, dtype=np.float32).reshape(tuple(int(n) for n in reversed(tensor.shape)))
 
 
 def _tokenizer(meta: _Metadata) -> TokenizerData:
@@ -136,7 +165,11 @@ def _tokenizer(meta: _Metadata) -> TokenizerData:
         merges = meta.get("tokenizer.ggml.merges")
         if merges is None:
             raise MoteError(f"{meta.path}: byte-level vocabulary without tokenizer.ggml.merges")
-        return bytelevel_tokenizer(
+        pre = meta.get("tokenizer.ggml.pre")
+        if pre not in GPT2_SPLIT + DIGITS_THEN_GPT2_SPLIT:
+            raise MoteError(f"{meta.path}: pre-tokenizer {pre!r} (tokenizer.ggml.pre) is not supported; Mote "
+                            f"splits as llama.cpp does for {', '.join(GPT2_SPLIT + DIGITS_THEN_GPT2_SPLIT)}")
+        tok = bytelevel_tokenizer(
             str(meta.path),
             names,
             parse_merges(str(meta.path), merges),
@@ -145,18 +178,30 @@ def _tokenizer(meta: _Metadata) -> TokenizerData:
             eos_id=int(meta.get("tokenizer.ggml.eos_token_id", -1)),
             plain_text={i for i, t in enumerate(types) if t in (TOKEN_CONTROL, TOKEN_USER_DEFINED)},
         )
+        tok.split_digits = pre in DIGITS_THEN_GPT2_SPLIT
+        return tok
     raise MoteError(f"{meta.path}: tokenizer model {model!r} is not supported (only llama and gpt2)")
+
+
+def _read(path: Path) -> Any:
+    from gguf import GGUFReader
+
+    try:
+        return GGUFReader(path)
+    except Exception as err:  # GGUFReader parses untrusted bytes and may fail in many ways
+        raise MoteError(f"{path}: not a readable GGUF file ({err})") from err
+
+
+def load_gguf_tokenizer(path: Path) -> TokenizerData:
+    """The vocabulary of a GGUF file alone, without its tensors."""
+    path = Path(path)
+    return _tokenizer(_Metadata(path, _read(path)))
 
 
 def load_gguf(path: Path) -> Model:
     """A GGUF file of a llama model as a Model."""
-    from gguf import GGUFReader
-
     path = Path(path)
-    try:
-        reader = GGUFReader(path)
-    except Exception as err:  # GGUFReader parses untrusted bytes and may fail in many ways
-        raise MoteError(f"{path}: not a readable GGUF file ({err})") from err
+    reader = _read(path)
     meta = _Metadata(path, reader)
     by_name = {t.name: t for t in reader.tensors}
     embedding = by_name.get(GLOBAL_NAMES["tok_embedding"])
@@ -174,7 +219,7 @@ def load_gguf(path: Path) -> Model:
         raise MoteError(f"{path}: unexpected tensor {unused[0]} (not a plain llama model?)")
 
     shapes = expected_shapes(config)
-    tensors = {}
+    tensors, source_types = {}, {}
     for mote, g in wanted.items():
         if g not in by_name:
             raise MoteError(f"{path}: missing tensor {g}")
@@ -182,6 +227,8 @@ def load_gguf(path: Path) -> Model:
         if tuple(array.shape) != shapes[mote]:
             raise MoteError(f"{path}: tensor {g} has shape {tuple(array.shape)}, expected {shapes[mote]}")
         tensors[mote] = array
-    model = Model(config=config, tensors=tensors, tokenizer=_tokenizer(meta), name=path.stem)
+        source_types[mote] = by_name[g].tensor_type.name
+    model = Model(config=config, tensors=tensors, tokenizer=_tokenizer(meta), name=path.stem,
+                  source_types=source_types)
     model.validate()
     return model

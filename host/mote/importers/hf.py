@@ -276,12 +276,15 @@ def load_hf_tokenizer(directory: Path, cfg: dict[str, Any]) -> TokenizerData:
     pre_types = [p.get("type") for p in pre]
     if "Metaspace" in pre_types or model.get("byte_fallback") or SENTENCEPIECE_SPACE in str(spec.get("normalizer")):
         raise MoteError(f"{path}: sentencepiece-style tokenizer.json is not supported yet (byte-level BPE only)")
-    if pre_types != ["ByteLevel"]:
+    # Digits(individual_digits) first: SmolLM's pre-tokenizer, every \p{N} on its own
+    split_digits = pre_types == ["Digits", "ByteLevel"] and pre[0].get("individual_digits") is True
+    if pre_types != ["ByteLevel"] and not split_digits:
         raise MoteError(
             f"{path}: pre-tokenizer {' + '.join(map(str, pre_types)) or 'none'} is not supported "
-            "(Mote's byte-level encoder implements exactly GPT-2's ByteLevel split)"
+            "(Mote's byte-level encoder implements GPT-2's ByteLevel split, optionally after "
+            "Digits(individual_digits=true))"
         )
-    if not pre[0].get("use_regex", True) or pre[0].get("add_prefix_space"):
+    if not pre[-1].get("use_regex", True) or pre[-1].get("add_prefix_space"):
         raise MoteError(
             f"{path}: ByteLevel pre-tokenizer options use_regex=false / add_prefix_space=true are not supported"
         )
@@ -293,7 +296,7 @@ def load_hf_tokenizer(directory: Path, cfg: dict[str, Any]) -> TokenizerData:
     added = tokenizer.get_added_tokens_decoder()
     special = {i for i, token in added.items() if token.special}
     bos_id, eos_id = _bos_eos(directory, cfg, ids)
-    return bytelevel_tokenizer(
+    tok = bytelevel_tokenizer(
         str(path),
         names,
         parse_merges(str(path), model.get("merges", [])),
@@ -302,6 +305,8 @@ def load_hf_tokenizer(directory: Path, cfg: dict[str, Any]) -> TokenizerData:
         eos_id=eos_id,
         plain_text=set(added),
     )
+    tok.split_digits = split_digits
+    return tok
 
 
 def load_hf(directory: Path) -> Model:

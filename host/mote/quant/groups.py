@@ -66,7 +66,8 @@ ROW_BLOCK = 256
 def _quantize_rows(w: np.ndarray, qmax: int, group_size: int) -> tuple[np.ndarray, np.ndarray]:
     groups = _grouped(np.asarray(w, np.float32), group_size)
     amax = np.abs(groups).max(axis=-1)
-    scales = (amax / np.float32(qmax)).astype(np.float16)
+    with np.errstate(over="ignore"):  # an infinite scale is refused by the caller, by tensor
+        scales = (amax / np.float32(qmax)).astype(np.float16)
     s32 = scales.astype(np.float32)[..., None]
     safe = np.where(s32 == 0, np.float32(1), s32)
     codes = np.where(s32 == 0, 0, np.clip(np.rint(groups / safe), -qmax, qmax))

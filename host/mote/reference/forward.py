@@ -271,7 +271,8 @@ def generate(
     stop_ids: set[int] = frozenset(),
 ) -> list[int]:
     """Prefill the prompt, then sample up to max_new_tokens, stopping at a stop id
-    (not included) or at the end of the context. Returns the new token ids."""
+    (not included), at the end of the context, or at logits that are not all finite
+    (generate.c's end=numeric). Returns the new token ids."""
     if not prompt_ids:
         raise MoteError("empty prompt")
     if len(prompt_ids) >= runner.ctx:
@@ -281,6 +282,8 @@ def generate(
     pos = len(prompt_ids)
     out: list[int] = []
     while len(out) < max_new_tokens:
+        if not np.isfinite(logits).all():
+            break
         token = sampler.sample(logits)
         if token in stop_ids:
             break

@@ -10,7 +10,7 @@ from tqdm import tqdm
 from mote.boards.catalog import load_board
 from mote.fileio import write_atomically
 from mote.format.sparsity import POINTS
-from mote.pipeline import ConvertOptions, Converted, convert
+from mote.pipeline import DEFAULT_CTX_MAX, ConvertOptions, Converted, convert
 from mote.quant.groups import SCHEMES
 from mote.verbs.report import print_fit, print_summary
 
@@ -21,7 +21,8 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quant", choices=list(SCHEMES), default="int8",
                    help="int8: all q8; int4: q4 but q8 embedding; mixed: q8 attention, q4 FFN")
     p.add_argument("--group", type=int, default=32, help="quantization group length (even)")
-    p.add_argument("--ctx", type=int, help="context length to size the arena for (default: trained)")
+    p.add_argument("--ctx", type=int, help="context length to size the arena for (default: the trained "
+                                           f"context, at most {DEFAULT_CTX_MAX})")
     p.add_argument("--sparsity", metavar="F|kl=K|natural",
                    help="dynamic activation sparsity for a budget: skip a fraction F (0..0.9) of the weight "
                         "bytes per token, or stay within a mean KL divergence K (nats/token) from dense; "
@@ -57,12 +58,14 @@ def convert_and_report(source: Path, args: argparse.Namespace, output: Path) -> 
     for line in result.notes:
         print(line)
     print_summary(result.blob, output)
-    errors = result.errors
+    errors, sources = result.errors, result.source_types
     worst = max(errors, key=errors.get)
-    print(f"quantization error (relative RMS, per tensor): mean {sum(errors.values()) / len(errors):.4f}, "
-          f"worst {errors[worst]:.4f} ({worst})")
+    against = " against the checkpoint's dequantized values" if sources else ""
+    print(f"quantization error (relative RMS per tensor{against}): mean "
+          f"{sum(errors.values()) / len(errors):.4f}, worst {errors[worst]:.4f} ({worst})")
     for name, err in errors.items():
-        print(f"  {name:24s} {result.blob.tensors[name].dtype}  {err:.4f}")
+        stored = f"{sources[name]} -> " if name in sources else ""
+        print(f"  {name:24s} {stored}{result.blob.tensors[name].dtype}  {err:.4f}")
     print_fit(len(result.data), result.blob.arena_bytes)
     return result
 
