@@ -452,6 +452,40 @@ static void test_sparse(void)
             }
 }
 
+/* A wide column tensor with few rows: more nonzero codes than an optimized kernel
+ * may list at once (x86: 4096), so that it runs its row blocks in several passes, and
+ * row ranges that end inside a block. */
+static void test_wide_columns(void)
+{
+    enum { ROWS = 40, COLS = 4400, GROUP = 32, NG = (COLS + GROUP - 1) / GROUP };
+    static int8_t codes[ROWS * COLS], xq[COLS];
+    static uint16_t scales[ROWS * NG];
+    static float xs[NG];
+    float y_ref[ROWS], y_opt[ROWS];
+    mote_tensor w;
+    uint32_t i, rep;
+    memset(&w, 0, sizeof w);
+    fill_bytes((uint8_t *)codes, sizeof codes);
+    fill_scales(scales, ROWS * NG);
+    w.data = codes;
+    w.scales = scales;
+    w.rows = ROWS;
+    w.cols = COLS;
+    w.dtype = MOTE_Q8;
+    w.layout = MOTE_LAYOUT_COLUMNS;
+    for (rep = 0; rep < 6; rep++) {
+        const uint32_t begin = rep % 3u == 0 ? 0 : rnd() % 12u, end = rep % 2u ? ROWS : ROWS - rnd() % 9u;
+        for (i = 0; i < COLS; i++) /* dense, or one in three zero */
+            xq[i] = rep < 2 || rnd() % 3u ? (int8_t)(rnd() % 255u) - 127 : 0;
+        for (i = 0; i < NG; i++)
+            xs[i] = (float)(rnd() % 1000u + 1u) / 64000.0f;
+        mote_ref_matvec_cols(y_ref, &w, xq, xs, GROUP, begin, end);
+        mote_k_matvec_cols(y_opt, &w, xq, xs, GROUP, begin, end);
+        expect(memcmp(y_ref + begin, y_opt + begin, (end - begin) * sizeof(float)) == 0, "matvec_cols wide",
+               rep, begin, end, 0);
+    }
+}
+
 /* The f32 classifier, embedding rows of every dtype, RoPE and the ReLU gate. */
 static void test_float_kernels(void)
 {
@@ -518,6 +552,7 @@ int main(void)
     test_quantize_act();
     test_matvec();
     test_sparse();
+    test_wide_columns();
     test_attention();
     test_softmax();
     test_silu_mul();

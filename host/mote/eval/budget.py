@@ -153,14 +153,23 @@ def _kl(logp_dense: np.ndarray, logp: np.ndarray) -> float:
     return float((np.exp(logp_dense) * (logp_dense - logp)).sum())
 
 
-class _Calibrator:
-    def __init__(self, blob, windows: list[list[int]], points: tuple[str, ...], progress: bool):
+class Calibrator:
+    """The dense pass over calibration windows, the curves it gives (measured once,
+    on first use) and allocations of them for any number of budgets."""
+
+    def __init__(self, blob, windows: list[list[int]], points: tuple[str, ...] = POINTS, progress: bool = False):
+        unknown = set(points) - set(POINTS)
+        if unknown:
+            raise MoteError(f"unknown sparsity point(s) {sorted(unknown)}; choose from {', '.join(POINTS)}")
+        if not windows:
+            raise MoteError("calibration needs text")
         self.blob, self.c, self.group = blob, blob.config, blob.group_size
-        self.points = points
+        self.points = tuple(p for p in POINTS if p in points)
         self.natural = blob.config.activation == "relu"
         self.progress = progress
         self.data = _Windows(blob, windows)
         self.runner = Runner(blob, exact=False)
+        self._curves: list[Curve] | None = None
 
     # ---------------------------------------------------------------- bytes
 
@@ -277,46 +286,51 @@ class _Calibrator:
         return read / self.data.positions, kl / self.data.positions
 
 
+    def curves(self) -> list[Curve]:
+        if self._curves is None:
+            pairs = [(layer, p) for p in self.points for layer in range(self.c.n_layers)]
+            self._curves = [self.curve(layer, p) for layer, p in
+                            tqdm(pairs, desc="sparsity curves", unit="point", disable=not self.progress, leave=False)]
+        return self._curves
+
+    def allocation(self, budget: Budget) -> Allocation:
+        """Thresholds meeting `budget` on the calibration windows (the module docstring)."""
+        curves = self.curves()
+        dense = self.dense_bytes()
+        natural_saved = sum(cv.saved[0] for cv in curves)
+        if budget.kind == "bytes" and budget.value * dense < natural_saved:
+            # ReLU's zeros alone already skip more than asked
+            levels = [0] * len(curves)
+            sp = self.sparsity_of(curves, levels)
+            read, kl = self.measure(sp)
+            sp.target = float(1 - read / dense)
+            return Allocation(sp, budget, dense, read, kl, _levels(curves, levels), curves)
+        goal = budget.value * dense if budget.kind == "bytes" else budget.value
+        target, rounds, best = goal, [], None
+        for _ in range(CHECKS):
+            levels, predicted = self.allocate(curves, budget.kind, target)
+            sp = self.sparsity_of(curves, levels)
+            read, kl = self.measure(sp)
+            measured = dense - read if budget.kind == "bytes" else kl
+            rounds.append({"target": target, "predicted": predicted, "measured": measured, "bytes": read, "kl": kl})
+            meets = measured >= goal if budget.kind == "bytes" else measured <= goal
+            if meets and (best is None or (kl < best[3] if budget.kind == "bytes" else read < best[2])):
+                best = (sp, levels, read, kl)
+            if meets and abs(measured - goal) <= 0.02 * goal:
+                break
+            target = max(0.0, target + (goal - measured))  # aim past the shortfall (or back from the excess)
+        if best is None:
+            raise MoteError(f"no thresholds meet the budget {budget} on the calibration text "
+                            f"(closest: {rounds[-1]['measured']:.4g})")
+        sp, levels, read, kl = best
+        sp.target = float(1 - read / dense)
+        return Allocation(sp, budget, dense, read, kl, _levels(curves, levels), curves, rounds)
+
+
 def allocate(blob, windows: list[list[int]], budget: Budget, points: tuple[str, ...] = POINTS,
              progress: bool = False) -> Allocation:
     """Thresholds meeting `budget` on the calibration windows (see the module docstring)."""
-    unknown = set(points) - set(POINTS)
-    if unknown:
-        raise MoteError(f"unknown sparsity point(s) {sorted(unknown)}; choose from {', '.join(POINTS)}")
-    if not windows:
-        raise MoteError("calibration needs text")
-    cal = _Calibrator(blob, windows, tuple(p for p in POINTS if p in points), progress)
-    dense = cal.dense_bytes()
-    pairs = [(layer, p) for p in cal.points for layer in range(blob.config.n_layers)]
-    curves = [cal.curve(layer, p) for layer, p in tqdm(pairs, desc="sparsity curves", unit="point",
-                                                       disable=not progress, leave=False)]
-    natural_saved = sum(cv.saved[0] for cv in curves)
-    if budget.kind == "bytes" and budget.value * dense < natural_saved:
-        # ReLU's zeros alone already skip more than asked
-        levels = [0] * len(curves)
-        sp = cal.sparsity_of(curves, levels)
-        read, kl = cal.measure(sp)
-        return Allocation(sp, budget, dense, read, kl, _levels(curves, levels), curves)
-    goal = budget.value * dense if budget.kind == "bytes" else budget.value
-    target, rounds, best = goal, [], None
-    for _ in range(CHECKS):
-        levels, predicted = cal.allocate(curves, budget.kind, target)
-        sp = cal.sparsity_of(curves, levels)
-        read, kl = cal.measure(sp)
-        measured = dense - read if budget.kind == "bytes" else kl
-        rounds.append({"target": target, "predicted": predicted, "measured": measured, "bytes": read, "kl": kl})
-        meets = measured >= goal if budget.kind == "bytes" else measured <= goal
-        if meets and (best is None or (kl < best[3] if budget.kind == "bytes" else read < best[2])):
-            best = (sp, levels, read, kl)
-        if meets and abs(measured - goal) <= 0.02 * goal:
-            break
-        target = max(0.0, target + (goal - measured))  # aim past the shortfall (or back from the excess)
-    if best is None:
-        raise MoteError(f"no thresholds meet the budget {budget} on the calibration text "
-                        f"(closest: {rounds[-1]['measured']:.4g})")
-    sp, levels, read, kl = best
-    sp.target = float(1 - read / dense)
-    return Allocation(sp, budget, dense, read, kl, _levels(curves, levels), curves, rounds)
+    return Calibrator(blob, windows, points, progress).allocation(budget)
 
 
 def _levels(curves: list[Curve], levels: list[int]) -> dict[str, list[float]]:
