@@ -6,6 +6,8 @@
 #   make setup       Debian packages (root or sudo) + the Python environment in .venv
 #   make linux       the Linux port: firmware/build/linux/mote-linux
 #   make bench       benchmarks: bench/results/*.json and plots
+#   make micropython `import mote` for MicroPython, as native .mpy modules and in the
+#                    unix and qemu ports (MICROPYTHON=tree; docs/micropython.md)
 
 VENV := .venv
 # Everything runs in the environment `make setup` creates (override: PYTHON=python3).
@@ -14,9 +16,9 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 BOARD ?= qemu-m4
 DEFAULT_MODEL := models/default.mote
 FUZZ_SECONDS ?= 60
-HIL_BOARDS ?= qemu-m4 qemu-m7 qemu-m55
+HIL_BOARDS ?= qemu-m4 qemu-m7 qemu-m33 qemu-m55 stm32f405
 
-.PHONY: setup test test-host test-hil fuzz linux bench
+.PHONY: setup test test-host test-hil fuzz linux bench micropython
 
 setup: $(VENV)/.setup-done
 $(VENV)/.setup-done: pyproject.toml scripts/setup.sh
@@ -36,6 +38,9 @@ test-hil:
 	set -e; for board in $(HIL_BOARDS); do $(PYTHON) -m pytest tests/hil --board $$board; done
 fuzz:
 	$(MAKE) -C firmware fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+micropython: setup
+	$(MAKE) -C bindings/micropython all PYTHON=$(PYTHON)
 
 bench: setup
 	$(PYTHON) bench/host.py

@@ -6,7 +6,7 @@ bytes read per token, RAM high-water mark, flash used, and an estimated tok/s.
 Writes bench/results/mcu.json and bench/results/mcu.png. How each figure is obtained:
 - instructions per token: QEMU runs with -icount shift=0, where virtual time counts
   instructions. The firmware times generation with SysTick (hal_ticks); the
-  calibration image (firmware/ports/cmsdk/calibrate.c) measures instructions per tick
+  calibration image (firmware/ports/cortex-m/calibrate.c) measures instructions per tick
   against loops of known length on each board, and the console's stats line gives the
   exact decode ticks (decode_ticks=, the prompt's prefill excluded) of the generated
   tokens.

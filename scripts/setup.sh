@@ -10,6 +10,7 @@ DEBIAN_PACKAGES=(
   qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi  # the emulated boards
   gcc make valgrind                                          # Linux port, callgrind counts
   clang libclang-rt-14-dev                                   # libFuzzer for the blob parser
+  dfu-util stlink-tools                                      # writing an STM32 (and their "no board" lines)
   python3-venv
 )
 
@@ -32,7 +33,10 @@ if [[ ! -x .venv/bin/python ]]; then
   echo "setup: creating the Python environment in .venv"
   python3 -m venv .venv
 fi
-# torch==2.13.0 is pinned in the extras: the CPU build this machine kind provides.
+# torch==2.13.0 is pinned in the extras: the CPU build this machine kind provides. The
+# farm extra (labgrid) is part of the test environment: tests/test_farm.py runs the HIL
+# suite through it, and must run (not skip) under CI.
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+# The tflite extra too: its tests run under CI (mote export --tflite, tflite-micro).
+.venv/bin/python -m pip install -q -e '.[test,farm,tflite]'
 echo "setup: done (activate with: . .venv/bin/activate)"

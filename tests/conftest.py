@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import pytest
 
 from shared_models import model_path
 
+from mote import cli
 from mote.format.blob import pack
 from mote.importers import load_model
 from mote.model import Model
@@ -53,12 +56,17 @@ def smollm_gguf() -> Path:
 
 
 @pytest.fixture(scope="session")
-def smollm_vocabulary(smollm_gguf):
-    """SmolLM2's vocabulary as TokenizerData (reading the GGUF's metadata takes seconds:
-    once per session)."""
-    from mote.importers.gguf import load_gguf_tokenizer
+def smollm_metadata(smollm_gguf):
+    """SmolLM2's vocabulary (TokenizerData) and Jinja chat template (reading the GGUF's
+    metadata takes seconds: once per session)."""
+    from mote.importers.gguf import load_gguf_vocabulary
 
-    return load_gguf_tokenizer(smollm_gguf)
+    return load_gguf_vocabulary(smollm_gguf)
+
+
+@pytest.fixture(scope="session")
+def smollm_vocabulary(smollm_metadata):
+    return smollm_metadata[0]
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +74,16 @@ def smollm_section(smollm_vocabulary) -> bytes:
     from mote.tokenizer import pack_tokenizer
 
     return pack_tokenizer(smollm_vocabulary)
+
+
+@pytest.fixture(scope="session")
+def smollm_int4(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct (Q4_1 GGUF) converted with --quant int4, once per session,
+    with convert's report."""
+    out = tmp_path_factory.mktemp("smollm") / "smol.mote"
+    source = model_path("smollm2-135m-instruct-q4_1.gguf")
+    report = io.StringIO()
+    with contextlib.redirect_stdout(report):
+        assert cli.main(["convert", str(source), "-o", str(out), "--quant", "int4"]) == 0
+    out.with_suffix(".txt").write_text(report.getvalue())
+    return out

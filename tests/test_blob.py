@@ -115,10 +115,11 @@ def test_truncation_is_caught(stories_int8):
 
 
 def test_version_and_magic_are_checked(stories_int8):
-    newer = bytearray(stories_int8)
-    struct.pack_into("<I", newer, 4, 3)
-    with pytest.raises(MoteError, match="format version 3 is not supported"):
-        blobfile.load(bytes(newer))
+    for version in (blobfile.VERSION - 1, blobfile.VERSION + 1):
+        other = bytearray(stories_int8)
+        struct.pack_into("<I", other, 4, version)
+        with pytest.raises(MoteError, match=f"format version {version} is not supported"):
+            blobfile.load(bytes(other))
     with pytest.raises(MoteError, match="not a .mote blob"):
         blobfile.load(b"GGUF" + stories_int8[4:])
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mote import chat
 from mote.format import blob as mote_blob
 from mote.format import spec
 from mote.format.sparsity import POINTS, Sparsity
@@ -27,6 +28,7 @@ STATUSES = ["ok"] + [status for status, _ in spec.REASONS]  # mote.h's mote_stat
 HEADER = {name: (offset, kind) for name, offset, kind in spec.HEADER}
 ENTRY = {name: (offset, kind) for name, offset, kind in spec.ENTRY}
 SPARSITY = {name: (offset, kind) for name, offset, kind in spec.SPARSITY}
+CHAT = {name: (offset, kind) for name, offset, kind in spec.CHAT}
 
 
 def sealed(buf: bytearray) -> bytes:
@@ -99,7 +101,8 @@ def table_edits(blob: bytes, rng: np.random.Generator) -> list[bytes]:
 def section_edits(blob: bytes, rng: np.random.Generator) -> list[bytes]:
     """Flipped bytes in the tokenizer and sparsity sections, the CRC recomputed."""
     out = []
-    for off_name, len_name in (("tokenizer_offset", "tokenizer_bytes"), ("sparsity_offset", "sparsity_bytes")):
+    for off_name, len_name in (("tokenizer_offset", "tokenizer_bytes"), ("sparsity_offset", "sparsity_bytes"),
+                               ("chat_offset", "chat_bytes")):
         start, size = u32(blob, off_name), u32(blob, len_name)
         if not size:
             continue
@@ -135,7 +138,41 @@ def corrupt(blob: bytes, seed: int) -> list[bytes]:
         buf[at] ^= 1 << int(rng.integers(0, 8))
         out.append(sealed(buf) if at >= spec.CRC_START else bytes(buf))
     return (out + header_edits(blob) + table_edits(blob, rng) + section_edits(blob, rng)
-            + overlap_edits(blob) + value_edits(blob))
+            + chat_edits(blob) + overlap_edits(blob) + value_edits(blob))
+
+
+def chat_edits(blob: bytes) -> list[bytes]:
+    """The chat section's fields at and past their limits, and its segments' bytes made
+    wrong in place: a missing or extra content mark, a token id past the vocabulary, a
+    token mark cut short, bytes that are not UTF-8; the CRC recomputed."""
+    start, size = u32(blob, "chat_offset"), u32(blob, "chat_bytes")
+    if not size:
+        return []
+    vocab = u32(blob, "vocab_size")
+    out = []
+    for name, (offset, kind) in CHAT.items():
+        if kind.startswith("bytes"):
+            out += [edit(blob, start + offset + i, kind, x) for i in (0, 1, 15) for x in (0x00, 0x20, 0x41, 0x7F)
+                    if i < int(kind[6:])]
+            continue
+        v = struct.unpack_from("<I", blob, start + offset)[0]
+        values = {0, 1, 2, 4, 5, vocab - 1, vocab, 0xFFFF, 0xFFFFFFFF, v + 1, max(v - 1, 0), v + 4,
+                  spec.CHAT_SEGMENT_MAX, spec.CHAT_SEGMENT_MAX + 1, spec.CHAT_SYSTEM_MAX + 1}
+        out += [edit(blob, start + offset, kind, x & 0xFFFFFFFF) for x in sorted(values) if x != v]
+    at = start + spec.CHAT_HEADER_BYTES
+    for seg in spec.CHAT_SEGMENTS:
+        length = struct.unpack_from("<I", blob, start + CHAT[f"{seg}_bytes"][0])[0]
+        data = blob[at : at + length]
+        for i, byte in enumerate(data):
+            if byte == spec.CHAT_CONTENT_MARK:
+                out.append(edit(blob, at + i, "bytes", ord("x")))  # content gone
+            elif byte == spec.CHAT_TOKEN_MARK:
+                out.append(edit(edit(blob, at + i + 1, "bytes", vocab & 0xFF), at + i + 2, "bytes", vocab >> 8))
+            elif byte < 0x80 and i in (0, length - 1):
+                out += [edit(blob, at + i, "bytes", x) for x in (0x80, 0xC3, spec.CHAT_CONTENT_MARK,
+                                                                 spec.CHAT_TOKEN_MARK)]
+        at += length
+    return out
 
 
 def value_edits(blob: bytes) -> list[bytes]:
@@ -184,6 +221,8 @@ def bases() -> list[bytes]:
         mote_blob.pack(tiny_model(3, activation="relu", tied=False, n_layers=2), quant="mixed",
                        group_size=8, ctx=4),
         mote_blob.pack(tiny_model(4, n_layers=2), quant="int8", group_size=8, ctx=8, sparsity=sparse),
+        mote_blob.pack(tiny_model(5), quant="int8", group_size=16, ctx=8,
+                       chat=chat.named("llama2", tiny_model(5).tokenizer, "Be brief.")),
     ]
 
 

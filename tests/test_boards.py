@@ -23,7 +23,8 @@ def test_board_file_is_complete_and_consistent(name):
     # The firmware's static arena plus the stack fit in RAM with room for .data/.bss.
     assert board.arena_bytes + board.stack_bytes < board.ram_size
     assert board.tick_hz > 0 and board.clock_hz > 0
-    assert any(flag.startswith("-mcpu=") for flag in board.cflags)
+    if board.port in boards.CORTEX_M_PORTS:  # ESP-IDF sets the Xtensa flags itself
+        assert any(flag.startswith("-mcpu=") for flag in board.cflags)
     make = boards.make_vars(board)
     assert f"BOARD_KERNELS := {board.kernels}" in make
     assert f"-DMODEL_BASE=0x{board.model_base:08X}" in make
@@ -61,7 +62,12 @@ def test_fit_table_covers_every_board():
     (("base = 0x00040000", "base = 0x00040004"), "not 32-aligned"),
     (("arena_bytes = 0x37000", "arena_bytes = 0x3E000"), "exceed ram size"),
     (("machine = \"mps2-an386\"", "machine = 386"), r"\[qemu\] machine must be str"),
-    (("[qemu]\nmachine = \"mps2-an386\"\nsystick_hz = 25_000_000", ""), r"exactly one of \[qemu\]"),
+    (("[qemu]\nmachine = \"mps2-an386\"\nsystick_hz = 25_000_000", ""), r"needs \[qemu\] \(emulated\), \[flasher\]"),
+    (("kernels = \"cm\"", "kernels = 3"), r"\[cpu\] kernels must be str"),
+    (("[qemu]", "[flasher]\nmethods = [\"dfu-util\"]\n\n[qemu]"), "method dfu-util needs dfu_device"),
+    (("[qemu]", "[flasher]\nmethods = [\"jtag\"]\n\n[qemu]"), "methods must be some of"),
+    (("[qemu]", "[flasher]\nmethods = [\"st-flash\"]\n\n[qemu]"), "systick_hz must equal"),
+    (("port = \"cmsdk\"", "port = \"zephyr\""), "unknown port 'zephyr'"),
     (("size = 0x001C0000", "size = 0x001C0001"), "runs past the end of flash"),
     ((f"kernels = \"{boards.load_board('qemu-m4').kernels}\"", "kernels = \"neon\""),
      r"unknown kernel set 'neon' \(known: .*ref"),

@@ -60,3 +60,36 @@ def test_chat_session(blob, tmp_path):
     assert chat.exitstatus == 0
     history = (tmp_path / "mote" / "chat_history").read_text()
     assert "/n 6" in history and PROMPT in history
+
+
+def test_chat_session_with_a_chat_model(stories260k_model, tmp_path):
+    """A chat blob: turns labelled, /reset says the conversation is new, the stats
+    say how much of the context the conversation holds."""
+    from mote import chat
+    from mote.format.blob import pack
+
+    blob = tmp_path / "chat.mote"
+    blob.write_bytes(pack(stories260k_model, ctx=128,
+                          chat=chat.named("llama2", stories260k_model.tokenizer, "You tell stories.")))
+    linux_binary()
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path), TERM="dumb")
+    session = pexpect.spawn(sys.executable, ["-m", "mote.cli", "chat", str(blob), "--board", "linux",
+                                             "--no-color"], env=env, timeout=30, encoding="utf-8")
+    try:
+        session.expect(r"chat=llama2")
+        session.expect(r"a conversation \(llama2 template\): each line is your turn")
+        session.expect("you> ")
+        session.sendline("/n 5")
+        session.expect("you> ")
+        session.sendline(PROMPT)
+        session.expect("model> ")
+        session.expect(r"5 tokens in .*; the conversation holds \d+ positions")
+        session.expect("you> ")
+        session.sendline("/reset")
+        session.expect(r"\(a new conversation: the model has forgotten the earlier turns\)")
+        session.expect("you> ")
+        session.sendeof()
+        session.expect(pexpect.EOF)
+    finally:
+        session.close()
+    assert session.exitstatus == 0

@@ -17,7 +17,7 @@ from mote.boards.runners import GenerateOptions, LinuxRunner, linux_binary
 PROMPT = "Once upon a time"
 BANNER = re.compile(
     r"mote 0\.1\.0 board=linux model=stories260K params=(\d+) ctx=(\d+) arena=(\d+) "
-    r"quant=q8 group=32")
+    r"quant=q8 group=32 chat=none")
 
 
 @pytest.fixture

@@ -104,22 +104,6 @@ def test_a_pre_tokenizer_mote_does_not_split_is_one_line(tmp_path, capsys):
         one_line_error(*convert(capsys, path)[::2], *words)
 
 
-@pytest.fixture(scope="session")
-def smollm_int4(tmp_path_factory) -> Path:
-    """SmolLM2-135M-Instruct (Q4_1 GGUF) converted with --quant int4, once per session,
-    with convert's report."""
-    out = tmp_path_factory.mktemp("smollm") / "smol.mote"
-    source = model_path(SMOLLM)
-    import contextlib
-    import io
-
-    report = io.StringIO()
-    with contextlib.redirect_stdout(report):
-        assert cli.main(["convert", str(source), "-o", str(out), "--quant", "int4"]) == 0
-    out.with_suffix(".txt").write_text(report.getvalue())
-    return out
-
-
 def test_smollm_q4_1_converts_to_int4(smollm_int4):
     report = smollm_int4.with_suffix(".txt").read_text()
     blob = blobfile.load(smollm_int4)

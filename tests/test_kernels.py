@@ -1,7 +1,7 @@
 """Every kernel set equals the reference kernels bit for bit (tests/c/test_kernels.c,
 one program on every target): on the host for each x86 instruction-set variant the
 CPU has and for the Cortex-M set compiled for the host, and on every emulated board
-with the set its port builds (firmware/ports/cmsdk `kernel-test`, run under QEMU as
+with the set its port builds (firmware/ports/<port> `kernel-test`, run under QEMU as
 the board file says)."""
 
 from __future__ import annotations

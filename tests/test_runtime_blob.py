@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 from cbuild import build_tool
+from mote.format import spec
 from mote.format import blob as mote_blob
 from tiny_model import tiny_model
 
 # mote.h's mote_status
-OK, TRUNCATED, MAGIC, VERSION, CRC, HEADER, TABLE, TOKENIZER, SPARSITY, VALUES = range(10)
+OK, TRUNCATED, MAGIC, VERSION, CRC, HEADER, TABLE, TOKENIZER, SPARSITY, CHAT, VALUES = range(11)
 TABLE_OFFSET_FIELD, TOKENIZER_OFFSET_FIELD = 84, 88
 
 
@@ -69,7 +70,7 @@ def test_magic_and_version(asan_dump, good_blob, tmp_path):
     bad = bytearray(good_blob)
     bad[0] ^= 0x01
     assert open_status(asan_dump, bytes(bad), tmp_path) == MAGIC
-    for version in (1, 3):  # the format is version 2
+    for version in (spec.VERSION - 1, spec.VERSION + 1):
         bad = bytearray(good_blob)
         struct.pack_into("<I", bad, 4, version)
         assert open_status(asan_dump, bytes(bad), tmp_path) == VERSION

@@ -27,6 +27,7 @@ const char *mote_status_str(mote_status s)
     case MOTE_E_TABLE: return MOTE_REASON_TABLE;
     case MOTE_E_TOKENIZER: return MOTE_REASON_TOKENIZER;
     case MOTE_E_SPARSITY: return MOTE_REASON_SPARSITY;
+    case MOTE_E_CHAT: return MOTE_REASON_CHAT;
     case MOTE_E_VALUES: return MOTE_REASON_VALUES;
     case MOTE_E_ARENA: return "arena too small";
     case MOTE_E_CONTEXT: return "beyond the context length";
@@ -106,6 +107,7 @@ static mote_status read_config(mote_config *c, const uint8_t *h)
     c->group_size = read_u32(h + MOTE_H_GROUP_SIZE);
     c->activation = read_u32(h + MOTE_H_ACTIVATION);
     c->tied_classifier = (flags & MOTE_FLAG_TIED_CLASSIFIER) != 0;
+    c->has_chat = (read_u32(h + MOTE_H_CHAT_OFFSET) | read_u32(h + MOTE_H_CHAT_BYTES)) != 0;
     c->rope_theta = read_f32(h + MOTE_H_ROPE_THETA);
     c->norm_eps = read_f32(h + MOTE_H_NORM_EPS);
     memcpy(c->name, h + MOTE_H_NAME, MOTE_H_NAME_BYTES);
@@ -312,9 +314,101 @@ static mote_status read_sparsity(mote_model *m, uint32_t offset, uint32_t bytes,
     return MOTE_OK;
 }
 
-/* Region k of an opened blob, k < 3 + 2 * n_tensors: the tensor table, the tokenizer
- * and sparsity sections, then each entry's data and scales. Every range was checked to
- * lie inside the blob and past the header, so the header overlaps none of them. */
+/* The optional chat section: in range, magic, zero reserved bytes, a printable name,
+ * 1..MOTE_CHAT_MAX_STOPS stop ids (the unused ones 0), each segment no longer than its
+ * limit, the section exactly the header and the segments zero-padded to 4, and each
+ * segment valid (segment_valid); host/mote/format/chat.py parse_section, in this order. */
+
+/* UTF-8 text runs, MOTE_CHAT_TOKEN_MARK + a u16 id below vocab, and the content mark as
+ * often as `rule` says (MOTE_CHAT_CONTENT_INIT: 0 never, 1 once, 2 once unless empty,
+ * 3 plain text with no marks at all). */
+static int segment_valid(const uint8_t *p, uint32_t n, uint32_t rule, uint32_t vocab)
+{
+    uint32_t i = 0, start = 0, contents = 0;
+    if (rule == 3u)
+        return mote_utf8_invalid_at(p, n) == n;
+    for (;;) {
+        const int end = i == n;
+        if (end || p[i] == MOTE_CHAT_TOKEN_MARK || p[i] == MOTE_CHAT_CONTENT_MARK) {
+            if (mote_utf8_invalid_at(p + start, i - start) != i - start)
+                return 0;
+            if (end)
+                break;
+            if (p[i] == MOTE_CHAT_CONTENT_MARK) {
+                contents++;
+                i++;
+            } else {
+                if (n - i < 3u || ((uint32_t)p[i + 1u] | (uint32_t)p[i + 2u] << 8) >= vocab)
+                    return 0;
+                i += 3u;
+            }
+            start = i;
+        } else {
+            i++;
+        }
+    }
+    if (rule == 2u)
+        return contents == (n ? 1u : 0u);
+    return contents == rule;
+}
+
+static mote_status read_chat(mote_model *m, uint32_t offset, uint32_t bytes, uint64_t total)
+{
+    static const uint8_t rules[MOTE_CHAT_SEGMENTS] = MOTE_CHAT_CONTENT_INIT;
+    mote_chat *chat = &m->chat;
+    const uint32_t vocab = m->config.vocab_size;
+    const uint8_t *sec;
+    uint32_t i, n_stops, used = MOTE_CHAT_HEADER_BYTES, at;
+    if (!m->config.has_chat)
+        return MOTE_OK; /* a completion model */
+    if (offset < MOTE_HEADER_BYTES || !range_ok(offset, bytes, total) ||
+        bytes < MOTE_CHAT_HEADER_BYTES)
+        return MOTE_E_CHAT;
+    sec = m->blob + offset;
+    if (read_u32(sec + MOTE_C_MAGIC) != MOTE_CHAT_MAGIC ||
+        !all_zero(sec + MOTE_C_RESERVED, MOTE_C_RESERVED_BYTES))
+        return MOTE_E_CHAT;
+    /* the name: printable ASCII without spaces, then zeros only */
+    for (i = 0; i < MOTE_C_NAME_BYTES && sec[MOTE_C_NAME + i] != 0; i++)
+        if (sec[MOTE_C_NAME + i] < 0x21u || sec[MOTE_C_NAME + i] > 0x7Eu)
+            return MOTE_E_CHAT;
+    if (i == 0 || !all_zero(sec + MOTE_C_NAME + i, MOTE_C_NAME_BYTES - i))
+        return MOTE_E_CHAT;
+    memcpy(chat->name, sec + MOTE_C_NAME, i);
+    chat->name[i] = '\0';
+    n_stops = read_u32(sec + MOTE_C_N_STOPS);
+    if (n_stops == 0 || n_stops > MOTE_CHAT_MAX_STOPS)
+        return MOTE_E_CHAT;
+    for (i = 0; i < MOTE_CHAT_MAX_STOPS; i++) {
+        const uint32_t stop = read_u32(sec + MOTE_C_STOP0 + 4u * i);
+        if (i < n_stops ? stop >= vocab : stop != 0u)
+            return MOTE_E_CHAT;
+        chat->stops[i] = (int32_t)stop;
+    }
+    for (i = 0; i < MOTE_CHAT_SEGMENTS; i++) {
+        const uint32_t length = read_u32(sec + MOTE_C_BEGIN_BYTES + 4u * i);
+        const uint32_t limit =
+            i == MOTE_CHAT_SEG_DEFAULT_SYSTEM ? MOTE_CHAT_SYSTEM_MAX : MOTE_CHAT_SEGMENT_MAX;
+        if (length > limit)
+            return MOTE_E_CHAT;
+        chat->segment_bytes[i] = length;
+        used += length;
+    }
+    if (bytes != ((used + 3u) & ~3u) || !all_zero(sec + used, bytes - used))
+        return MOTE_E_CHAT;
+    for (i = 0, at = MOTE_CHAT_HEADER_BYTES; i < MOTE_CHAT_SEGMENTS; i++) {
+        chat->segment[i] = sec + at;
+        if (!segment_valid(sec + at, chat->segment_bytes[i], rules[i], vocab))
+            return MOTE_E_CHAT;
+        at += chat->segment_bytes[i];
+    }
+    chat->n_stops = n_stops;
+    return MOTE_OK;
+}
+
+/* Region k of an opened blob, k < 4 + 2 * n_tensors: the tensor table, the tokenizer,
+ * sparsity and chat sections, then each entry's data and scales. Every range was checked
+ * to lie inside the blob and past the header, so the header overlaps none of them. */
 static void region(const uint8_t *blob, uint32_t k, uint32_t *offset, uint32_t *bytes)
 {
     const uint8_t *h = blob;
@@ -328,9 +422,12 @@ static void region(const uint8_t *blob, uint32_t k, uint32_t *offset, uint32_t *
     } else if (k == 2) {
         *offset = read_u32(h + MOTE_H_SPARSITY_OFFSET);
         *bytes = read_u32(h + MOTE_H_SPARSITY_BYTES);
+    } else if (k == 3) {
+        *offset = read_u32(h + MOTE_H_CHAT_OFFSET);
+        *bytes = read_u32(h + MOTE_H_CHAT_BYTES);
     } else {
-        const uint8_t *entry = blob + table + (size_t)((k - 3u) / 2u) * MOTE_TABLE_ENTRY_BYTES;
-        const int scales = (k - 3u) % 2u;
+        const uint8_t *entry = blob + table + (size_t)((k - 4u) / 2u) * MOTE_TABLE_ENTRY_BYTES;
+        const int scales = (k - 4u) % 2u;
         *offset = read_u32(entry + (scales ? MOTE_T_SCALES_OFFSET : MOTE_T_DATA_OFFSET));
         *bytes = read_u32(entry + (scales ? MOTE_T_SCALES_BYTES : MOTE_T_DATA_BYTES));
     }
@@ -338,12 +435,12 @@ static void region(const uint8_t *blob, uint32_t k, uint32_t *offset, uint32_t *
 
 /* No two non-empty regions share a byte (a tensor pointed at the table or at another
  * tensor would run as nonsense). A pairwise check, chosen over sorting because it needs
- * no stack array: at most (3 + 2 * 579)^2 / 2 comparisons, bounded by MOTE_MAX_LAYERS,
+ * no stack array: at most (4 + 2 * 579)^2 / 2 comparisons, bounded by MOTE_MAX_LAYERS,
  * tens of milliseconds once at open on an MCU. Ranges end inside a 32-bit blob, so the
  * sums cannot wrap. */
 static mote_status check_disjoint(const uint8_t *blob, uint32_t n_tensors)
 {
-    const uint32_t n = 3u + 2u * n_tensors;
+    const uint32_t n = 4u + 2u * n_tensors;
     uint32_t i, j, a_off, a_len, b_off, b_len;
     for (i = 0; i < n; i++) {
         region(blob, i, &a_off, &a_len);
@@ -495,6 +592,9 @@ mote_status mote_model_open(mote_model *m, const uint8_t *blob, size_t len, int 
         mote_tok_open(&m->tokenizer, blob + tok_offset, tok_bytes) != 0 ||
         m->tokenizer.vocab_size != m->config.vocab_size)
         return MOTE_E_TOKENIZER;
+    st = read_chat(m, read_u32(h + MOTE_H_CHAT_OFFSET), read_u32(h + MOTE_H_CHAT_BYTES), total);
+    if (st != MOTE_OK)
+        return st;
     st = check_disjoint(blob, n_tensors);
     if (st != MOTE_OK)
         return st;

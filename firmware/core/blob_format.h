@@ -5,7 +5,7 @@
 #define MOTE_BLOB_FORMAT_H
 
 #define MOTE_MAGIC 0x45544f4du
-#define MOTE_VERSION 2u
+#define MOTE_VERSION 3u
 #define MOTE_HEADER_BYTES 256u
 #define MOTE_ALIGN 32u
 #define MOTE_TABLE_ENTRY_BYTES 32u
@@ -48,8 +48,10 @@
 #define MOTE_H_TOKENIZER_BYTES 92u
 #define MOTE_H_SPARSITY_OFFSET 96u
 #define MOTE_H_SPARSITY_BYTES 100u
-#define MOTE_H_RESERVED0 104u
-#define MOTE_H_RESERVED0_BYTES 24u
+#define MOTE_H_CHAT_OFFSET 104u
+#define MOTE_H_CHAT_BYTES 108u
+#define MOTE_H_RESERVED0 112u
+#define MOTE_H_RESERVED0_BYTES 16u
 #define MOTE_H_NAME 128u
 #define MOTE_H_NAME_BYTES 32u
 #define MOTE_H_RESERVED1 160u
@@ -114,6 +116,43 @@
 #define MOTE_SPARSE_POINT_GATE 3u
 #define MOTE_SPARSE_POINT_COUNT 4u
 
+/* chat section: the header, then the segments in this order, lengths in the header */
+#define MOTE_CHAT_MAGIC 0x54414843u
+#define MOTE_CHAT_HEADER_BYTES 96u
+#define MOTE_C_MAGIC 0u
+#define MOTE_C_NAME 4u
+#define MOTE_C_NAME_BYTES 16u
+#define MOTE_C_N_STOPS 20u
+#define MOTE_C_STOP0 24u
+#define MOTE_C_STOP1 28u
+#define MOTE_C_STOP2 32u
+#define MOTE_C_STOP3 36u
+#define MOTE_C_BEGIN_BYTES 40u
+#define MOTE_C_SYSTEM_BYTES 44u
+#define MOTE_C_USER_FIRST_BYTES 48u
+#define MOTE_C_USER_BYTES 52u
+#define MOTE_C_ASSISTANT_BYTES 56u
+#define MOTE_C_ASSISTANT_END_BYTES 60u
+#define MOTE_C_DEFAULT_SYSTEM_BYTES 64u
+#define MOTE_C_RESERVED 68u
+#define MOTE_C_RESERVED_BYTES 28u
+#define MOTE_CHAT_SEG_BEGIN 0u
+#define MOTE_CHAT_SEG_SYSTEM 1u
+#define MOTE_CHAT_SEG_USER_FIRST 2u
+#define MOTE_CHAT_SEG_USER 3u
+#define MOTE_CHAT_SEG_ASSISTANT 4u
+#define MOTE_CHAT_SEG_ASSISTANT_END 5u
+#define MOTE_CHAT_SEG_DEFAULT_SYSTEM 6u
+#define MOTE_CHAT_SEGMENTS 7u
+/* per segment: 0 no content mark, 1 exactly one, 2 at most one (none when empty),
+ * 3 plain text */
+#define MOTE_CHAT_CONTENT_INIT { 0u, 1u, 2u, 1u, 0u, 0u, 3u }
+#define MOTE_CHAT_MAX_STOPS 4u
+#define MOTE_CHAT_SEGMENT_MAX 128u
+#define MOTE_CHAT_SYSTEM_MAX 1024u
+#define MOTE_CHAT_TOKEN_MARK 0xffu
+#define MOTE_CHAT_CONTENT_MARK 0xfeu
+
 /* why a blob is refused (mote_status_str; the host's BlobError says the same) */
 #define MOTE_REASON_TRUNCATED "blob truncated"
 #define MOTE_REASON_MAGIC "not a .mote blob (bad magic)"
@@ -123,12 +162,14 @@
 #define MOTE_REASON_TABLE "tensor table entry out of bounds, misaligned, mis-shaped or overlapping"
 #define MOTE_REASON_TOKENIZER "tokenizer section malformed"
 #define MOTE_REASON_SPARSITY "sparsity section malformed"
+#define MOTE_REASON_CHAT "chat section malformed"
 #define MOTE_REASON_VALUES "non-finite value (NaN or infinity) in a norm or a scale"
 
 /* the layout tiles the header, an entry and the sparsity header exactly */
 typedef char mote_format_assert_header[(MOTE_H_RESERVED1 + MOTE_H_RESERVED1_BYTES == MOTE_HEADER_BYTES) ? 1 : -1];
 typedef char mote_format_assert_entry[(MOTE_T_LAYOUT + 4u == MOTE_TABLE_ENTRY_BYTES) ? 1 : -1];
 typedef char mote_format_assert_sparsity[(MOTE_S_RESERVED + MOTE_S_RESERVED_BYTES == MOTE_SPARSITY_HEADER_BYTES) ? 1 : -1];
+typedef char mote_format_assert_chat[(MOTE_C_RESERVED + MOTE_C_RESERVED_BYTES == MOTE_CHAT_HEADER_BYTES) ? 1 : -1];
 typedef char mote_format_assert_aligned[(MOTE_HEADER_BYTES % MOTE_ALIGN == 0 && MOTE_SPARSITY_HEADER_BYTES % 4u == 0) ? 1 : -1];
 typedef char mote_format_assert_layer_field[(MOTE_MAX_LAYERS < MOTE_GLOBAL_LAYER) ? 1 : -1];
 typedef char mote_format_assert_group_sum_exact_in_f32[(127u * 127u * MOTE_MAX_GROUP < (1u << 24)) ? 1 : -1];

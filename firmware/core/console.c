@@ -76,10 +76,28 @@ static void send_text(const char *s, uint32_t n, int crlf)
 /* ------------------------------------------------------------------------------------
  * Settings */
 
+static const char *line_problem(mote_console *c, const char *s, uint32_t len);
+
 static void apply_settings(mote_console *c)
 {
     const mote_settings *s = &c->settings;
     mote_sampler_init(&c->sampler, s->temperature, s->top_p, s->top_k, s->seed);
+}
+
+static int is_chat(const mote_console *c) { return c->status == MOTE_OK && c->model.chat.n_stops > 0u; }
+
+/* The buffers a conversation works in: the arena's scratch, and the console's msg. */
+static mote_chat_work chat_work(mote_console *c)
+{
+    return mote_chat_scratch_work(&c->state, MOTE_CONSOLE_LINE_MAX, c->msg, sizeof c->msg);
+}
+
+/* A new conversation with this system prompt (NULL: the blob's default). */
+static const char *start_conversation(mote_console *c, const char *system, uint32_t len)
+{
+    const mote_chat_work w = chat_work(c);
+    if (system == NULL) system = mote_chat_default_system(&c->model.chat, &len);
+    return mote_conv_start(&c->conv, &c->state, system, len, &w);
 }
 
 const char *mote_console_set(mote_console *c, const char *name, const char *value)
@@ -103,6 +121,12 @@ const char *mote_console_set(mote_console *c, const char *name, const char *valu
     } else if (strcmp(name, "n") == 0) {
         if (!mote_parse_u64(value, &u) || u == 0u || u > UINT32_MAX) return "n must be a whole number from 1";
         s->max_new_tokens = (uint32_t)u;
+    } else if (strcmp(name, "system") == 0) {
+        if (!is_chat(c)) return "this model has no chat template: /system does not apply";
+        const uint32_t len = (uint32_t)strlen(value);
+        const char *problem = line_problem(c, value, len);
+        if (problem) return problem;
+        return start_conversation(c, value, len);
     } else {
         return "unknown setting";
     }
@@ -138,16 +162,6 @@ static const char *dtype_name(uint8_t dtype)
 {
     static const char *const names[MOTE_DTYPE_CODES] = MOTE_DTYPE_NAMES_INIT;
     return dtype < MOTE_DTYPE_CODES && names[dtype] ? names[dtype] : "?";
-}
-
-static uint64_t param_count(const mote_config *k)
-{
-    const uint64_t dim = k->dim, q_dim = (uint64_t)k->n_heads * k->head_dim,
-                   kv_dim = (uint64_t)k->n_kv_heads * k->head_dim;
-    const uint64_t per_layer = 2u * dim + 2u * q_dim * dim + 2u * kv_dim * dim +
-                               3u * (uint64_t)k->hidden_dim * dim;
-    const uint64_t embedding = (uint64_t)k->vocab_size * dim;
-    return embedding * (k->tied_classifier ? 1u : 2u) + k->n_layers * per_layer + dim;
 }
 
 /* The model name with anything that would break "key=value" parsing replaced. */
@@ -220,7 +234,7 @@ static void send_banner_line(const mote_console *c)
     out_str(&o, " model=");
     out_name(&o, k->name);
     out_str(&o, " params=");
-    out_u64(&o, param_count(k));
+    out_u64(&o, mote_param_count(k));
     out_str(&o, " ctx=");
     out_u64(&o, c->state.ctx);
     out_str(&o, " arena=");
@@ -229,6 +243,8 @@ static void send_banner_line(const mote_console *c)
     out_str(&o, dtype_name(c->model.layers[0].wq.dtype));
     out_str(&o, " group=");
     out_u64(&o, k->group_size);
+    out_str(&o, " chat=");
+    out_str(&o, is_chat(c) ? c->model.chat.name : "none");
     out_str(&o, "\r\n");
     out_send(&o);
 }
@@ -277,6 +293,20 @@ static void send_info(mote_console *c)
         out_str(&o, "\r\n");
         out_send(&o);
         o.t.len = 0;
+        if (is_chat(c)) {
+            const mote_conversation *cv = &c->conv;
+            out_str(&o, "chat template=");
+            out_str(&o, c->model.chat.name);
+            out_str(&o, " turns=");
+            out_u64(&o, cv->n_turns);
+            out_str(&o, " ctx_used=");
+            out_u64(&o, cv->pos);
+            out_str(&o, " system_tokens=");
+            out_u64(&o, cv->pinned);
+            out_str(&o, "\r\n");
+            out_send(&o);
+            o.t.len = 0;
+        }
     }
     if (c->cfg.port_info) {
         char port[MOTE_CONSOLE_MSG_MAX];
@@ -340,9 +370,6 @@ const char *mote_console_generate(mote_console *c, const char *prompt, uint32_t 
     const char *problem = line_problem(c, prompt, len);
     if (problem) return problem;
 
-    const int32_t n_prompt = mote_gen_encode(&c->model.tokenizer, prompt, len, c->ids,
-                                             sizeof c->ids / sizeof c->ids[0]);
-    if (n_prompt <= 0) return "the prompt cannot be encoded";
     const mote_gen_io io = {.max_new_tokens = c->settings.max_new_tokens,
                             .stop_at_end = 1,
                             .write = crlf ? write_text_crlf : write_text,
@@ -352,7 +379,15 @@ const char *mote_console_generate(mote_console *c, const char *prompt, uint32_t 
                             .ticks = hal_ticks,
                             .ticks_per_second = hal_ticks_per_second(),
                             .ctx = c};
-    if (mote_generate(&c->state, &c->sampler, c->ids, (uint32_t)n_prompt, &io, stats) != MOTE_OK) {
+    if (is_chat(c)) {
+        const mote_chat_work w = chat_work(c);
+        return mote_conv_turn(&c->conv, &c->state, &c->sampler, prompt, len, &io, &w, stats,
+                              &c->turn);
+    }
+    const int32_t n_prompt = mote_gen_encode(&c->model.tokenizer, prompt, len, c->ids,
+                                             sizeof c->ids / sizeof c->ids[0]);
+    if (n_prompt <= 0) return "the prompt cannot be encoded";
+    if (mote_generate(&c->state, &c->sampler, c->ids, (uint32_t)n_prompt, 0, &io, stats) != MOTE_OK) {
         /* the only refusal left for ids the tokenizer made */
         out_line o;
         out_init(&o);
@@ -373,7 +408,6 @@ static uint64_t ticks_to_ms(uint64_t ticks, uint64_t per_second)
 
 uint32_t mote_console_format_stats(const mote_gen_stats *s, char *out, uint32_t cap)
 {
-    static const char *const ends[] = {"eos", "length", "context", "stopped", "numeric"};
     out_line o;
     out_init(&o);
     const uint64_t decode_ticks = s->total_ticks - s->prefill_ticks;
@@ -397,7 +431,7 @@ uint32_t mote_console_format_stats(const mote_gen_stats *s, char *out, uint32_t 
     out_str(&o, " read_bytes_per_token="); /* weights read, counted by the runtime */
     out_u64(&o, s->decode_passes ? s->decode_read_bytes / s->decode_passes : 0u);
     out_str(&o, " end=");
-    out_str(&o, ends[s->end]);
+    out_str(&o, mote_end_name(s->end));
     const uint32_t n = o.t.len < cap ? o.t.len : cap - 1u;
     memcpy(out, o.buf, n);
     out[n] = '\0';
@@ -415,7 +449,16 @@ static void run_prompt(mote_console *c)
     /* Always a line break before the stats, so a host can cut the text off exactly. */
     send_str("\r\n");
     char line[256];
-    mote_console_format_stats(&stats, line, sizeof line);
+    uint32_t n = mote_console_format_stats(&stats, line, sizeof line);
+    if (is_chat(c)) { /* where the conversation stands after this turn */
+        mote_text t;
+        mote_text_init(&t, line + n, (uint32_t)sizeof line - n - 1u);
+        mote_text_str(&t, " ctx_used=");
+        mote_text_u64(&t, c->conv.pos);
+        mote_text_str(&t, " dropped=");
+        mote_text_u64(&t, c->turn.dropped);
+        line[n + t.len] = '\0';
+    }
     send_line(line);
 }
 
@@ -424,7 +467,8 @@ static void run_prompt(mote_console *c)
 
 #define COMMAND_HELP \
     "commands: /temp X  /topp X  /topk N  /seed N  /n N  /echo on|off  /reset  /info  /help\r\n" \
-    "any other line is a prompt; a 0x03 byte (Ctrl-C) stops a generation\r\n"
+    "chat models: /system TEXT (a new conversation with this system prompt; alone: the default)\r\n" \
+    "any other line is a prompt (chat models: your turn); a 0x03 byte (Ctrl-C) stops a generation\r\n"
 
 /* Splits "/name  arg" into NUL-terminated name and argument; 0 if either is too long. */
 static int split_command(const char *line, uint32_t len, char *name, uint32_t name_cap, char *arg,
@@ -444,9 +488,41 @@ static int split_command(const char *line, uint32_t len, char *name, uint32_t na
     return 1;
 }
 
+/* "/system TEXT": the rest of the line, however long, is the system prompt. */
+static void run_system(mote_console *c, const char *text, uint32_t len)
+{
+    const char *err;
+    if (!is_chat(c)) {
+        send_error("this model has no chat template: /system does not apply");
+        return;
+    }
+    /* the line itself passed line_problem; the default may be empty: then no system turn */
+    err = len ? start_conversation(c, text, len) : start_conversation(c, NULL, 0);
+    if (err) {
+        send_error(err);
+        return;
+    }
+    out_line o;
+    out_init(&o);
+    out_str(&o, "ok new conversation, system prompt of ");
+    out_u64(&o, c->conv.pinned);
+    out_str(&o, " tokens\r\n");
+    out_send(&o);
+}
+
 static void run_command(mote_console *c)
 {
     char name[16], arg[64];
+    static const char system[] = "/system";
+    const uint32_t n = (uint32_t)sizeof system - 1u;
+    if (c->line_len >= n && memcmp(c->line, system, n) == 0 &&
+        (c->line_len == n || c->line[n] == ' ' || c->line[n] == '\t')) {
+        uint32_t start = n, end = c->line_len;
+        while (start < end && (c->line[start] == ' ' || c->line[start] == '\t')) start++;
+        while (end > start && (c->line[end - 1u] == ' ' || c->line[end - 1u] == '\t')) end--;
+        run_system(c, c->line + start, end - start);
+        return;
+    }
     if (!split_command(c->line, c->line_len, name, sizeof name, arg, sizeof arg)) {
         send_error("unknown command or argument too long; /help lists the commands");
         return;
@@ -466,6 +542,7 @@ static void run_command(mote_console *c)
         } else {
             c->settings = default_settings;
             apply_settings(c);
+            if (is_chat(c)) mote_conv_reset(&c->conv); /* a new conversation, same system */
             out_str(&o, "ok ");
             out_all_settings(&o, c);
             out_str(&o, "\r\n");
@@ -575,6 +652,7 @@ mote_status mote_console_init(mote_console *c, const mote_console_config *cfg)
     }
     c->status = mote_state_init(&c->state, &c->model, cfg->arena, cfg->arena_bytes, cfg->ctx);
     if (c->status == MOTE_OK) apply_settings(c);
+    mote_conv_init(&c->conv, &c->model.chat);
     return c->status;
 }
 

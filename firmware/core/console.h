@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chat.h"
 #include "generate.h"
 #include "mote.h"
 
@@ -16,7 +17,7 @@
 /* One decode call's text for the longest token a valid tokenizer section holds: every
  * byte may become a 3-byte U+FFFD (tokenizer.h), so no blob's text is ever dropped. */
 #define MOTE_CONSOLE_TEXT_MAX MOTE_TOK_DECODE_CAP(MOTE_TOK_MAX_TOKEN_BYTES)
-#define MOTE_CONSOLE_MSG_MAX 128u
+#define MOTE_CONSOLE_MSG_MAX 160u
 #define MOTE_CONSOLE_AHEAD 256u /* bytes received during a generation, kept for after it */
 
 /* What /temp, /topp, /topk, /seed and /n set; /reset restores the defaults. */
@@ -47,8 +48,12 @@ typedef struct {
     mote_state state;
     mote_settings settings;
     mote_sampler sampler;
+    /* a chat model's conversation (chat.h); unused by a completion model */
+    mote_conversation conv;
+    mote_turn_info turn;
     /* the line being received, and its prompt ids (the encoder's workspace: a token
-     * per byte, BOS and the dummy prefix); the console's, not the model's arena */
+     * per byte, BOS and the dummy prefix; a chat turn is laid out in the arena's scratch,
+     * chat.h); the console's, not the model's arena */
     char line[MOTE_CONSOLE_LINE_MAX];
     int32_t ids[MOTE_CONSOLE_LINE_MAX + 2u];
     uint32_t line_len;
@@ -74,14 +79,16 @@ void mote_console_input(mote_console *c, uint8_t byte);
 /* For ports without an end of input (boards): banner, then input forever. */
 void mote_console_run(mote_console *c);
 
-/* Apply one setting by its command name ("temp", "topp", "topk", "seed", "n") from its
+/* Apply one setting by its command name ("temp", "topp", "topk", "seed", "n"; "system"
+ * for a chat model: a new conversation with that system prompt, "" for none) from its
  * text form, as the /commands do. Returns NULL, or an error message. */
 const char *mote_console_set(mote_console *c, const char *name, const char *value);
 
 /* A prompt line: check and encode `len` bytes of prompt text, then generate
  * (generate.h) with the settings, streaming the new text through hal_write (with "\n"
- * sent as "\r\n" when crlf) and stopping at a 0x03 byte from hal_read_byte. Returns
- * NULL and fills `stats`, or returns an error message and generates nothing. */
+ * sent as "\r\n" when crlf) and stopping at a 0x03 byte from hal_read_byte. A chat
+ * model takes the line as the user's turn in its conversation (chat.h). Returns NULL
+ * and fills `stats`, or returns an error message and generates nothing. */
 const char *mote_console_generate(mote_console *c, const char *prompt, uint32_t len, int crlf,
                                   mote_gen_stats *stats);
 

@@ -1,5 +1,6 @@
 /* generate.c - see generate.h. The loop is host/mote/reference's generate: prefill,
- * then sample, stop, emit, forward, so the same seed gives the same tokens. */
+ * then sample, stop, emit, forward, so the same seed gives the same tokens. A step of
+ * mote_gen_step is forward (the token emitted last), stop, sample, emit. */
 #include "generate.h"
 
 #include <string.h>
@@ -11,8 +12,17 @@ int32_t mote_gen_encode(const mote_tokenizer *t, const char *text, uint32_t len,
     return mote_tok_encode(t, text, len, add_bos, ids, cap);
 }
 
-static int is_end_token(const mote_tokenizer *t, int32_t token)
+const char *mote_end_name(mote_end end)
 {
+    static const char *const names[] = {"eos", "length", "context", "stopped", "numeric"};
+    return (uint32_t)end < sizeof names / sizeof names[0] ? names[end] : "?";
+}
+
+static int is_end_token(const mote_tokenizer *t, const mote_gen_io *io, int32_t token)
+{
+    uint32_t i;
+    for (i = 0; i < io->n_stop_ids; i++)
+        if (token == io->stop_ids[i]) return 1;
     /* llama2.c-trained models end a story with BOS, Hugging Face ones with EOS */
     return token == t->eos_id || token == t->bos_id;
 }
@@ -35,70 +45,94 @@ static void emit(const mote_gen_io *io, uint32_t n)
     if (n) io->write(io->ctx, io->text, n);
 }
 
-/* One forward pass, shown to the logits observer. */
+/* One forward pass, recorded in the token history and shown to the logits observer. */
 static float *forward(mote_state *s, const mote_gen_io *io, int32_t token, uint32_t pos)
 {
     float *logits = mote_forward(s, token, pos);
+    if (s->tokens) s->tokens[pos] = token;
     if (io->logits) io->logits(io->ctx, pos, logits);
     return logits;
 }
 
-mote_status mote_generate(mote_state *s, mote_sampler *smp, const int32_t *prompt,
-                          uint32_t n_prompt, const mote_gen_io *io, mote_gen_stats *stats)
+/* End the generation: final stats, and the text still held back. Returns 0. */
+static int finish(mote_gen *g, mote_end end)
 {
-    const mote_tokenizer *tok = &s->model->tokenizer;
+    const mote_gen_io *io = g->io;
+    g->ended = 1;
+    g->stats.end = end;
+    g->stats.end_pos = g->pos;
+    /* n or the context reached: the token emitted last was never run */
+    g->stats.unfed = end == MOTE_END_LENGTH || end == MOTE_END_CONTEXT ? g->last : -1;
+    g->stats.decode_read_bytes = g->s->reads.bytes - g->prefill_read_bytes;
+    if (io->write) emit(io, mote_tok_decode_flush(&g->dec, io->text, io->text_cap));
+    g->stats.total_ticks = now(io) - g->start;
+    return 0;
+}
+
+mote_status mote_gen_start(mote_gen *g, mote_state *s, mote_sampler *smp, const int32_t *prompt,
+                           uint32_t n_prompt, uint32_t start, const mote_gen_io *io)
+{
     const uint32_t vocab = s->model->config.vocab_size;
     if (n_prompt == 0u) return MOTE_E_ARG;
-    if (n_prompt >= s->ctx) return MOTE_E_CONTEXT;
+    if (start >= s->ctx || n_prompt >= s->ctx - start) return MOTE_E_CONTEXT;
     for (uint32_t i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || (uint32_t)prompt[i] >= vocab) return MOTE_E_ARG;
 
-    memset(stats, 0, sizeof *stats);
-    stats->prompt_tokens = n_prompt;
-    stats->ticks_per_second = io->ticks_per_second;
-    stats->end = MOTE_END_LENGTH;
-    const uint64_t start = now(io);
-    float *logits = NULL;
-    uint32_t pos = 0;
+    memset(g, 0, sizeof *g);
+    g->s = s;
+    g->smp = smp;
+    g->io = io;
+    g->last = -1;
+    g->stats.prompt_tokens = n_prompt;
+    g->stats.ticks_per_second = io->ticks_per_second;
+    g->start = now(io);
+    g->pos = start;
     int stopped = 0;
-    for (; pos < n_prompt && !stopped; pos++) {
-        stopped = stop_requested(io);
-        if (!stopped) logits = forward(s, io, prompt[pos], pos);
+    while (g->pos < start + n_prompt && !(stopped = stop_requested(io))) {
+        g->logits = forward(s, io, prompt[g->pos - start], g->pos);
+        g->pos++;
     }
-    stats->prefill_ticks = now(io) - start;
-    const uint64_t prefill_read_bytes = s->reads.bytes;
+    g->stats.prefill_ticks = now(io) - g->start;
+    g->prefill_read_bytes = s->reads.bytes;
+    mote_tok_decoder_init(&g->dec);
+    if (stopped) finish(g, MOTE_END_STOPPED);
+    return MOTE_OK;
+}
 
-    mote_tok_decoder dec;
-    mote_tok_decoder_init(&dec);
-    while (!stopped && stats->new_tokens < io->max_new_tokens) {
-        if (stop_requested(io)) {
-            stopped = 1;
-            break;
-        }
-        if (!all_finite(logits, vocab)) {
-            stats->end = MOTE_END_NUMERIC;
-            break;
-        }
-        /* after the prompt the arena's scratch space belongs to the sampler */
-        const int32_t token = mote_sample(smp, logits, vocab, s->scratch);
-        if (io->stop_at_end && is_end_token(tok, token)) {
-            stats->end = MOTE_END_EOS;
-            break;
-        }
-        if (io->token) io->token(io->ctx, token);
-        if (io->write) emit(io, mote_tok_decode(tok, &dec, token, io->text, io->text_cap));
-        stats->new_tokens++;
-        if (stats->new_tokens == io->max_new_tokens) break;
-        if (pos >= s->ctx) {
-            stats->end = MOTE_END_CONTEXT;
-            break;
-        }
-        logits = forward(s, io, token, pos++);
-        stats->decode_passes++;
+int mote_gen_step(mote_gen *g)
+{
+    mote_state *s = g->s;
+    const mote_gen_io *io = g->io;
+    const mote_tokenizer *tok = &s->model->tokenizer;
+    const uint32_t vocab = s->model->config.vocab_size;
+    if (g->ended) return 0;
+    if (g->stats.new_tokens == io->max_new_tokens) return finish(g, MOTE_END_LENGTH);
+    if (g->last >= 0) {
+        if (g->pos >= s->ctx) return finish(g, MOTE_END_CONTEXT);
+        g->logits = forward(s, io, g->last, g->pos++);
+        g->stats.decode_passes++;
     }
-    stats->decode_read_bytes = s->reads.bytes - prefill_read_bytes;
-    if (stopped) stats->end = MOTE_END_STOPPED;
-    if (io->write) emit(io, mote_tok_decode_flush(&dec, io->text, io->text_cap));
-    stats->total_ticks = now(io) - start;
+    if (stop_requested(io)) return finish(g, MOTE_END_STOPPED);
+    if (!all_finite(g->logits, vocab)) return finish(g, MOTE_END_NUMERIC);
+    /* after the prompt the arena's scratch space belongs to the sampler */
+    const int32_t token = mote_sample(g->smp, g->logits, vocab, s->scratch);
+    if (io->stop_at_end && is_end_token(tok, io, token)) return finish(g, MOTE_END_EOS);
+    if (io->token) io->token(io->ctx, token);
+    if (io->write) emit(io, mote_tok_decode(tok, &g->dec, token, io->text, io->text_cap));
+    g->stats.new_tokens++;
+    g->last = token;
+    return 1;
+}
+
+mote_status mote_generate(mote_state *s, mote_sampler *smp, const int32_t *prompt,
+                          uint32_t n_prompt, uint32_t start, const mote_gen_io *io,
+                          mote_gen_stats *stats)
+{
+    mote_gen g;
+    const mote_status st = mote_gen_start(&g, s, smp, prompt, n_prompt, start, io);
+    if (st != MOTE_OK) return st;
+    while (mote_gen_step(&g)) {
+    }
+    *stats = g.stats;
     return MOTE_OK;
 }

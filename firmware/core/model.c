@@ -16,7 +16,7 @@
 
 typedef struct {
     uint64_t x, xb2, xb, q, k, v, hb, hb2, att, logits, xq, xs, rope_cos, rope_sin;
-    uint64_t key_cache, value_cache, key_scales, value_scales, scratch;
+    uint64_t key_cache, value_cache, key_scales, value_scales, scratch, tokens;
 } arena_sizes;
 
 static uint64_t round16(uint64_t n) { return (n + 15u) & ~(uint64_t)15u; }
@@ -44,6 +44,8 @@ static arena_sizes arena_table(const mote_config *c, uint64_t ctx)
     a.key_scales = a.value_scales = 2u * (uint64_t)c->n_layers * ctx;
     /* the model's own needs only: the console keeps its line and prompt ids itself */
     a.scratch = max64(4u * ctx, 8u * (uint64_t)c->vocab_size);
+    /* a chat model's conversation history: re-prefilled when old turns are dropped */
+    a.tokens = c->has_chat ? 4u * ctx : 0u;
     return a;
 }
 
@@ -54,7 +56,18 @@ static uint64_t arena_total(const mote_config *c, uint64_t ctx)
            round16(a.v) + round16(a.hb) + round16(a.hb2) + round16(a.att) +
            round16(a.logits) + round16(a.xq) + round16(a.xs) + round16(a.rope_cos) +
            round16(a.rope_sin) + round16(a.key_cache) + round16(a.value_cache) +
-           round16(a.key_scales) + round16(a.value_scales) + round16(a.scratch);
+           round16(a.key_scales) + round16(a.value_scales) + round16(a.scratch) +
+           round16(a.tokens);
+}
+
+uint64_t mote_param_count(const mote_config *c)
+{
+    const uint64_t dim = c->dim, q_dim = (uint64_t)c->n_heads * c->head_dim,
+                   kv_dim = (uint64_t)c->n_kv_heads * c->head_dim;
+    const uint64_t per_layer = 2u * dim + 2u * q_dim * dim + 2u * kv_dim * dim +
+                               3u * (uint64_t)c->hidden_dim * dim;
+    const uint64_t embedding = (uint64_t)c->vocab_size * dim;
+    return embedding * (c->tied_classifier ? 1u : 2u) + c->n_layers * per_layer + dim;
 }
 
 uint32_t mote_arena_bytes(const mote_config *c, uint32_t ctx)
@@ -111,6 +124,7 @@ mote_status mote_state_init(mote_state *s, const mote_model *m, void *arena, siz
     s->value_scales = carve(&cursor, a.value_scales);
     s->scratch = carve(&cursor, a.scratch);
     s->scratch_bytes = (uint32_t)a.scratch;
+    s->tokens = a.tokens ? carve(&cursor, a.tokens) : NULL;
     return MOTE_OK;
 }
 

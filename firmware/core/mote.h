@@ -20,6 +20,7 @@ typedef enum {
     MOTE_E_TABLE,          /* tensor table entry out of bounds, misaligned, mis-shaped or overlapping */
     MOTE_E_TOKENIZER,      /* tokenizer section malformed */
     MOTE_E_SPARSITY,       /* sparsity section malformed */
+    MOTE_E_CHAT,           /* chat section malformed */
     MOTE_E_VALUES,         /* a norm or a scale is NaN or infinite */
     MOTE_E_ARENA,          /* arena smaller than mote_arena_bytes() */
     MOTE_E_CONTEXT,        /* position or prompt beyond the context length */
@@ -44,6 +45,7 @@ typedef struct {
     uint32_t group_size;
     uint32_t activation; /* mote_activation */
     uint32_t tied_classifier;
+    uint32_t has_chat;    /* a chat section: the arena also keeps the token history */
     float rope_theta, norm_eps;
     char name[33];
 } mote_config;
@@ -92,12 +94,23 @@ typedef struct {
     mote_tensor attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down;
 } mote_layer;
 
+/* The chat template (docs/blob-format.md, "Chat section"), viewed in place; the
+ * console runs conversations with it (chat.h). n_stops == 0: a completion model. */
+typedef struct {
+    char name[MOTE_C_NAME_BYTES + 1];
+    uint32_t n_stops;
+    int32_t stops[MOTE_CHAT_MAX_STOPS];       /* ids that end a reply */
+    const uint8_t *segment[MOTE_CHAT_SEGMENTS]; /* MOTE_CHAT_SEG_*: bytes inside the blob */
+    uint32_t segment_bytes[MOTE_CHAT_SEGMENTS];
+} mote_chat;
+
 typedef struct {
     mote_config config;
     mote_tensor tok_embedding, final_norm, classifier; /* classifier == tok_embedding if tied */
     mote_layer layers[MOTE_MAX_LAYERS];
     mote_sparsity sparsity;
     mote_tokenizer tokenizer;
+    mote_chat chat;
     const uint8_t *blob;
     uint32_t blob_bytes;
 } mote_model;
@@ -106,6 +119,10 @@ typedef struct {
  * check_crc, the CRC32) and fill `m` with views into it. Never reads outside
  * [blob, blob + len). */
 mote_status mote_model_open(mote_model *m, const uint8_t *blob, size_t len, int check_crc);
+
+/* The model's parameters (the banner's params=): embedding, classifier unless tied,
+ * every layer's matrices and norms, the final norm. */
+uint64_t mote_param_count(const mote_config *c);
 
 /* Arena bytes the runtime needs for `ctx` positions of this model. */
 uint32_t mote_arena_bytes(const mote_config *c, uint32_t ctx);
@@ -130,8 +147,9 @@ typedef struct {
     float *rope_cos, *rope_sin;         /* (head_dim/2,) for the current position */
     int8_t *key_cache, *value_cache;    /* (layer, ctx, kv_dim) */
     uint16_t *key_scales, *value_scales; /* (layer, ctx) f16 */
-    void *scratch;         /* prompt token ids, then sampler candidates */
+    void *scratch;         /* sampler candidates; between generations, a chat turn's layout */
     uint32_t scratch_bytes;
+    int32_t *tokens;       /* (ctx,) the token at each position; NULL without a chat section */
     mote_parallel_fn parallel_rows; /* NULL after mote_state_init: single-threaded */
     void *pool;
     mote_reads reads;      /* weights read so far (zeroed by mote_state_init) */

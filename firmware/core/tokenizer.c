@@ -357,13 +357,14 @@ int32_t mote_tok_encode(const mote_tokenizer *t, const char *text, uint32_t len,
          * one (`stop`), as if that text were all there is. */
         uint32_t stop = 0;
         for (i = 0; i < len; i = end) {
-            if (t->flags & FLAG_SPLIT_DIGITS) {
-                if (i >= stop) {
-                    for (stop = i; stop < len && class_at(t, s, len, stop, &k) != CLASS_NUMBER;) stop += k;
-                }
-                end = i == stop ? i + k : piece_end(t, s, stop, i);
-            } else {
+            if (!(t->flags & FLAG_SPLIT_DIGITS)) {
                 end = piece_end(t, s, len, i);
+            } else if (class_at(t, s, len, i, &k) == CLASS_NUMBER) {
+                end = i + k;
+            } else {
+                if (i >= stop) /* the next number, or the end */
+                    for (stop = i; stop < len && class_at(t, s, len, stop, &k) != CLASS_NUMBER;) stop += k;
+                end = piece_end(t, s, stop, i);
             }
             first = n;
             for (j = i; j < end; j++) w[n++] = rd16(t->byte_tokens + 2u * s[j]);

@@ -13,7 +13,8 @@ from mote.model import MoteError
 from mote.verbs import convert, evaluate, generate, inspect_blob
 from mote.verbs import finetune as finetune_verb, train as train_verb
 from mote.verbs import boards as boards_verb, chat as chat_verb, corpus as corpus_verb
-from mote.verbs import flash as flash_verb, run as run_verb
+from mote.verbs import flash as flash_verb, run as run_verb, serve as serve_verb
+from mote.verbs import export as export_verb
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     chat_verb.register(verbs)
     flash_verb.register(verbs)
     boards_verb.register(verbs)
+    serve_verb.register(verbs)
     corpus_verb.register(verbs)
+    export_verb.register(verbs)
     return parser
 
 

@@ -102,6 +102,8 @@ class Model:
     # how the checkpoint stored each tensor ("Q4_1", "F16", ...), where the importer
     # knows: convert names it beside the quantization error it reports
     source_types: dict[str, str] = field(default_factory=dict)
+    # the checkpoint's Jinja chat template (tokenizer.chat_template, tokenizer_config.json)
+    chat_template: str | None = None
 
     def expected_shapes(self) -> dict[str, tuple[int, ...]]:
         return expected_shapes(self.config)

@@ -13,6 +13,7 @@ from mote.boards.catalog import Board, check_fit
 from mote.eval import sparsity as calibration
 from mote.eval.perplexity import tokenizer_of
 from mote.format import blob as blobfile
+from mote import chat
 from mote.format.sparsity import POINTS
 from mote.importers import load_model
 from mote.model import MoteError
@@ -35,6 +36,8 @@ class ConvertOptions:
     calib: Path | None = None  # calibration text for sparsity
     calib_tokens: int = 2048
     sparse_points: tuple[str, ...] = POINTS
+    chat_template: str | None = None  # a library name (mote.chat.NAMES); None: the model's own
+    system_prompt: str | None = None  # replaces the template's default system prompt
 
 
 @dataclass
@@ -49,7 +52,9 @@ class Converted:
 def convert(source: Path, options: ConvertOptions, board: Board | None = None,
             progress: Callable[[str], None] | None = None) -> Converted:
     """Import, quantize and pack `source`; refuse (MoteError, by how much) when it
-    does not fit `board`."""
+    does not fit `board`. Without an explicit context, a model whose arena is too large
+    for the board at its trained context is packed for the largest one that fits (a note
+    says so)."""
     o = options
     if o.sparsity is not None and o.quant != "int8":
         raise MoteError("--sparsity lays out q8 matrices: use --quant int8")
@@ -60,18 +65,55 @@ def convert(source: Path, options: ConvertOptions, board: Board | None = None,
     model = load_model(source, o.tokenizer)
     errors: dict[str, float] = {}
     ctx = o.ctx if o.ctx is not None else min(model.config.max_seq_len, DEFAULT_CTX_MAX)
-    blob = blobfile.quantize(model, o.quant, o.group, ctx, progress=progress, errors=errors)
+    template = chat.choose(model.tokenizer, model.chat_template, o.chat_template, o.system_prompt)
+    blob = blobfile.quantize(model, o.quant, o.group, ctx, progress=progress, errors=errors, chat=template)
     if blob.arena_bytes > 0xFFFFFFFF:  # the header's arena_bytes is a u32
         raise MoteError(f"the arena for context {blob.ctx_len} is {blob.arena_bytes} bytes, more than the "
                         f"32-bit header can hold: convert with a smaller --ctx")
     notes: list[str] = []
     if o.sparsity is not None:
         blob.sparsity, notes = _calibrate(blob, o)
+    if board is not None and o.ctx is None:
+        notes += fit_context(blob, board)
     data = blobfile.serialize(blob)
     blob.total_bytes = len(data)
     if board is not None:
         check_fit(board, len(data), blob.arena_bytes)
     return Converted(data, blob, errors, model.source_types, notes)
+
+
+def fit_context(blob: blobfile.Blob, board: Board) -> list[str]:
+    """If `blob`'s arena exceeds `board`'s RAM budget at its context, shorten the context
+    to the largest that fits (the arena grows with it; the weights do not change) and
+    return the note saying so; [] when it already fits or when no context would."""
+    if blob.arena_bytes <= board.arena_bytes:
+        return []
+
+    def arena(ctx: int) -> int:
+        return blobfile.arena_bytes(blob.config, ctx, blob.group_size)
+
+    if arena(1) > board.arena_bytes:
+        return []  # check_fit refuses it, saying by how much at the blob's own context
+    lo, hi = 1, blob.ctx_len - 1  # arena(lo) fits, arena(blob.ctx_len) does not
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if arena(mid) <= board.arena_bytes else (lo, mid - 1)
+    note = (f"context {blob.ctx_len} needs {blob.arena_bytes} bytes of arena, {board.name} has "
+            f"{board.arena_bytes}: packed for context {lo} ({arena(lo)} bytes; --ctx N chooses)")
+    blob.ctx_len, blob.arena_bytes = lo, arena(lo)
+    return [note]
+
+
+def pack_for_board(data: bytes, board: Board) -> tuple[bytes, list[str]]:
+    """A packed blob as `board` takes it: the same bytes, or repacked for the largest
+    context that fits its RAM (fit_context); refused (MoteError, by how much) if it
+    cannot fit at all."""
+    blob = blobfile.load(data)
+    notes = fit_context(blob, board)
+    if notes:
+        data = blobfile.serialize(blob)
+    check_fit(board, len(data), blob.arena_bytes)
+    return data, notes
 
 
 def _calibrate(dense: blobfile.Blob, o: ConvertOptions):

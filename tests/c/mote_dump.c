@@ -204,7 +204,7 @@ int main(int argc, char **argv)
     io.ticks_per_second = 1000000000u;
     io.ctx = &out;
     mote_sampler_init(&sampler, temperature, top_p, (uint32_t)top_k, seed);
-    st = mote_generate(&state, &sampler, ids, (uint32_t)n_ids, &io, &stats);
+    st = mote_generate(&state, &sampler, ids, (uint32_t)n_ids, 0, &io, &stats);
     if (st != MOTE_OK) {
         fprintf(stderr, "mote_dump: %s\n", mote_status_str(st));
         return 1;

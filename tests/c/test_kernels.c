@@ -6,7 +6,7 @@
  * f16 conversions against the CPU.
  *
  * Portable C99 over hal.h only, so the same program runs on the host (firmware/Makefile
- * kernel-test) and on a board (firmware/ports/cmsdk kernel-test, under QEMU). It
+ * kernel-test) and on a board (firmware/ports/<port> kernel-test, under QEMU). It
  * prints one line: "MOTE-KERNELS-PASS ..." or "MOTE-KERNELS-FAIL ..." after the first
  * failures, and returns 0 or 1 (the board's semihosting exit status). Run by
  * tests/test_kernels.py. */

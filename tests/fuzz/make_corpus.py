@@ -14,6 +14,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import numpy as np  # noqa: E402
 
+from mote import chat  # noqa: E402
 from mote.format import blob as mote_blob  # noqa: E402
 from mote.format.sparsity import POINTS, Sparsity  # noqa: E402
 from tiny_model import tiny_model  # noqa: E402
@@ -32,6 +33,10 @@ def main() -> None:
         "int8_sparse": mote_blob.pack(
             tiny_model(4, n_layers=2), quant="int8", group_size=8, ctx=8,
             sparsity=Sparsity(POINTS, np.full((2, len(POINTS)), 0.05, np.float32), 0.25)),
+        # a chat section: segments with token and content marks, a default system prompt
+        "int8_chat": mote_blob.pack(
+            tiny_model(5), quant="int8", group_size=16, ctx=8,
+            chat=chat.named("llama2", tiny_model(5).tokenizer, "Be brief.")),
     }
     good = seeds["int8_tied"]
     seeds["truncated"] = good[: len(good) // 2]

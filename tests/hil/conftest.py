@@ -1,15 +1,18 @@
 """Hardware-in-the-loop fixtures: one suite for an emulated board booted here
-(--board qemu-m7) or a real one already flashed with the same model
-(--board B --port /dev/ttyACM0).
+(--board qemu-m7), a real one already flashed with the same model
+(--board B --port /dev/ttyACM0), or a board of a labgrid farm (--lg-env FILE: its
+place's NetworkSerialPort, the board named by the environment's mote_board option).
 
     pytest tests/hil --board qemu-m55
-    pytest tests/hil --board my-board --port /dev/ttyACM0 --model build/my-board/model.mote
+    pytest tests/hil --board pico2 --port /dev/ttyACM0 --model build/pico2/model.mote
+    LG_COORDINATOR=host:20408 pytest tests/hil --lg-env tests/hil/labgrid/qemu-m4.yaml
 
 Without --board the suite runs on qemu-m4.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from shared_models import model_path
 from mote.format import blob as blobfile
 from mote.boards.catalog import Board, load_board
 from mote.console.client import MoteConsole
+from mote.model import MoteError
 from mote.eval.perplexity import adds_bos, stop_ids, tokenizer_of
 from mote.boards.images import Image, build_firmware, firmware_image
 from mote.boards.qemu import QemuBoard
@@ -58,14 +62,37 @@ class Reference:
         return text.decode("utf-8", errors="replace"), len(out)
 
 
-@pytest.fixture(scope="session")
-def board(request: pytest.FixtureRequest) -> Board:
-    return load_board(request.config.getoption("--board", default=None) or "qemu-m4")
+def labgrid_board(config: pytest.Config) -> tuple[str, str] | None:
+    """(serial URL, board name) of the labgrid environment's target, when the suite runs
+    with --lg-env (labgrid's pytest plugin): its NetworkSerialPort (through a RemotePlace,
+    a coordinator and an exporter), raw TCP or RFC2217 as the exporter serves it."""
+    env_file = getattr(config.option, "lg_env", None) or os.environ.get("LG_ENV")
+    if not env_file:
+        return None
+    from labgrid.pytestplugin.hooks import LABGRID_ENV_KEY
+    from labgrid.resource import NetworkSerialPort
+
+    env = config.stash[LABGRID_ENV_KEY]
+    port = env.get_target("main").get_resource(NetworkSerialPort)
+    scheme = "rfc2217" if port.protocol == "rfc2217" else "socket"
+    return f"{scheme}://{port.host}:{port.port}", env.config.get_target_option("main", "mote_board")
 
 
 @pytest.fixture(scope="session")
-def real_port(request: pytest.FixtureRequest) -> str | None:
-    return request.config.getoption("--port", default=None)
+def labgrid_target(request: pytest.FixtureRequest) -> tuple[str, str] | None:
+    return labgrid_board(request.config)
+
+
+@pytest.fixture(scope="session")
+def board(request: pytest.FixtureRequest, labgrid_target) -> Board:
+    name = request.config.getoption("--board", default=None)
+    return load_board(name or (labgrid_target[1] if labgrid_target else "qemu-m4"))
+
+
+@pytest.fixture(scope="session")
+def real_port(request: pytest.FixtureRequest, labgrid_target) -> str | None:
+    """The serial port of a board this suite does not start: --port, or labgrid's."""
+    return request.config.getoption("--port", default=None) or (labgrid_target[0] if labgrid_target else None)
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +114,8 @@ def firmware(board: Board, real_port: str | None) -> Path | None:
     if real_port:
         return None
     if not board.is_qemu:
-        pytest.skip(f"{board.name} is a real board: pass --port")
+        pytest.skip(f"{board.name} is a real board: pass --port (the Cortex-M QEMU boards run "
+                    f"the same core and kernels)")
     build_firmware(board)
     return firmware_image(board)
 
@@ -114,9 +142,12 @@ def emulated(board: Board, firmware: Path | None, model_blob: bytes, tmp_path_fa
 
 
 @pytest.fixture(scope="session")
-def session_console(real_port: str | None, emulated: QemuBoard | None):
-    console = MoteConsole(real_port or emulated.url, timeout=REPLY_TIMEOUT_S)
-    console.read_banner(boot_wait=BOOT_TIMEOUT_S if emulated else 2.0)
+def session_console(board: Board, real_port: str | None, emulated: QemuBoard | None):
+    try:
+        console = MoteConsole(real_port or emulated.url, timeout=REPLY_TIMEOUT_S)
+        console.read_banner(boot_wait=BOOT_TIMEOUT_S if emulated else 2.0)
+    except MoteError as err:  # no board on the port, or not a Mote console: one line, not 20 errors
+        pytest.exit(f"{board.name}: {err}", returncode=2)
     yield console
     console.close()
 

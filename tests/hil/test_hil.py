@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from mote.boards.catalog import CORTEX_M_PORTS
 from mote.boards.images import corrupt
 from mote.model import MoteError
 
@@ -77,8 +78,8 @@ def test_stats_carry_the_exact_clock_ticks(console, board):
 
 
 def test_info_reports_stack_and_static_ram(console, board):
-    if board.port != "cmsdk":
-        pytest.skip("the stack and RAM line is the cmsdk port's")
+    if board.port not in CORTEX_M_PORTS:
+        pytest.skip("the stack and RAM line is the bare-metal Cortex-M ports'")
     console.set("n", 4)
     console.ask(PROMPT)  # a generation reaches the deepest stack
     info = console.info()
@@ -86,6 +87,18 @@ def test_info_reports_stack_and_static_ram(console, board):
     assert 0 < high_water < stack and stack >= board.stack_bytes
     assert board.arena_bytes < static and static + stack <= board.ram_size
     assert int(console.info()["stack_high_water"]) >= high_water  # a high-water mark only grows
+
+
+def test_stm32f4_took_the_emulator_path_only_under_qemu(console, board, emulated):
+    """The port leaves the clock tree alone only where RCC reads 0 (hal_stm32f4.c): under
+    QEMU it must say so; on a real part it must have run the PLL (and DWT counts)."""
+    if board.port != "stm32f4":
+        pytest.skip("the stm32f4 port's clock line")
+    info = console.info()
+    if emulated is not None:
+        assert info["clock"] == "emulated"
+    else:
+        assert info["clock"] == "pll168" and int(info["dwt_cycles"]) > 0
 
 
 def test_reset_restores_defaults(console):

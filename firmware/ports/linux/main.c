@@ -24,12 +24,14 @@
 static const char usage[] =
     "usage: mote-linux BLOB [--tty PATH | --tty-fd FD] [--threads N] [--ctx N]\n"
     "       mote-linux BLOB --prompt TEXT [-n N] [--temp T] [--topp P] [--topk K] [--seed S]\n"
-    "                       [--threads N] [--ctx N]\n"
+    "                       [--system TEXT] [--threads N] [--ctx N]\n"
     "       mote-linux BLOB --info [--ctx N]\n"
     "Speaks the Mote serial protocol on stdin/stdout, on the tty at PATH (raw mode), or\n"
     "on the pty master FD inherited from the parent (which holds the other side; when\n"
     "that side closes, mote-linux waits for it to be opened again). --prompt prints only\n"
-    "the generated text, and the stats line on stderr. Settings default as the console's.\n";
+    "the generated text, and the stats line on stderr. Settings default as the console's.\n"
+    "A chat model's prompt is one user turn after the system prompt (--system: another,\n"
+    "\"\" for none; the default is the blob's).\n";
 
 typedef struct {
     const char *blob_path, *tty_path, *prompt;
@@ -37,10 +39,10 @@ typedef struct {
     unsigned long threads, ctx;
     /* one-shot settings as text (NULL: the default), applied through the console's
      * own parser; indexed like setting_names */
-    const char *settings[5];
+    const char *settings[6];
 } options;
 
-static const char *const setting_names[5] = {"n", "temp", "topp", "topk", "seed"};
+static const char *const setting_names[6] = {"n", "temp", "topp", "topk", "seed", "system"};
 
 static int fail(const char *what, const char *detail)
 {
@@ -67,7 +69,8 @@ static int parse_args(int argc, char **argv, options *o)
         {"prompt", required_argument, NULL, 'p'}, {"temp", required_argument, NULL, 't'},
         {"topp", required_argument, NULL, 'P'},   {"topk", required_argument, NULL, 'k'},
         {"seed", required_argument, NULL, 's'},   {"info", no_argument, NULL, 'i'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+        {"system", required_argument, NULL, 'S'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     unsigned long fd = 0;
     int opt;
     memset(o, 0, sizeof *o);
@@ -95,6 +98,7 @@ static int parse_args(int argc, char **argv, options *o)
         case 'P': o->settings[2] = optarg; break;
         case 'k': o->settings[3] = optarg; break;
         case 's': o->settings[4] = optarg; break;
+        case 'S': o->settings[5] = optarg; break;
         case 'i': o->info = 1; break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return EXIT_USAGE;
@@ -109,8 +113,8 @@ static int parse_args(int argc, char **argv, options *o)
     if ((o->prompt || o->info) && (o->tty_path || o->tty_fd >= 0))
         return fail("--prompt and --info print to stdout; drop --tty/--tty-fd", NULL);
     int any_setting = 0;
-    for (int i = 0; i < 5; i++) any_setting |= o->settings[i] != NULL;
-    if (any_setting && !o->prompt) return fail("-n, --temp, --topp, --topk and --seed need --prompt; a console sets them with /commands", NULL);
+    for (int i = 0; i < 6; i++) any_setting |= o->settings[i] != NULL;
+    if (any_setting && !o->prompt) return fail("-n, --temp, --topp, --topk, --seed and --system need --prompt; a console sets them with /commands", NULL);
     return -1;
 }
 
@@ -163,7 +167,7 @@ static void print_info(const mote_model *m, uint32_t ctx)
 
 static int run_one_shot(mote_console *c, const options *o)
 {
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 6; i++) {
         const char *err = o->settings[i] ? mote_console_set(c, setting_names[i], o->settings[i]) : NULL;
         if (err) {
             fprintf(stderr, "mote-linux: %s (got '%s')\n", err, o->settings[i]);

@@ -1,10 +1,13 @@
 """Boards as data: load and check boards/<name>.toml, and decide whether a model fits.
 
 A board file is the one source of truth for a board: compiler flags and kernel set,
-flash and RAM layout, the model partition, the RAM budget for the arena, the clock used for tok/s
-estimates, and how to run it (a QEMU machine). The firmware build reads it through `make_vars` (run as
-`mote boards NAME --make-vars`), so the linker script and the C defines come
-from the same numbers `mote convert --board` checks against.
+flash and RAM layout, the model partition, the RAM budget for the arena, the clock
+used for tok/s estimates, and how to run it: a QEMU machine that emulates it, and for
+a real part the tools that write it ([flasher]) and its PlatformIO environment. The
+firmware build reads it through `make_vars` (run as `mote boards NAME --make-vars`),
+so the linker script and the C defines come from the same numbers `mote convert
+--board` checks against; platformio.ini and the ESP-IDF partition table are generated
+from it too (mote.boards.platformio).
 """
 
 from __future__ import annotations
@@ -31,10 +34,31 @@ _SCHEMA: dict[str, dict[str, type]] = {
     "model": {"base": int, "size": int},
     "ram": {"base": int, "size": int, "stack_bytes": int, "arena_bytes": int},
     "uart": {"base": int, "baud": int},
-    "qemu": {"machine": str, "systick_hz": int},
+    "qemu": {"machine": str, "systick_hz": int, "ram_size": int},
+    "flasher": {"methods": list, "dfu_device": str, "uf2_family": int, "uf2_model_family": int,
+                "uf2_drive_id": str, "esp_chip": str},
+    "platformio": {"platform": str, "board": str, "framework": str},
 }
-_RUNNERS = ("qemu",)  # how a board is run: a board has exactly one of these sections
-_PORTS = ("cmsdk",)
+_OPTIONAL = {
+    "qemu": {"ram_size"},
+    "flasher": {"dfu_device", "uf2_family", "uf2_model_family", "uf2_drive_id", "esp_chip"},
+    "platformio": {"framework"},
+}
+# How a board is run: emulated ([qemu]) and/or a real part written by a tool
+# ([flasher]); a board has at least one of them.
+_RUNNERS = ("qemu", "flasher")
+_OPTIONAL_SECTIONS = _RUNNERS + ("platformio",)
+# firmware/ports/<port>; espidf is built by PlatformIO alone (not here: no Xtensa gcc)
+PORTS = ("cmsdk", "stm32f4", "rp2350", "espidf")
+CORTEX_M_PORTS = ("cmsdk", "stm32f4", "rp2350")  # built by firmware/ports/cortex-m/port.mk
+# A flash method and the [flasher] keys it needs (mote.boards.flashers runs them).
+FLASH_METHODS: dict[str, tuple[str, ...]] = {
+    "dfu-util": ("dfu_device",),
+    "st-flash": (),
+    "uf2": ("uf2_family", "uf2_model_family", "uf2_drive_id"),
+    "picotool": ("uf2_family", "uf2_model_family"),
+    "esptool": ("esp_chip",),
+}
 KERNELS_DIR = ROOT / "firmware" / "core"
 
 
@@ -66,11 +90,21 @@ class Board:
     baud: int
     qemu_machine: str | None = None
     systick_hz: int | None = None  # SysTick's rate under QEMU (virtual time)
+    qemu_ram_size: int | None = None  # the emulator's RAM at ram_base, when the part's is too
+    # small for the kernel test's buffers (that image alone links against it)
+    flasher: dict | None = None  # [flasher]: methods (in order of preference) and their keys
+    platformio: dict | None = None  # [platformio]: platform, board, framework
     path: Path | None = None
 
     @property
     def is_qemu(self) -> bool:
         return self.qemu_machine is not None
+
+    @property
+    def flash_methods(self) -> tuple[str, ...]:
+        """The tools that write the real part, in order of preference (() for a board
+        that exists only emulated)."""
+        return tuple(self.flasher["methods"]) if self.flasher else ()
 
     @property
     def tick_hz(self) -> int:
@@ -99,14 +133,22 @@ def _read_sections(data: dict, where: str) -> dict[str, dict]:
             if not isinstance(value, schema[key]) or isinstance(value, bool):
                 raise MoteError(f"{where}: {label}{key} must be {schema[key].__name__}")
         for key in schema:
-            if key not in table:
+            if key not in table and key not in _OPTIONAL.get(section, ()):
                 raise MoteError(f"{where}: missing {label}{key}")
     for section in _SCHEMA:
-        if section not in sections and section not in _RUNNERS:
+        if section not in sections and section not in _OPTIONAL_SECTIONS:
             raise MoteError(f"{where}: missing section [{section}]")
-    runners = [r for r in _RUNNERS if r in sections]
-    if len(runners) != 1:
-        raise MoteError(f"{where}: needs exactly one of " + ", ".join(f"[{r}]" for r in _RUNNERS))
+    if not any(r in sections for r in _RUNNERS):
+        raise MoteError(f"{where}: needs [qemu] (emulated), [flasher] (a real part) or both")
+    flasher = sections.get("flasher")
+    if flasher is not None:
+        methods = flasher["methods"]
+        if not methods or not all(isinstance(m, str) and m in FLASH_METHODS for m in methods):
+            raise MoteError(f"{where}: [flasher] methods must be some of {', '.join(FLASH_METHODS)}")
+        for method in methods:
+            for key in FLASH_METHODS[method]:
+                if key not in flasher:
+                    raise MoteError(f"{where}: [flasher] method {method} needs {key}")
     return sections
 
 
@@ -140,10 +182,15 @@ def _check_layout(b: Board, where: str) -> None:
         )
     if b.arena_bytes % 16 or b.stack_bytes % 8:
         raise MoteError(f"{where}: arena_bytes must be a multiple of 16, stack_bytes of 8")
-    if b.port not in _PORTS:
-        raise MoteError(f"{where}: unknown port {b.port!r} (known: {', '.join(_PORTS)})")
+    if b.port not in PORTS:
+        raise MoteError(f"{where}: unknown port {b.port!r} (known: {', '.join(PORTS)})")
     if b.kernels not in kernel_sets():
         raise MoteError(f"{where}: unknown kernel set {b.kernels!r} (known: {', '.join(kernel_sets())})")
+    if b.is_qemu and b.flasher and b.systick_hz != b.clock_hz:
+        raise MoteError(f"{where}: one image runs emulated and on the real part, so [qemu] "
+                        f"systick_hz must equal [cpu] clock_hz")
+    if b.port == "espidf" and b.is_qemu:
+        raise MoteError(f"{where}: the espidf port has no emulated form here")
 
 
 def parse_board(text: str, where: str = "board") -> Board:
@@ -176,6 +223,9 @@ def parse_board(text: str, where: str = "board") -> Board:
         baud=s["uart"]["baud"],
         qemu_machine=qemu.get("machine"),
         systick_hz=qemu.get("systick_hz"),
+        qemu_ram_size=qemu.get("ram_size"),
+        flasher=s.get("flasher"),
+        platformio=s.get("platformio"),
     )
     _check_layout(board, where)
     return board
@@ -240,9 +290,9 @@ def fit_table(blob_bytes: int, arena_bytes: int) -> list[tuple[str, bool, str]]:
     return rows
 
 
-def make_vars(board: Board) -> str:
-    """Make variable assignments for the firmware build (firmware/ports/cmsdk/Makefile)."""
-    defines = {
+def defines(board: Board) -> dict[str, str]:
+    """The C defines every firmware build of `board` gets (make and PlatformIO alike)."""
+    return {
         "FLASH_BASE": _hex(board.flash_base),
         "FIRMWARE_BYTES": _hex(board.firmware_bytes),
         "MODEL_BASE": _hex(board.model_base),
@@ -256,13 +306,18 @@ def make_vars(board: Board) -> str:
         "SYSTICK_HZ": f"{board.tick_hz}u",
         "MOTE_BOARD_NAME": f'\\"{board.name}\\"',
     }
+
+
+def make_vars(board: Board) -> str:
+    """Make variable assignments for the firmware build (firmware/ports/cortex-m/port.mk)."""
     lines = [
         f"# generated from {board.path or board.name} by mote.boards; do not edit",
         f"BOARD_NAME := {board.name}",
         f"BOARD_PORT := {board.port}",
         f"BOARD_CPU_FLAGS := {' '.join(board.cflags)}",
         f"BOARD_KERNELS := {board.kernels}",
-        "BOARD_DEFINES := " + " ".join(f"-D{k}={v}" for k, v in defines.items()),
+        "BOARD_DEFINES := " + " ".join(f"-D{k}={v}" for k, v in defines(board).items()),
         f"QEMU_MACHINE := {board.qemu_machine or ''}",
+        f"QEMU_RAM_SIZE := {_hex(board.qemu_ram_size) if board.qemu_ram_size else ''}",
     ]
     return "\n".join(lines) + "\n"

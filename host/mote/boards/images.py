@@ -1,14 +1,17 @@
 """Build a board's flash contents: the firmware partition and the model partition.
 
 As on a real part, the two are written separately: `build_firmware` compiles the
-firmware for a board file (firmware/ports/<port>/Makefile) and `flash_model` packs a
-model for that board and writes it into the model partition, so a new model needs no
-firmware rebuild. For QEMU boards the "flash" is one raw image per partition under
-build/<board>/, loaded at the partition's address (`images`).
+firmware for a board file (firmware/ports/<port>/Makefile) and `flash_model` writes a
+packed model into the model partition, so a new model needs no firmware rebuild. The
+"flash" is one raw image per partition under build/<board>/, which QEMU loads at the
+partition's address (`images`) and the board's flash tool writes to a real part
+(mote.boards.flashers); a board written through UF2 also gets firmware.uf2 and
+model.uf2 beside them.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zlib
@@ -16,11 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mote.format import blob as blobfile
-from mote.boards.catalog import ROOT, Board, check_fit
+from mote.boards.catalog import CORTEX_M_PORTS, ROOT, Board, check_fit
+from mote.boards.uf2 import to_uf2
 from mote.fileio import write_atomically
 from mote.model import MoteError
 
 BUILD_DIR = ROOT / "build"
+# the compiler of the Cortex-M ports, and the Debian packages that bring it and its libc
+ARM_GCC = "arm-none-eabi-gcc"
+ARM_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi"
 
 
 @dataclass(frozen=True)
@@ -51,10 +58,25 @@ def model_image(board: Board) -> Path:
     return board_dir(board) / "model.bin"
 
 
+def uf2_image(image: Path) -> Path:
+    return image.with_suffix(".uf2")
+
+
+def _write_uf2(board: Board, image: Path, address: int, family_key: str) -> None:
+    """The UF2 twin of a raw partition image, for boards written through UF2."""
+    if board.flasher and family_key in board.flasher:
+        write_atomically(uf2_image(image), to_uf2(image.read_bytes(), address, board.flasher[family_key]))
+
+
 def build_firmware(board: Board, target: str = "firmware", quiet: bool = True,
                    kernels: str | None = None) -> Path:
     """Compile the firmware (or another target of the port's Makefile) for `board`,
     with the board file's kernel set or `kernels`."""
+    if board.port == "espidf":
+        raise MoteError(f"{board.name} is built by PlatformIO with ESP-IDF, not here: "
+                        f"pio run -e {board.name} (mote flash --board {board.name} runs it)")
+    if board.port in CORTEX_M_PORTS and shutil.which(ARM_GCC) is None:
+        raise MoteError(f"{ARM_GCC} not found, needed to build {board.name} (apt-get install {ARM_PACKAGES})")
     port_dir = ROOT / "firmware" / "ports" / board.port
     # the build runs host code (the board's Make variables): with this interpreter, so
     # that it works from any venv, activated or not
@@ -71,6 +93,7 @@ def build_firmware(board: Board, target: str = "firmware", quiet: bool = True,
         image = firmware_image(board, kernels)
         if image.stat().st_size > board.firmware_bytes:
             raise MoteError(f"{image}: larger than the firmware partition ({board.firmware_bytes})")
+        _write_uf2(board, image, board.flash_base, "uf2_family")
         return image
     return build_dir(board, kernels) / f"{target}.elf"
 
@@ -85,6 +108,7 @@ def flash_model(board: Board, data: bytes, check: bool = True) -> Path:
         raise MoteError(f"{len(data)} bytes do not fit the model partition ({board.model_size})")
     path = model_image(board)
     write_atomically(path, data)
+    _write_uf2(board, path, board.model_base, "uf2_model_family")
     return path
 
 

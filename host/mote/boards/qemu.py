@@ -47,7 +47,7 @@ class QemuBoard:
     """A running emulated board; a context manager that always stops QEMU."""
 
     def __init__(self, board: Board, flash: list[Image] | None = None, serial: str = "socket",
-                 wait_for_client: bool = True):
+                 wait_for_client: bool = True, tcp_port: int | None = None):
         if not board.is_qemu:
             raise MoteError(f"{board.name} is not an emulated board")
         if shutil.which(QEMU) is None:
@@ -58,6 +58,7 @@ class QemuBoard:
         self.flash = flash if flash is not None else images(board)
         self.serial = serial
         self.wait_for_client = wait_for_client
+        self.tcp_port = tcp_port  # the UART's TCP port on 127.0.0.1 (default: a free one)
         self.url = ""
         self.process: subprocess.Popen[str] | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="mote-qemu-")
@@ -70,7 +71,7 @@ class QemuBoard:
         for image in self.flash:
             cmd += ["-device", f"loader,file={image.path},addr=0x{image.address:X},force-raw=on"]
         if self.serial == "socket":
-            self._port = _free_port()
+            self._port = self.tcp_port or _free_port()
             wait = "on" if self.wait_for_client else "off"
             cmd += ["-serial", f"tcp:127.0.0.1:{self._port},server=on,wait={wait}"]
         else:
@@ -162,7 +163,7 @@ class QemuBoard:
 
 def calibrate_clock(board: Board) -> dict:
     """Check the firmware clock against loops of known length: boots
-    firmware/ports/cmsdk/calibrate.c, which times loops of 2n+1 instructions with
+    firmware/ports/cortex-m/calibrate.c, which times loops of 2n+1 instructions with
     hal_ticks for two n. The difference cancels the clock reads' own cost; under
     -icount shift=0 the instructions per tick must be 1e9 / the board's tick rate."""
     elf = build_firmware(board, "calibrate")
@@ -239,6 +240,10 @@ class QemuRunner:
                                 ("topp", decimal_text(options.top_p)), ("topk", options.top_k),
                                 ("seed", options.seed), ("n", options.n)):
                 client.set(name, value)
+            if options.system is not None:  # a chat model: the conversation's system prompt
+                reply = client.command(f"/system {options.system}" if options.system else "/system")
+                if not reply[-1].startswith("ok "):
+                    raise MoteError(f"/system: {reply[-1]}")
 
             def write(text: str) -> None:
                 out.write(text.encode())

@@ -38,6 +38,7 @@ class GenerateOptions:
     seed: int = 0
     threads: int = 1
     ctx: int | None = None  # positions; None = the blob's ctx_len
+    system: str | None = None  # chat models: the system prompt ("" none); None = the blob's
 
 
 class Runner(Protocol):
@@ -86,6 +87,8 @@ class LinuxRunner:
                "-n", str(options.n), "--temp", decimal_text(options.temperature),
                "--topp", decimal_text(options.top_p), "--topk", str(options.top_k),
                "--seed", str(options.seed), *_common_args(options.threads, options.ctx)]
+        if options.system is not None:
+            cmd += ["--system", options.system]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdout is not None and proc.stderr is not None
         while True:

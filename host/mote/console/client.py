@@ -98,20 +98,28 @@ class Stats:
     ticks_hz: int  # the board clock's ticks per second
     read_bytes_per_token: int  # weight bytes read per generated token, counted on the board
     end: str  # eos, length, context, stopped or numeric
+    ctx_used: int | None = None  # chat models: positions the conversation holds now
+    dropped: int | None = None  # chat models: oldest exchanges dropped to make room
 
     @classmethod
     def parse(cls, line: str) -> Stats:
         fields = dict(item.split("=", 1) for item in line.split()[1:] if "=" in item)
         try:
+            chat = {k: int(fields[k]) for k in ("ctx_used", "dropped") if k in fields}
             return cls(int(fields["tokens"]), int(fields["prompt"]), int(fields["prefill_ms"]),
                        int(fields["ms"]), float(fields["tok_s"]), int(fields["decode_ticks"]),
-                       int(fields["ticks_hz"]), int(fields["read_bytes_per_token"]), fields["end"])
+                       int(fields["ticks_hz"]), int(fields["read_bytes_per_token"]), fields["end"], **chat)
         except (KeyError, ValueError) as err:
             raise MoteError(f"malformed stats line {line!r}") from err
 
     def summary(self) -> str:
-        return (f"{self.tokens} tokens in {self.ms - self.prefill_ms} ms, {self.tok_s:.1f} tok/s "
+        text = (f"{self.tokens} tokens in {self.ms - self.prefill_ms} ms, {self.tok_s:.1f} tok/s "
                 f"(prompt {self.prompt} tokens, {self.prefill_ms} ms), end: {self.end}")
+        if self.ctx_used is not None:
+            text += f"; the conversation holds {self.ctx_used} positions"
+            if self.dropped:
+                text += f", its {self.dropped} oldest exchange{'s' * (self.dropped > 1)} dropped to make room"
+        return text
 
 
 def decimal_text(x: float) -> str:
@@ -151,7 +159,7 @@ class MoteConsole:
         try:
             self.port = serial.serial_for_url(url, baudrate=baudrate, timeout=POLL_S)
         except (serial.SerialException, ValueError) as err:
-            raise MoteError(f"cannot open {url}: {err}") from err
+            raise MoteError(f"no board on {url}: cannot open it ({err})") from err
         self.url = url
         self.timeout = timeout  # longest silence; and the longest a command's reply takes
         self.seconds_per_token = seconds_per_token
@@ -415,12 +423,19 @@ def chat(board: MoteConsole, color: bool | None = None, out=sys.stdout,
     info = board.info()
     if "error" in info:
         out.write(style(f"board: {printable(info['error'])}", "31") + "\n")
+    template = info.get("chat", "none")
+    chatting = template != "none"
+    if chatting:
+        out.write(style(f"a conversation ({printable(template)} template): each line is your turn, the model "
+                        "sees the earlier ones; /reset starts anew, /system TEXT sets the system prompt", "2")
+                  + "\n")
     out.write(style("a line is a prompt; /help lists the commands; Ctrl-C stops, Ctrl-D quits", "2")
               + "\n")
+    you = "you> " if chatting else "> "
     try:
         while True:
             try:
-                line = input(style.prompt("> "))
+                line = input(style.prompt(you))
             except KeyboardInterrupt:
                 out.write("\n")
                 continue
@@ -432,12 +447,16 @@ def chat(board: MoteConsole, color: bool | None = None, out=sys.stdout,
             if line.startswith("/"):
                 for reply in map(printable, board.command(line)):
                     out.write((style(reply, "31") if reply.startswith("error: ") else reply) + "\n")
+                if chatting and line.split()[0] == "/reset":
+                    out.write(style("(a new conversation: the model has forgotten the earlier turns)", "2") + "\n")
                 continue
 
             def show(text: str) -> None:
                 out.write(printable(text))
                 out.flush()
 
+            if chatting:
+                out.write(style("model> ", "1;34"))
             try:
                 _, stats = board.ask(line, on_text=show, ctrl_c_interrupts=True)
             except PortClosed:

@@ -17,6 +17,8 @@ from typing import Callable
 
 import numpy as np
 
+from mote.format import chat as chatfile
+from mote.format.chat import ChatTemplate
 from mote.format import sparsity as sparse
 from mote.format import spec
 from mote.model import Config, Model, MoteError, expected_shapes
@@ -84,9 +86,10 @@ def tensor_order(config: Config) -> list[str]:
     return list(expected_shapes(config))
 
 
-def arena_bytes(config: Config, ctx: int, group_size: int) -> int:
+def arena_bytes(config: Config, ctx: int, group_size: int, chat: bool = False) -> int:
     """The arena the firmware carves (docs/blob-format.md, "Arena"); each piece is
-    rounded up to 16 bytes, exactly as firmware/core/model.c does."""
+    rounded up to 16 bytes, exactly as firmware/core/model.c does. A blob with a chat
+    section also keeps the token at each position (the conversation's history)."""
     c = config
 
     def piece(n: int) -> int:
@@ -113,6 +116,7 @@ def arena_bytes(config: Config, ctx: int, group_size: int) -> int:
         2 * c.n_layers * ctx,  # key scales
         2 * c.n_layers * ctx,  # value scales
         max(4 * ctx, 8 * c.vocab_size),  # scratch: prompt ids, then sampler candidates
+        4 * ctx if chat else 0,  # tokens: the id at each position, to re-prefill kept turns
     ]
     return sum(piece(n) for n in pieces)
 
@@ -144,6 +148,7 @@ class Blob:
     tensors: dict[str, BlobTensor]
     tokenizer_section: bytes
     sparsity: Sparsity | None = None  # thresholds and layouts; None runs dense
+    chat: ChatTemplate | None = None  # None: a completion model
 
     def dtype_summary(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -180,6 +185,7 @@ def quantize(
     ctx: int | None = None,
     progress: Callable[[str], None] | None = None,
     errors: dict[str, float] | None = None,
+    chat: ChatTemplate | None = None,
 ) -> Blob:
     """The quantized model in memory: what `load` returns for its blob, without the
     bytes (total_bytes 0 until `serialize`). `errors`, if given, receives each
@@ -214,8 +220,8 @@ def quantize(
             errors[name] = relative_error(w, q)
         tensors[name] = BlobTensor(name, dtype, rows, cols, q.codes, q.scales)
     return Blob(config=c, name=model.name, group_size=group_size, ctx_len=ctx_len,
-                arena_bytes=arena_bytes(c, ctx_len, group_size), total_bytes=0, tensors=tensors,
-                tokenizer_section=pack_tokenizer(model.tokenizer))
+                arena_bytes=arena_bytes(c, ctx_len, group_size, chat is not None), total_bytes=0,
+                tensors=tensors, tokenizer_section=pack_tokenizer(model.tokenizer), chat=chat)
 
 
 def serialize(blob: Blob) -> bytes:
@@ -225,12 +231,15 @@ def serialize(blob: Blob) -> bytes:
     names = tensor_order(c)
     tokenizer_section = blob.tokenizer_section
     sparsity_section = sparse.pack_section(sparsity, c.n_layers) if sparsity else b""
+    chat_section = chatfile.pack_section(blob.chat) if blob.chat else b""
 
     table_offset = align(HEADER_BYTES)
     tokenizer_offset = align(table_offset + TABLE_ENTRY_BYTES * len(names))
     cursor = align(tokenizer_offset + len(tokenizer_section))
     sparsity_offset = cursor if sparsity_section else 0
     cursor = align(cursor + len(sparsity_section))
+    chat_offset = cursor if chat_section else 0
+    cursor = align(cursor + len(chat_section))
 
     # First the layout, from shapes alone, so the blob is written in one buffer.
     plan = []  # (name, layout, data_offset, data_bytes, scales_offset, scales_bytes)
@@ -252,6 +261,7 @@ def serialize(blob: Blob) -> bytes:
     buf = bytearray(total)
     buf[tokenizer_offset : tokenizer_offset + len(tokenizer_section)] = tokenizer_section
     buf[sparsity_offset : sparsity_offset + len(sparsity_section)] = sparsity_section
+    buf[chat_offset : chat_offset + len(chat_section)] = chat_section
 
     for i, (name, layout, d_off, d_len, s_off, s_len) in enumerate(plan):
         t = blob.tensors[name]
@@ -288,7 +298,8 @@ def serialize(blob: Blob) -> bytes:
         rope_theta=c.rope_theta, norm_eps=c.norm_eps, n_tensors=len(names),
         tensor_table_offset=table_offset, tokenizer_offset=tokenizer_offset,
         tokenizer_bytes=len(tokenizer_section), sparsity_offset=sparsity_offset,
-        sparsity_bytes=len(sparsity_section), name=blob.name.encode("utf-8"),
+        sparsity_bytes=len(sparsity_section), chat_offset=chat_offset, chat_bytes=len(chat_section),
+        name=blob.name.encode("utf-8"),
         reserved0=b"", reserved1=b"",  # struct zero-pads (and cuts the name to its field)
     )
     buf[:HEADER_BYTES] = _HEADER.pack(*(header[f] for f in _HEADER_FIELDS))
@@ -298,10 +309,10 @@ def serialize(blob: Blob) -> bytes:
 
 def pack(model: Model, quant: str = "int8", group_size: int = 32, ctx: int | None = None,
          progress: Callable[[str], None] | None = None, errors: dict[str, float] | None = None,
-         sparsity: Sparsity | None = None) -> bytes:
+         sparsity: Sparsity | None = None, chat: ChatTemplate | None = None) -> bytes:
     """Quantize `model` and serialize it: the whole path for a model that needs no
     calibration (tests, tools)."""
-    blob = quantize(model, quant, group_size, ctx, progress, errors)
+    blob = quantize(model, quant, group_size, ctx, progress, errors, chat)
     blob.sparsity = sparsity
     return serialize(blob)
 
@@ -397,7 +408,8 @@ def load(source: Path | str | bytes) -> Blob:
         tied_classifier=bool(h["flags"] & FLAG_TIED),
     )
     group = h["group_size"]
-    want_arena = arena_bytes(config, h["ctx_len"], group)
+    has_chat = bool(h["chat_offset"] or h["chat_bytes"])
+    want_arena = arena_bytes(config, h["ctx_len"], group, has_chat)
     if h["arena_bytes"] != want_arena or want_arena > 0xFFFFFFFF:
         raise fail("header", f"arena_bytes {h['arena_bytes']}, the model needs {want_arena}")
 
@@ -434,12 +446,21 @@ def load(source: Path | str | bytes) -> Blob:
         raise fail("tokenizer", str(err)) from None
     if tok_vocab != config.vocab_size:
         raise fail("tokenizer", f"{tok_vocab} tokens, the header says {config.vocab_size}")
+    chat = None
+    c_off, c_len = h["chat_offset"], h["chat_bytes"]
+    if has_chat:
+        if not _range_ok(c_off, c_len, total):
+            raise fail("chat", f"[{c_off}, +{c_len}) is misaligned or outside [{HEADER_BYTES}, {total})")
+        try:
+            chat = chatfile.parse_section(bytes(buf[c_off : c_off + c_len]), config.vocab_size)
+        except MoteError as err:
+            raise fail("chat", str(err)) from None
     _check_disjoint(buf, fail, h, expected, table, total)
     _check_finite(fail, tensors)
     return Blob(
         config=config, name=name, group_size=group, ctx_len=h["ctx_len"],
         arena_bytes=h["arena_bytes"], total_bytes=total, tensors=tensors,
-        tokenizer_section=tok, sparsity=sparsity,
+        tokenizer_section=tok, sparsity=sparsity, chat=chat,
     )
 
 
@@ -449,7 +470,8 @@ def _check_disjoint(buf, fail, h: dict, names, table: int, total: int) -> None:
     here, pairwise there: the same verdict."""
     regions = [(table, TABLE_ENTRY_BYTES * len(names), "tensor table"),
                (h["tokenizer_offset"], h["tokenizer_bytes"], "tokenizer section"),
-               (h["sparsity_offset"], h["sparsity_bytes"], "sparsity section")]
+               (h["sparsity_offset"], h["sparsity_bytes"], "sparsity section"),
+               (h["chat_offset"], h["chat_bytes"], "chat section")]
     for i, tname in enumerate(names):
         fields = _ENTRY.unpack_from(buf, table + i * TABLE_ENTRY_BYTES)
         d_off, d_len, s_off, s_len = fields[5:9]

@@ -51,7 +51,10 @@ def render() -> str:
     _check_contiguous("header", s.HEADER, s.HEADER_BYTES)
     _check_contiguous("entry", s.ENTRY, s.TABLE_ENTRY_BYTES)
     _check_contiguous("sparsity", s.SPARSITY, s.SPARSITY_HEADER_BYTES)
-    last_h, last_e, last_s = s.HEADER[-1], s.ENTRY[-1], s.SPARSITY[-1]
+    _check_contiguous("chat", s.CHAT, s.CHAT_HEADER_BYTES)
+    if [f"{seg}_bytes" for seg in s.CHAT_SEGMENTS] != [n for n, _, _ in s.CHAT if n.endswith("_bytes")]:
+        raise ValueError("the chat header's segment lengths must follow CHAT_SEGMENTS")
+    last_h, last_e, last_s, last_c = s.HEADER[-1], s.ENTRY[-1], s.SPARSITY[-1], s.CHAT[-1]
     known_flags = sum(1 << bit for _, bit in s.FLAGS)
     codes = dict(s.DTYPES)
     if [c for _, c, _ in s.KINDS] != list(range(1, len(s.KINDS) + 1)):
@@ -110,6 +113,22 @@ def render() -> str:
         *(f"#define MOTE_SPARSE_POINT_{n.upper()} {c}u" for n, c in s.SPARSE_POINTS),
         f"#define MOTE_SPARSE_POINT_COUNT {len(s.SPARSE_POINTS)}u",
         "",
+        "/* chat section: the header, then the segments in this order, lengths in the header */",
+        f"#define MOTE_CHAT_MAGIC {s.CHAT_MAGIC:#010x}u",
+        f"#define MOTE_CHAT_HEADER_BYTES {s.CHAT_HEADER_BYTES}u",
+        *_fields("MOTE_C_", s.CHAT),
+        *(f"#define MOTE_CHAT_SEG_{seg.upper()} {i}u" for i, seg in enumerate(s.CHAT_SEGMENTS)),
+        f"#define MOTE_CHAT_SEGMENTS {len(s.CHAT_SEGMENTS)}u",
+        "/* per segment: 0 no content mark, 1 exactly one, 2 at most one (none when empty),",
+        " * 3 plain text */",
+        "#define MOTE_CHAT_CONTENT_INIT { " + ", ".join(
+            f"{ {'0': 0, '1': 1, '0..1': 2, 'text': 3}[s.CHAT_CONTENT[seg]]}u" for seg in s.CHAT_SEGMENTS) + " }",
+        f"#define MOTE_CHAT_MAX_STOPS {s.CHAT_MAX_STOPS}u",
+        f"#define MOTE_CHAT_SEGMENT_MAX {s.CHAT_SEGMENT_MAX}u",
+        f"#define MOTE_CHAT_SYSTEM_MAX {s.CHAT_SYSTEM_MAX}u",
+        f"#define MOTE_CHAT_TOKEN_MARK {s.CHAT_TOKEN_MARK:#x}u",
+        f"#define MOTE_CHAT_CONTENT_MARK {s.CHAT_CONTENT_MARK:#x}u",
+        "",
         "/* why a blob is refused (mote_status_str; the host's BlobError says the same) */",
         *(f'#define MOTE_REASON_{status.upper()} "{text}"' for status, text in s.REASONS),
         "",
@@ -120,6 +139,8 @@ def render() -> str:
                 " == MOTE_TABLE_ENTRY_BYTES"),
         _assert("sparsity", f"MOTE_S_{last_s[0].upper()} + MOTE_S_{last_s[0].upper()}_BYTES"
                 " == MOTE_SPARSITY_HEADER_BYTES"),
+        _assert("chat", f"MOTE_C_{last_c[0].upper()} + MOTE_C_{last_c[0].upper()}_BYTES"
+                " == MOTE_CHAT_HEADER_BYTES"),
         _assert("aligned", "MOTE_HEADER_BYTES % MOTE_ALIGN == 0 && "
                 "MOTE_SPARSITY_HEADER_BYTES % 4u == 0"),
         _assert("layer_field", "MOTE_MAX_LAYERS < MOTE_GLOBAL_LAYER"),

@@ -12,7 +12,7 @@ blob.py imports it directly. Only literals and simple tuples, so it reads like a
 from __future__ import annotations
 
 MAGIC = 0x45544F4D  # the bytes "M O T E"
-VERSION = 2  # 2: the arena no longer holds the console line (see "Arena")
+VERSION = 3  # 3: the optional chat section, and the token history in its arena; 2: no console line in the arena
 HEADER_BYTES = 256
 ALIGN = 32  # every section and every tensor's data and scales
 TABLE_ENTRY_BYTES = 32
@@ -58,7 +58,9 @@ HEADER = (
     ("tokenizer_bytes", 92, "u32"),
     ("sparsity_offset", 96, "u32"),
     ("sparsity_bytes", 100, "u32"),
-    ("reserved0", 104, "bytes:24"),
+    ("chat_offset", 104, "u32"),  # 0 when absent: a completion model
+    ("chat_bytes", 108, "u32"),
+    ("reserved0", 112, "bytes:16"),
     ("name", 128, "bytes:32"),  # UTF-8, zero padded
     ("reserved1", 160, "bytes:96"),
 )
@@ -120,6 +122,40 @@ SPARSITY = (
 )
 SPARSE_POINTS = (("attn_in", 0), ("attn_out", 1), ("ffn_in", 2), ("gate", 3))
 
+# The optional chat section: a chat template the console runs (host/mote/chat.py).
+# Header, then the segments' bytes back to back in CHAT_SEGMENTS order (their lengths
+# in the header), zero padding to a multiple of 4. A segment is UTF-8 text with
+# CHAT_TOKEN_MARK + u16 id (a token inserted as an id) and CHAT_CONTENT_MARK (where
+# the user's line or the system prompt goes); default_system is plain UTF-8.
+CHAT_MAGIC = 0x54414843  # the bytes "C H A T"
+CHAT_HEADER_BYTES = 96
+CHAT = (
+    ("magic", 0, "u32"),
+    ("name", 4, "bytes:16"),  # printable ASCII without spaces, zero padded
+    ("n_stops", 20, "u32"),  # 1..CHAT_MAX_STOPS ids that end a reply
+    ("stop0", 24, "u32"),
+    ("stop1", 28, "u32"),  # unused stops are 0
+    ("stop2", 32, "u32"),
+    ("stop3", 36, "u32"),
+    ("begin_bytes", 40, "u32"),
+    ("system_bytes", 44, "u32"),
+    ("user_first_bytes", 48, "u32"),
+    ("user_bytes", 52, "u32"),
+    ("assistant_bytes", 56, "u32"),
+    ("assistant_end_bytes", 60, "u32"),
+    ("default_system_bytes", 64, "u32"),
+    ("reserved", 68, "bytes:28"),
+)
+CHAT_SEGMENTS = ("begin", "system", "user_first", "user", "assistant", "assistant_end", "default_system")
+# segments holding the content exactly once ("0..1": at most once, and only when not empty)
+CHAT_CONTENT = {"begin": "0", "system": "1", "user_first": "0..1", "user": "1", "assistant": "0",
+                "assistant_end": "0", "default_system": "text"}
+CHAT_MAX_STOPS = 4
+CHAT_SEGMENT_MAX = 128  # bytes of one segment (the console keeps room for three around a line)
+CHAT_SYSTEM_MAX = 1024  # bytes of the default system prompt
+CHAT_TOKEN_MARK = 0xFF
+CHAT_CONTENT_MARK = 0xFE
+
 # Why a blob is refused: (status, reason). The firmware's mote_status_str and the host's
 # BlobError say exactly these words, so both sides' verdicts can be compared. In the
 # order of mote.h's mote_status enum (after MOTE_OK); docs/blob-format.md, "Validation",
@@ -133,5 +169,6 @@ REASONS = (
     ("table", "tensor table entry out of bounds, misaligned, mis-shaped or overlapping"),
     ("tokenizer", "tokenizer section malformed"),
     ("sparsity", "sparsity section malformed"),
+    ("chat", "chat section malformed"),
     ("values", "non-finite value (NaN or infinity) in a norm or a scale"),
 )

@@ -145,6 +145,9 @@ def _tokenizer(meta: _Metadata) -> TokenizerData:
     special = {i for i, t in enumerate(types) if t in (TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_UNUSED)}
 
     if model == "llama":  # sentencepiece; llama.cpp defaults <s> = 1, </s> = 2
+        if meta.get("tokenizer.ggml.add_space_prefix", True) is not True:
+            raise MoteError(f"{meta.path}: a sentencepiece vocabulary without the leading space "
+                            "(tokenizer.ggml.add_space_prefix false) is not supported")
         scores = meta.get("tokenizer.ggml.scores")
         if scores is None or len(scores) != len(raw):
             raise MoteError(f"{meta.path}: sentencepiece vocabulary needs one score per token")
@@ -192,10 +195,16 @@ def _read(path: Path) -> Any:
         raise MoteError(f"{path}: not a readable GGUF file ({err})") from err
 
 
-def load_gguf_tokenizer(path: Path) -> TokenizerData:
-    """The vocabulary of a GGUF file alone, without its tensors."""
+def load_gguf_vocabulary(path: Path) -> tuple[TokenizerData, str | None]:
+    """The vocabulary and the Jinja chat template of a GGUF file, without its tensors."""
     path = Path(path)
-    return _tokenizer(_Metadata(path, _read(path)))
+    meta = _Metadata(path, _read(path))
+    return _tokenizer(meta), _chat_template(meta)
+
+
+def _chat_template(meta: _Metadata) -> str | None:
+    template = meta.get("tokenizer.chat_template")
+    return template if isinstance(template, str) else None
 
 
 def load_gguf(path: Path) -> Model:
@@ -229,6 +238,6 @@ def load_gguf(path: Path) -> Model:
         tensors[mote] = array
         source_types[mote] = by_name[g].tensor_type.name
     model = Model(config=config, tensors=tensors, tokenizer=_tokenizer(meta), name=path.stem,
-                  source_types=source_types)
+                  source_types=source_types, chat_template=_chat_template(meta))
     model.validate()
     return model

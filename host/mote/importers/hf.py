@@ -309,6 +309,19 @@ def load_hf_tokenizer(directory: Path, cfg: dict[str, Any]) -> TokenizerData:
     return tok
 
 
+def _chat_template(directory: Path) -> str | None:
+    """tokenizer_config.json's chat_template: a Jinja string, or a list of named ones of
+    which "default" is the chat template (transformers' convention)."""
+    path = directory / "tokenizer_config.json"
+    template = _read_json(path).get("chat_template") if path.is_file() else None
+    if isinstance(template, list):
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default")
+    if template is not None and not isinstance(template, str):
+        raise MoteError(f"{path}: chat_template is not a Jinja string")
+    return template
+
+
 def load_hf(directory: Path) -> Model:
     """A Hugging Face Llama directory as a Model."""
     directory = Path(directory)
@@ -318,6 +331,7 @@ def load_hf(directory: Path) -> Model:
     tie = cfg.get("tie_word_embeddings")
     config, tensors = _load_tensors(directory, _config(directory / "config.json", cfg), tie)
     tokenizer = load_hf_tokenizer(directory, cfg)
-    model = Model(config=config, tensors=tensors, tokenizer=tokenizer, name=directory.name)
+    model = Model(config=config, tensors=tensors, tokenizer=tokenizer, name=directory.name,
+                  chat_template=_chat_template(directory))
     model.validate()
     return model

@@ -8,6 +8,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mote.boards.catalog import load_board
+from mote.chat import NAMES
 from mote.fileio import write_atomically
 from mote.format.sparsity import POINTS
 from mote.pipeline import DEFAULT_CTX_MAX, ConvertOptions, Converted, convert
@@ -32,12 +33,18 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-tokens", type=int, default=2048, help="calibrate on this many tokens of --calib")
     p.add_argument("--sparse-points", default=",".join(POINTS),
                    help=f"activation points to sparsify (default: all of {','.join(POINTS)})")
+    p.add_argument("--chat-template", choices=NAMES,
+                   help="the chat template the console runs (default: the model's own, from its "
+                        "tokenizer.chat_template or tokenizer_config.json; none: completion)")
+    p.add_argument("--system-prompt", metavar="TEXT", help="the default system prompt of a chat model "
+                   "(default: the one its chat template adds, if any)")
 
 
 def options_from(args: argparse.Namespace) -> ConvertOptions:
     return ConvertOptions(tokenizer=args.tokenizer, quant=args.quant, group=args.group, ctx=args.ctx,
                           sparsity=args.sparsity, calib=args.calib, calib_tokens=args.calib_tokens,
-                          sparse_points=tuple(p for p in args.sparse_points.split(",") if p))
+                          sparse_points=tuple(p for p in args.sparse_points.split(",") if p),
+                          chat_template=args.chat_template, system_prompt=args.system_prompt)
 
 
 def register(verbs: argparse._SubParsersAction) -> None:

@@ -20,6 +20,8 @@ def summary(blob: Blob) -> dict:
         "ctx_len": blob.ctx_len, "group_size": blob.group_size,
         "blob_bytes": blob.total_bytes, "arena_bytes": blob.arena_bytes,
         "dtypes": blob.dtype_summary(),
+        "chat_template": blob.chat.name if blob.chat else "completion",
+        "default_system": blob.chat.default_system if blob.chat else None,
     }
 
 
@@ -33,6 +35,10 @@ def print_summary(blob: Blob, path: Path) -> None:
           f"{'tied' if s['tied_classifier'] else 'untied'} classifier")
     print(f"  tensors: {dtypes}; group {s['group_size']}")
     print(f"  blob {s['blob_bytes']:,} bytes; arena {s['arena_bytes']:,} bytes at context {s['ctx_len']}")
+    if blob.chat:
+        print(f"  chat template {blob.chat.name}; default system prompt: {s['default_system']!r}")
+    else:
+        print("  no chat template: the console completes each line on its own")
 
 
 def fit_rows(blob_bytes: int, arena_bytes: int) -> list[dict]:

@@ -18,6 +18,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", "-p", required=True)
     p.add_argument("-n", type=int, default=64, help="new tokens at most")
     add_sampling_arguments(p)
+    p.add_argument("--system", metavar="TEXT", help="a chat model's system prompt for this turn "
+                   "(\"\": none; default: the blob's)")
     p.add_argument("--threads", type=int, default=1, help="worker threads (linux)")
     p.add_argument("--ctx", type=int, help="context positions (default: the blob's)")
     p.set_defaults(func=run)
@@ -26,7 +28,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     options = GenerateOptions(prompt=args.prompt, n=args.n, temperature=args.temp,
                               top_p=args.top_p, top_k=args.top_k, seed=args.seed,
-                              threads=args.threads, ctx=args.ctx)
+                              threads=args.threads, ctx=args.ctx, system=args.system)
     stats = run_prompt(args.model, args.board, options)
     print(stats.summary(), file=sys.stderr)
     note = emulated_note(args.board)

@@ -8,7 +8,7 @@
 
 #include "../../core/hal.h"
 #include "../../core/text.h"
-#include "cmsdk.h"
+#include "cortex_m.h"
 
 /* 2 * iterations + 1 instructions: the mov, then subs + bne per iteration. */
 static uint64_t timed_loop(uint32_t iterations)

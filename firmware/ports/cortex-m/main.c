@@ -1,4 +1,4 @@
-/* main.c - the cmsdk firmware: hand the console a static arena of the board's RAM
+/* main.c - the firmware of every bare-metal Cortex-M port: hand the console a static arena of the board's RAM
  * budget (ARENA_BYTES from boards/<name>.toml) and serve the UART forever. The model is
  * whatever the model partition holds (hal_blob); without a valid one the console says
  * why and keeps running, so a new model is flashed without rebuilding this. */
@@ -7,7 +7,7 @@
 #include "../../core/console.h"
 #include "../../core/hal.h"
 #include "../../core/text.h"
-#include "cmsdk.h"
+#include "cortex_m.h"
 
 /* The port owns the runtime's memory: one arena, sized by the board file, and the
  * console state (in .bss rather than on the stack, so the linker counts it). */
@@ -22,11 +22,12 @@ static uint32_t port_info(char *out, uint32_t cap)
     if (cap == 0u) return 0u;
     mote_text_init(&t, out, cap - 1u); /* room for the NUL */
     mote_text_str(&t, "port stack_high_water=");
-    mote_text_u64(&t, cmsdk_stack_high_water());
+    mote_text_u64(&t, cortexm_stack_high_water());
     mote_text_str(&t, " stack=");
-    mote_text_u64(&t, cmsdk_stack_bytes());
+    mote_text_u64(&t, cortexm_stack_bytes());
     mote_text_str(&t, " static_ram=");
-    mote_text_u64(&t, cmsdk_static_bytes());
+    mote_text_u64(&t, cortexm_static_bytes());
+    port_info_fields(&t);
     out[t.len] = '\0';
     return t.len;
 }

@@ -1,0 +1,1 @@
+"""Exports of a model into other runtimes' formats (optional extras)."""
