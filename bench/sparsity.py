@@ -328,21 +328,21 @@ class Bench:
             "greedy_prefix": next((i for i, (a, b) in enumerate(zip(generated, dense_tokens)) if a != b),
                                   len(generated)),
         }
+        if args.qemu_board and base["model"] in args.qemu_models:
+            try:
+                row["qemu_instructions_per_token"] = qemu_instructions(
+                    args.qemu_board, path.read_bytes(), prompt, args.qemu_tokens)
+            except (MoteError, OSError, subprocess.CalledProcessError) as err:
+                row["qemu_error"] = str(err)
         if not base_figures:  # the first row: the original dense model
             base_figures.update(row)
+        if "qemu_instructions_per_token" in row and "qemu_instructions_per_token" in base_figures:
+            row["qemu_speedup"] = base_figures["qemu_instructions_per_token"] / row["qemu_instructions_per_token"]
         row["bytes_reduction"] = base_figures["bytes_per_token"] / read
         row["speedup_instructions"] = base_figures["instructions_per_token"] / row["instructions_per_token"]
         row["speedup_instructions_avx2"] = (base_figures["instructions_per_token_avx2"]
                                             / row["instructions_per_token_avx2"])
         row["tok_s"] = tok_s_pairs(tools["native"], dense_path, path, prompt, args.tokens, args.runs)
-        if args.qemu_board and base["model"] in args.qemu_models:
-            try:
-                row["qemu_instructions_per_token"] = qemu_instructions(
-                    args.qemu_board, path.read_bytes(), prompt, args.qemu_tokens)
-                row["qemu_speedup"] = (base_figures["qemu_instructions_per_token"]
-                                       / row["qemu_instructions_per_token"])
-            except (MoteError, OSError, subprocess.CalledProcessError, KeyError) as err:
-                row["qemu_error"] = str(err)
         row["bench_seconds"] = round(time.monotonic() - started, 1)
         print(f"{base['model']:13s} {variant:12s} {label:10s} ppl {row['perplexity']:8.3f} "
               f"({100 * row['perplexity_increase']:+6.2f} % vs float) KL {row['mean_kl']:.4f}  "
