@@ -361,8 +361,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for model, variant in dict.fromkeys((r["model"], r["variant"]) for r in rows):
-        mine = [r for r in rows if r["model"] == model and r["variant"] == variant
-                and not r["config"].startswith("uniform")]
+        mine = sorted((r for r in rows if r["model"] == model and r["variant"] == variant
+                       and not r["config"].startswith("uniform")), key=lambda r: r["speedup_instructions"])
         label = model if variant == "original" else f"{model} fine-tuned ({variant})"
         ax.plot([r["speedup_instructions"] for r in mine], [100 * r["perplexity_increase"] for r in mine],
                 marker="o", label=label)
@@ -375,6 +375,7 @@ def plot(rows: list[dict], path: Path) -> None:
                     marker="x", linestyle="none", color="gray")
     ax.axhline(1, color="gray", linewidth=0.5, linestyle="--")
     ax.set_yscale("symlog", linthresh=1)
+    ax.set_ylim(bottom=-1)
     ax.set_xlabel("speed-up in instructions per token vs the original dense int8 (callgrind, reference kernels)")
     ax.set_ylabel("perplexity increase over the original float model (%)")
     ax.set_title("Dynamic activation sparsity: quality against speed-up (x: one fraction at every point)")
