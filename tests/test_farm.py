@@ -23,7 +23,8 @@ from mote.boards.catalog import ROOT, all_boards
 
 LABGRID_DIR = ROOT / "tests" / "hil" / "labgrid"
 BIN = Path(sys.executable).parent
-START_TIMEOUT_S = 30
+# a fresh machine compiles labgrid's and grpc's modules on the first start of each program
+START_TIMEOUT_S = 120
 
 if importlib.util.find_spec("labgrid") is None:
     if os.environ.get("CI"):
@@ -96,12 +97,13 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def wait_until(what: str, check, timeout: float = START_TIMEOUT_S) -> None:
+def wait_until(what: str, check, log: Path, timeout: float = START_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not ready within {timeout} s")
-        time.sleep(0.2)
+            raise AssertionError(f"{what} not ready within {timeout} s; the farm's log:\n"
+                                 + log.read_text()[-3000:])
+        time.sleep(0.5)
 
 
 def test_hil_suite_passes_through_coordinator_and_exporter(tmp_path, stopped_after):
@@ -128,9 +130,10 @@ def test_hil_suite_passes_through_coordinator_and_exporter(tmp_path, stopped_aft
         return subprocess.run([BIN / "labgrid-client", *args], env=env, capture_output=True,
                               text=True, timeout=60)
 
-    wait_until("mote serve's UART", lambda: listening(uart))
+    wait_until("mote serve's UART", lambda: listening(uart), tmp_path / "farm.log")
     wait_until("the exported serial port",
-               lambda: "farmhost/mote-qemu-m4/NetworkSerialPort" in client("resources").stdout)
+               lambda: "farmhost/mote-qemu-m4/NetworkSerialPort" in client("resources").stdout,
+               tmp_path / "farm.log")
     for args in (("create",), ("add-match", "*/mote-qemu-m4/*"), ("acquire",)):
         done = client("-p", "mote-qemu-m4", *args)
         assert done.returncode == 0, done.stderr
