@@ -58,12 +58,21 @@ def count_log(lines, start: int, stop: int) -> Counter:
     last: list[int] = []  # instructions of the last executed block
     last_pc = 0
     counting = False
+    continuation = False
     for line in lines:
         if reading:
             if line.startswith("0x"):
-                translated.append(int(line[2:line.index(":")], 16))
+                # QEMU's disassembler prints a 32-bit Thumb instruction it does not know
+                # (the Armv8.1-M loop instructions: DLS, LE, ...) as two 16-bit lines: the
+                # second is no instruction
+                if not continuation:
+                    translated.append(int(line[2:line.index(":")], 16))
+                fields = line.split(None, 3)
+                continuation = (not continuation and len(fields) > 2 and fields[2] == ".byte"
+                                and int(fields[1], 16) >> 11 in (0x1D, 0x1E, 0x1F))
                 continue
             reading = False
+            continuation = False
         if line.startswith("Trace "):
             # Trace 0: 0xHOST [cs_base/pc/flags/cflags] symbol
             host = line.split(" ", 3)[2]

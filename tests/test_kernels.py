@@ -1,8 +1,9 @@
 """Every kernel set equals the reference kernels bit for bit (tests/c/test_kernels.c,
 one program on every target): on the host for each x86 instruction-set variant the
-CPU has and for the Cortex-M set compiled for the host, and on every emulated board
-with the set its port builds (firmware/ports/<port> `kernel-test`, run under QEMU as
-the board file says)."""
+CPU has and for the plain-C Cortex-M set (cm: cores without the DSP extension), and on
+every emulated board for the set its board file names and every set that one builds on
+(firmware/ports/<port> `kernel-test` with KERNELS=<set>, run under QEMU as the board
+file says): dsp on the M4, M7, M33 and the STM32F405, mve and dsp on the M55."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from cbuild import build_tool
-from mote.boards.catalog import all_boards
+from mote.boards.catalog import all_boards, kernel_set_chain
 from mote.boards.images import build_firmware
 from mote.boards.qemu import Image, QemuBoard
 
@@ -27,7 +28,8 @@ X86_VARIANTS = [
     ("avx512vnni", "-mavx2 -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512vnni",
      {"avx2", "f16c", "avx512bw", "avx512vl", "avx512_vnni"}),
 ]
-EMULATED = [b for b in all_boards() if b.is_qemu]
+EMULATED = [(b, k) for b in all_boards() if b.is_qemu for k in kernel_set_chain(b.kernels)
+            if k != "ref"]
 
 
 def cpu_flags() -> set[str]:
@@ -63,16 +65,16 @@ def test_x86_kernels_match_reference(name: str, flags: str, needs: set[str]):
     check_output(run_host("x86", flags, f"build/kernels-x86-{name}"), "x86")
 
 
-def test_cortex_m_kernels_match_reference_on_the_host():
-    """The Cortex-M set is plain C: the same program checks it here, quickly."""
+def test_cortex_m_plain_c_kernels_match_reference_on_the_host():
+    """The cm set is plain C: the same program checks it here, quickly."""
     check_output(run_host("cm", "", "build/kernels-cm"), "cm")
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or
                     shutil.which("qemu-system-arm") is None, reason="needs the Arm toolchain and QEMU")
-@pytest.mark.parametrize("board", EMULATED, ids=[b.name for b in EMULATED])
-def test_board_kernels_match_reference(board):
-    elf = build_firmware(board, "kernel-test")
+@pytest.mark.parametrize("board,kernels", EMULATED, ids=[f"{b.name}-{k}" for b, k in EMULATED])
+def test_board_kernels_match_reference(board, kernels):
+    elf = build_firmware(board, "kernel-test", kernels=kernels)
     binary = elf.with_suffix(".bin")
     subprocess.run(["arm-none-eabi-objcopy", "-O", "binary", str(elf), str(binary)], check=True)
     import serial
@@ -83,4 +85,4 @@ def test_board_kernels_match_reference(board):
         status = qb.wait(60)
         port.close()
     assert status == 0, line
-    check_output(line.strip(), "cm")
+    check_output(line.strip(), kernels)

@@ -26,6 +26,8 @@ from mote.reference.forward import Runner, generate
 from mote.reference.sample import Sampler
 from shared_models import model_path
 
+from mote.boards.catalog import load_board
+
 ROOT = Path(__file__).resolve().parents[1]
 BINDINGS = ROOT / "bindings" / "micropython"
 CHECK_SCRIPT = Path(__file__).with_name("micropython") / "check_mote.py"
@@ -281,7 +283,7 @@ def test_qemu_user_c_module(qemu_firmware, blob, crc_blob, expected):
     out = run_qemu(qemu_firmware, qemu_preamble(blob, True) + CHECK_SCRIPT.read_text(),
                    {BLOB_ADDR: blob, CRC_BLOB_ADDR: crc_blob})
     found = results(out)
-    check(found, expected, "cm")
+    check(found, expected, load_board("qemu-m7").kernels)  # the set bindings/micropython builds
     assert found["heap_arena"][0] == "MemoryError"
     assert found["heap_arena"][1].startswith("no room on the heap for the arena: ")
 
@@ -298,7 +300,9 @@ def test_qemu_native_module(arch, stock_firmware, natmods, blob, crc_blob, expec
         qemu_preamble(blob, seeded) + CHECK_SCRIPT.read_text()
     found = results(run_qemu(stock_firmware, script,
                              {BLOB_ADDR: blob, CRC_BLOB_ADDR: crc_blob, ROMFS_ADDR: rom}))
-    check(found, expected, "cm", seeded=seeded)
+    # the Cortex-M7's set for armv7emsp, the plain-C one for the cores without DSP
+    check(found, expected, load_board("qemu-m7").kernels if arch == "armv7emsp" else "cm",
+          seeded=seeded)
     assert found["heap_arena"][0] == "MemoryError"
 
 

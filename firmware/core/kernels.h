@@ -119,15 +119,20 @@ void mote_ref_matvec_f32(float *y, const mote_tensor *w, const float *x, uint32_
 /* x (cols,) = row `row` of an embedding tensor (q8, q4 or f32), dequantized. */
 void mote_ref_embedding_row(float *x, const mote_tensor *e, uint32_t row, uint32_t group);
 
-/* Attention of one head over positions 0..n_pos-1 of one layer's int8 cache, in the
- * reference's order of float operations (host/mote/reference/forward.py, attention):
- * scores: att[t] = ((sum_i q[i] * kq[t, i]) * f16(ks[t])) / sqrt_hd, i in order;
- * mix:    out[i] = sum_t (att[t] * f16(vs[t])) * vq[t, i], t in order.
- * Row t of a cache starts at t * stride. */
-void mote_ref_attn_scores(float *att, const float *q, const int8_t *kq, const uint16_t *ks,
-                          uint32_t stride, uint32_t head_dim, uint32_t n_pos, float sqrt_hd);
-void mote_ref_attn_mix(float *out, const float *att, const int8_t *vq, const uint16_t *vs,
-                       uint32_t stride, uint32_t head_dim, uint32_t n_pos);
+/* Attention over positions 0..n_pos-1 of one layer's int8 cache for n_q query heads
+ * (1 .. MOTE_ATTN_HEADS) that share one kv head, in the reference's order of float
+ * operations (host/mote/reference/forward.py, attention), for each head h, its query at
+ * q + h * head_dim:
+ * scores: att[h][t] = ((sum_i q[h][i] * kq[t, i]) * f16(ks[t])) / sqrt_hd, i in order;
+ * mix:    out[h * head_dim + i] = sum_t (att[h][t] * f16(vs[t])) * vq[t, i], t in order.
+ * Row t of a cache starts at t * stride. A set may convert each key and value once for
+ * all n_q heads. */
+#define MOTE_ATTN_HEADS 2u
+void mote_ref_attn_scores(float *const att[], const float *q, uint32_t n_q, const int8_t *kq,
+                          const uint16_t *ks, uint32_t stride, uint32_t head_dim, uint32_t n_pos,
+                          float sqrt_hd);
+void mote_ref_attn_mix(float *out, const float *const att[], uint32_t n_q, const int8_t *vq,
+                       const uint16_t *vs, uint32_t stride, uint32_t head_dim, uint32_t n_pos);
 
 /* out = x * (1 / sqrtf(sum(x^2)/n + eps)) * w */
 void mote_ref_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps);

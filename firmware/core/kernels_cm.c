@@ -1,6 +1,7 @@
-/* kernels_cm.c - the Cortex-M kernel set: the reference's arithmetic, blocked for
- * cores that run one instruction after another, where the cost is instructions per
- * multiply-add. Four rows (positions, neurons, columns) share each load of an
+/* kernels_cm.c - the plain-C Cortex-M kernel set, for cores without the DSP extension
+ * (Cortex-M0/M0+, M3: MicroPython's armv6m and armv7m native modules; cores with it run
+ * the dsp set): the reference's arithmetic, blocked for cores that run one instruction
+ * after another, where the cost is instructions per multiply-add. Four rows (positions, neurons, columns) share each load of an
  * activation code or query element, and their sums stay in registers. Bit for bit
  * the reference (tests/c/test_kernels.c): the integer sums may run in any order, and
  * each output keeps its own float sum in the reference's order. */
@@ -196,8 +197,8 @@ void mote_cm_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float 
 
 /* ------------------------------------------------------------------ attention */
 
-void mote_cm_attn_scores(float *att, const float *q, const int8_t *kq, const uint16_t *ks,
-                          uint32_t stride, uint32_t head_dim, uint32_t n_pos, float sqrt_hd)
+static void attn_scores_head(float *att, const float *q, const int8_t *kq, const uint16_t *ks,
+                             uint32_t stride, uint32_t head_dim, uint32_t n_pos, float sqrt_hd)
 {
     uint32_t t, i, j;
     for (t = 0; t < n_pos; t += 4u) {
@@ -216,8 +217,8 @@ void mote_cm_attn_scores(float *att, const float *q, const int8_t *kq, const uin
     }
 }
 
-void mote_cm_attn_mix(float *out, const float *att, const int8_t *vq, const uint16_t *vs,
-                       uint32_t stride, uint32_t head_dim, uint32_t n_pos)
+static void attn_mix_head(float *out, const float *att, const int8_t *vq, const uint16_t *vs,
+                          uint32_t stride, uint32_t head_dim, uint32_t n_pos)
 {
     uint32_t t, i = 0, j;
     for (; i + 8u <= head_dim; i += 8u) {
@@ -244,3 +245,21 @@ void mote_cm_attn_mix(float *out, const float *att, const int8_t *vq, const uint
     }
 }
 
+
+/* one head at a time */
+void mote_cm_attn_scores(float *const att[], const float *q, uint32_t n_q, const int8_t *kq,
+                         const uint16_t *ks, uint32_t stride, uint32_t head_dim, uint32_t n_pos,
+                         float sqrt_hd)
+{
+    uint32_t h;
+    for (h = 0; h < n_q; h++)
+        attn_scores_head(att[h], q + (size_t)h * head_dim, kq, ks, stride, head_dim, n_pos, sqrt_hd);
+}
+
+void mote_cm_attn_mix(float *out, const float *const att[], uint32_t n_q, const int8_t *vq,
+                      const uint16_t *vs, uint32_t stride, uint32_t head_dim, uint32_t n_pos)
+{
+    uint32_t h;
+    for (h = 0; h < n_q; h++)
+        attn_mix_head(out + (size_t)h * head_dim, att[h], vq, vs, stride, head_dim, n_pos);
+}

@@ -257,29 +257,34 @@ void mote_ref_embedding_row(float *x, const mote_tensor *e, uint32_t row, uint32
 
 /* ------------------------------------------------------------------ attention */
 
-void mote_ref_attn_scores(float *att, const float *q, const int8_t *kq, const uint16_t *ks,
-                          uint32_t stride, uint32_t head_dim, uint32_t n_pos, float sqrt_hd)
+void mote_ref_attn_scores(float *const att[], const float *q, uint32_t n_q, const int8_t *kq,
+                          const uint16_t *ks, uint32_t stride, uint32_t head_dim, uint32_t n_pos,
+                          float sqrt_hd)
 {
-    uint32_t t, i;
-    for (t = 0; t < n_pos; t++) {
-        const int8_t *k = kq + (size_t)t * stride;
-        float dot = 0.0f;
-        for (i = 0; i < head_dim; i++)
-            dot += q[i] * (float)k[i];
-        att[t] = (dot * mote_f16_to_f32(ks[t])) / sqrt_hd;
+    uint32_t h, t, i;
+    for (h = 0; h < n_q; h++) {
+        const float *qh = q + (size_t)h * head_dim;
+        for (t = 0; t < n_pos; t++) {
+            const int8_t *k = kq + (size_t)t * stride;
+            float dot = 0.0f;
+            for (i = 0; i < head_dim; i++)
+                dot += qh[i] * (float)k[i];
+            att[h][t] = (dot * mote_f16_to_f32(ks[t])) / sqrt_hd;
+        }
     }
 }
 
-void mote_ref_attn_mix(float *out, const float *att, const int8_t *vq, const uint16_t *vs,
-                       uint32_t stride, uint32_t head_dim, uint32_t n_pos)
+void mote_ref_attn_mix(float *out, const float *const att[], uint32_t n_q, const int8_t *vq,
+                       const uint16_t *vs, uint32_t stride, uint32_t head_dim, uint32_t n_pos)
 {
-    uint32_t t, i;
-    for (i = 0; i < head_dim; i++) {
-        float acc = 0.0f;
-        for (t = 0; t < n_pos; t++)
-            acc += (att[t] * mote_f16_to_f32(vs[t])) * (float)vq[(size_t)t * stride + i];
-        out[i] = acc;
-    }
+    uint32_t h, t, i;
+    for (h = 0; h < n_q; h++)
+        for (i = 0; i < head_dim; i++) {
+            float acc = 0.0f;
+            for (t = 0; t < n_pos; t++)
+                acc += (att[h][t] * mote_f16_to_f32(vs[t])) * (float)vq[(size_t)t * stride + i];
+            out[(size_t)h * head_dim + i] = acc;
+        }
 }
 
 /* ------------------------------------------------------------------ small ops */

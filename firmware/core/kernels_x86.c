@@ -517,21 +517,27 @@ static ALWAYS_INLINE void attn_scores_impl(float *att, const float *q, const int
     }
 }
 
-void mote_x86_attn_scores(float *att, const float *q, const int8_t *kq, const uint16_t *ks,
-                          uint32_t stride, uint32_t head_dim, uint32_t n_pos, float sqrt_hd)
+/* one head at a time: the gather converts keys cheaply enough here */
+void mote_x86_attn_scores(float *const att[], const float *q, uint32_t n_q, const int8_t *kq,
+                          const uint16_t *ks, uint32_t stride, uint32_t head_dim, uint32_t n_pos,
+                          float sqrt_hd)
 {
-    if (head_dim == 8u)
-        attn_scores_impl(att, q, kq, ks, stride, 8u, n_pos, sqrt_hd);
-    else if (head_dim == 16u)
-        attn_scores_impl(att, q, kq, ks, stride, 16u, n_pos, sqrt_hd);
-    else if (head_dim % 4u == 0)
-        attn_scores_impl(att, q, kq, ks, stride, head_dim, n_pos, sqrt_hd);
-    else
-        mote_ref_attn_scores(att, q, kq, ks, stride, head_dim, n_pos, sqrt_hd);
+    uint32_t h;
+    for (h = 0; h < n_q; h++) {
+        const float *qh = q + (size_t)h * head_dim;
+        if (head_dim == 8u)
+            attn_scores_impl(att[h], qh, kq, ks, stride, 8u, n_pos, sqrt_hd);
+        else if (head_dim == 16u)
+            attn_scores_impl(att[h], qh, kq, ks, stride, 16u, n_pos, sqrt_hd);
+        else if (head_dim % 4u == 0)
+            attn_scores_impl(att[h], qh, kq, ks, stride, head_dim, n_pos, sqrt_hd);
+        else
+            mote_ref_attn_scores(att + h, qh, 1u, kq, ks, stride, head_dim, n_pos, sqrt_hd);
+    }
 }
 
-void mote_x86_attn_mix(float *out, const float *att, const int8_t *vq, const uint16_t *vs,
-                       uint32_t stride, uint32_t head_dim, uint32_t n_pos)
+static void attn_mix_head(float *out, const float *att, const int8_t *vq, const uint16_t *vs,
+                          uint32_t stride, uint32_t head_dim, uint32_t n_pos)
 {
     float a8[8];
     uint32_t i0, t, i, j;
@@ -564,6 +570,14 @@ void mote_x86_attn_mix(float *out, const float *att, const int8_t *vq, const uin
             acc += (att[t] * mote_f16_to_f32(vs[t])) * (float)vq[(size_t)t * stride + i];
         out[i] = acc;
     }
+}
+
+void mote_x86_attn_mix(float *out, const float *const att[], uint32_t n_q, const int8_t *vq,
+                       const uint16_t *vs, uint32_t stride, uint32_t head_dim, uint32_t n_pos)
+{
+    uint32_t h;
+    for (h = 0; h < n_q; h++)
+        attn_mix_head(out + (size_t)h * head_dim, att[h], vq, vs, stride, head_dim, n_pos);
 }
 
 /* ------------------------------------------------------------------ exp, softmax, SiLU */

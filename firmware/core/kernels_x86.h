@@ -8,10 +8,11 @@ void mote_x86_quantize_act(int8_t *xq, float *xs, const float *x, uint32_t n, ui
 void mote_x86_quantize_kv(int8_t *q, uint16_t *scale, const float *x, uint32_t n);
 void mote_x86_matvec(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
                      uint32_t group, uint32_t row_begin, uint32_t row_end);
-void mote_x86_attn_scores(float *att, const float *q, const int8_t *kq, const uint16_t *ks,
-                          uint32_t stride, uint32_t head_dim, uint32_t n_pos, float sqrt_hd);
-void mote_x86_attn_mix(float *out, const float *att, const int8_t *vq, const uint16_t *vs,
-                       uint32_t stride, uint32_t head_dim, uint32_t n_pos);
+void mote_x86_attn_scores(float *const att[], const float *q, uint32_t n_q, const int8_t *kq,
+                          const uint16_t *ks, uint32_t stride, uint32_t head_dim, uint32_t n_pos,
+                          float sqrt_hd);
+void mote_x86_attn_mix(float *out, const float *const att[], uint32_t n_q, const int8_t *vq,
+                       const uint16_t *vs, uint32_t stride, uint32_t head_dim, uint32_t n_pos);
 void mote_x86_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps);
 void mote_x86_softmax(float *x, uint32_t n);
 void mote_x86_silu_mul(float *h, const float *u, uint32_t n);

@@ -324,16 +324,26 @@ static void attention(mote_state *s, uint32_t layer, uint32_t pos)
     int8_t *kc = s->key_cache + layer_base * kv_dim;
     int8_t *vc = s->value_cache + layer_base * kv_dim;
     uint16_t *ks = s->key_scales + layer_base, *vs = s->value_scales + layer_base;
-    uint32_t h;
+    uint32_t h, n_q;
 
     mote_k_quantize_kv(kc + (size_t)pos * kv_dim, ks + pos, s->k, kv_dim);
     mote_k_quantize_kv(vc + (size_t)pos * kv_dim, vs + pos, s->v, kv_dim);
-    for (h = 0; h < c->n_heads; h++) {
-        const uint32_t kv_off = (h / heads_per_kv) * hd;
-        mote_k_attn_scores(s->att, s->q + (size_t)h * hd, kc + kv_off, ks, kv_dim, hd, pos + 1u,
-                           sqrt_hd);
-        mote_k_softmax(s->att, pos + 1u);
-        mote_k_attn_mix(s->xb + (size_t)h * hd, s->att, vc + kv_off, vs, kv_dim, hd, pos + 1u);
+    /* the query heads of a kv head up to MOTE_ATTN_HEADS at a time, which a kernel set
+     * may serve with one conversion of each key and value; a second head's scores go
+     * to the scratch space (at least ctx floats), which the sampler and a chat turn's
+     * layout use only between forward passes */
+    for (h = 0; h < c->n_heads; h += n_q) {
+        const uint32_t kv_head = h / heads_per_kv, left = (kv_head + 1u) * heads_per_kv - h;
+        const uint32_t kv_off = kv_head * hd;
+        float *const att[MOTE_ATTN_HEADS] = {s->att, (float *)s->scratch};
+        uint32_t j;
+        n_q = left < MOTE_ATTN_HEADS ? left : MOTE_ATTN_HEADS;
+        mote_k_attn_scores(att, s->q + (size_t)h * hd, n_q, kc + kv_off, ks, kv_dim, hd,
+                           pos + 1u, sqrt_hd);
+        for (j = 0; j < n_q; j++)
+            mote_k_softmax(att[j], pos + 1u);
+        mote_k_attn_mix(s->xb + (size_t)h * hd, (const float *const *)att, n_q, vc + kv_off, vs,
+                        kv_dim, hd, pos + 1u);
     }
 }
 

@@ -147,7 +147,8 @@ typedef struct {
     float *rope_cos, *rope_sin;         /* (head_dim/2,) for the current position */
     int8_t *key_cache, *value_cache;    /* (layer, ctx, kv_dim) */
     uint16_t *key_scales, *value_scales; /* (layer, ctx) f16 */
-    void *scratch;         /* sampler candidates; between generations, a chat turn's layout */
+    void *scratch;         /* sampler candidates; between generations, a chat turn's layout;
+                              in a forward pass, a second head's scores */
     uint32_t scratch_bytes;
     int32_t *tokens;       /* (ctx,) the token at each position; NULL without a chat section */
     mote_parallel_fn parallel_rows; /* NULL after mote_state_init: single-threaded */

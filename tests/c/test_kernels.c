@@ -112,13 +112,16 @@ static void test_f16(void)
 #endif
 }
 
-/* x with some all-zero groups, some huge and some tiny values */
+/* x with some all-zero groups, some huge, tiny and subnormal values */
 static void fill_activation(float *x, uint32_t n, uint32_t group)
 {
-    uint32_t i, mode = rnd() % 4u;
-    float scale = mode == 0 ? 1.0f : mode == 1 ? 1e-30f : mode == 2 ? 1e30f : 3.0f;
+    uint32_t i, mode = rnd() % 6u;
+    float scale = mode == 0 ? 1.0f : mode == 1 ? 1e-30f : mode == 2 ? 1e30f : mode == 4 ? 1e-39f : 3.0f;
     for (i = 0; i < n; i++)
         x[i] = rnd_float(scale);
+    if (mode == 5) /* subnormals next to normal values */
+        for (i = 0; i < n; i += 3)
+            x[i] = rnd_float(1e-40f);
     if (n > group && rnd() % 2u)
         for (i = 0; i < group; i++)
             x[i] = 0.0f;
@@ -208,30 +211,42 @@ static void test_attention(void)
     enum { MAXP = 257 };
     int8_t *cache = (int8_t *)weight_buf; /* MAXP * 3 * 64 bytes */
     static uint16_t cs[MAXP];
-    float q[64], att_ref[MAXP], att_opt[MAXP], out_ref[64], out_opt[64];
+    static float att_ref[MOTE_ATTN_HEADS][MAXP], att_opt[MOTE_ATTN_HEADS][MAXP];
+    float q[MOTE_ATTN_HEADS * 64], out_ref[MOTE_ATTN_HEADS * 64], out_opt[MOTE_ATTN_HEADS * 64];
+    float *const ref[MOTE_ATTN_HEADS] = {att_ref[0], att_ref[1]};
+    float *const opt[MOTE_ATTN_HEADS] = {att_opt[0], att_opt[1]};
     unsigned a, b;
+    uint32_t n_q, h;
     for (a = 0; a < sizeof head_dims / sizeof head_dims[0]; a++)
-        for (b = 0; b < sizeof n_pos_list / sizeof n_pos_list[0]; b++) {
-            const uint32_t hd = head_dims[a], n_pos = n_pos_list[b], stride = 3 * hd;
-            const float sqrt_hd = sqrtf((float)hd);
-            uint32_t i;
-            for (i = 0; i < n_pos * stride; i++)
-                cache[i] = (int8_t)(rnd() % 255u) - 127;
-            for (i = 0; i < n_pos; i++)
-                cs[i] = rnd_scale();
-            for (i = 0; i < hd; i++)
-                q[i] = rnd_float(4.0f);
-            /* the head in the middle of each cache row, as kv heads are */
-            mote_ref_attn_scores(att_ref, q, cache + hd, cs, stride, hd, n_pos, sqrt_hd);
-            mote_k_attn_scores(att_opt, q, cache + hd, cs, stride, hd, n_pos, sqrt_hd);
-            expect(memcmp(att_ref, att_opt, n_pos * sizeof(float)) == 0, "attn_scores", hd,
-                   n_pos, 0, 0);
-            mote_ref_softmax(att_ref, n_pos);
-            mote_ref_attn_mix(out_ref, att_ref, cache + hd, cs, stride, hd, n_pos);
-            mote_k_attn_mix(out_opt, att_ref, cache + hd, cs, stride, hd, n_pos);
-            expect(memcmp(out_ref, out_opt, hd * sizeof(float)) == 0, "attn_mix", hd, n_pos, 0,
-                   0);
-        }
+        for (b = 0; b < sizeof n_pos_list / sizeof n_pos_list[0]; b++)
+            for (n_q = 1; n_q <= MOTE_ATTN_HEADS; n_q++) {
+                const uint32_t hd = head_dims[a], n_pos = n_pos_list[b], stride = 3 * hd;
+                const float sqrt_hd = sqrtf((float)hd);
+                uint32_t i;
+                for (i = 0; i < n_pos * stride; i++)
+                    cache[i] = (int8_t)(rnd() % 255u) - 127;
+                for (i = 0; i < n_pos; i++)
+                    cs[i] = rnd_scale();
+                for (i = 0; i < n_q * hd; i++)
+                    q[i] = rnd_float(4.0f);
+                if (n_pos == 7)
+                    q[rnd() % (n_q * hd)] = rnd() % 2u ? NAN : INFINITY; /* non-finite too */
+                /* the head in the middle of each cache row, as kv heads are */
+                mote_ref_attn_scores(ref, q, n_q, cache + hd, cs, stride, hd, n_pos, sqrt_hd);
+                mote_k_attn_scores(opt, q, n_q, cache + hd, cs, stride, hd, n_pos, sqrt_hd);
+                for (h = 0; h < n_q; h++)
+                    for (i = 0; i < n_pos; i++)
+                        expect(same_float(att_ref[h][i], att_opt[h][i]), "attn_scores", hd, n_pos,
+                               n_q, h);
+                for (h = 0; h < n_q; h++)
+                    mote_ref_softmax(att_ref[h], n_pos);
+                mote_ref_attn_mix(out_ref, (const float *const *)ref, n_q, cache + hd, cs, stride,
+                                  hd, n_pos);
+                mote_k_attn_mix(out_opt, (const float *const *)ref, n_q, cache + hd, cs, stride, hd,
+                                n_pos);
+                for (i = 0; i < n_q * hd; i++)
+                    expect(same_float(out_ref[i], out_opt[i]), "attn_mix", hd, n_pos, n_q, i);
+            }
 }
 
 static void test_softmax(void)
@@ -262,12 +277,24 @@ static void test_softmax(void)
             expect(same_float(ref[j], e8[j]), "softmax 5", i, j, 0, 0);
     }
     for (a = 0; a < sizeof ns / sizeof ns[0]; a++)
-        for (rep = 0; rep < 20; rep++) {
+        for (rep = 0; rep < 24; rep++) {
             const uint32_t n = ns[a];
             for (i = 0; i < n; i++)
                 x[i] = rnd_float(rep < 10 ? 5.0f : 60.0f);
             if (rep == 19)
                 x[rnd() % n] = NAN;
+            if (rep == 20) /* differences just above and below exp's cut-off */
+                for (i = 1; i < n; i++)
+                    x[i] = x[0] - 85.5f - rnd_float(2.0f);
+            if (rep == 21) /* differences tiny against the max */
+                for (i = 0; i < n; i++)
+                    x[i] = 1e-17f + rnd_float(1e-21f);
+            if (rep == 22) /* all tiny, subnormals among them */
+                for (i = 0; i < n; i++)
+                    x[i] = rnd_float(rnd() % 2u ? 1e-37f : 1e-44f);
+            if (rep == 23) /* a subnormal next to a max of 1 */
+                for (i = 0; i < n; i++)
+                    x[i] = i % 3u ? rnd_float(1e-40f) : 1.0f;
             memcpy(ref, x, n * sizeof(float));
             memcpy(opt, x, n * sizeof(float));
             mote_ref_softmax(ref, n);

@@ -160,6 +160,20 @@ def test_board_restarted_mid_generation_comes_back(console, emulated, reference)
     assert console.ask(PROMPT)[0] == reference.generate(PROMPT, 16)[0]
 
 
+@pytest.mark.parametrize("variant", ["int4", "sparse"])
+def test_int4_and_sparse_blobs_generate_as_the_reference(variant, variant_blobs, boot_other,
+                                                         reference_of):
+    """The board's other kernels end to end: the int4 matvec, and the sparse column and
+    bundled kernels (a calibrated stories260K, S = 0.3), greedy as the reference."""
+    data = variant_blobs[variant]
+    _, console = boot_other(data)
+    console.read_banner(boot_wait=30)
+    console.set("temp", 0)
+    console.set("n", 24)
+    text, stats = console.ask(PROMPT)
+    assert (text, stats.tokens) == reference_of(data).generate(PROMPT, 24)
+
+
 def test_corrupted_model_is_reported_and_the_console_lives(boot_other, model_blob, read_until):
     _, console = boot_other(corrupt(model_blob))
     boot_text = read_until(console, b"> ")

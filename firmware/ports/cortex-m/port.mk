@@ -35,6 +35,7 @@ include $(BOARD_DIR)/board.mk
 KERNELS ?= $(or $(BOARD_KERNELS),ref)
 OUT := $(BOARD_DIR)$(if $(filter-out $(BOARD_KERNELS),$(KERNELS)),/kernels-$(KERNELS))
 MOTE_CORE := $(CORE)
+CORE_TARGET_FLAGS := $(BOARD_CPU_FLAGS)
 include $(CORE)/sources.mk
 
 OPT ?= -O3

@@ -12,6 +12,7 @@ from it too (mote.boards.platformio).
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,17 @@ def kernel_sets() -> list[str]:
     """The kernel sets a board may name: `ref` (the reference kernels alone) and every
     firmware/core/kernels_<set>.c (firmware/core/sources.mk accepts the same)."""
     return sorted({"ref"} | {p.stem.removeprefix("kernels_") for p in KERNELS_DIR.glob("kernels_*.c")})
+
+
+def kernel_set_chain(kernels: str) -> list[str]:
+    """`kernels` and the sets it builds on (KERNELS_BASE_<set> in
+    firmware/core/sources.mk), which the same core runs too: ["mve", "dsp"]."""
+    text = (KERNELS_DIR / "sources.mk").read_text(encoding="utf-8")
+    bases = dict(re.findall(r"^KERNELS_BASE_(\w+)\s*:=\s*(\w+)\s*$", text, re.MULTILINE))
+    chain = [kernels]
+    while chain[-1] in bases:
+        chain.append(bases[chain[-1]])
+    return chain
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mote.boards.catalog import CORTEX_M_PORTS, ROOT, Board, all_boards, defines
+from mote.boards.catalog import CORTEX_M_PORTS, ROOT, Board, all_boards, defines, kernel_set_chain
 from mote.fileio import write_atomically
 
 INI = ROOT / "platformio.ini"
@@ -48,7 +48,8 @@ def partitions_csv(board: Board) -> str:
 
 
 def _src_filter(board: Board) -> str:
-    sets = ["kernels_ref.c"] + ([f"kernels_{board.kernels}.c"] if board.kernels != "ref" else [])
+    # the board's set and those it builds on (firmware/core/sources.mk's KERNELS_BASE_)
+    sets = ["kernels_ref.c"] + [f"kernels_{k}.c" for k in kernel_set_chain(board.kernels) if k != "ref"]
     parts = ["-<*>", "+<core/>", "-<core/kernels_*.c>"] + [f"+<core/{k}>" for k in sets]
     parts += ["+<ports/cortex-m/>", "-<ports/cortex-m/calibrate.c>", f"+<ports/{board.port}/>"]
     return " ".join(parts)
