@@ -22,8 +22,10 @@ Writes bench/results/mcu.json and bench/results/mcu.png. How each figure is obta
   tokens: a matvec does not depend on the position), over the token's multiply-adds
   of dense matrices (the blob's tensor table).
 - weight bytes per token: counted by the runtime (read_bytes_per_token= of the stats).
-- RAM high-water mark: the arena the model needs + the deepest stack use + the rest of
-  .data/.bss (console state, libc), from /info's port line after the run.
+- RAM high-water mark: the arena the runtime carves (what the model needs, plus the
+  activations of the prefill batch /info reports: the static arena's spare room) + the
+  deepest stack use + the rest of .data/.bss (console state, libc), from /info's port
+  line after the run.
 - flash used: firmware image + blob.
 - estimated tok/s: the board's clock_hz / instructions per token, i.e. one instruction
   per cycle from zero-wait-state memory. An estimate, labelled as one.
@@ -144,6 +146,9 @@ def run_one(board: Board, kernels: str, model: str, quant: str, tokens: int, per
     instructions = (many.decode_ticks - one.decode_ticks) * per_tick / steps
     stack_used = int(info["stack_high_water"])
     other_static = int(info["static_ram"]) - static_arena
+    batch = int(info["prefill_batch"])
+    carved = blobfile.arena_bytes(blob.config, blob.ctx_len, blob.group_size,
+                                   blob.chat is not None, batch)
     row.update({
         "text": text.strip(),
         "tokens": steps,
@@ -152,10 +157,12 @@ def run_one(board: Board, kernels: str, model: str, quant: str, tokens: int, per
         "dense_macs_per_token": dense_macs(blob),
         "weight_bytes_per_token": many.read_bytes_per_token,  # counted by the runtime
         "ram": {
-            "arena": blob.arena_bytes,
+            "arena": carved,
+            "arena_model": blob.arena_bytes,
+            "prefill_batch": batch,
             "stack_high_water": stack_used,
             "other_static": other_static,
-            "high_water_total": blob.arena_bytes + stack_used + other_static,
+            "high_water_total": carved + stack_used + other_static,
             "budget": board.ram_size,
         },
         "flash": {"firmware": firmware.stat().st_size, "blob": len(data),

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 DEBIAN_PACKAGES=(
   qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi  # the emulated boards
   gcc make valgrind                                          # Linux port, callgrind counts
+  time                                                       # peak RSS in bench/linux.py
   clang libclang-rt-14-dev                                   # libFuzzer for the blob parser
   dfu-util stlink-tools                                      # writing an STM32 (and their "no board" lines)
   python3-venv

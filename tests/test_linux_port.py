@@ -64,6 +64,11 @@ def test_threads_give_the_same_text(binary, blob):
     assert run(*args, "--threads", "2").stdout == run(*args).stdout
 
 
+def test_prefill_passes_give_the_same_text(binary, blob):
+    args = (binary, str(blob), "--prompt", PROMPT * 3, "-n", "16", "--temp", "0")
+    assert run(*args, "--batch", "1").stdout == run(*args, "--batch", "4").stdout == run(*args).stdout
+
+
 def test_ctx_limits_the_generation(binary, blob):
     done = run(binary, str(blob), "--prompt", PROMPT, "-n", "1000", "--temp", "0", "--ctx", "32")
     # 27 more positions after the prompt's 5, and the token sampled at the last one
@@ -78,6 +83,11 @@ def test_info_reports_config_and_arena(binary, blob, model):
     assert (int(info["dim"]), int(info["n_layers"]), int(info["vocab_size"])) == (c.dim, c.n_layers, c.vocab_size)
     assert int(info["ctx"]) == 128
     assert int(info["arena_bytes"]) == arena_bytes(c, 128, 32)
+    assert int(info["prefill_batch"]) == 64
+    assert int(info["arena_allocated"]) == arena_bytes(c, 128, 32, batch=64)
+    wide = run(binary, str(blob), "--info", "--ctx", "100", "--batch", "7")
+    info = dict(line.split("=", 1) for line in wide.stdout.decode().splitlines())
+    assert int(info["arena_allocated"]) == arena_bytes(c, 100, 32, batch=7) > arena_bytes(c, 100, 32)
     assert int(info["blob_bytes"]) == blob.stat().st_size
 
 
@@ -132,6 +142,7 @@ def test_console_on_a_tty_path_exits_when_it_hangs_up(binary, blob):
     (["--prompt", PROMPT, "-n", "0"], "n must be a whole number from 1"),
     (["--ctx", "4096"], "exceeds the model's max_seq_len 512"),
     (["--threads", "0"], "--threads must be 1..64"),
+    (["--batch", "65"], "--batch must be 1..64"),
     (["--temp", "0.5"], "need --prompt"),
     (["--tty", "/nonexistent/tty"], "/nonexistent/tty: No such file or directory"),
 ])

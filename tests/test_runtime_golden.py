@@ -158,3 +158,32 @@ def test_prompt_text_matches_token_ids(dump_tools, blob_dir):
     assert lines["prompt"].split() == [str(i) for i in PROMPTS["stories260K"]]
     by_ids = run_dump(tool, blob, PROMPTS["stories260K"], "-n", "16")
     assert lines["tokens"].split() == [str(i) for i in by_ids["tokens"]]
+
+
+# a prompt long enough for several prefill passes: the model's own greedy continuation
+# of PROMPTS, so that the text is plausible, as ids
+LONG_PROMPT_EXTRA = 19
+PASS_CASES = [(m, q, b) for m in ("stories260K", "ref-11m-silu") for q in ("int8", "int4")
+              for b in BUILDS if b == ("x86" if X86 else "ref") or m == "stories260K"]
+
+
+@pytest.mark.parametrize("model_key,quant,build", PASS_CASES, ids=["-".join(c) for c in PASS_CASES])
+def test_prefill_in_passes_changes_no_bit(dump_tools, blob_dir, model_key, quant, build):
+    """A prompt prefilled several positions per pass (mote_prefill: each matrix read once
+    per pass, matrix x matrix kernels) gives the bits of the token-by-token run, which
+    test_runtime_matches_reference holds to the numpy reference: the logits at the end
+    of every pass and every generated token, with 1 and 2 threads."""
+    blob = packed_blob(model_key, quant, blob_dir)
+    ref = reference_for(blob, model_key)
+    ids = ref["ids"] + ref["greedy"][:LONG_PROMPT_EXTRA]
+    tool = dump_tools[build]
+    args = ["--logits", "64", "-n", "12"]
+    one = run_dump(tool, blob, ids, *args, "--batch", "1")
+    assert sorted(one["logits"]) == list(range(len(ids) + 11))
+    for batch, threads in ((4, 1), (7, 2), (64, 1), (64, 2)):
+        passes = run_dump(tool, blob, ids, *args, "--batch", str(batch), "--threads", str(threads))
+        pass_ends = {min(end, len(ids)) - 1 for end in range(batch, len(ids) + batch, batch)}
+        assert set(passes["logits"]) == pass_ends | set(range(len(ids), len(ids) + 11))
+        assert passes["tokens"] == one["tokens"]
+        for pos, got in passes["logits"].items():
+            assert np.array_equal(got, one["logits"][pos]), (batch, threads, pos)

@@ -1,7 +1,8 @@
 """Dynamic activation sparsity: the section and layouts round trip, calibration drops
 the fraction asked for, S = 0 is exactly dense, and the C runtime (reference and x86
 builds, ASan) equals the numpy reference: logits, greedy tokens and the rows, columns
-and weight bytes read per token, exactly."""
+and weight bytes read per token, exactly; prefill passes of several positions change no
+bit."""
 
 from __future__ import annotations
 
@@ -188,6 +189,21 @@ def test_threads_change_no_bit(dump_tools, blobs):
     assert one["tokens"] == two["tokens"] and one_reads == two_reads
     for pos in one["logits"]:
         assert np.array_equal(one["logits"][pos], two["logits"][pos])
+
+
+@pytest.mark.parametrize("name", ["s40", "cats50", "teal30"])
+def test_prefill_in_passes_changes_no_bit(dump_tools, blobs, name):
+    """Sparse matrices in a prefill pass: the column kernels and CATS run position by
+    position inside it, the row-major ones once for all; the same bits as one position
+    per pass."""
+    tool = dump_tools["x86" if X86 else "ref"]
+    ids = PROMPT + [300, 301, 302, 303, 304, 305, 306, 307]
+    one = run_dump(tool, blobs[name], ids, "--logits", "64", "-n", "8", "--batch", "1")
+    passes = run_dump(tool, blobs[name], ids, "--logits", "64", "-n", "8", "--batch", "5")
+    assert sorted(passes["logits"]) == [4, 9, 12] + list(range(13, 20))
+    assert passes["tokens"] == one["tokens"]
+    for pos, got in passes["logits"].items():
+        assert np.array_equal(got, one["logits"][pos]), pos
 
 
 def test_c_refuses_a_bad_section(dump_tools, blobs, tmp_path):

@@ -290,6 +290,8 @@ static void send_info(mote_console *c)
         out_u64(&o, c->model.blob_bytes);
         out_str(&o, " ctx=");
         out_u64(&o, c->state.ctx);
+        out_str(&o, " prefill_batch=");
+        out_u64(&o, c->state.batch);
         out_str(&o, "\r\n");
         out_send(&o);
         o.t.len = 0;

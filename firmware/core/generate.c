@@ -45,12 +45,16 @@ static void emit(const mote_gen_io *io, uint32_t n)
     if (n) io->write(io->ctx, io->text, n);
 }
 
-/* One forward pass, recorded in the token history and shown to the logits observer. */
-static float *forward(mote_state *s, const mote_gen_io *io, int32_t token, uint32_t pos)
+/* n ids at positions pos.. in one pass (mote_prefill), recorded in the token history,
+ * its last logits shown to the logits observer. */
+static float *forward(mote_state *s, const mote_gen_io *io, const int32_t *tokens, uint32_t n,
+                      uint32_t pos)
 {
-    float *logits = mote_forward(s, token, pos);
-    if (s->tokens) s->tokens[pos] = token;
-    if (io->logits) io->logits(io->ctx, pos, logits);
+    float *logits;
+    /* memmove: a re-prefill (chat.c) passes the history itself */
+    if (s->tokens) memmove(s->tokens + pos, tokens, n * sizeof *tokens);
+    logits = mote_prefill(s, tokens, n, pos);
+    if (io->logits) io->logits(io->ctx, pos + n - 1u, logits);
     return logits;
 }
 
@@ -88,9 +92,13 @@ mote_status mote_gen_start(mote_gen *g, mote_state *s, mote_sampler *smp, const 
     g->start = now(io);
     g->pos = start;
     int stopped = 0;
+    /* the prompt in passes as wide as the arena allows, the stop request polled
+     * before each */
     while (g->pos < start + n_prompt && !(stopped = stop_requested(io))) {
-        g->logits = forward(s, io, prompt[g->pos - start], g->pos);
-        g->pos++;
+        const uint32_t left = start + n_prompt - g->pos;
+        const uint32_t n = left < s->batch ? left : s->batch;
+        g->logits = forward(s, io, prompt + (g->pos - start), n, g->pos);
+        g->pos += n;
     }
     g->stats.prefill_ticks = now(io) - g->start;
     g->prefill_read_bytes = s->reads.bytes;
@@ -109,7 +117,7 @@ int mote_gen_step(mote_gen *g)
     if (g->stats.new_tokens == io->max_new_tokens) return finish(g, MOTE_END_LENGTH);
     if (g->last >= 0) {
         if (g->pos >= s->ctx) return finish(g, MOTE_END_CONTEXT);
-        g->logits = forward(s, io, g->last, g->pos++);
+        g->logits = forward(s, io, &g->last, 1u, g->pos++);
         g->stats.decode_passes++;
     }
     if (stop_requested(io)) return finish(g, MOTE_END_STOPPED);

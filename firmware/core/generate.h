@@ -57,7 +57,9 @@ typedef struct {
     int (*stop)(void *ctx);
     /* Each new token's id, before its text. */
     void (*token)(void *ctx, int32_t token);
-    /* After each forward pass: its position and the logits it gave (for test drivers). */
+    /* After each forward pass: the position of its last token and the logits it gave
+     * (for test drivers). The prompt runs in passes of up to s->batch ids (mote_prefill),
+     * each new token in a pass of its own. */
     void (*logits)(void *ctx, uint32_t pos, const float *logits);
     /* A free-running clock for the stats times (hal_ticks on a port). */
     uint64_t (*ticks)(void);

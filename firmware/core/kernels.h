@@ -97,6 +97,14 @@ void mote_ref_quantize_kv(int8_t *q, uint16_t *scale, const float *x, uint32_t n
 void mote_ref_matvec(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
                      uint32_t group, uint32_t row_begin, uint32_t row_end);
 
+/* Y = W X for n_pos positions at once (a prompt's prefill): for b < n_pos and r in
+ * [row_begin, row_end), y[b * y_stride + r] is mote_ref_matvec's y[r] for position b's
+ * activations, codes at xq + b * cols and scales at xs + b * ceil(cols / group), bit
+ * for bit. Optimized versions read each weight once for several positions. */
+void mote_ref_matmat(float *y, uint32_t y_stride, const mote_tensor *w, const int8_t *xq,
+                     const float *xs, uint32_t n_pos, uint32_t group, uint32_t row_begin,
+                     uint32_t row_end);
+
 /* Sparse kernels (docs/blob-format.md, "Sparsity section"), q8 only. They skip the
  * weights of every zero activation code and the scales of every input group whose
  * codes are all zero, and give exactly mote_ref_matvec's floats: the integer group
@@ -173,6 +181,9 @@ void mote_ref_relu_mul(float *h, const float *u, uint32_t n);
 #endif
 #ifndef mote_k_matvec
 #define mote_k_matvec mote_ref_matvec
+#endif
+#ifndef mote_k_matmat
+#define mote_k_matmat mote_ref_matmat
 #endif
 #ifndef mote_k_matvec_cols
 #define mote_k_matvec_cols mote_ref_matvec_cols

@@ -98,6 +98,26 @@ void mote_cm_matvec(float *y, const mote_tensor *w, const int8_t *xq, const floa
     }
 }
 
+/* Rows per tile of the matrix x matrix product: every position runs the matvec over
+ * a tile of rows (a few KB of weights, within a Cortex-M7's data cache) before the next
+ * tile, so a tile is fetched from flash once per pass; the classifier and the rest of
+ * a prompt's per-token overhead are what a pass saves on a core without a cache. */
+#define MATMAT_TILE_ROWS 16u
+
+void mote_cm_matmat(float *y, uint32_t y_stride, const mote_tensor *w, const int8_t *xq,
+                    const float *xs, uint32_t n_pos, uint32_t group, uint32_t row_begin,
+                    uint32_t row_end)
+{
+    const uint32_t cols = w->cols, n_groups = (cols + group - 1u) / group;
+    uint32_t r0, p;
+    for (r0 = row_begin; r0 < row_end; r0 += MATMAT_TILE_ROWS) {
+        const uint32_t r1 = row_end - r0 < MATMAT_TILE_ROWS ? row_end : r0 + MATMAT_TILE_ROWS;
+        for (p = 0; p < n_pos; p++)
+            mote_cm_matvec(y + (size_t)p * y_stride, w, xq + (size_t)p * cols,
+                           xs + (size_t)p * n_groups, group, r0, r1);
+    }
+}
+
 /* ------------------------------------------------------------------ sparse matvec */
 
 /* Rows of y done at a time by the column kernel, as the reference: their int32 group

@@ -7,6 +7,9 @@
 
 void mote_cm_matvec(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
                     uint32_t group, uint32_t row_begin, uint32_t row_end);
+void mote_cm_matmat(float *y, uint32_t y_stride, const mote_tensor *w, const int8_t *xq,
+                    const float *xs, uint32_t n_pos, uint32_t group, uint32_t row_begin,
+                    uint32_t row_end);
 void mote_cm_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
                          uint32_t group, uint32_t row_begin, uint32_t row_end);
 void mote_cm_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float *gate,
@@ -19,6 +22,7 @@ void mote_cm_attn_mix(float *out, const float *const att[], uint32_t n_q, const 
                       const uint16_t *vs, uint32_t stride, uint32_t head_dim, uint32_t n_pos);
 
 #define mote_k_matvec mote_cm_matvec
+#define mote_k_matmat mote_cm_matmat
 #define mote_k_matvec_cols mote_cm_matvec_cols
 #define mote_k_matvec_bundled_rows mote_cm_matvec_bundled_rows
 #define mote_k_attn_scores mote_cm_attn_scores

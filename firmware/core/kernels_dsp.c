@@ -554,6 +554,25 @@ void mote_dsp_matvec(float *y, const mote_tensor *w, const int8_t *xq, const flo
     }
 }
 
+/* The positions of a prefill pass: the set's matvec (mve's in an mve build, which
+ * defines mote_k_matvec first) over 16-row tiles for every position, so that a tile's
+ * weights stay in cache across the positions; each output is exactly matvec's. */
+#define MATMAT_TILE_ROWS 16u
+
+void mote_dsp_matmat(float *y, uint32_t y_stride, const mote_tensor *w, const int8_t *xq,
+                     const float *xs, uint32_t n_pos, uint32_t group, uint32_t row_begin,
+                     uint32_t row_end)
+{
+    const uint32_t cols = w->cols, n_groups = (cols + group - 1u) / group;
+    uint32_t r0, p;
+    for (r0 = row_begin; r0 < row_end; r0 += MATMAT_TILE_ROWS) {
+        const uint32_t r1 = row_end - r0 < MATMAT_TILE_ROWS ? row_end : r0 + MATMAT_TILE_ROWS;
+        for (p = 0; p < n_pos; p++)
+            mote_k_matvec(y + (size_t)p * y_stride, w, xq + (size_t)p * cols,
+                          xs + (size_t)p * n_groups, group, r0, r1);
+    }
+}
+
 /* ------------------------------------------------------------------ sparse matvec */
 
 /* The column kernel takes a group's needed columns (nonzero codes) in pairs: SMLAD

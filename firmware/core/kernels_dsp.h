@@ -10,6 +10,9 @@ void mote_dsp_quantize_act(int8_t *xq, float *xs, const float *x, uint32_t n, ui
 void mote_dsp_quantize_kv(int8_t *q, uint16_t *scale, const float *x, uint32_t n);
 void mote_dsp_matvec(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
                      uint32_t group, uint32_t row_begin, uint32_t row_end);
+void mote_dsp_matmat(float *y, uint32_t y_stride, const mote_tensor *w, const int8_t *xq,
+                     const float *xs, uint32_t n_pos, uint32_t group, uint32_t row_begin,
+                     uint32_t row_end);
 void mote_dsp_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
                           uint32_t group, uint32_t row_begin, uint32_t row_end);
 void mote_dsp_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float *gate,
@@ -31,6 +34,9 @@ void mote_dsp_silu_mul(float *h, const float *u, uint32_t n);
 #endif
 #ifndef mote_k_matvec
 #define mote_k_matvec mote_dsp_matvec
+#endif
+#ifndef mote_k_matmat
+#define mote_k_matmat mote_dsp_matmat
 #endif
 #ifndef mote_k_matvec_cols
 #define mote_k_matvec_cols mote_dsp_matvec_cols

@@ -147,6 +147,34 @@ void mote_ref_matvec(float *y, const mote_tensor *w, const int8_t *xq, const flo
     }
 }
 
+void mote_ref_matmat(float *y, uint32_t y_stride, const mote_tensor *w, const int8_t *xq,
+                     const float *xs, uint32_t n_pos, uint32_t group, uint32_t row_begin,
+                     uint32_t row_end)
+{
+    const uint32_t cols = w->cols;
+    const uint32_t n_groups = (cols + group - 1u) / group;
+    const int is_q4 = w->dtype == MOTE_Q4;
+    const size_t row_bytes = is_q4 ? (cols + 1u) / 2u : cols;
+    uint32_t r, b, g;
+    /* a row at a time against every position, while the row is at hand */
+    for (r = row_begin; r < row_end; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * row_bytes;
+        const uint16_t *ws = w->scales + (size_t)r * n_groups;
+        for (b = 0; b < n_pos; b++) {
+            const int8_t *xq_b = xq + (size_t)b * cols;
+            const float *xs_b = xs + (size_t)b * n_groups;
+            float acc = 0.0f;
+            for (g = 0; g < n_groups; g++) {
+                const uint32_t begin = g * group;
+                const uint32_t end = cols - begin < group ? cols : begin + group;
+                acc += (float)group_sum(row, is_q4, xq_b, begin, end) *
+                       (mote_f16_to_f32(ws[g]) * xs_b[g]);
+            }
+            y[(size_t)b * y_stride + r] = acc;
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ sparse matvec */
 
 /* Rows of y done at a time by the column kernel: their int32 group sums live on the

@@ -165,6 +165,50 @@ static ALWAYS_INLINE __m256i block_dots(const uint8_t *p, size_t row_bytes, __m2
                             _mm256_permute2x128_si256(d0123, d4567, 0x31));
 }
 
+/* acc += the dots of one q4 row's two whole groups of 32 (32 bytes at p: 16 of each)
+ * with x_even = [even columns of group 1 | of group 2] and x_odd likewise: int32 lanes
+ * 0..3 hold partial sums of the first group, 4..7 of the second. The low nibbles of
+ * both groups' bytes are their even columns, the high ones their odd columns, so one
+ * load and two masks serve 64 weights. Weights enter as w + 8 (the caller subtracts
+ * 8 * sum(x) per group). */
+static ALWAYS_INLINE __m256i pair_row_q4(const uint8_t *p, __m256i x_even, __m256i x_odd)
+{
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    const __m256i b = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)p),
+                                       _mm256_set1_epi8((char)0x88));
+    const __m256i lo = _mm256_and_si256(b, nibble);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), nibble);
+#if HAVE_VNNI
+    return dpbusd(dpbusd(_mm256_setzero_si256(), lo, x_even), hi, x_odd);
+#else
+    /* each int16 lane: two products of at most 15 * 127, four after the add */
+    return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, x_even),
+                                              _mm256_maddubs_epi16(hi, x_odd)),
+                             _mm256_set1_epi16(1));
+#endif
+}
+
+/* The int32 totals of eight consecutive q4 rows (the first at p) over two whole groups
+ * of 32 columns: first[j] and second[j] for row j, biased by 8 * sum(x) as dot_q4's. */
+static ALWAYS_INLINE void pair_dots_q4(const uint8_t *p, size_t row_bytes, __m256i x_even,
+                                       __m256i x_odd, __m256i *first, __m256i *second)
+{
+    const uint8_t *p4 = p + 4u * row_bytes;
+    /* hadd works within 128-bit halves: the low half stays the first group's */
+    const __m256i d01 = _mm256_hadd_epi32(pair_row_q4(p, x_even, x_odd),
+                                          pair_row_q4(p + row_bytes, x_even, x_odd));
+    const __m256i d23 = _mm256_hadd_epi32(pair_row_q4(p + 2u * row_bytes, x_even, x_odd),
+                                          pair_row_q4(p + 3u * row_bytes, x_even, x_odd));
+    const __m256i d0123 = _mm256_hadd_epi32(d01, d23);
+    const __m256i d45 = _mm256_hadd_epi32(pair_row_q4(p4, x_even, x_odd),
+                                          pair_row_q4(p4 + row_bytes, x_even, x_odd));
+    const __m256i d67 = _mm256_hadd_epi32(pair_row_q4(p4 + 2u * row_bytes, x_even, x_odd),
+                                          pair_row_q4(p4 + 3u * row_bytes, x_even, x_odd));
+    const __m256i d4567 = _mm256_hadd_epi32(d45, d67);
+    *first = _mm256_permute2x128_si256(d0123, d4567, 0x20);
+    *second = _mm256_permute2x128_si256(d0123, d4567, 0x31);
+}
+
 /* The integer dot of one row's group [begin, begin + len) with the activations, one
  * chunk at a time; `last` (the tensor's last row) loads only the group's own bytes. */
 static ALWAYS_INLINE int32_t row_dot(const uint8_t *row, int is_q4, int last, const int8_t *xq,
@@ -298,6 +342,7 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
     const __m256i scale_offsets = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                                      _mm256_set1_epi32((int)(2u * n_groups)));
     __m256i x_first[TILE_GROUPS], bias_of[TILE_GROUPS];
+    __m256i x_pair[TILE_GROUPS]; /* q4: [even | even], [odd | odd] of two simple groups */
     uint32_t g0, r0, g, j;
     for (g0 = 0; g0 < n_groups; g0 += TILE_GROUPS) {
         const uint32_t g1 = n_groups - g0 < TILE_GROUPS ? n_groups : g0 + TILE_GROUPS;
@@ -310,6 +355,10 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
                 x_sum += hsum_epi32(byte_sums(
                     c == 0 ? x_first[g - g0] : load_bytes32(xq + begin + c, len - c < 32u ? len - c : 32u)));
             bias_of[g - g0] = _mm256_set1_epi32(bias * x_sum);
+        }
+        for (g = g0; is_q4 && g + 2u <= (n_simple < g1 ? n_simple : g1); g += 2u) {
+            x_pair[g - g0] = _mm256_permute2x128_si256(x_first[g - g0], x_first[g + 1u - g0], 0x20);
+            x_pair[g + 1u - g0] = _mm256_permute2x128_si256(x_first[g - g0], x_first[g + 1u - g0], 0x31);
         }
         for (r0 = row_begin; r0 < row_end; r0 += 8u) {
             const uint32_t valid = row_end - r0 < 8u ? row_end - r0 : 8u;
@@ -334,8 +383,18 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
                     tmp[j] = j >= skip && j - skip < valid ? y[r0 + j - skip] : 0.0f;
                 acc = _mm256_loadu_ps(tmp);
             }
-            /* the common case first: groups of exactly one whole chunk */
-            for (g = g0; g < g_simple; g++) {
+            /* the common case first: groups of exactly one whole chunk, q4 two at a time */
+            g = g0;
+            for (; is_q4 && g + 2u <= g_simple; g += 2u) {
+                __m256i first, second;
+                pair_dots_q4(block + g * 16u, row_bytes, x_pair[g - g0], x_pair[g + 1u - g0],
+                             &first, &second);
+                acc = add_term(acc, _mm256_sub_epi32(first, bias_of[g - g0]), scale + g, offsets,
+                               xs[g]);
+                acc = add_term(acc, _mm256_sub_epi32(second, bias_of[g + 1u - g0]), scale + g + 1u,
+                               offsets, xs[g + 1u]);
+            }
+            for (; g < g_simple; g++) {
                 __m256i dots = block_dots(block + (is_q4 ? g * 16u : g * 32u), row_bytes,
                                           x_first[g - g0], is_q4);
                 if (bias != 0)
@@ -367,6 +426,25 @@ void mote_x86_matvec(float *y, const mote_tensor *w, const int8_t *xq, const flo
         matvec_impl(y, w, xq, xs, group, row_begin, row_end, 1);
     else
         matvec_impl(y, w, xq, xs, group, row_begin, row_end, 0);
+}
+
+/* Rows per tile of the matrix x matrix product: a tile's weights (64 rows, up to a
+ * few tens of KB) stay in the core's caches while every position runs over them, so
+ * each weight comes from memory once per pass rather than once per position. */
+#define MATMAT_TILE_ROWS 64u
+
+void mote_x86_matmat(float *y, uint32_t y_stride, const mote_tensor *w, const int8_t *xq,
+                     const float *xs, uint32_t n_pos, uint32_t group, uint32_t row_begin,
+                     uint32_t row_end)
+{
+    const uint32_t cols = w->cols, n_groups = (cols + group - 1u) / group;
+    uint32_t r0, p;
+    for (r0 = row_begin; r0 < row_end; r0 += MATMAT_TILE_ROWS) {
+        const uint32_t r1 = row_end - r0 < MATMAT_TILE_ROWS ? row_end : r0 + MATMAT_TILE_ROWS;
+        for (p = 0; p < n_pos; p++)
+            mote_x86_matvec(y + (size_t)p * y_stride, w, xq + (size_t)p * cols,
+                            xs + (size_t)p * n_groups, group, r0, r1);
+    }
 }
 
 /* ------------------------------------------------------------------ activations */

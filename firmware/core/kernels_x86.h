@@ -8,6 +8,9 @@ void mote_x86_quantize_act(int8_t *xq, float *xs, const float *x, uint32_t n, ui
 void mote_x86_quantize_kv(int8_t *q, uint16_t *scale, const float *x, uint32_t n);
 void mote_x86_matvec(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
                      uint32_t group, uint32_t row_begin, uint32_t row_end);
+void mote_x86_matmat(float *y, uint32_t y_stride, const mote_tensor *w, const int8_t *xq,
+                     const float *xs, uint32_t n_pos, uint32_t group, uint32_t row_begin,
+                     uint32_t row_end);
 void mote_x86_attn_scores(float *const att[], const float *q, uint32_t n_q, const int8_t *kq,
                           const uint16_t *ks, uint32_t stride, uint32_t head_dim, uint32_t n_pos,
                           float sqrt_hd);
@@ -26,6 +29,7 @@ void mote_x86_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float
 #define mote_k_quantize_act mote_x86_quantize_act
 #define mote_k_quantize_kv mote_x86_quantize_kv
 #define mote_k_matvec mote_x86_matvec
+#define mote_k_matmat mote_x86_matmat
 #define mote_k_attn_scores mote_x86_attn_scores
 #define mote_k_attn_mix mote_x86_attn_mix
 #define mote_k_rmsnorm mote_x86_rmsnorm

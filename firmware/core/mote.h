@@ -124,8 +124,15 @@ mote_status mote_model_open(mote_model *m, const uint8_t *blob, size_t len, int 
  * every layer's matrices and norms, the final norm. */
 uint64_t mote_param_count(const mote_config *c);
 
-/* Arena bytes the runtime needs for `ctx` positions of this model. */
+/* Arena bytes the runtime needs for `ctx` positions of this model (what a blob's
+ * arena_bytes records): prefill runs one position per pass. */
 uint32_t mote_arena_bytes(const mote_config *c, uint32_t ctx);
+
+/* The most positions one prefill pass takes (mote_prefill), and the arena bytes for
+ * passes of `batch` (1..MOTE_MAX_BATCH) positions: each position beyond the first adds
+ * its activation rows. mote_state_init takes the widest batch its arena holds. */
+#define MOTE_MAX_BATCH 64u
+uint32_t mote_arena_bytes_batch(const mote_config *c, uint32_t ctx, uint32_t batch);
 
 /* Optional parallelism, filled in by a port that has threads (firmware/ports/linux/
  * threads.c); NULL runs everything inline. parallel_rows must call fn(ctx, begin, end)
@@ -133,18 +140,20 @@ uint32_t mote_arena_bytes(const mote_config *c, uint32_t ctx);
 typedef void (*mote_rows_fn)(void *ctx, uint32_t begin, uint32_t end);
 typedef void (*mote_parallel_fn)(void *pool, mote_rows_fn fn, void *ctx, uint32_t rows);
 
-/* Activation buffers and KV cache, all carved from the caller's arena. */
+/* Activation buffers and KV cache, all carved from the caller's arena. The
+ * per-position buffers have one row per position of a prefill pass (batch rows). */
 typedef struct {
     const mote_model *model;
     uint32_t ctx;          /* positions available, <= config.max_seq_len */
-    float *x, *xb, *xb2;   /* (dim,) (max(dim, q_dim),) (dim,) */
-    float *q, *k, *v;      /* (q_dim,) (kv_dim,) (kv_dim,) */
-    float *hb, *hb2;       /* (hidden,) */
+    uint32_t batch;        /* positions per prefill pass, 1..MOTE_MAX_BATCH */
+    float *x, *xb, *xb2;   /* (batch, dim) (batch, max(dim, q_dim)) (batch, dim) */
+    float *q, *k, *v;      /* (batch, q_dim) (batch, kv_dim) (batch, kv_dim) */
+    float *hb, *hb2;       /* (batch, hidden) */
     float *att;            /* (ctx,) one head at a time */
-    float *logits;         /* (vocab,) */
-    int8_t *xq;            /* quantized activation, (max(dim, q_dim, hidden),) */
-    float *xs;             /* its group scales */
-    float *rope_cos, *rope_sin;         /* (head_dim/2,) for the current position */
+    float *logits;         /* (vocab,) of the last position run */
+    int8_t *xq;            /* quantized activations, (batch, max(dim, q_dim, hidden)) */
+    float *xs;             /* their group scales */
+    float *rope_cos, *rope_sin;         /* (batch, head_dim/2) for the pass's positions */
     int8_t *key_cache, *value_cache;    /* (layer, ctx, kv_dim) */
     uint16_t *key_scales, *value_scales; /* (layer, ctx) f16 */
     void *scratch;         /* sampler candidates; between generations, a chat turn's layout;
@@ -157,7 +166,8 @@ typedef struct {
 } mote_state;
 
 /* Carve `arena` (16-byte aligned) for `ctx` positions (0 means the blob's ctx_len;
- * at most max_seq_len). MOTE_E_ARENA if arena_bytes < mote_arena_bytes(). */
+ * at most max_seq_len) and the widest prefill batch that fits (s->batch).
+ * MOTE_E_ARENA if arena_bytes < mote_arena_bytes(). */
 mote_status mote_state_init(mote_state *s, const mote_model *m, void *arena, size_t arena_bytes,
                             uint32_t ctx);
 
@@ -165,6 +175,12 @@ mote_status mote_state_init(mote_state *s, const mote_model *m, void *arena, siz
  * (vocab floats, inside the arena), valid until the next call, or NULL when the token
  * or the position is out of range. Positions 0..pos-1 must have run before. */
 float *mote_forward(mote_state *s, int32_t token, uint32_t pos);
+
+/* Run n tokens at positions pos..pos+n-1 (pos + n <= s->ctx) in passes of up to
+ * s->batch positions, each weight read once per pass; returns the logits of the last
+ * position, or NULL (before any work) when a token or position is out of range. Bit
+ * for bit what n calls of mote_forward give. */
+float *mote_prefill(mote_state *s, const int32_t *tokens, uint32_t n, uint32_t pos);
 
 /* Sampling, identical to host/mote/reference/sample.py: temperature 0 is greedy (argmax, lowest
  * index on ties); otherwise logits / temperature, softmax, keep the top_k most likely

@@ -4,14 +4,16 @@
  * tests compare with the numpy reference:
  *
  *   prompt <id> <id> ...
- *   logits <pos> <v0> <v1> ...     (positions < --logits, %.9g)
+ *   logits <pos> <v0> <v1> ...     (positions < --logits that end a forward pass, %.9g:
+ *                                   every position with --batch 1, the default)
  *   tokens <id> <id> ...           (generated)
- *   reads <pos> <rows> <cols> <bytes>   (with --reads: weights read at each position)
+ *   reads <pos> <rows> <cols> <bytes>   (with --reads: weights read by each forward pass)
  *
  * and "open <status>" instead when mote_model_open refuses the blob.
  * usage: mote_dump BLOB (--tokens 1,2,3 | --prompt TEXT) [--logits N] [-n N]
  *                  [--temp T] [--top-p P] [--top-k K] [--seed S] [--ctx N] [--threads N]
- *                  [--no-crc] [--time] [--reads] */
+ *                  [--batch N] [--no-crc] [--time] [--reads]
+ * --batch N gives the state the arena of N positions per prefill pass (1..MOTE_MAX_BATCH). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +28,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: mote_dump BLOB (--tokens IDS | --prompt TEXT) [--logits N] [-n N] "
                     "[--temp T] [--top-p P] [--top-k K] [--seed S] [--ctx N] [--threads N] "
-                    "[--no-crc] [--time] [--reads]\n");
+                    "[--batch N] [--no-crc] [--time] [--reads]\n");
     exit(2);
 }
 
@@ -93,7 +95,7 @@ static void on_token(void *ctx, int32_t token)
 int main(int argc, char **argv)
 {
     const char *path = NULL, *token_list = NULL, *prompt = NULL;
-    unsigned long n_logits = 0, n_new = 0, ctx = 0, threads = 1, top_k = 0;
+    unsigned long n_logits = 0, n_new = 0, ctx = 0, threads = 1, top_k = 0, batch = 1;
     unsigned long long seed = 0;
     float temperature = 0.0f, top_p = 1.0f;
     int check_crc = 1, timing = 0, reads = 0, i;
@@ -130,9 +132,10 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--ctx")) ctx = strtoul(v, NULL, 10);
         else if (!strcmp(a, "--threads")) threads = strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--batch")) batch = strtoul(v, NULL, 10);
         else usage();
     }
-    if (!path || (!token_list && !prompt))
+    if (!path || (!token_list && !prompt) || batch < 1 || batch > MOTE_MAX_BATCH)
         usage();
 
     blob = read_file(path, &len);
@@ -142,7 +145,8 @@ int main(int argc, char **argv)
         free(blob);
         return 1;
     }
-    len = mote_arena_bytes(&model.config, ctx ? (uint32_t)ctx : model.config.ctx_len);
+    len = mote_arena_bytes_batch(&model.config, ctx ? (uint32_t)ctx : model.config.ctx_len,
+                                 (uint32_t)batch);
     arena = malloc(len);
     st = arena ? mote_state_init(&state, &model, arena, len, (uint32_t)ctx) : MOTE_E_ARENA;
     if (st != MOTE_OK) {
@@ -216,8 +220,9 @@ int main(int argc, char **argv)
     if (timing) {
         const double prefill = (double)stats.prefill_ticks * 1e-9;
         const double gen = (double)(stats.total_ticks - stats.prefill_ticks) * 1e-9;
-        fprintf(stderr, "time prefill_s %.6f gen_s %.6f new_tokens %u tok_s %.1f\n", prefill, gen,
-                stats.new_tokens, gen > 0 ? (double)stats.new_tokens / gen : 0.0);
+        fprintf(stderr, "time prefill_s %.6f gen_s %.6f new_tokens %u decode_passes %u tok_s %.1f "
+                "batch %u\n", prefill, gen, stats.new_tokens, stats.decode_passes,
+                gen > 0 ? (double)stats.new_tokens / gen : 0.0, state.batch);
     }
     if (threads > 1)
         mote_threads_stop(&pool);

@@ -204,6 +204,69 @@ static void test_matvec(void)
                 }
 }
 
+/* The matrix x matrix product against the reference matvec of each position: a few
+ * positions, every shape class of test_matvec, all rows and a thread's sub-range, y
+ * rows wider than the matrix (a stride) left alone beyond it. */
+static void test_matmat(void)
+{
+    enum { MAXP = 5, STRIDE = MAXR + 3 };
+    static const uint32_t rows_list[] = {1, 7, 8, 9, 17, 64, 172};
+    static const uint32_t cols_list[] = {1, 13, 32, 33, 64, 100, 320};
+    static const uint32_t groups[] = {2, 16, 32, 48, 128};
+    static float x[MAXC], xs[MAXP * MAXC], y_ref[MAXR], y_opt[MAXP * STRIDE];
+    static int8_t xq[MAXP * MAXC];
+    uint8_t *data = (uint8_t *)weight_buf;
+    uint16_t *scales = scale_buf + 16;
+    unsigned a, b, c, dt;
+    for (a = 0; a < sizeof rows_list / sizeof rows_list[0]; a++)
+        for (b = 0; b < sizeof cols_list / sizeof cols_list[0]; b++)
+            for (c = 0; c < sizeof groups / sizeof groups[0]; c++)
+                for (dt = 0; dt < 2; dt++) {
+                    const uint32_t rows = rows_list[a], cols = cols_list[b], g = groups[c];
+                    const uint32_t ng = (cols + g - 1) / g, n_pos = 1 + rnd() % MAXP;
+                    const uint32_t row_bytes = dt ? (cols + 1) / 2 : cols;
+                    const uint32_t begin = rnd() % rows, end = begin + 1 + rnd() % (rows - begin);
+                    mote_tensor w;
+                    uint32_t i, p;
+                    for (i = 0; i < rows * row_bytes; i++)
+                        data[i] = (uint8_t)rnd();
+                    for (i = 0; i < rows * ng; i++)
+                        scales[i] = rnd_scale();
+                    for (p = 0; p < n_pos; p++) {
+                        fill_activation(x, cols, g);
+                        mote_ref_quantize_act(xq + p * cols, xs + p * ng, x, cols, g);
+                    }
+                    memset(&w, 0, sizeof w);
+                    w.data = data;
+                    w.scales = scales;
+                    w.rows = rows;
+                    w.cols = cols;
+                    w.dtype = dt ? MOTE_Q4 : MOTE_Q8;
+                    for (i = 0; i < MAXP * STRIDE; i++)
+                        y_opt[i] = -1.0f;
+                    mote_k_matmat(y_opt, STRIDE, &w, xq, xs, n_pos, g, 0, rows);
+                    for (p = 0; p < n_pos; p++) {
+                        mote_ref_matvec(y_ref, &w, xq + p * cols, xs + p * ng, g, 0, rows);
+                        expect(memcmp(y_ref, y_opt + p * STRIDE, rows * sizeof(float)) == 0,
+                               "matmat", rows, cols, g, p);
+                        for (i = rows; i < STRIDE; i++)
+                            expect(y_opt[p * STRIDE + i] == -1.0f, "matmat wrote past its rows",
+                                   rows, cols, p, i);
+                    }
+                    for (i = 0; i < MAXP * STRIDE; i++)
+                        y_opt[i] = -1.0f;
+                    mote_k_matmat(y_opt, STRIDE, &w, xq, xs, n_pos, g, begin, end);
+                    for (p = 0; p < n_pos; p++) {
+                        mote_ref_matvec(y_ref, &w, xq + p * cols, xs + p * ng, g, 0, rows);
+                        for (i = 0; i < STRIDE; i++) {
+                            const float got = y_opt[p * STRIDE + i];
+                            expect(i >= begin && i < end ? same_float(got, y_ref[i]) : got == -1.0f,
+                                   "matmat row range", rows, begin, end, i);
+                        }
+                    }
+                }
+}
+
 static void test_attention(void)
 {
     static const uint32_t head_dims[] = {2, 4, 6, 8, 12, 16, 40, 64};
@@ -581,6 +644,7 @@ int main(void)
     test_f16();
     test_quantize_act();
     test_matvec();
+    test_matmat();
     test_sparse();
 #if defined(__linux__)
     test_wide_columns();

@@ -22,21 +22,22 @@
 #define ARENA_ALIGN 64u
 
 static const char usage[] =
-    "usage: mote-linux BLOB [--tty PATH | --tty-fd FD] [--threads N] [--ctx N]\n"
+    "usage: mote-linux BLOB [--tty PATH | --tty-fd FD] [--threads N] [--ctx N] [--batch N]\n"
     "       mote-linux BLOB --prompt TEXT [-n N] [--temp T] [--topp P] [--topk K] [--seed S]\n"
-    "                       [--system TEXT] [--threads N] [--ctx N]\n"
+    "                       [--system TEXT] [--threads N] [--ctx N] [--batch N]\n"
     "       mote-linux BLOB --info [--ctx N]\n"
     "Speaks the Mote serial protocol on stdin/stdout, on the tty at PATH (raw mode), or\n"
     "on the pty master FD inherited from the parent (which holds the other side; when\n"
     "that side closes, mote-linux waits for it to be opened again). --prompt prints only\n"
     "the generated text, and the stats line on stderr. Settings default as the console's.\n"
     "A chat model's prompt is one user turn after the system prompt (--system: another,\n"
-    "\"\" for none; the default is the blob's).\n";
+    "\"\" for none; the default is the blob's). --batch: prompt positions per prefill\n"
+    "pass, 1..64 (default 64; each adds its activations to the arena).\n";
 
 typedef struct {
     const char *blob_path, *tty_path, *prompt;
     int tty_fd, info;
-    unsigned long threads, ctx;
+    unsigned long threads, ctx, batch;
     /* one-shot settings as text (NULL: the default), applied through the console's
      * own parser; indexed like setting_names */
     const char *settings[6];
@@ -66,6 +67,7 @@ static int parse_args(int argc, char **argv, options *o)
     static const struct option longs[] = {
         {"tty", required_argument, NULL, 'T'},   {"tty-fd", required_argument, NULL, 'F'},
         {"threads", required_argument, NULL, 'j'}, {"ctx", required_argument, NULL, 'c'},
+        {"batch", required_argument, NULL, 'b'},
         {"prompt", required_argument, NULL, 'p'}, {"temp", required_argument, NULL, 't'},
         {"topp", required_argument, NULL, 'P'},   {"topk", required_argument, NULL, 'k'},
         {"seed", required_argument, NULL, 's'},   {"info", no_argument, NULL, 'i'},
@@ -76,6 +78,7 @@ static int parse_args(int argc, char **argv, options *o)
     memset(o, 0, sizeof *o);
     o->tty_fd = -1;
     o->threads = 1;
+    o->batch = MOTE_MAX_BATCH;
     while ((opt = getopt_long(argc, argv, "n:h", longs, NULL)) != -1) {
         switch (opt) {
         case 'T': o->tty_path = optarg; break;
@@ -87,6 +90,10 @@ static int parse_args(int argc, char **argv, options *o)
             if (!parse_count(optarg, &o->threads) || o->threads < 1u ||
                 o->threads > MOTE_THREADS_MAX)
                 return fail("--threads must be 1..64", optarg);
+            break;
+        case 'b':
+            if (!parse_count(optarg, &o->batch) || o->batch < 1u || o->batch > MOTE_MAX_BATCH)
+                return fail("--batch must be 1..64", optarg);
             break;
         case 'c':
             if (!parse_count(optarg, &o->ctx) || o->ctx < 1u || o->ctx > 0xFFFFFFFFu)
@@ -152,7 +159,7 @@ static int read_blob(const char *path, const uint8_t **blob, size_t *bytes)
     return -1;
 }
 
-static void print_info(const mote_model *m, uint32_t ctx)
+static void print_info(const mote_model *m, uint32_t ctx, uint32_t batch)
 {
     static const char *const dtypes[MOTE_DTYPE_CODES] = MOTE_DTYPE_NAMES_INIT;
     const mote_config *k = &m->config;
@@ -163,6 +170,7 @@ static void print_info(const mote_model *m, uint32_t ctx)
            k->vocab_size, k->max_seq_len, k->activation == MOTE_ACT_RELU ? "relu" : "silu",
            k->group_size, dtypes[m->layers[0].wq.dtype], m->blob_bytes, ctx,
            mote_arena_bytes(k, ctx));
+    printf("prefill_batch=%u\narena_allocated=%u\n", batch, mote_arena_bytes_batch(k, ctx, batch));
 }
 
 static int run_one_shot(mote_console *c, const options *o)
@@ -209,10 +217,12 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (o.info) {
-        print_info(&probe, ctx);
+        print_info(&probe, ctx, (uint32_t)o.batch);
         return 0;
     }
-    const size_t arena_bytes = probed == MOTE_OK ? mote_arena_bytes(&probe.config, ctx) : 0u;
+    /* the blob's own arena plus the activations of wider prefill passes */
+    const size_t arena_bytes =
+        probed == MOTE_OK ? mote_arena_bytes_batch(&probe.config, ctx, (uint32_t)o.batch) : 0u;
     void *arena = NULL;
     if (arena_bytes && posix_memalign(&arena, ARENA_ALIGN, arena_bytes) != 0)
         return fail("cannot allocate the arena", strerror(ENOMEM));

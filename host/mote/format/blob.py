@@ -86,31 +86,33 @@ def tensor_order(config: Config) -> list[str]:
     return list(expected_shapes(config))
 
 
-def arena_bytes(config: Config, ctx: int, group_size: int, chat: bool = False) -> int:
-    """The arena the firmware carves (docs/blob-format.md, "Arena"); each piece is
-    rounded up to 16 bytes, exactly as firmware/core/model.c does. A blob with a chat
-    section also keeps the token at each position (the conversation's history)."""
-    c = config
+def arena_bytes(config: Config, ctx: int, group_size: int, chat: bool = False,
+                batch: int = 1) -> int:
+    """The arena the firmware carves (docs/blob-format.md, "Arena") for prefill passes
+    of `batch` positions (a blob records batch 1); each piece is rounded up to 16 bytes,
+    exactly as firmware/core/model.c does. A blob with a chat section also keeps the
+    token at each position (the conversation's history)."""
+    c, b = config, batch
 
     def piece(n: int) -> int:
         return -(-n // 16) * 16
 
     widest = max(c.dim, c.q_dim, c.hidden_dim)
     pieces = [
-        4 * c.dim,  # x
-        4 * c.dim,  # xb2
-        4 * max(c.dim, c.q_dim),  # xb
-        4 * c.q_dim,  # q
-        4 * c.kv_dim,  # k
-        4 * c.kv_dim,  # v
-        4 * c.hidden_dim,  # hb
-        4 * c.hidden_dim,  # hb2
+        4 * b * c.dim,  # x
+        4 * b * c.dim,  # xb2
+        4 * b * max(c.dim, c.q_dim),  # xb
+        4 * b * c.q_dim,  # q
+        4 * b * c.kv_dim,  # k
+        4 * b * c.kv_dim,  # v
+        4 * b * c.hidden_dim,  # hb
+        4 * b * c.hidden_dim,  # hb2
         4 * ctx,  # att
         4 * c.vocab_size,  # logits
-        widest,  # quantized activation
-        4 * n_groups(widest, group_size),  # its scales
-        4 * (c.head_dim // 2),  # rope cos
-        4 * (c.head_dim // 2),  # rope sin
+        b * widest,  # quantized activations
+        4 * b * n_groups(widest, group_size),  # their scales
+        4 * b * (c.head_dim // 2),  # rope cos
+        4 * b * (c.head_dim // 2),  # rope sin
         c.n_layers * ctx * c.kv_dim,  # key cache
         c.n_layers * ctx * c.kv_dim,  # value cache
         2 * c.n_layers * ctx,  # key scales
