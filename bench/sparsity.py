@@ -262,8 +262,8 @@ class Bench:
         windows = sparsity.calibration_windows(tok, calib_text, ctx, args.calib_tokens)
         prompt = PROMPTS.get(name, DEFAULT_PROMPT)
         prompt_ids = ([tok.bos_id] if tok.kind == 1 else []) + tok.encode(prompt, bos=False)
-        float_ppl = perplexity(Runner(original, ctx, exact=False), tok, eval_text, args.eval_tokens).ppl
-        dense_runner = DenseLogits(Runner(dense, exact=False))
+        float_ppl = perplexity(Runner(original, ctx), tok, eval_text, args.eval_tokens).ppl
+        dense_runner = DenseLogits(Runner(dense))
         base = {"model": name, "float_perplexity": float_ppl, "eval_tokens": args.eval_tokens or "all"}
         dense_tokens, _ = dump_run(self.tools["dump"], dense_path, prompt_ids, args.tokens)
         base_figures: dict = {}
@@ -312,7 +312,7 @@ class Bench:
                 prompt_ids, dense_tokens, base_figures) -> dict:
         args, tools = self.args, self.tools
         started = time.monotonic()
-        runner = Runner(blob, exact=False)
+        runner = Runner(blob)
         cmp = sparsity.compare(runner, dense_runner, tok, eval_text, args.eval_tokens)
         generated, read = dump_run(tools["dump"], path, prompt_ids, args.tokens)
         row = dict(base) | {

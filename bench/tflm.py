@@ -80,7 +80,7 @@ def texts(name: str, model) -> tuple[str, str]:
         cut = len(heldout) // 5
         return heldout[:cut], heldout[cut:]
     tok = tokenizer_of(model)
-    runner = Runner(model, CTX, exact=False)
+    runner = Runner(model, CTX)
 
     def stories(seeds) -> str:
         return "\n".join(tok.decode(generate(runner, [tok.bos_id], 250, Sampler(1.0, seed=seed)))
@@ -146,12 +146,12 @@ def run_model(name: str, args, work: Path) -> dict:
     blob_path = work / f"{name}.mote"
     blob_path.write_bytes(blobfile.pack(model, quant="int8", group_size=32, ctx=CTX))
     blob = blobfile.load(blob_path)
-    row = {"model": name, "ctx": CTX, "prompt": PROMPTS[name], "float_perplexity": ppl(Runner(model, CTX, exact=False))}
+    row = {"model": name, "ctx": CTX, "prompt": PROMPTS[name], "float_perplexity": ppl(Runner(model, CTX))}
     row["mote_int8"] = {
         "model_bytes": blob_path.stat().st_size,
         "arena_bytes": blob.arena_bytes,
         "instructions_per_token": round(mote_instructions(blob_path, PROMPTS[name], args.tokens, work)),
-        "perplexity": ppl(Runner(blob, CTX, exact=False)),
+        "perplexity": ppl(Runner(blob, CTX)),
     }
     print(json.dumps({name: row["mote_int8"]}), flush=True)
     for quant in ("int8", "16x8"):

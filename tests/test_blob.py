@@ -13,7 +13,7 @@ from mote.format import blob as blobfile
 from mote.importers import load_model
 from mote.model import MoteError
 from shared_models import model_path
-from mote.quant.groups import pack_q4, quantize_activations, quantize_matrix, unpack_q4
+from mote.quant.groups import CODE_RANGE, pack_q4, quantize_activations, quantize_matrix, unpack_q4
 
 
 @pytest.fixture(scope="module")
@@ -30,21 +30,23 @@ def test_group_quantization_handles_a_partial_last_group():
     rng = np.random.default_rng(1)
     w = rng.standard_normal((7, 172)).astype(np.float32)  # 172 = 5·32 + 12
     w[:, 160:] *= 20  # the short group has its own, much larger, scale
-    for dtype, qmax in (("q8", 127), ("q4", 7)):
+    for dtype in ("q8", "q4"):
         q = quantize_matrix(w, dtype, 32)
         assert q.codes.shape == (7, 172) and q.scales.shape == (7, 6)
-        assert np.abs(q.codes).max() <= qmax
-        deq = q.dequantize()
-        step = np.repeat(q.scales.astype(np.float32), 32, axis=1)[:, :172]
-        assert np.all(np.abs(deq - w) <= step / 2 + 1e-6)
-        # the last group's scale is its own amax / qmax, not the padded group's
-        expected = (np.abs(w[:, 160:]).max(axis=1) / qmax).astype(np.float16)
-        assert np.array_equal(q.scales[:, 5], expected)
+        lo, hi = CODE_RANGE[dtype]
+        assert lo <= q.codes.min() and q.codes.max() <= hi
+        # every group within a step or two of its own largest weight (clipping allowed)
+        err = np.abs(q.dequantize() - w)
+        for g in range(6):
+            amax = np.abs(w[:, 32 * g : 32 * g + 32]).max(axis=1)
+            assert np.all(err[:, 32 * g : 32 * g + 32].max(axis=1) <= 0.16 * amax), (dtype, g)
+        # the last group's scale is its own, not the padded group's
+        assert np.all(np.abs(q.scales[:, 5].astype(np.float32)) > 5 * np.abs(q.scales[:, :5].astype(np.float32)).max(axis=1))
 
 
 def test_q4_packing_round_trips_odd_widths():
     rng = np.random.default_rng(2)
-    codes = rng.integers(-7, 8, (5, 13)).astype(np.int8)
+    codes = rng.integers(-8, 8, (5, 13)).astype(np.int8)
     packed = pack_q4(codes)
     assert packed.shape == (5, 7)
     assert np.array_equal(unpack_q4(packed, 13), codes)

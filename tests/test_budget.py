@@ -33,7 +33,7 @@ def windows(dense):
 
 def measured(blob, sp, windows) -> float:
     """Weight bytes per token with `sp`, counted as the runtime counts them."""
-    runner = counting_runner(blob, exact=False)
+    runner = counting_runner(blob)
     runner.sparsity = sp
     total = positions = 0
     for ids in windows:
@@ -69,10 +69,10 @@ def test_bytes_budget_is_met_and_cheaper_than_uniform(dense, windows):
             break
     tok = tokenizer_of(dense)
     text = tok.decode([i for w in windows for i in w]).decode("utf-8", "replace")
-    dense_runner = Runner(dense, exact=False)
+    dense_runner = Runner(dense)
     kl = {}
     for name, sp in (("budget", a.sparsity), ("uniform", uniform)):
-        runner = Runner(dense, exact=False)
+        runner = Runner(dense)
         runner.sparsity = sp
         kl[name] = compare(runner, dense_runner, tok, text, 256).kl
     assert kl["budget"] < kl["uniform"]
@@ -98,3 +98,21 @@ def test_relu_keeps_its_natural_zeros():
     assert a.sparsity.points == ("gate",) and not a.sparsity.thresholds.any() and a.kl == 0
     gate = [c for c in a.curves if c.point == "gate"]
     assert all(c.fractions[0] > 0.2 and c.saved[0] > 0 for c in gate)
+
+
+def test_a_shortfall_smaller_than_a_level_still_changes_the_levels():
+    """When the measured total falls short of the budget by less than any level's step,
+    the next allocation must still aim past the last prediction (else it repeats)."""
+    from types import SimpleNamespace
+
+    calibrator = budget.Calibrator.__new__(budget.Calibrator)
+    calibrator.c, calibrator.natural = SimpleNamespace(n_layers=2), False
+    curves = [budget.Curve(layer, "gate", [0, 0.5, 0.9], [0, 1, 2], [0, 30, 60], [0, 0.1, kl])
+              for layer, kl in ((0, 0.5), (1, 0.6))]
+    calibrator.curves = lambda: curves
+    calibrator.dense_bytes = lambda: 200.0
+    # the model together skips 5 bytes less than the curves predict
+    calibrator.measure = lambda sp: (200 - (sum(30 * float(t) for t in sp.thresholds[:, POINTS.index("gate")]) - 5),
+                                     0.1)
+    a = calibrator.allocation(budget.Budget("bytes", 0.28))  # 56 bytes: levels (1, 1) predict 60, measure 55
+    assert [r["measured"] for r in a.rounds][:2] == [55, 85] and a.skipped == pytest.approx(85 / 200)

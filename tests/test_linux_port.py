@@ -233,6 +233,22 @@ def test_a_blob_rewritten_in_place_under_a_running_console_changes_nothing(blob,
     assert after == before and before
 
 
+def test_an_empty_prompt_is_refused_on_every_path(binary, blob):
+    """One behaviour everywhere: the firmware's one-shot mode, `mote run` on any board
+    (refused before a board starts) and the reference's `mote generate` say "empty
+    prompt" and exit 2; the console reads an empty line as no prompt at all."""
+    one_shot = run(binary, str(blob), "--prompt", "")
+    assert one_shot.returncode == 2 and one_shot.stderr.decode() == "mote-linux: empty prompt\n"
+    for verb in (["run", str(blob), "--board", "linux"], ["run", str(blob), "--board", "qemu-m4"],
+                 ["generate", str(blob)]):
+        done = subprocess.run([sys.executable, "-m", "mote.cli", *verb, "--prompt", ""],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and done.stderr == f"mote {verb[0]}: error: empty prompt\n", verb
+        assert done.stdout == ""
+    console = run(binary, str(blob), stdin=b"\n/temp 0\n")
+    assert console.stdout.decode().split("\r\n")[1:] == ["> > ok temp=0", "> "]
+
+
 @pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
 def test_overflowing_arithmetic_ends_with_end_numeric(tmp_path):
     """Finite weights that overflow float (a final norm of 3e38) give non-finite logits:

@@ -1,22 +1,37 @@
 """The data path of `mote convert` (and of `mote flash` with a checkpoint), in one
-place and one pass: checkpoint -> importer -> quantizer -> sparsity calibration on the
-quantized model in memory -> blob bytes, packed once and checked against a board
-when one is named."""
+place and one pass: checkpoint -> importer -> (activation statistics on the
+calibration text) -> quantizer (-> measured precision per matrix, for auto) ->
+sparsity calibration on the quantized model in memory -> blob bytes, packed once and
+checked against a board when one is named."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from mote.boards.catalog import Board, check_fit
 from mote.eval import sparsity as calibration
+from mote.eval.activations import MAX_WINDOW, input_mean_squares
 from mote.eval.perplexity import tokenizer_of
+from mote.eval.sensitivity import q4_costs
 from mote.format import blob as blobfile
 from mote import chat
+from mote.format.chat import ChatTemplate
 from mote.format.sparsity import POINTS
 from mote.importers import load_model
-from mote.model import MoteError
+from mote.model import Model, MoteError
+from mote.quant.groups import quantize_matrix, relative_error
+from mote.quant.precision import Candidate, choose_q4
+from mote.quant.smooth import smooth
+
+QUANT_CHOICES = ("int8", "int4", "mixed", "auto")
+# Calibration tokens each matrix's q4 cost is measured on (--quant auto): one run of
+# the model per matrix, so fewer than the statistics use.
+SENSITIVITY_TOKENS = 1024
 
 # The context the arena is sized for unless --ctx says otherwise: the trained context,
 # at most this. Real chat models are trained at 8192 or more (SmolLM2-135M: 8192),
@@ -29,12 +44,13 @@ DEFAULT_CTX_MAX = 2048
 @dataclass
 class ConvertOptions:
     tokenizer: Path | None = None  # llama2.c checkpoints: their tokenizer.bin
-    quant: str = "int8"
+    quant: str = "int8"  # a scheme (mote.quant.groups.SCHEMES) or "auto"
+    budget: int | None = None  # --quant auto: blob bytes at most (a board's partition too)
     group: int = 32
     ctx: int | None = None  # context the arena is sized for (default: trained, at most DEFAULT_CTX_MAX)
     sparsity: str | None = None  # a budget (mote.eval.budget), "natural", or None (dense)
-    calib: Path | None = None  # calibration text for sparsity
-    calib_tokens: int = 2048
+    calib: Path | None = None  # calibration text: activation-aware quantization, sparsity
+    calib_tokens: int = 4096
     sparse_points: tuple[str, ...] = POINTS
     chat_template: str | None = None  # a library name (mote.chat.NAMES); None: the model's own
     system_prompt: str | None = None  # replaces the template's default system prompt
@@ -64,15 +80,27 @@ def convert(source: Path, options: ConvertOptions, board: Board | None = None,
         raise MoteError(f"--calib-tokens must be at least 1, got {o.calib_tokens}")
     model = load_model(source, o.tokenizer)
     errors: dict[str, float] = {}
+    notes: list[str] = []
     ctx = o.ctx if o.ctx is not None else min(model.config.max_seq_len, DEFAULT_CTX_MAX)
     template = chat.choose(model.tokenizer, model.chat_template, o.chat_template, o.system_prompt)
-    blob = blobfile.quantize(model, o.quant, o.group, ctx, progress=progress, errors=errors, chat=template)
+    importance = windows = None
+    if o.calib is not None:
+        model, importance, windows = activation_aware(model, o, notes)
+    if o.quant == "auto":
+        budgets = [b for b in (o.budget, board.model_size if board else None) if b is not None]
+        blob = _auto(model, o, ctx, template, importance, windows, min(budgets, default=None), errors, notes,
+                     progress)
+    else:
+        if o.budget is not None:
+            raise MoteError("--budget is for --quant auto")
+        blob = blobfile.quantize(model, o.quant, o.group, ctx, progress=progress, errors=errors,
+                                 importance=importance, chat=template)
     if blob.arena_bytes > 0xFFFFFFFF:  # the header's arena_bytes is a u32
         raise MoteError(f"the arena for context {blob.ctx_len} is {blob.arena_bytes} bytes, more than the "
                         f"32-bit header can hold: convert with a smaller --ctx")
-    notes: list[str] = []
     if o.sparsity is not None:
-        blob.sparsity, notes = _calibrate(blob, o)
+        blob.sparsity, sparse_notes = _calibrate(blob, o)
+        notes += sparse_notes
     if board is not None and o.ctx is None:
         notes += fit_context(blob, board)
     data = blobfile.serialize(blob)
@@ -116,6 +144,19 @@ def pack_for_board(data: bytes, board: Board) -> tuple[bytes, list[str]]:
     return data, notes
 
 
+def activation_aware(model: Model, o: ConvertOptions, notes: list[str]):
+    """What --calib gives the quantizer: the model with channel scales folded in
+    (mote.quant.smooth), the mean square of every matrix input on the text (the
+    importance of each column), and the token windows they were measured on."""
+    ctx = min(o.ctx or model.config.max_seq_len, MAX_WINDOW)
+    windows = calibration.calibration_windows(tokenizer_of(model), _read(o.calib), ctx, o.calib_tokens)
+    model, importance, exponents = smooth(model, input_mean_squares(model, windows), o.group)
+    notes.append(f"activation-aware quantization: input statistics of every matrix on "
+                 f"{sum(map(len, windows))} tokens of {o.calib}; channel scale exponents:")
+    notes += exponents
+    return model, importance, windows
+
+
 def _calibrate(dense: blobfile.Blob, o: ConvertOptions):
     """Thresholds for `o.sparsity`, calibrated on the quantized dense model: ReLU's
     own zeros ("natural"), or per layer and point for a budget (mote.eval.budget)."""
@@ -125,11 +166,8 @@ def _calibrate(dense: blobfile.Blob, o: ConvertOptions):
     spec = None if natural else budgets.parse_budget(o.sparsity)
     windows = []  # natural: thresholds are 0 by definition; --calib only measures sparsity
     if o.calib is not None:
-        try:
-            text = o.calib.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise MoteError(f"cannot read {o.calib} as UTF-8 text: {err}") from None
-        windows = calibration.calibration_windows(tokenizer_of(dense), text, dense.ctx_len, o.calib_tokens)
+        windows = calibration.calibration_windows(tokenizer_of(dense), _read(o.calib), dense.ctx_len,
+                                                  o.calib_tokens)
     if natural:
         sp, zeros = calibration.calibrate(dense, windows, 0.0, natural=True)
         notes = [f"sparsity natural (ReLU zeros, threshold 0): {calibration.describe(sp, dense.config)}"]
@@ -145,3 +183,77 @@ def _calibrate(dense: blobfile.Blob, o: ConvertOptions):
     for point, levels in a.levels.items():
         notes.append(f"  {point:8s} " + " ".join(f"{v:.2f}" for v in levels))
     return a.sparsity, notes
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise MoteError(f"cannot read {path} as UTF-8 text: {err}") from None
+
+
+class MixedPrecision:
+    """What --quant auto chooses from: the all-q8 blob, every matrix at q4, and what
+    q4 costs each matrix (measured once, when a budget first needs it)."""
+
+    def __init__(self, model: Model, group: int, ctx: int | None, importance: dict, windows: list[list[int]],
+                 progress: Callable[[str], None] | None = None, template: ChatTemplate | None = None):
+        self.errors: dict[str, float] = {}
+        self.q8 = blobfile.quantize(model, "int8", group, ctx, progress=progress, errors=self.errors,
+                                    importance=importance, chat=template)
+        self.q4: dict[str, blobfile.BlobTensor] = {}
+        self.q4_errors: dict[str, float] = {}
+        for name, t in self.q8.tensors.items():
+            if t.scales is not None:
+                q = quantize_matrix(model.tensors[name], "q4", group, importance.get(name))
+                if not np.isfinite(q.scales).all():  # weights too large for q4's f16 scales
+                    continue
+                self.q4[name] = blobfile.BlobTensor(name, "q4", t.rows, t.cols, q.codes, q.scales)
+                self.q4_errors[name] = relative_error(model.tensors[name], q)
+        self.sample: list[list[int]] = []  # the windows the costs are measured on
+        for ids in windows:
+            room = SENSITIVITY_TOKENS - sum(map(len, self.sample))
+            if room <= 0:
+                break
+            self.sample.append(ids[:room])
+        size = blobfile.blob_bytes(self.q8)
+        self.saved = {n: size - blobfile.blob_bytes(dataclasses.replace(self.q8, tensors={**self.q8.tensors, n: t}))
+                      for n, t in self.q4.items()}
+        self._costs: dict[str, float] | None = None
+
+    def fit(self, budget: int) -> tuple[blobfile.Blob, list[Candidate]]:
+        """The blob with the least predicted KL within `budget` bytes, and its q4 matrices."""
+        over = blobfile.blob_bytes(self.q8) - budget
+        if over > sum(self.saved.values()):
+            raise MoteError(f"even with every matrix q4 the blob is {over - sum(self.saved.values()):,} bytes "
+                            f"over the budget of {budget:,}")
+        chosen = []
+        if over > 0:
+            if self._costs is None:
+                self._costs = q4_costs(self.q8, self.q4, self.sample)
+            chosen = choose_q4([Candidate(n, self._costs[n], self.saved[n]) for n in self.q4], over)
+        tensors = {**self.q8.tensors, **{c.name: self.q4[c.name] for c in chosen}}
+        return dataclasses.replace(self.q8, tensors=tensors), chosen
+
+
+def _auto(model: Model, o: ConvertOptions, ctx: int, template: ChatTemplate | None, importance, windows,
+          budget: int | None, errors: dict, notes: list[str], progress) -> blobfile.Blob:
+    """--quant auto: every matrix q8, then the matrices whose q4 costs the least KL per
+    byte saved go q4 until the blob fits the budget (mote.quant.precision)."""
+    if budget is None:
+        raise MoteError("--quant auto needs --budget BYTES or --board B (whose model partition it fills)")
+    if windows is None:
+        raise MoteError("--quant auto measures what q4 costs each matrix on --calib TEXT")
+    mixed = MixedPrecision(model, o.group, ctx, importance, windows, progress, template)
+    blob, chosen = mixed.fit(budget)
+    errors.update(mixed.errors)
+    errors.update({c.name: mixed.q4_errors[c.name] for c in chosen})
+    if chosen:  # measured only when all q8 does not fit
+        notes.append(f"auto: each matrix's q4 cost (mean KL from all-q8, nats/token) measured on "
+                     f"{sum(map(len, mixed.sample))} tokens of {o.calib}")
+    notes.append(f"auto: {len(chosen)} of {len(mixed.q4)} matrices q4 for a budget of {budget:,} bytes "
+                 f"(all q8: {blobfile.blob_bytes(mixed.q8):,}; now {blobfile.blob_bytes(blob):,}); "
+                 f"predicted KL {sum(c.cost for c in chosen):.5f}")
+    for c in sorted(chosen, key=lambda c: c.cost / c.saved):
+        notes.append(f"  q4 {c.name:24s} KL {c.cost:.6f}  saves {c.saved:,} bytes")
+    return blob

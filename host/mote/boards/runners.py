@@ -22,6 +22,7 @@ from mote.console.client import MoteConsole, Stats, TerminalBytes, decimal_text
 from mote.model import MoteError
 from mote.boards.catalog import ROOT
 from mote.boards.qemu import runners as qemu_runners
+from mote.reference.forward import EMPTY_PROMPT
 
 FIRMWARE_DIR = ROOT / "firmware"
 LINUX_BINARY = FIRMWARE_DIR / "build" / "linux" / "mote-linux"
@@ -154,7 +155,10 @@ def runner_for(board: str) -> Runner:
 
 def run_prompt(blob: Path, board: str, options: GenerateOptions, out: BinaryIO | None = None) -> Stats:
     """`mote run`: the prompt, then the generated text as it streams, then a newline.
+    An empty prompt is refused before any board starts, in the firmware's words.
     Control characters in the text are shown, not obeyed (TerminalBytes)."""
+    if not options.prompt:
+        raise MoteError(EMPTY_PROMPT)
     out = _AfterPrompt(TerminalBytes(sys.stdout.buffer if out is None else out), options.prompt)
     stats = runner_for(board).generate(blob, options, out)
     out.write(b"\n")

@@ -5,7 +5,8 @@ activation sparsity").
 A budget is either a fraction of the dense model's weight bytes per token to skip
 (`0.4`, or `bytes=0.4`) or a mean KL divergence from the dense model in nats per
 token (`kl=0.02`), both on the calibration text. The thresholds are chosen in three
-steps, all on the quantized model through the reference:
+steps, all on the quantized model through the reference (exactly the firmware's
+arithmetic):
 
 1. Curves. For every layer and point alone, and every drop level (the fraction of
    that point's calibration activations at or below the threshold, LEVELS), measure
@@ -19,7 +20,8 @@ steps, all on the quantized model through the reference:
    bytes (or KL) meet the budget.
 3. Check. The chosen thresholds run together; their KL and bytes are measured, and
    the allocation is redone with the budget corrected by the shortfall (the curves
-   are one point at a time, the model runs them all at once), a few times.
+   are one point at a time, the model runs them all at once), and at least past the
+   last prediction when short, a few times.
 
 A ReLU model's gate keeps its exact zeros at no cost (threshold 0, "natural"), and
 its levels are counted from there.
@@ -108,13 +110,13 @@ class _Recorder(Runner):
     projection (for what a dropped neuron saves of w_down)."""
 
     def __init__(self, blob):
-        super().__init__(blob, exact=False)
+        super().__init__(blob)
         self.sparsity = None
         self.record: dict = {}
 
-    def layer_batch(self, x, layer, frame):
+    def _layer(self, x, layer, pos, cos, sin):
         self.record[("x", layer)] = x
-        return super().layer_batch(x, layer, frame)
+        return super()._layer(x, layer, pos, cos, sin)
 
     def _drop(self, v, layer, point):
         self.record[(point, layer)] = v
@@ -133,16 +135,12 @@ class _Windows:
     def __init__(self, blob, windows: list[list[int]]):
         self.blob, self.windows = blob, windows
         rec = _Recorder(blob)
-        self.records, self.logp, self.frames = [], [], []
+        self.records, self.logp = [], []
         for ids in windows:
             rec.reset()
-            x, frame = rec.embed_batch(ids, 0)
             rec.record = {}
-            for layer in range(blob.config.n_layers):
-                x = rec.layer_batch(x, layer, frame)
-            self.logp.append(log_softmax(rec.logits_batch(x)))
+            self.logp.append(log_softmax(rec.forward_batch(ids, 0)))
             self.records.append(rec.record)
-            self.frames.append(frame)
         self.positions = sum(len(ids) for ids in windows)
 
     def values(self, key) -> np.ndarray:
@@ -168,7 +166,7 @@ class Calibrator:
         self.natural = blob.config.activation == "relu"
         self.progress = progress
         self.data = _Windows(blob, windows)
-        self.runner = Runner(blob, exact=False)
+        self.runner = Runner(blob)
         self._curves: list[Curve] | None = None
 
     # ---------------------------------------------------------------- bytes
@@ -232,11 +230,8 @@ class Calibrator:
         t[layer, POINTS.index(point)] = threshold
         self.runner.sparsity = Sparsity((point,), t)
         total = 0.0
-        for rec, frame, logp in zip(self.data.records, self.data.frames, self.data.logp):
-            x = rec[("x", layer)]
-            for later in range(layer, self.c.n_layers):
-                x = self.runner.layer_batch(x, later, frame)
-            total += _kl(logp, log_softmax(self.runner.logits_batch(x)))
+        for rec, logp in zip(self.data.records, self.data.logp):
+            total += _kl(logp, log_softmax(self.runner.run_layers(rec[("x", layer)], 0, layer)))
         return total / self.data.positions
 
     # ---------------------------------------------------------------- allocation
@@ -276,7 +271,7 @@ class Calibrator:
 
     def measure(self, sp: Sparsity) -> tuple[float, float]:
         """(weight bytes per token, mean KL) of `sp` on the calibration windows."""
-        runner = counting_runner(self.blob, exact=False)
+        runner = counting_runner(self.blob)
         runner.sparsity = sp
         kl, read = 0.0, 0
         for ids, logp in zip(self.data.windows, self.data.logp):
@@ -318,7 +313,10 @@ class Calibrator:
                 best = (sp, levels, read, kl)
             if meets and abs(measured - goal) <= 0.02 * goal:
                 break
-            target = max(0.0, target + (goal - measured))  # aim past the shortfall (or back from the excess)
+            aim = target + (goal - measured)  # past the shortfall (or back from the excess)
+            if not meets:  # and past this allocation's prediction, or the levels may not change
+                aim = max(aim, float(np.nextafter(predicted, np.inf))) if budget.kind == "bytes" else min(aim, predicted)
+            target = max(0.0, aim)
         if best is None:
             raise MoteError(f"no thresholds meet the budget {budget} on the calibration text "
                             f"(closest: {rounds[-1]['measured']:.4g})")

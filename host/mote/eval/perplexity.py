@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,28 +62,42 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
+def windows(tok: Tokenizer, ids: list[int], ctx: int) -> Iterator[list[int]]:
+    """The text's tokens cut into consecutive windows of the context, BOS first for
+    llama2.c models: within a window every token is scored from the ones before it
+    (the first token of a window only when BOS precedes it)."""
+    bos = adds_bos(tok)
+    length = ctx - 1 if bos else ctx
+    for start in range(0, len(ids), length):
+        inputs = ([tok.bos_id] if bos else []) + ids[start : start + length]
+        if len(inputs) >= 2:
+            yield inputs
+
+
+# Positions run through the reference at a time: bounds the logits held (positions x
+# vocabulary, in float64 for the softmax) for long windows and large vocabularies.
+POSITIONS_PER_CALL = 128
+
+
+def log_probs(runner: Runner, inputs: list[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(log-probabilities (n, vocab) float64, next tokens (n,)) for the positions of one
+    window, a chunk of positions at a time; the runner's cache carries the window."""
+    runner.reset()
+    for begin in range(0, len(inputs) - 1, POSITIONS_PER_CALL):
+        end = min(len(inputs) - 1, begin + POSITIONS_PER_CALL)
+        yield log_softmax(runner.forward_batch(inputs[begin:end], begin)), np.asarray(inputs[begin + 1 : end + 1])
+
+
 def perplexity(runner: Runner, tok: Tokenizer, text: str, max_tokens: int | None = None,
                progress: bool = False) -> Perplexity:
-    """Cut the text's tokens into consecutive windows of the runner's context and
-    score every token from the preceding ones in its window (the first token of a
-    window is scored only when BOS precedes it)."""
-    ids = tok.encode(text, bos=False)
-    if max_tokens is not None:
-        ids = ids[:max_tokens]
-    bos = adds_bos(tok)
-    window = runner.ctx - 1 if bos else runner.ctx
+    """Perplexity over the text's windows (`windows`), every window scored from
+    scratch."""
+    ids = tok.encode(text, bos=False)[:max_tokens]
     if len(ids) < 2:
         raise MoteError("text too short to evaluate: fewer than 2 tokens")
     total, count = 0.0, 0
-    starts = range(0, len(ids), window)
-    for start in tqdm(starts, desc="eval", unit="window", disable=not progress):
-        chunk = ids[start : start + window]
-        inputs = ([tok.bos_id] + chunk) if bos else chunk
-        if len(inputs) < 2:
-            continue
-        runner.reset()
-        logp = log_softmax(runner.forward_batch(inputs[:-1], 0))
-        targets = np.asarray(inputs[1:])
-        total -= float(logp[np.arange(len(targets)), targets].sum())
-        count += len(targets)
+    for inputs in tqdm(list(windows(tok, ids, runner.ctx)), desc="eval", unit="window", disable=not progress):
+        for logp, targets in log_probs(runner, inputs):
+            total -= float(logp[np.arange(len(targets)), targets].sum())
+            count += len(targets)
     return Perplexity(tokens=count, nll=total / count, window=runner.ctx)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from mote.eval.perplexity import adds_bos, log_softmax
+from mote.eval.perplexity import adds_bos, log_probs, windows
 from mote.format.sparsity import LAYOUT_BUNDLED, LAYOUT_COLUMNS, LAYOUT_ROWS, POINTS, Sparsity, layout_of
 from mote.model import Config, MoteError
 from mote.quant.groups import quantize_activations
@@ -46,7 +46,7 @@ def calibrate(blob, token_windows: list[list[int]], target: float, points: tuple
             samples.setdefault((layer, point), []).append(np.abs(v).ravel())
             return v
 
-    runner = Recorder(blob, exact=False)
+    runner = Recorder(blob)
     runner.sparsity = None
     for ids in token_windows:
         runner.reset()
@@ -156,28 +156,18 @@ def compare(sparse_runner, dense_runner, tok, text: str, max_tokens: int | None 
             progress: bool = False) -> Comparison:
     """Perplexity of both runners and the mean KL divergence from the dense model's
     next-token distribution, over the windows mote.eval.perplexity scores."""
-
-
     ids = tok.encode(text, bos=False)[:max_tokens]
-    bos = adds_bos(tok)
-    window = sparse_runner.ctx - 1 if bos else sparse_runner.ctx
     if len(ids) < 2:
         raise MoteError("text too short to evaluate: fewer than 2 tokens")
     nll = dense_nll = kl = 0.0
     count = 0
-    for start in tqdm(range(0, len(ids), window), desc="eval", unit="window", disable=not progress):
-        chunk = ids[start : start + window]
-        inputs = ([tok.bos_id] + chunk) if bos else chunk
-        if len(inputs) < 2:
-            continue
-        logp = []
-        for runner in (sparse_runner, dense_runner):
-            runner.reset()
-            logp.append(log_softmax(runner.forward_batch(inputs[:-1], 0)))
-        targets = np.asarray(inputs[1:])
-        rows = np.arange(len(targets))
-        nll -= float(logp[0][rows, targets].sum())
-        dense_nll -= float(logp[1][rows, targets].sum())
-        kl += float((np.exp(logp[1]) * (logp[1] - logp[0])).sum())
-        count += len(targets)
+    for inputs in tqdm(list(windows(tok, ids, sparse_runner.ctx)), desc="eval", unit="window",
+                       disable=not progress):
+        for (logp, targets), (dense_logp, _) in zip(log_probs(sparse_runner, inputs),
+                                                    log_probs(dense_runner, inputs)):
+            rows = np.arange(len(targets))
+            nll -= float(logp[rows, targets].sum())
+            dense_nll -= float(dense_logp[rows, targets].sum())
+            kl += float((np.exp(dense_logp) * (dense_logp - logp)).sum())
+            count += len(targets)
     return Comparison(count, nll / count, dense_nll / count, kl / count)

@@ -69,7 +69,7 @@ class _RangeRunner(Runner):
     output: {matrix name: [in_min, in_max, out_min, out_max]}."""
 
     def __init__(self, model: Model, ctx: int):
-        super().__init__(model, ctx, exact=False)
+        super().__init__(model, ctx)
         self.ranges: dict[str, np.ndarray] = {}
 
     def _matmul(self, x: np.ndarray, name: str) -> np.ndarray:
@@ -428,7 +428,7 @@ def sampled_windows(model: Model, ctx: int, n_tokens: int, seed: int = 0) -> lis
     end-of-text token that separates documents."""
     tok = tokenizer_of(model)
     start = tok.bos_id if adds_bos(tok) or tok.eos_id < 0 else tok.eos_id
-    runner = Runner(model, ctx, exact=False)
+    runner = Runner(model, ctx)
     sampler = Sampler(temperature=1.0, seed=seed)
     windows: list[list[int]] = []
     count = 0

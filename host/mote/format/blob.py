@@ -25,7 +25,7 @@ from mote.model import Config, Model, MoteError, expected_shapes
 from mote.format.sparsity import Sparsity
 from mote.tokenizer import Tokenizer, pack_tokenizer
 from mote.quant.groups import (
-    QMAX,
+    CODE_RANGE,
     SCHEMES,
     QuantizedMatrix,
     n_groups,
@@ -175,47 +175,53 @@ def _stored_bytes(name: str, dtype: str, layout: int, rows: int, cols: int, grou
     return rows * row_bytes, 2 * rows * n_groups(cols, group)
 
 
-def _tensor_dtype(name: str, scheme: dict[str, str]) -> str:
-    role = role_of(name)
-    return "f32" if role == "norm" else scheme[role]
+def tensor_dtypes(config: Config, quant: str) -> dict[str, str]:
+    """Each tensor's dtype under a --quant scheme (norms f32)."""
+    if quant not in SCHEMES:
+        raise MoteError(f"unknown quantization {quant!r}; choose one of {', '.join(SCHEMES)}")
+    scheme = SCHEMES[quant]
+    return {name: "f32" if role_of(name) == "norm" else scheme[role_of(name)] for name in tensor_order(config)}
 
 
 def quantize(
     model: Model,
-    quant: str = "int8",
+    quant: str | dict[str, str] = "int8",
     group_size: int = 32,
     ctx: int | None = None,
     progress: Callable[[str], None] | None = None,
     errors: dict[str, float] | None = None,
     chat: ChatTemplate | None = None,
+    importance: dict[str, np.ndarray] | None = None,
 ) -> Blob:
     """The quantized model in memory: what `load` returns for its blob, without the
-    bytes (total_bytes 0 until `serialize`). `errors`, if given, receives each
+    bytes (total_bytes 0 until `serialize`). `quant` is a scheme or every tensor's
+    dtype (tensor_dtypes); `importance`, from calibration, weighs each matrix's input
+    columns (mote.quant.groups.quantize_matrix). `errors`, if given, receives each
     quantized tensor's relative error; `progress` is called per tensor. Calibration
     runs the reference on this, before anything is packed."""
-    if quant not in SCHEMES:
-        raise MoteError(f"unknown quantization {quant!r}; choose one of {', '.join(SCHEMES)}")
     if not 2 <= group_size <= MAX_GROUP or group_size % 2:
         raise MoteError(f"group size must be even and within 2..{MAX_GROUP}, got {group_size}")
     model.validate()
     c = model.config
+    dtypes = tensor_dtypes(c, quant) if isinstance(quant, str) else quant
     ctx_len = c.max_seq_len if ctx is None else ctx
     if not 1 <= ctx_len <= c.max_seq_len:
         raise MoteError(f"context {ctx_len} outside 1..{c.max_seq_len} (the model's trained context)")
-    scheme = SCHEMES[quant]
     tensors: dict[str, BlobTensor] = {}
     for name in tensor_order(c):
         if progress:
             progress(name)
         w = np.asarray(model.tensors[name], np.float32)
         rows, cols = (1, w.shape[0]) if w.ndim == 1 else w.shape
-        dtype = _tensor_dtype(name, scheme)
+        dtype = dtypes[name]
+        if dtype not in KIND_DTYPES[name.rsplit(".", 1)[-1]]:
+            raise MoteError(f"{name} cannot be {dtype}")
         if dtype == "f32":
             tensors[name] = BlobTensor(name, dtype, rows, cols, w)
             continue
-        q = quantize_matrix(w, dtype, group_size)
+        q = quantize_matrix(w, dtype, group_size, None if importance is None else importance.get(name))
         if not np.isfinite(q.scales).all():  # the runtime would refuse the blob ("values")
-            limit = float(np.finfo(np.float16).max) * QMAX[dtype]
+            limit = float(np.finfo(np.float16).max) * max(-CODE_RANGE[dtype][0], CODE_RANGE[dtype][1])
             raise MoteError(f"{model.name}: tensor {name} has weights up to {float(np.abs(w).max()):.4g}, "
                             f"beyond what {dtype} codes with f16 group scales hold ({limit:.4g})")
         if errors is not None:
@@ -226,25 +232,22 @@ def quantize(
                 tensors=tensors, tokenizer_section=pack_tokenizer(model.tokenizer), chat=chat)
 
 
-def serialize(blob: Blob) -> bytes:
-    """Lay out a quantized model as .mote bytes, with the weight layouts its
-    sparsity (if any) implies."""
+def _layout(blob: Blob) -> tuple[int, int, int, int, list, int]:
+    """Where everything of `blob` goes, from shapes and dtypes alone: (table offset,
+    tokenizer offset, sparsity offset, chat offset, per tensor (name, layout, data
+    offset, data bytes, scales offset, scales bytes), total bytes)."""
     c, group_size, sparsity = blob.config, blob.group_size, blob.sparsity
     names = tensor_order(c)
-    tokenizer_section = blob.tokenizer_section
-    sparsity_section = sparse.pack_section(sparsity, c.n_layers) if sparsity else b""
-    chat_section = chatfile.pack_section(blob.chat) if blob.chat else b""
-
+    sparsity_bytes = len(sparse.pack_section(sparsity, c.n_layers)) if sparsity else 0
+    chat_bytes = len(chatfile.pack_section(blob.chat)) if blob.chat else 0
     table_offset = align(HEADER_BYTES)
     tokenizer_offset = align(table_offset + TABLE_ENTRY_BYTES * len(names))
-    cursor = align(tokenizer_offset + len(tokenizer_section))
-    sparsity_offset = cursor if sparsity_section else 0
-    cursor = align(cursor + len(sparsity_section))
-    chat_offset = cursor if chat_section else 0
-    cursor = align(cursor + len(chat_section))
-
-    # First the layout, from shapes alone, so the blob is written in one buffer.
-    plan = []  # (name, layout, data_offset, data_bytes, scales_offset, scales_bytes)
+    cursor = align(tokenizer_offset + len(blob.tokenizer_section))
+    sparsity_offset = cursor if sparsity_bytes else 0
+    cursor = align(cursor + sparsity_bytes)
+    chat_offset = cursor if chat_bytes else 0
+    cursor = align(cursor + chat_bytes)
+    plan = []
     for name in names:
         t = blob.tensors[name]
         layout = sparse.layout_of(name, sparsity)
@@ -257,7 +260,24 @@ def serialize(blob: Blob) -> bytes:
         scales_offset = cursor if scales_bytes else 0
         cursor = align(cursor + scales_bytes)
         plan.append((name, layout, data_offset, data_bytes, scales_offset, scales_bytes))
-    total = cursor
+    return table_offset, tokenizer_offset, sparsity_offset, chat_offset, plan, cursor
+
+
+def blob_bytes(blob: Blob) -> int:
+    """The length `serialize(blob)` will have."""
+    return _layout(blob)[-1]
+
+
+def serialize(blob: Blob) -> bytes:
+    """Lay out a quantized model as .mote bytes, with the weight layouts its
+    sparsity (if any) implies."""
+    c, group_size, sparsity = blob.config, blob.group_size, blob.sparsity
+    names = tensor_order(c)
+    tokenizer_section = blob.tokenizer_section
+    sparsity_section = sparse.pack_section(sparsity, c.n_layers) if sparsity else b""
+    chat_section = chatfile.pack_section(blob.chat) if blob.chat else b""
+    # First the layout, from shapes alone, so the blob is written in one buffer.
+    table_offset, tokenizer_offset, sparsity_offset, chat_offset, plan, total = _layout(blob)
     if total > 0xFFFFFFFF:
         raise MoteError(f"blob would be {total} bytes; the format's offsets are 32-bit")
     buf = bytearray(total)

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-QMAX = {"q8": 127, "q4": 7}
+# The codes the writer uses. q4 uses all 16 nibbles, with the scale's sign chosen per
+# group (the largest weight may land on -8); q8 leaves -128 out, which the x86
+# kernels' sign trick (maddubs of |w| and sign(x, w)) cannot take.
+CODE_RANGE = {"q8": (-127, 127), "q4": (-8, 7)}
 
 # Which dtype each tensor role gets under a --quant scheme. Embedding (and an
 # untied classifier) stay q8 under int4: they are one lookup row per token and the
@@ -47,7 +50,7 @@ def _grouped(x: np.ndarray, group_size: int) -> np.ndarray:
 @dataclass
 class QuantizedMatrix:
     dtype: str  # "q8" or "q4"
-    codes: np.ndarray  # int8 (rows, cols), within [-QMAX, QMAX]
+    codes: np.ndarray  # int8 (rows, cols), within CODE_RANGE
     scales: np.ndarray  # float16 (rows, n_groups)
     group_size: int
 
@@ -62,26 +65,64 @@ class QuantizedMatrix:
 # converting needs little more memory than the float model itself.
 ROW_BLOCK = 256
 
-
-def _quantize_rows(w: np.ndarray, qmax: int, group_size: int) -> tuple[np.ndarray, np.ndarray]:
-    groups = _grouped(np.asarray(w, np.float32), group_size)
-    amax = np.abs(groups).max(axis=-1)
-    with np.errstate(over="ignore"):  # an infinite scale is refused by the caller, by tensor
-        scales = (amax / np.float32(qmax)).astype(np.float16)
-    s32 = scales.astype(np.float32)[..., None]
-    safe = np.where(s32 == 0, np.float32(1), s32)
-    codes = np.where(s32 == 0, 0, np.clip(np.rint(groups / safe), -qmax, qmax))
-    return codes.astype(np.int8).reshape(w.shape[0], -1)[:, : w.shape[1]], scales
+IMPORTANCE_FLOOR = 0.05
+# Where a group's largest-magnitude weight may land, as fractions of the largest code
+# on either side: below 1 it keeps more levels for the others, above 1 it is clipped.
+_LANDINGS = {"q4": np.linspace(0.85, 1.15, 13), "q8": np.linspace(0.9, 1.0, 6)}
 
 
-def quantize_matrix(w: np.ndarray, dtype: str, group_size: int) -> QuantizedMatrix:
-    """s = f16(amax / qmax); q = clamp(rint(w / f32(s)), -qmax, qmax), per row group."""
+def _search_rows(w: np.ndarray, dtype: str, group_size: int, importance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and f16 scales of a block of rows: per group, the candidate that minimises
+    sum_j h_j (w_j - s q_j)^2. Each candidate maps the group's largest-magnitude
+    weight m onto a landing t (codes q = clamp(rint(w t / m))), then takes the least
+    squares scale for those codes, s = f16(sum h w q / sum h q^2); the codes are kept,
+    or rounded again against s, whichever errs less."""
+    lo, hi = CODE_RANGE[dtype]
+    g = _grouped(np.asarray(w, np.float32), group_size)  # (rows, ng, G)
+    h = _grouped(importance[None, :], group_size)  # (1, ng, G), zero in the padding
+    m = np.take_along_axis(g, np.abs(g).argmax(axis=-1)[..., None], axis=-1)  # (rows, ng, 1)
+    landings = np.concatenate([lo * _LANDINGS[dtype], hi * _LANDINGS[dtype]]) if -lo != hi else \
+        hi * _LANDINGS[dtype]
+    best_err = np.full(m.shape[:2], np.inf, np.float32)
+    codes = np.zeros(g.shape, np.int8)
+    scales = np.zeros(m.shape[:2], np.float16)
+    zero = m == 0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for t in landings:
+            q = np.clip(np.rint(g * np.where(zero, 0, np.float32(t) / m)), lo, hi)
+            den = (h * q * q).sum(axis=-1)
+            s = np.where(den > 0, (h * g * q).sum(axis=-1) / den, 0).astype(np.float16)
+            s32 = s.astype(np.float32)[..., None]
+            again = np.clip(np.rint(np.where(s32 == 0, 0, g / s32)), lo, hi)
+            for candidate in (q, again):
+                err = (h * np.square(g - s32 * candidate)).sum(axis=-1)
+                better = err < best_err
+                best_err = np.where(better, err, best_err)
+                scales = np.where(better, s, scales)
+                codes = np.where(better[..., None], candidate, codes).astype(np.int8)
+    # a group whose every scale overflows f16 keeps an infinite one: the caller refuses
+    # the tensor, by name, as the runtime would refuse the blob
+    scales = np.where(np.isinf(best_err) & ~zero[..., 0], np.float16(np.inf), scales)
+    return codes.reshape(w.shape[0], -1)[:, : w.shape[1]], scales
+
+
+def quantize_matrix(w: np.ndarray, dtype: str, group_size: int,
+                    importance: np.ndarray | None = None) -> QuantizedMatrix:
+    """Per row group, the codes and f16 scale that minimise the squared error weighted
+    by each input column's importance h_j (the mean square of that input on
+    calibration text, so the error of the matrix's output; all ones without
+    calibration, so the error of the weights). The format stores any codes and scale:
+    this is the writer's choice alone, and what the runtime computes stays exact."""
     rows, cols = w.shape
+    h = np.ones(cols, np.float32) if importance is None else np.asarray(importance, np.float32)
+    # relative to the mean, with a floor: an input silent on the calibration text (a
+    # neuron that never fired there) still keeps its weights for other text
+    h = h / h.mean() + np.float32(IMPORTANCE_FLOOR) if h.mean() > 0 else np.ones(cols, np.float32)
     codes = np.empty((rows, cols), np.int8)
     scales = np.empty((rows, n_groups(cols, group_size)), np.float16)
     for begin in range(0, rows, ROW_BLOCK):
         end = begin + ROW_BLOCK
-        codes[begin:end], scales[begin:end] = _quantize_rows(w[begin:end], QMAX[dtype], group_size)
+        codes[begin:end], scales[begin:end] = _search_rows(w[begin:end], dtype, group_size, h)
     return QuantizedMatrix(dtype, codes, scales, group_size)
 
 

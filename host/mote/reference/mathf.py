@@ -15,22 +15,32 @@ _POLY = [F(1 / 720), F(1 / 120), F(1 / 24), F(1 / 6), F(1 / 2), F(1), F(1)]
 
 
 def expf_mote(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, F)
+    shape = np.shape(x)
+    x = np.asarray(x, F).reshape(-1)  # in-place steps below need an array, not a scalar
     with np.errstate(invalid="ignore", over="ignore"):
-        n = np.rint(x * _LOG2E)
-        r = (x - n * _LN2_HI) - n * _LN2_LO
-        p = np.full_like(x, _POLY[0])
-        for c in _POLY[1:]:
-            p = c + r * p
-        n_int = np.clip(np.nan_to_num(n), -126, 127).astype(np.int32)
-        two_n = ((n_int + 127) << 23).view(F)
-        out = p * two_n
-    out = np.where(x < F(-87.0), F(0), out)
-    out = np.where(x > F(88.0), F(np.inf), out)
-    return np.where(np.isnan(x), x, out).astype(F)
+        n = x * _LOG2E
+        np.rint(n, out=n)
+        r = n * _LN2_HI
+        np.subtract(x, r, out=r)
+        r -= n * _LN2_LO
+        p = r * _POLY[0]  # p = c + r * p, innermost first; in place, the same operations
+        for c in _POLY[1:-1]:
+            p += c
+            p *= r
+        p += _POLY[-1]
+        np.nan_to_num(n, copy=False)
+        np.clip(n, -126, 127, out=n)
+        two_n = (n.astype(np.int32) + 127) << 23
+        p *= two_n.view(F)
+    p[x < F(-87.0)] = F(0)
+    p[x > F(88.0)] = F(np.inf)
+    nan = np.isnan(x)
+    p[nan] = x[nan]
+    return p.reshape(shape)
 
 
 def sum_in_order(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """acc = 0; acc += x[i] for i in order: the firmware's summation, not numpy's
-    pairwise one."""
-    return np.cumsum(np.asarray(x, F), axis=axis, dtype=F).take(-1, axis=axis)
+    pairwise one. An accumulation adds in order from x[0]; the final + 0 gives the
+    zero C's acc = 0 start gives where every term is a zero (+0, never -0)."""
+    return np.cumsum(np.asarray(x, F), axis=axis, dtype=F).take(-1, axis=axis) + F(0)

@@ -11,16 +11,18 @@ from mote.boards.catalog import load_board
 from mote.chat import NAMES
 from mote.fileio import write_atomically
 from mote.format.sparsity import POINTS
-from mote.pipeline import DEFAULT_CTX_MAX, ConvertOptions, Converted, convert
-from mote.quant.groups import SCHEMES
+from mote.pipeline import DEFAULT_CTX_MAX, QUANT_CHOICES, ConvertOptions, Converted, convert
 from mote.verbs.report import print_fit, print_summary
 
 
 def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     """The options of the convert path (shared by `mote convert` and `mote flash`)."""
     p.add_argument("--tokenizer", type=Path, help="tokenizer .bin for llama2.c checkpoints")
-    p.add_argument("--quant", choices=list(SCHEMES), default="int8",
-                   help="int8: all q8; int4: q4 but q8 embedding; mixed: q8 attention, q4 FFN")
+    p.add_argument("--quant", choices=QUANT_CHOICES, default="int8",
+                   help="int8: all q8; int4: q4 but q8 embedding; mixed: q8 attention, q4 FFN; "
+                        "auto: q8 or q4 per matrix by its measured cost, to fit --budget or --board "
+                        "(needs --calib)")
+    p.add_argument("--budget", type=int, metavar="BYTES", help="--quant auto: the blob's size at most")
     p.add_argument("--group", type=int, default=32, help="quantization group length (even)")
     p.add_argument("--ctx", type=int, help="context length to size the arena for (default: the trained "
                                            f"context, at most {DEFAULT_CTX_MAX})")
@@ -29,8 +31,10 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
                         "bytes per token, or stay within a mean KL divergence K (nats/token) from dense; "
                         "thresholds per layer and point chosen by measured KL per byte on --calib; "
                         "'natural' (ReLU models): the gate's own zeros")
-    p.add_argument("--calib", type=Path, metavar="TEXT", help="UTF-8 calibration text for a --sparsity budget")
-    p.add_argument("--calib-tokens", type=int, default=2048, help="calibrate on this many tokens of --calib")
+    p.add_argument("--calib", type=Path, metavar="TEXT",
+                   help="UTF-8 calibration text: weighs each matrix's quantization error by what its "
+                        "inputs are on it, measures --quant auto's costs, calibrates a --sparsity budget")
+    p.add_argument("--calib-tokens", type=int, default=4096, help="calibrate on this many tokens of --calib")
     p.add_argument("--sparse-points", default=",".join(POINTS),
                    help=f"activation points to sparsify (default: all of {','.join(POINTS)})")
     p.add_argument("--chat-template", choices=NAMES,
@@ -41,7 +45,8 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options_from(args: argparse.Namespace) -> ConvertOptions:
-    return ConvertOptions(tokenizer=args.tokenizer, quant=args.quant, group=args.group, ctx=args.ctx,
+    return ConvertOptions(tokenizer=args.tokenizer, quant=args.quant, budget=args.budget, group=args.group,
+                          ctx=args.ctx,
                           sparsity=args.sparsity, calib=args.calib, calib_tokens=args.calib_tokens,
                           sparse_points=tuple(p for p in args.sparse_points.split(",") if p),
                           chat_template=args.chat_template, system_prompt=args.system_prompt)

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         text = args.text.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise MoteError(f"cannot read {args.text} as UTF-8 text: {err}") from None
-    runner = Runner(source, args.ctx, exact=False)
+    runner = Runner(source, args.ctx)
     if args.reference is not None or getattr(source, "sparsity", None) is not None:
         return run_compare(args, source, runner, text)
     result = perplexity(runner, tokenizer_of(source), text, args.max_tokens, progress=not args.json)
@@ -52,10 +52,10 @@ def run_compare(args: argparse.Namespace, source, runner: Runner, text: str) -> 
     from mote.eval import sparsity
 
     if args.reference is not None:
-        dense = Runner(load_any(args.reference), args.ctx or runner.ctx, exact=False)
+        dense = Runner(load_any(args.reference), args.ctx or runner.ctx)
         reference = str(args.reference)
     else:
-        dense = Runner(source, args.ctx, exact=False)
+        dense = Runner(source, args.ctx)
         dense.sparsity = None
         reference = f"{args.model} run dense"
     if dense.config != runner.config:

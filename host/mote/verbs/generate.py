@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from mote.eval.perplexity import adds_bos, load_any, stop_ids, tokenizer_of
-from mote.reference.forward import Runner, generate
+from mote.model import MoteError
+from mote.reference.forward import EMPTY_PROMPT, Runner, generate
 from mote.reference.sample import Sampler
 
 
@@ -30,6 +31,8 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.prompt:
+        raise MoteError(EMPTY_PROMPT)
     source = load_any(args.model, args.tokenizer)
     tok = tokenizer_of(source)
     prompt = tok.encode(args.prompt, bos=adds_bos(tok))

@@ -1,0 +1,33 @@
+"""Activation statistics on calibration text, for activation-aware quantization
+(mote.quant): what each matrix of the float model sees at its input."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mote.model import Model
+from mote.reference.forward import Runner
+
+# Longest window the statistics are gathered over: attention over longer contexts
+# changes little in what the matrices see, and the cost grows with the window.
+MAX_WINDOW = 256
+
+
+def input_mean_squares(model: Model, windows: list[list[int]]) -> dict[str, np.ndarray]:
+    """For every matrix (tensor name; the tied classifier is tok_embedding), the mean
+    over the calibration positions of each input channel's square, float64 (cols,)."""
+    sums: dict[str, np.ndarray] = {}
+    count = 0
+
+    class Recorder(Runner):
+        def _matmul(self, x, name):
+            x64 = x.astype(np.float64)
+            sums[name] = sums.get(name, 0.0) + np.einsum("ti,ti->i", x64, x64)
+            return super()._matmul(x, name)
+
+    runner = Recorder(model)
+    for ids in windows:
+        runner.reset()
+        runner.forward_batch(ids, 0)
+        count += len(ids)
+    return {name: total / count for name, total in sums.items()}

@@ -1,0 +1,122 @@
+"""Quantization that keeps quality: the group scale search, activation-aware weights
+from calibration text, and mixed precision by measured sensitivity (--quant auto)."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from shared_models import model_path
+
+from mote.boards.catalog import load_board
+from mote.eval.perplexity import perplexity, tokenizer_of
+from mote.format import blob as blobfile
+from mote.model import MoteError
+from mote.pipeline import ConvertOptions, convert
+from mote.quant.groups import CODE_RANGE, quantize_matrix
+from mote.quant.precision import Candidate, choose_q4
+from mote.reference.forward import Runner
+
+EVAL_TOKENS = 2048
+
+
+def weighted_error(w: np.ndarray, deq: np.ndarray, h: np.ndarray) -> float:
+    return float(np.sum(h * np.square(w - deq)))
+
+
+def rtn(w: np.ndarray, qmax: int, group: int) -> np.ndarray:
+    """Round to nearest with the group's amax / qmax as scale: what the writer did before."""
+    g = w.reshape(w.shape[0], -1, group)
+    s = (np.abs(g).max(axis=-1, keepdims=True) / qmax).astype(np.float16).astype(np.float32)
+    return (np.clip(np.rint(g / s), -qmax, qmax) * s).reshape(w.shape)
+
+
+def test_the_search_beats_round_to_nearest_and_follows_importance():
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((64, 96)).astype(np.float32) * rng.uniform(0.2, 3, 96).astype(np.float32)
+    ones = np.ones(96)
+    for dtype, qmax in (("q4", 7), ("q8", 127)):
+        q = quantize_matrix(w, dtype, 32)
+        lo, hi = CODE_RANGE[dtype]
+        assert lo <= q.codes.min() and q.codes.max() <= hi
+        assert weighted_error(w, q.dequantize(), ones) < weighted_error(w, rtn(w, qmax, 32), ones)
+    assert quantize_matrix(w, "q4", 32).codes.min() == -8  # the sixteenth level is used
+    # inputs 0..47 matter 100 times more: their error falls, the matrix's output error too
+    h = np.where(np.arange(96) < 48, 100.0, 1.0)
+    plain, aware = quantize_matrix(w, "q4", 32), quantize_matrix(w, "q4", 32, importance=h)
+    assert weighted_error(w[:, :48], aware.dequantize()[:, :48], 1) < weighted_error(w[:, :48], plain.dequantize()[:, :48], 1)
+    assert weighted_error(w, aware.dequantize(), h) < weighted_error(w, plain.dequantize(), h)
+
+
+def test_zero_groups_and_partial_groups():
+    w = np.zeros((3, 40), np.float32)
+    w[1, 35:] = [1.0, -2.0, 0.5, 3.0, -0.25]  # only the short last group of row 1
+    q = quantize_matrix(w, "q4", 32)
+    assert q.scales.shape == (3, 2) and not q.scales[0].any() and not q.codes[0].any()
+    assert np.abs(q.dequantize()[1, 35:] - w[1, 35:]).max() <= np.abs(q.scales[1, 1].astype(np.float32)) / 2
+
+
+def test_choose_q4_takes_the_least_kl_per_byte():
+    cands = [Candidate("a", 0.010, 100), Candidate("b", 0.001, 50), Candidate("c", 0.004, 100),
+             Candidate("d", -0.001, 10)]
+    assert choose_q4(cands, 0) == []
+    assert [c.name for c in choose_q4(cands, 55)] == ["d", "b"]
+    assert [c.name for c in choose_q4(cands, 61)] == ["d", "b", "c"]
+    with pytest.raises(MoteError, match="over the budget"):
+        choose_q4(cands, 261)
+
+
+@pytest.fixture(scope="module")
+def mcu(tmp_path_factory):
+    """mcu-1m-silu: calibration on the first 20 % of heldout.txt, evaluation on the rest."""
+    path = model_path("mcu-1m-silu")
+    heldout = (path / "heldout.txt").read_text(encoding="utf-8")
+    cut = len(heldout) // 5
+    calib = tmp_path_factory.mktemp("calib") / "calib.txt"
+    calib.write_text(heldout[:cut], encoding="utf-8")
+    return path, calib, heldout[cut:]
+
+
+def ppl(blob: blobfile.Blob, text: str) -> float:
+    return perplexity(Runner(blob), tokenizer_of(blob), text, EVAL_TOKENS).ppl
+
+
+def test_calibration_makes_int4_better(mcu):
+    path, calib, text = mcu
+    plain = convert(path, ConvertOptions(quant="int4")).blob
+    aware = convert(path, ConvertOptions(quant="int4", calib=calib, calib_tokens=2048)).blob
+    assert ppl(aware, text) < ppl(plain, text)
+
+
+def test_auto_at_the_size_of_mixed_beats_mixed_and_reports_its_choice(mcu, tmp_path):
+    path, calib, text = mcu
+    mixed = convert(path, ConvertOptions(quant="mixed", calib=calib, calib_tokens=512))
+    out = tmp_path / "auto.mote"
+    done = subprocess.run([sys.executable, "-m", "mote", "convert", str(path), "-o", str(out), "--quant", "auto",
+                           "--budget", str(len(mixed.data)), "--calib", str(calib), "--calib-tokens", "512"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"matrices q4 for a budget of {len(mixed.data):,} bytes" in done.stdout and "  q4 layers." in done.stdout
+    auto = blobfile.load(out)
+    assert out.stat().st_size <= len(mixed.data)
+    assert {t.dtype for t in auto.tensors.values()} == {"f32", "q8", "q4"}
+    assert ppl(auto, text) < ppl(mixed.blob, text)
+
+
+def test_auto_refusals(mcu):
+    path, calib, _ = mcu
+    for options, message in ((dict(budget=10**6), "on --calib TEXT"),
+                             (dict(calib=calib), "needs --budget BYTES or --board B"),
+                             (dict(calib=calib, calib_tokens=64, budget=100_000), "over the budget of 100,000")):
+        with pytest.raises(MoteError, match=message):
+            convert(path, ConvertOptions(quant="auto", **options))
+    # --board B: its model partition is the budget (the smaller one when --budget is given too)
+    board = dataclasses.replace(load_board("qemu-m7"), model_size=90_000)
+    for budget in (None, 10**6):
+        with pytest.raises(MoteError, match="over the budget of 90,000"):
+            convert(path, ConvertOptions(quant="auto", calib=calib, calib_tokens=64, budget=budget), board)
+    with pytest.raises(MoteError, match="--budget is for --quant auto"):
+        convert(path, ConvertOptions(quant="int4", budget=10**6))
