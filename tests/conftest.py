@@ -76,14 +76,23 @@ def smollm_section(smollm_vocabulary) -> bytes:
     return pack_tokenizer(smollm_vocabulary)
 
 
-@pytest.fixture(scope="session")
-def smollm_int4(tmp_path_factory) -> Path:
-    """SmolLM2-135M-Instruct (Q4_1 GGUF) converted with --quant int4, once per session,
-    with convert's report."""
-    out = tmp_path_factory.mktemp("smollm") / "smol.mote"
+def convert_smollm(tmp_path_factory, quant: str) -> Path:
+    """SmolLM2-135M-Instruct (Q4_1 GGUF) converted with --quant QUANT, with convert's
+    report beside it."""
+    out = tmp_path_factory.mktemp("smollm") / f"smol-{quant}.mote"
     source = model_path("smollm2-135m-instruct-q4_1.gguf")
     report = io.StringIO()
     with contextlib.redirect_stdout(report):
-        assert cli.main(["convert", str(source), "-o", str(out), "--quant", "int4"]) == 0
+        assert cli.main(["convert", str(source), "-o", str(out), "--quant", quant]) == 0
     out.with_suffix(".txt").write_text(report.getvalue())
     return out
+
+
+@pytest.fixture(scope="session")
+def smollm_int4(tmp_path_factory) -> Path:
+    return convert_smollm(tmp_path_factory, "int4")
+
+
+@pytest.fixture(scope="session")
+def smollm_int8(tmp_path_factory) -> Path:
+    return convert_smollm(tmp_path_factory, "int8")

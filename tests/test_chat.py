@@ -281,24 +281,25 @@ def test_a_completion_model_has_no_conversation(stories260k_int8_blob):
 # SmolLM2-135M-Instruct: a real chat model remembers
 
 
-def test_smollm_remembers_a_name_until_reset(smollm_int4):
+def test_smollm_remembers_until_reset(smollm_int8):
     """Three turns where the third needs the first; /reset forgets it. The first reply
-    is also the reference's, token for token."""
+    is also the reference's, token for token. int8: this 135M model's recall is fragile,
+    and its greedy int4 replies (15 levels against the GGUF's asymmetric 16) lose it."""
     linux_binary()
-    with LinuxRunner().console(smollm_int4) as board:
+    with LinuxRunner().console(smollm_int8) as board:
         board.read_banner()
         assert board.info()["chat"] == "chatml"
         board.set("temp", 0)
         board.set("n", 24)
-        first, stats = board.ask("My name is Alice. Please remember it.")
-        reference = Conversation(blobfile.load(smollm_int4)).turn(
-            "My name is Alice. Please remember it.", 4, Sampler(0.0))
+        first, stats = board.ask("My favourite colour is blue.")
+        reference = Conversation(blobfile.load(smollm_int8)).turn(
+            "My favourite colour is blue.", 4, Sampler(0.0))
         assert first.startswith(reference.text) and stats.prompt == reference.prompt_tokens
-        board.ask("What is 2 + 3?")
-        recalled, stats = board.ask("What is my name?")
-        assert "Alice" in recalled and stats.dropped == 0
+        assert board.ask("What is 2 + 3?")[0].startswith("2 + 3 = 5")
+        recalled, stats = board.ask("What is my favourite colour?")
+        assert "blue" in recalled and stats.dropped == 0
         board.command("/reset")
         board.set("temp", 0)
         board.set("n", 24)
-        forgotten, _ = board.ask("What is my name?")
-        assert "Alice" not in forgotten
+        forgotten, _ = board.ask("What is my favourite colour?")
+        assert "blue" not in forgotten
