@@ -1,34 +1,53 @@
-"""Dynamic activation sparsity: quality against speed-up, per model and sparsity level.
+"""Dynamic activation sparsity: quality against speed, per model and configuration, every
+figure against the ORIGINAL dense int8 model of the same run.
 
-    python bench/sparsity.py [--models ref-11m-silu,ref-11m-relu,mcu-1m-silu,stories260K]
-                             [--levels 0,0.25,0.4,0.5,0.6] [--qemu-board qemu-m7]
+    python bench/sparsity.py [--models ref-11m-silu,ref-11m-relu,stories260K,smollm2]
+                             [--budgets 0.25,0.4,0.5] [--kl-budgets 0.01] [--uniform 0.25]
+                             [--finetuned ref-11m-silu=DIR ...] [--corpus build/model/corpus]
+                             [--qemu-board qemu-m7 --qemu-models stories260K]
 
-Writes bench/results/sparsity.json and bench/results/sparsity.png (perplexity against
-speed-up in instructions). Every configuration is measured against the dense int8 blob
-of the same model in the same run, all on the reference kernels (the sparse kernels
-exist only as reference C, which every port runs; comparing them with the AVX2 dense
-kernels would measure SIMD, not sparsity). How each figure is obtained:
+Writes bench/results/sparsity.json (with --keep, the runs of models not measured now are
+kept) and bench/results/sparsity.png (perplexity increase against the speed-up in
+instructions). Configurations of every model: `dense` (the original, int8: the
+baseline), `bytes=F` (mote convert --sparsity F: thresholds per layer and point for a
+fraction F of the weight bytes per token skipped, chosen by measured KL per byte;
+mote.eval.budget), `kl=K` (the same for a mean KL budget), `uniform=S` (one fraction S
+dropped at every point: the calibration the budgets replace), `natural` (a ReLU model's
+own zeros); and of every fine-tuned checkpoint given with --finetuned (mote finetune), its
+dense form and its budgets. How each figure is obtained:
 
-- calibration / evaluation text: the HF models calibrate on the first 20 % of their
-  heldout.txt and are evaluated on tokens of the remaining 80 %; stories260K (trained
+- texts. Hugging Face models are evaluated on ALL of their heldout.txt (--eval-tokens
+  limits it, for trial runs) and calibrated on documents of the public-domain corpus
+  (`mote corpus build`, --corpus) that share no content with it (mote.train.exclude),
+  the first --calib-tokens tokens of them in a fixed shuffled order. stories260K (trained
   on TinyStories, of which no text is available here) calibrates and is evaluated on
-  stories the dense model itself samples (temperature 1, different seeds for the two).
-- perplexity and mean KL(dense || sparse) of the next-token distributions: the numpy
-  reference (`mote eval`), over --eval-tokens tokens, windows of the context.
-- instructions per token: callgrind on the Linux port (firmware/build/linux-ref/
-  mote-linux, one-shot), instructions inside mote_forward divided by its calls, over a
-  short prompt and --callgrind-tokens generated tokens.
-- weight bytes, rows and columns read per token, and greedy agreement with dense over
-  --tokens generated tokens: the runtime's own counters (tests/c/mote_dump.c --reads).
-- tok/s: median of 3 one-shot runs of mote-linux (reference kernels, 1 thread).
-- QEMU: instructions per generated token on --qemu-board (-icount), as bench/mcu.py
-  measures them, for the models that fit the board.
+  stories the dense model itself samples (temperature 1, seeds 1-8 and 101-120).
+- perplexity increase: against the ORIGINAL float model's perplexity on the same tokens;
+  mean KL(original dense int8 || configuration) of the next-token distributions. Both
+  through the numpy reference (mote.eval.sparsity.compare).
+- instructions per token: callgrind on the Linux port, 1 thread, the whole program:
+  (instructions of an N+1-token generation - those of a 1-token one) / N
+  (--callgrind-tokens N); once with the reference kernels (plain C, on both sides: what
+  sparsity saves, as a core without SIMD runs it) and once with the AVX2 build
+  (-mavx2 -mf16c: what valgrind 3.19 decodes). On x86 instructions say little about
+  time (a gather is one instruction): tok/s is the x86 figure.
+- weight bytes per token and greedy agreement: the runtime's own counters and tokens
+  (tests/c/mote_dump.c --reads, the same build) over --tokens greedy tokens; agreement
+  is the share of positions where the configuration's greedy token equals the original
+  dense model's.
+- tok/s: the default Linux build (-march=native), 1 thread, --tokens tokens; the dense
+  model and the configuration run in turn --runs times; the medians and the median of
+  the pairwise ratios are given (the machine may be shared: load averages recorded).
+- QEMU: instructions per generated token on --qemu-board (-icount; the console's decode
+  ticks times the calibrated instructions per tick, as bench/mcu.py), for --qemu-models.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import random
 import re
 import statistics
 import subprocess
@@ -37,111 +56,122 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # BLAS threads fight a shared machine
 
-from mote.format import blob as blobfile
-from mote.eval import sparsity
-from mote.format import sparsity as layouts
-from mote.eval.perplexity import tokenizer_of
-from mote.importers import load_model
-from mote.model import MoteError
-from mote.reference.forward import Runner
+import numpy as np  # noqa: E402
+
+from mote.eval import budget as budgets  # noqa: E402
+from mote.eval import sparsity  # noqa: E402
+from mote.eval.perplexity import perplexity, tokenizer_of  # noqa: E402
+from mote.format import blob as blobfile  # noqa: E402
+from mote.format.sparsity import POINTS  # noqa: E402
+from mote.importers import load_model  # noqa: E402
+from mote.model import MoteError  # noqa: E402
+from mote.reference.forward import Runner  # noqa: E402
+from mote.train.exclude import exclude  # noqa: E402
+from mote.train.loop import read_documents  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT.parent / "shared" / "models"
 RESULTS = ROOT / "bench" / "results"
-LINUX = ROOT / "firmware" / "build" / "linux-ref" / "mote-linux"
+FIRMWARE = ROOT / "firmware"
+CALLGRIND_BUILD = "build/linux-avx2"
+CALLGRIND_ARCH = "-mavx2 -mf16c"
+REF_BUILD = "build/linux-ref"
 SOURCES = {
     "ref-11m-silu": (MODELS / "ref-11m-silu", None),
     "ref-11m-relu": (MODELS / "ref-11m-relu", None),
     "mcu-1m-silu": (MODELS / "mcu-1m-silu", None),
     "stories260K": (MODELS / "stories260K.bin", MODELS / "tok512.bin"),
+    "smollm2": (MODELS / "smollm2-135m-instruct-q4_1.gguf", None),
 }
+HELDOUT = MODELS / "ref-11m-silu" / "heldout.txt"  # the same text in every model folder
 PROMPTS = {"stories260K": "Once upon a time"}
 DEFAULT_PROMPT = "And it came to pass"
 CTX = 256
 
 
-def build_tools() -> Path:
-    """mote-linux and tests/c/mote_dump.c with the reference kernels, by firmware/Makefile
-    (both land next to each other in LINUX's build directory)."""
-    subprocess.run(["make", "-C", str(ROOT / "firmware"), "linux", "tools", "KERNELS=ref"], check=True,
-                   capture_output=True)
-    return LINUX.parent / "mote_dump"
+# ------------------------------------------------------------------ tools
 
 
-def texts(name: str, dense_path: Path, work: Path) -> tuple[str, str]:
-    """(calibration text, evaluation text)."""
-    if name != "stories260K":
-        heldout = (MODELS / name / "heldout.txt").read_text(encoding="utf-8")
-        cut = len(heldout) // 5
-        return heldout[:cut], heldout[cut:]
-
-    def stories(seeds) -> str:
-        out = []
-        for seed in seeds:
-            run = subprocess.run([str(LINUX), str(dense_path), "--prompt", PROMPTS[name], "-n", "250",
-                                  "--temp", "1.0", "--seed", str(seed)], capture_output=True, text=True,
-                                 check=True)
-            out.append(PROMPTS[name] + run.stdout)
-        return "\n".join(out)
-
-    return stories(range(1, 9)), stories(range(101, 121))
+def build_tools() -> dict[str, Path]:
+    """mote-linux of the default build (tok/s) and of the AVX2 build with mote_dump
+    (callgrind, reads, greedy tokens), all by firmware/Makefile."""
+    subprocess.run(["make", "-s", "-C", str(FIRMWARE), "linux"], check=True, capture_output=True)
+    subprocess.run(["make", "-s", "-C", str(FIRMWARE), "linux", "tools", f"BUILD={CALLGRIND_BUILD}",
+                    f"ARCH_FLAGS={CALLGRIND_ARCH}"], check=True, capture_output=True)
+    subprocess.run(["make", "-s", "-C", str(FIRMWARE), "linux", "KERNELS=ref", f"BUILD={REF_BUILD}"],
+                   check=True, capture_output=True)
+    native = subprocess.run(["make", "-s", "-C", str(FIRMWARE), "print-build"], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    return {"native": FIRMWARE / native / "mote-linux", "avx2": FIRMWARE / CALLGRIND_BUILD / "mote-linux",
+            "ref": FIRMWARE / REF_BUILD / "mote-linux", "dump": FIRMWARE / CALLGRIND_BUILD / "mote_dump"}
 
 
-def dump_run(dump: Path, blob: Path, prompt_ids: list[int], tokens: int) -> tuple[list[int], dict]:
+def one_shot(exe: Path, blob: Path, prompt: str, n: int, wrapper: tuple[str, ...] = (), **extra) -> str:
+    args = [*wrapper, str(exe), str(blob), "--prompt", prompt, "-n", str(n), "--temp", "0", "--threads", "1"]
+    for key, value in extra.items():
+        args += [f"--{key}", str(value)]
+    return subprocess.run(args, capture_output=True, text=True, check=True).stderr
+
+
+def callgrind(exe: Path, blob: Path, prompt: str, n: int, work: Path) -> float:
+    """Instructions per generated token: the difference of an n+1- and a 1-token run."""
+
+    def total(tokens: int) -> int:
+        err = one_shot(exe, blob, prompt, tokens,
+                       ("valgrind", "--tool=callgrind", f"--callgrind-out-file={work / 'callgrind.out'}"))
+        generated = int(re.search(r"tokens=(\d+)", err).group(1))
+        if generated != tokens:
+            raise MoteError(f"{blob.name}: generation ended after {generated} of {tokens} tokens")
+        return int(re.search(r"Collected : (\d+)", err).group(1))
+
+    return (total(n + 1) - total(1)) / n
+
+
+def dump_run(dump: Path, blob: Path, prompt_ids: list[int], tokens: int) -> tuple[list[int], float]:
+    """(greedy tokens, mean weight bytes per generated position) from mote_dump."""
     run = subprocess.run([str(dump), str(blob), "--tokens", ",".join(map(str, prompt_ids)), "-n",
                           str(tokens), "--reads"], capture_output=True, text=True, check=True)
-    reads = []
-    generated = []
+    reads, generated = [], []
     for line in run.stdout.splitlines():
         head, *rest = line.split()
         if head == "reads" and int(rest[0]) >= len(prompt_ids):
-            reads.append([int(v) for v in rest[1:]])
+            reads.append(int(rest[3]))
         elif head == "tokens":
             generated = [int(v) for v in rest]
-    mean = np.mean(reads, axis=0)
-    return generated, {"rows": float(mean[0]), "cols": float(mean[1]), "bytes": float(mean[2])}
+    return generated, float(np.mean(reads))
 
 
-def callgrind(blob: Path, prompt: str, tokens: int, work: Path) -> float:
-    """Instructions inside mote_forward per call (callgrind, collecting only there)."""
-    out = work / "callgrind.out"
-    run = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                          "--collect-atstart=no", "--toggle-collect=mote_forward", str(LINUX), str(blob),
-                          "--prompt", prompt, "-n", str(tokens), "--temp", "0"],
-                         check=True, capture_output=True, text=True)
-    total = int(re.search(r"^totals:\s+(\d+)", out.read_text(), re.M).group(1))
-    stats = dict(re.findall(r"(\w+)=(\w+)", run.stderr[run.stderr.index("[stats]"):]))
-    # the console runs every prompt token, then each sampled token but the last one
-    # (which it does not run when the generation ends by length)
-    calls = int(stats["prompt"]) + int(stats["tokens"]) - (stats["end"] == "length")
-    return total / calls
-
-
-def tok_s(blob: Path, prompt: str, tokens: int) -> float:
-    rates = []
-    for _ in range(3):
-        run = subprocess.run([str(LINUX), str(blob), "--prompt", prompt, "-n", str(tokens), "--temp", "0"],
-                             capture_output=True, text=True, check=True)
-        rates.append(float(re.search(r"tok_s=([\d.]+)", run.stderr).group(1)))
-    return statistics.median(rates)
+def tok_s_pairs(exe: Path, dense: Path, blob: Path, prompt: str, tokens: int, runs: int) -> dict:
+    """tok/s of the dense blob and `blob` run in turn, after one untimed run of each (cold
+    page cache); medians and the median ratio."""
+    for b in (dense, blob):
+        one_shot(exe, b, prompt, tokens)
+    pairs = []
+    for _ in range(runs):
+        rates = [float(re.search(r"tok_s=([\d.]+)", one_shot(exe, b, prompt, tokens)).group(1))
+                 for b in (dense, blob)]
+        pairs.append(rates)
+    return {"dense": statistics.median(p[0] for p in pairs), "config": statistics.median(p[1] for p in pairs),
+            "ratio": statistics.median(p[1] / p[0] for p in pairs), "runs": runs,
+            "load": os.getloadavg()[0]}
 
 
 def qemu_instructions(board_name: str, data: bytes, prompt: str, tokens: int) -> float:
     """Instructions per generated token on an emulated board, as bench/mcu.py counts
     them: the console's decode ticks times the calibrated instructions per tick."""
     from mote.boards.catalog import load_board
-    from mote.console.client import MoteConsole
     from mote.boards.images import build_firmware, flash_model, images
     from mote.boards.qemu import QemuBoard, calibrate_clock
+    from mote.console.client import MoteConsole
 
     board = load_board(board_name)
     if not hasattr(qemu_instructions, "per_tick"):
         build_firmware(board)
         qemu_instructions.per_tick = calibrate_clock(board)["instructions_per_tick"]
     flash_model(board, data)
-    with QemuBoard(board, flash=images(board)) as qb, MoteConsole(qb.url, timeout=900) as console:
+    with QemuBoard(board, flash=images(board)) as qb, MoteConsole(qb.url, timeout=1800) as console:
         console.read_banner(boot_wait=10)
         console.set("temp", 0)
         console.set("n", tokens)
@@ -149,84 +179,178 @@ def qemu_instructions(board_name: str, data: bytes, prompt: str, tokens: int) ->
     return stats.decode_ticks * qemu_instructions.per_tick / stats.tokens
 
 
-QUALITY = ("perplexity", "dense_perplexity", "eval_tokens", "perplexity_increase", "mean_kl")
+class DenseLogits:
+    """A runner that computes each window's logits once: the original dense model is
+    compared with every configuration on the same windows. Up to `limit` bytes of
+    logits are kept (a large vocabulary recomputes what does not fit)."""
+
+    def __init__(self, runner: Runner, limit: int = 2 << 30):
+        self.runner, self.ctx, self.limit, self.kept, self.cache = runner, runner.ctx, limit, 0, {}
+
+    def reset(self) -> None:
+        pass  # forward_batch resets the runner itself: compare passes whole windows from position 0
+
+    def forward_batch(self, ids: list[int], pos: int) -> np.ndarray:
+        key = (tuple(ids), pos)
+        if key in self.cache:
+            return self.cache[key]
+        self.runner.reset()
+        logits = self.runner.forward_batch(ids, pos)
+        if self.kept + logits.nbytes <= self.limit:
+            self.cache[key] = logits
+            self.kept += logits.nbytes
+        return logits
 
 
-def quality(args, row: dict, runner: Runner, dense_runner: Runner, tok, text: str) -> dict:
-    """Perplexity and KL: measured, or with --quality-from taken from an earlier run
-    of the same model, configuration and points (they depend on the thresholds, which
-    calibration computes deterministically, not on the kernels)."""
-    if args.quality_from:
-        for old in json.loads(args.quality_from.read_text())["runs"]:
-            if all(old[k] == row[k] for k in ("model", "config", "points")):
-                return {k: old[k] for k in QUALITY} | {"quality_from": str(args.quality_from)}
-        raise MoteError(f"{args.quality_from} has no {row['model']} {row['config']} run")
-    cmp = sparsity.compare(runner, dense_runner, tok, text, args.eval_tokens)
-    return dict(zip(QUALITY, (cmp.ppl, cmp.dense_ppl, cmp.tokens, cmp.ppl / cmp.dense_ppl - 1, cmp.kl)))
+# ------------------------------------------------------------------ texts
 
 
-def run_model(name: str, args, dump: Path, work: Path) -> list[dict]:
-    source, tokenizer = SOURCES[name]
-    model = load_model(source, tokenizer)
-    ctx = min(CTX, model.config.max_seq_len)
-    dense_bytes = blobfile.pack(model, "int8", 32, ctx)
-    dense = blobfile.load(dense_bytes)
-    dense_path = work / f"{name}-dense.mote"
-    dense_path.write_bytes(dense_bytes)
-    calib_text, eval_text = texts(name, dense_path, work)
-    tok = tokenizer_of(dense)
-    windows = sparsity.calibration_windows(tok, calib_text, ctx, args.calib_tokens)
-    prompt = PROMPTS.get(name, DEFAULT_PROMPT)
-    prompt_ids = ([tok.bos_id] if tok.kind == 1 else []) + tok.encode(prompt, bos=False)
+def corpus_calibration(corpus: Path) -> str:
+    """Corpus documents sharing no content with heldout.txt, in a fixed shuffled order."""
+    if not corpus.is_dir():
+        raise MoteError(f"{corpus}: no corpus; build it with `python -m mote corpus build CACHE {corpus}` "
+                        "(make corpus-deps first)")
+    docs, _ = exclude(read_documents([corpus]), [HELDOUT])
+    random.Random(0).shuffle(docs)
+    return "\n\n".join(text for _, text in docs[:200])
 
-    configs: list[tuple[str, float | None, bool]] = [("dense", None, False)]
-    configs += [(f"S={s:g}", s, False) for s in args.levels]
-    if model.config.activation == "relu":
-        configs.append(("natural", 0.0, True))
-    dense_runner = Runner(dense)
-    rows = []
-    dense_row = None
-    for label, level, natural in configs:
-        started = time.monotonic()
-        if level is None:
-            path, blob = dense_path, dense
+
+def stories(linux: Path, blob: Path, seeds) -> str:
+    out = []
+    for seed in seeds:
+        run = subprocess.run([str(linux), str(blob), "--prompt", PROMPTS["stories260K"], "-n", "250",
+                              "--temp", "1.0", "--seed", str(seed)], capture_output=True, text=True, check=True)
+        out.append(PROMPTS["stories260K"] + run.stdout)
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------ measuring
+
+
+class Bench:
+    def __init__(self, args, tools: dict[str, Path], work: Path):
+        self.args, self.tools, self.work = args, tools, work
+
+    def variants(self, name: str) -> list[tuple[str, Path, Path | None]]:
+        """(variant, checkpoint, tokenizer): the original, then the fine-tuned ones."""
+        source, tokenizer = SOURCES[name]
+        out = [("original", source, tokenizer)]
+        for item in self.args.finetuned:
+            model, _, path = item.partition("=")
+            if model == name:
+                checkpoint = Path(path)
+                out.append((checkpoint.name, checkpoint / "model.bin" if (checkpoint / "model.bin").exists()
+                            else checkpoint, None))
+        return out
+
+    def run_model(self, name: str) -> list[dict]:
+        args = self.args
+        source, tokenizer = SOURCES[name]
+        original = load_model(source, tokenizer)
+        ctx = min(CTX, original.config.max_seq_len)
+        dense_bytes = blobfile.pack(original, "int8", 32, ctx)
+        dense = blobfile.load(dense_bytes)
+        dense_path = self.work / f"{name}-dense.mote"
+        dense_path.write_bytes(dense_bytes)
+        tok = tokenizer_of(dense)
+        if name == "stories260K":
+            calib_text = stories(self.tools["native"], dense_path, range(1, 9))
+            eval_text = stories(self.tools["native"], dense_path, range(101, 121))
         else:
-            sp, dropped = sparsity.calibrate(dense, windows, level, args.points.split(","), natural=natural)
-            path = work / f"{name}-{label}.mote"
-            path.write_bytes(blobfile.pack(model, "int8", 32, ctx, sparsity=sp))
-            blob = blobfile.load(path)
-        generated, reads = dump_run(dump, path, prompt_ids, args.tokens)
-        row = {"model": name, "config": label, "sparsity": level, "natural": natural,
-               "points": list(blob.sparsity.points) if blob.sparsity else []}
-        row.update(quality(args, row, Runner(blob), dense_runner, tok, eval_text))
-        row.update({"reads_per_token": reads,
-               "instructions_per_token": callgrind(path, prompt, args.callgrind_tokens, work),
-               "tok_s": tok_s(path, prompt, args.tokens)})
-        if level is not None:
-            row["dropped_on_calibration"] = {p: [round(v, 4) for v in f] for p, f in dropped.items()}
-        if dense_row is None:
-            dense_row, dense_tokens = row, generated
-        row["greedy_agreement"] = float(np.mean([a == b for a, b in zip(generated, dense_tokens)]))
-        row["greedy_prefix"] = next((i for i, (a, b) in enumerate(zip(generated, dense_tokens)) if a != b),
-                                    len(generated))
-        row["speedup_instructions"] = dense_row["instructions_per_token"] / row["instructions_per_token"]
-        row["bytes_reduction"] = dense_row["reads_per_token"]["bytes"] / reads["bytes"]
-        row["speedup_tok_s"] = row["tok_s"] / dense_row["tok_s"]
-        if args.qemu_board and name in args.qemu_models.split(","):
+            calib_text = corpus_calibration(args.corpus)
+            eval_text = HELDOUT.read_text(encoding="utf-8")
+        windows = sparsity.calibration_windows(tok, calib_text, ctx, args.calib_tokens)
+        prompt = PROMPTS.get(name, DEFAULT_PROMPT)
+        prompt_ids = ([tok.bos_id] if tok.kind == 1 else []) + tok.encode(prompt, bos=False)
+        float_ppl = perplexity(Runner(original, ctx), tok, eval_text, args.eval_tokens).ppl
+        dense_runner = DenseLogits(Runner(dense))
+        base = {"model": name, "float_perplexity": float_ppl, "eval_tokens": args.eval_tokens or "all"}
+        dense_tokens, _ = dump_run(self.tools["dump"], dense_path, prompt_ids, args.tokens)
+        base_figures: dict = {}
+        rows = []
+        for variant, checkpoint, variant_tok in self.variants(name):
+            model = original if variant == "original" else load_model(checkpoint, variant_tok)
+            packed = dense if variant == "original" else blobfile.load(blobfile.pack(model, "int8", 32, ctx))
+            configs: list[tuple[str, object]] = [("dense", None)]
+            if variant == "original":
+                configs += [(f"uniform={s:g}", s) for s in args.uniform]
+            configs += [(f"bytes={b:g}", budgets.Budget("bytes", b)) for b in args.budgets]
+            configs += [(f"kl={k:g}", budgets.Budget("kl", k)) for k in args.kl_budgets]
+            if model.config.activation == "relu":
+                configs.append(("natural", "natural"))
+            calibrator = None
+            for label, how in configs:
+                if variant == "original" and label == "dense":
+                    path, blob, extra = dense_path, dense, {}
+                else:
+                    started = time.monotonic()
+                    sp, extra = None, {}
+                    if isinstance(how, float):
+                        sp, _ = sparsity.calibrate(packed, windows, how)
+                    elif isinstance(how, budgets.Budget):
+                        calibrator = calibrator or budgets.Calibrator(packed, windows, POINTS, progress=True)
+                        a = calibrator.allocation(how)
+                        sp = a.sparsity
+                        extra = {"calibration": {"skipped": a.skipped, "kl": a.kl, "levels": a.levels,
+                                                 "rounds": a.rounds}}
+                    elif how == "natural":
+                        sp, _ = sparsity.calibrate(packed, windows, 0.0, natural=True)
+                    extra["calibration_seconds"] = round(time.monotonic() - started, 1)
+                    path = self.work / f"{name}-{variant}-{label}.mote"
+                    path.write_bytes(blobfile.pack(model, "int8", 32, ctx, sparsity=sp))
+                    blob = blobfile.load(path)
+                row = self.measure(base, variant, label, path, blob, dense_path, dense_runner, tok, eval_text,
+                                   prompt, prompt_ids, dense_tokens, base_figures)
+                row.update(extra)
+                if calibrator is not None and label.startswith(("bytes", "kl")):
+                    row["curves"] = [{"layer": c.layer, "point": c.point, "fractions": c.fractions,
+                                      "saved": c.saved, "kl": c.kl} for c in calibrator.curves()]
+                rows.append(row)
+        return rows
+
+    def measure(self, base, variant, label, path, blob, dense_path, dense_runner, tok, eval_text, prompt,
+                prompt_ids, dense_tokens, base_figures) -> dict:
+        args, tools = self.args, self.tools
+        started = time.monotonic()
+        runner = Runner(blob)
+        cmp = sparsity.compare(runner, dense_runner, tok, eval_text, args.eval_tokens)
+        generated, read = dump_run(tools["dump"], path, prompt_ids, args.tokens)
+        row = dict(base) | {
+            "variant": variant, "config": label,
+            "points": list(blob.sparsity.points) if blob.sparsity else [],
+            "perplexity": cmp.ppl, "dense_int8_perplexity": cmp.dense_ppl, "tokens_scored": cmp.tokens,
+            "perplexity_increase": cmp.ppl / base["float_perplexity"] - 1, "mean_kl": cmp.kl,
+            "bytes_per_token": read,
+            "instructions_per_token": callgrind(tools["ref"], path, prompt, args.callgrind_tokens, self.work),
+            "instructions_per_token_avx2": callgrind(tools["avx2"], path, prompt, args.callgrind_tokens,
+                                                     self.work),
+            "greedy_agreement": float(np.mean([a == b for a, b in zip(generated, dense_tokens)])),
+            "greedy_prefix": next((i for i, (a, b) in enumerate(zip(generated, dense_tokens)) if a != b),
+                                  len(generated)),
+        }
+        if args.qemu_board and base["model"] in args.qemu_models:
             try:
                 row["qemu_instructions_per_token"] = qemu_instructions(
                     args.qemu_board, path.read_bytes(), prompt, args.qemu_tokens)
-                row["qemu_speedup"] = dense_row["qemu_instructions_per_token"] / row["qemu_instructions_per_token"]
-            except (MoteError, OSError, subprocess.CalledProcessError, KeyError) as err:
+            except (MoteError, OSError, subprocess.CalledProcessError) as err:
                 row["qemu_error"] = str(err)
+        if not base_figures:  # the first row: the original dense model
+            base_figures.update(row)
+        if "qemu_instructions_per_token" in row and "qemu_instructions_per_token" in base_figures:
+            row["qemu_speedup"] = base_figures["qemu_instructions_per_token"] / row["qemu_instructions_per_token"]
+        row["bytes_reduction"] = base_figures["bytes_per_token"] / read
+        row["speedup_instructions"] = base_figures["instructions_per_token"] / row["instructions_per_token"]
+        row["speedup_instructions_avx2"] = (base_figures["instructions_per_token_avx2"]
+                                            / row["instructions_per_token_avx2"])
+        row["tok_s"] = tok_s_pairs(tools["native"], dense_path, path, prompt, args.tokens, args.runs)
         row["bench_seconds"] = round(time.monotonic() - started, 1)
-        print(f"{name:13s} {label:8s} ppl {row['perplexity']:8.3f} ({100 * row['perplexity_increase']:+6.2f} %) "
-              f"KL {row['mean_kl']:.4f}  instr {row['instructions_per_token'] / 1e6:7.2f} M "
-              f"(x{row['speedup_instructions']:.2f})  bytes x{row['bytes_reduction']:.2f}  "
-              f"{row['tok_s']:.1f} tok/s  greedy {row['greedy_agreement']:.2f}"
-              + (f"  qemu x{row['qemu_speedup']:.2f}" if "qemu_speedup" in row else ""), flush=True)
-        rows.append(row)
-    return rows
+        print(f"{base['model']:13s} {variant:12s} {label:10s} ppl {row['perplexity']:8.3f} "
+              f"({100 * row['perplexity_increase']:+6.2f} % vs float) KL {row['mean_kl']:.4f}  "
+              f"instr x{row['speedup_instructions']:.2f} (avx2 x{row['speedup_instructions_avx2']:.2f})  "
+              f"bytes x{row['bytes_reduction']:.2f}  "
+              f"tok/s x{row['tok_s']['ratio']:.2f}  greedy {row['greedy_agreement']:.2f}"
+              + (f"  {args.qemu_board} x{row['qemu_speedup']:.2f}" if "qemu_speedup" in row else ""), flush=True)
+        return row
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -235,59 +359,72 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for name in dict.fromkeys(r["model"] for r in rows):
-        mine = [r for r in rows if r["model"] == name and not r["natural"]]
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for model, variant in dict.fromkeys((r["model"], r["variant"]) for r in rows):
+        mine = sorted((r for r in rows if r["model"] == model and r["variant"] == variant
+                       and not r["config"].startswith("uniform")), key=lambda r: r["speedup_instructions"])
+        label = model if variant == "original" else f"{model} fine-tuned ({variant})"
         ax.plot([r["speedup_instructions"] for r in mine], [100 * r["perplexity_increase"] for r in mine],
-                marker="o", label=name)
+                marker="o", label=label)
         for r in mine:
             ax.annotate(r["config"], (r["speedup_instructions"], 100 * r["perplexity_increase"]), fontsize=7)
-        for r in (r for r in rows if r["model"] == name and r["natural"]):
-            ax.plot(r["speedup_instructions"], 100 * r["perplexity_increase"], marker="*", markersize=12,
-                    linestyle="none", label=f"{name} natural ReLU")
-    ax.axhline(0, color="gray", linewidth=0.5)
+        uniform = [r for r in rows if r["model"] == model and r["variant"] == variant
+                   and r["config"].startswith("uniform")]
+        if uniform:
+            ax.plot([r["speedup_instructions"] for r in uniform], [100 * r["perplexity_increase"] for r in uniform],
+                    marker="x", linestyle="none", color="gray")
+    ax.axhline(1, color="gray", linewidth=0.5, linestyle="--")
     ax.set_yscale("symlog", linthresh=1)
-    ax.set_ylim(bottom=-0.3)  # no configuration improves on dense
-    ax.set_xlabel("speed-up in instructions per token vs dense int8 (callgrind, reference kernels)")
-    ax.set_ylabel("perplexity increase over dense int8 (%)")
-    ax.set_title("Dynamic activation sparsity: quality against speed-up")
-    ax.legend(fontsize=8)
+    ax.set_ylim(bottom=-1)
+    ax.set_xlabel("speed-up in instructions per token vs the original dense int8 (callgrind, reference kernels)")
+    ax.set_ylabel("perplexity increase over the original float model (%)")
+    ax.set_title("Dynamic activation sparsity: quality against speed-up (x: one fraction at every point)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
+def floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(SOURCES))
-    parser.add_argument("--levels", default="0,0.25,0.4,0.5,0.6")
-    parser.add_argument("--points", default=",".join(layouts.POINTS))
-    parser.add_argument("--tokens", type=int, default=128, help="greedy tokens for agreement and reads")
-    parser.add_argument("--eval-tokens", type=int, default=4096)
-    parser.add_argument("--calib-tokens", type=int, default=4096)
+    parser.add_argument("--models", default="ref-11m-silu,ref-11m-relu,stories260K")
+    parser.add_argument("--budgets", type=floats, default=floats("0.25,0.4,0.5"),
+                        help="fractions of weight bytes per token to skip")
+    parser.add_argument("--kl-budgets", type=floats, default=[], help="mean KL budgets (nats/token)")
+    parser.add_argument("--uniform", type=floats, default=floats("0.25"),
+                        help="one fraction dropped at every point (the original model only)")
+    parser.add_argument("--finetuned", action="append", default=[], metavar="MODEL=DIR",
+                        help="a mote finetune output of MODEL, measured against MODEL's original")
+    parser.add_argument("--corpus", type=Path, default=ROOT / "build" / "model" / "corpus",
+                        help="the public-domain corpus (mote corpus build) the HF models calibrate on")
+    parser.add_argument("--tokens", type=int, default=128, help="greedy tokens for agreement, reads and tok/s")
+    parser.add_argument("--eval-tokens", type=int, default=None, help="score only this many tokens")
+    parser.add_argument("--calib-tokens", type=int, default=1024)
     parser.add_argument("--callgrind-tokens", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=5, help="interleaved tok/s runs")
     parser.add_argument("--qemu-board", default="qemu-m7", help="empty to skip QEMU")
-    parser.add_argument("--qemu-models", default="stories260K,mcu-1m-silu")
+    parser.add_argument("--qemu-models", default="stories260K")
     parser.add_argument("--qemu-tokens", type=int, default=64)
     parser.add_argument("--output", type=Path, default=RESULTS / "sparsity.json")
-    parser.add_argument("--quality-from", type=Path, metavar="JSON",
-                        help="reuse perplexity and KL of an earlier run (speed figures only)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the output file's runs of the models not measured now")
     args = parser.parse_args()
-    args.levels = [float(v) for v in args.levels.split(",") if v]
+    args.qemu_models = args.qemu_models.split(",")
     rows: list[dict] = []
     if args.keep and args.output.exists():
         measured = set(args.models.split(","))
         rows = [r for r in json.loads(args.output.read_text())["runs"] if r["model"] not in measured]
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                if k not in ("output", "keep")}
     with tempfile.TemporaryDirectory(prefix="mote-sparsity-") as tmp:
-        work = Path(tmp)
-        dump = build_tools()
+        bench = Bench(args, build_tools(), Path(tmp))
         for name in args.models.split(","):
-            rows += run_model(name, args, dump, work)
+            rows += bench.run_model(name)
             args.output.parent.mkdir(parents=True, exist_ok=True)
-            args.output.write_text(json.dumps({"settings": {k: v for k, v in vars(args).items()
-                                                            if k not in ("output", "keep", "quality_from")}, "runs": rows},
-                                              indent=2, default=str) + "\n")
+            args.output.write_text(json.dumps({"settings": settings, "runs": rows}, indent=1, default=str) + "\n")
     plot(rows, args.output.with_suffix(".png"))
     print(f"wrote {args.output} and {args.output.with_suffix('.png')}")
     return 0

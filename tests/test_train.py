@@ -204,3 +204,99 @@ def test_end_to_end_on_the_linux_port(trained, tmp_path):
     generated = reference.stdout.strip()
     assert any(phrase in generated[len(prompt):] for phrase in OBJECTS + SUBJECTS)  # it learned
     assert generated in port.stdout
+
+
+# ---------------------------------------------------------------------------
+# Sparse training and fine-tuning (docs/training.md, "Sparse models")
+
+
+def gate_zeros(record: dict) -> float:
+    zeros = record["sparsity"]["validation_zeros"]["gate"]
+    return sum(zeros) / len(zeros)
+
+
+def test_l1_and_drops_in_the_loop_make_zeros(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")
+    common = dict(activation="relu", steps=80, eval_every=40)
+    plain = train(tiny_config(l1=(0.0,), **common), [corpus], tmp_path / "plain", progress=False)
+    sparse = train(tiny_config(l1=(0.03, 0.1), drop={"ffn_in": 0.5}, **common), [corpus],
+                   tmp_path / "sparse", progress=False)
+    assert gate_zeros(sparse) > gate_zeros(plain) + 0.1
+    ffn_in = sparse["sparsity"]["validation_zeros"]["ffn_in"]
+    assert all(0.35 < z < 0.65 for z in ffn_in)  # the loop's thresholds drop about half
+    assert all(t > 0 for t in sparse["sparsity"]["thresholds"]["ffn_in"])
+    card = (tmp_path / "sparse" / "README.md").read_text()
+    assert "L1 penalty on gate activations, raised in stages: 0.03 -> 0.1" in card
+    assert "ffn_in drops 50%" in card
+
+
+def test_sparse_resume_continues_exactly(tmp_path, monkeypatch):
+    """The thresholds of the loop are part of the checkpoint."""
+    corpus = write_corpus(tmp_path / "corpus")
+    settings = dict(steps=40, eval_every=20, l1=(0.01,), drop={"gate": 0.4, "attn_in": 0.3})
+    whole = train(tiny_config(**settings), [corpus], tmp_path / "whole", progress=False)
+    real_batch_at = mote_train.batch_at
+
+    def interrupt_at_25(stream, step, c):
+        if step == 25:
+            raise KeyboardInterrupt
+        return real_batch_at(stream, step, c)
+
+    monkeypatch.setattr(mote_train, "batch_at", interrupt_at_25)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(**settings), [corpus], tmp_path / "split", progress=False)
+    monkeypatch.setattr(mote_train, "batch_at", real_batch_at)
+    resumed = train(tiny_config(steps=1), [corpus], tmp_path / "split", resume=True, progress=False)
+    assert resumed["val_loss"] == whole["val_loss"]
+    assert resumed["sparsity"] == whole["sparsity"]
+
+
+def test_bad_sparsity_settings(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")
+    for overrides, message in (({"drop": {"gate": 0.99}}, "--drop fractions"),
+                               ({"drop": {"mlp": 0.5}}, "unknown sparsity point"),
+                               ({"l1": (2.0,)}, "--l1 strengths")):
+        with pytest.raises(MoteError, match=message):
+            train(tiny_config(**overrides), [corpus], tmp_path / "out", progress=False)
+    result = subprocess.run([sys.executable, "-m", "mote.cli", "train", "--text", str(corpus), "-o",
+                             str(tmp_path / "o"), "--steps", "5", "--drop", "gate:0.5"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "POINT=FRACTION" in result.stderr
+
+
+def test_finetune_relufies_keeps_held_out_text_out_and_reads_back(trained, tmp_path):
+    from mote.importers import load_model
+    from mote.train.finetune import finetune, shape_config
+
+    source, _ = trained
+    corpus = write_corpus(tmp_path / "corpus", seed=5)
+    held = tmp_path / "heldout.txt"  # one document of the corpus, on one line
+    held.write_text((corpus / "doc03.txt").read_text().replace("\n", " "))
+    c = shape_config(load_model(source), init=str(source), activation="relu", steps=40, ctx=32, batch=8,
+                     lr=3e-3, eval_every=20, threads=1, l1=(0.01,), drop={"gate": 0.3})
+    record = finetune(c, [corpus], [held], tmp_path / "ft", progress=False)
+    assert [name for name, _ in record["data"]["dropped_as_held_out"]] == [str(corpus / "doc03.txt")]
+    tuned = load_model(tmp_path / "ft")
+    assert tuned.config.activation == "relu" and tuned.config.dim == 32
+    assert record["val_loss"] < record["val_loss_at_start"]  # recovers from the swap to ReLU
+    assert gate_zeros(record) > 0.3
+
+
+def test_finetune_writes_a_llama2c_checkpoint_back(tmp_path):
+    """With a learning rate of 0 the written checkpoint is the original, bit for bit:
+    the RoPE row order and the tensor layout survive the round trip."""
+    from mote.importers import load_model
+    from mote.train.finetune import finetune, shape_config
+    from shared_models import model_path
+
+    source = model_path("stories260K.bin")
+    original = load_model(source)
+    c = shape_config(original, init=str(source), steps=2, ctx=32, batch=2, lr=0.0, eval_every=10,
+                     threads=1)
+    finetune(c, [write_corpus(tmp_path / "corpus")], [], tmp_path / "ft", progress=False)
+    tuned = load_model(tmp_path / "ft" / "model.bin")
+    assert tuned.config == original.config
+    assert all(np.array_equal(tuned.tensors[k], original.tensors[k]) for k in original.tensors)
+    relu = shape_config(original, init=str(source), activation="relu", steps=1, ctx=32, batch=2)
+    with pytest.raises(MoteError, match="no activation field"):
+        finetune(relu, [write_corpus(tmp_path / "corpus")], [], tmp_path / "ft2", progress=False)

@@ -155,6 +155,9 @@ void mote_ref_rope_apply(float *x, const float *cos_t, const float *sin_t, uint3
 void mote_ref_softmax(float *x, uint32_t n);
 /* SwiGLU's gate in place: h = h / (1 + mote_expf(-h)) * u. */
 void mote_ref_silu_mul(float *h, const float *u, uint32_t n);
+/* SiLU alone in place, h = h / (1 + mote_expf(-h)): CATS drops on it before w_up runs
+ * (silu_mul's first two operations, so the same bits after the multiply by u). */
+void mote_ref_silu(float *h, uint32_t n);
 /* ReGLU's gate in place: h = (h > 0 ? h : 0) * u. */
 void mote_ref_relu_mul(float *h, const float *u, uint32_t n);
 
@@ -214,6 +217,9 @@ void mote_ref_relu_mul(float *h, const float *u, uint32_t n);
 #endif
 #ifndef mote_k_silu_mul
 #define mote_k_silu_mul mote_ref_silu_mul
+#endif
+#ifndef mote_k_silu
+#define mote_k_silu mote_ref_silu
 #endif
 #ifndef mote_k_relu_mul
 #define mote_k_relu_mul mote_ref_relu_mul

@@ -408,6 +408,13 @@ void mote_ref_silu_mul(float *h, const float *u, uint32_t n)
         h[i] = h[i] / (1.0f + mote_expf(-h[i])) * u[i];
 }
 
+void mote_ref_silu(float *h, uint32_t n)
+{
+    uint32_t i;
+    for (i = 0; i < n; i++)
+        h[i] = h[i] / (1.0f + mote_expf(-h[i]));
+}
+
 void mote_ref_relu_mul(float *h, const float *u, uint32_t n)
 {
     uint32_t i;

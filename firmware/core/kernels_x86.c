@@ -755,3 +755,385 @@ void mote_x86_silu_mul(float *h, const float *u, uint32_t n)
                                                        _mm256_maskload_ps(u + i, mask)));
     }
 }
+
+/* ------------------------------------------------------------------ sparse kernels */
+
+/* The column kernel (mote_ref_matvec_cols): input-major weights, so that a zero code
+ * skips its column. First the nonzero codes of every input group are listed as quads
+ * of four columns, the positive codes' quads first, then the negative ones' (each
+ * padded with code 0 to whole quads), their magnitudes as unsigned bytes. Then, 32
+ * rows at a time, with the rows' float sums in registers: per group, each quad's 32
+ * rows of its four columns are loaded and interleaved so that every 32-bit lane holds
+ * one row's four weights, which multiply the four magnitudes as the signed operand
+ * (maddubs or VNNI's dpbusd: no sign juggling, no bias), the negative quads'
+ * products subtracted; the group's int32 sums become the reference's float term
+ * y[r] += (float)sum * (f16(ws[r]) * xs[g]), groups in order. */
+
+/* Quads and groups listed per pass: a pass covers groups until a list could
+ * overflow, and the row blocks run once per pass (one, unless a layer has more than
+ * 4 * QUAD_CAP nonzero inputs). */
+#define QUAD_CAP 1024u
+#define GROUP_CAP 512u
+
+/* The listed codes: entry i is a column's pointer cols[i] and code magnitude mag[i];
+ * quad q is entries 4q .. 4q+3 (its magnitudes read as one int32, byte k column k's). */
+typedef struct {
+    const int8_t *cols[4u * QUAD_CAP];
+    uint8_t mag[4u * QUAD_CAP];
+} column_list;
+
+typedef struct {
+    uint32_t g;              /* the input group */
+    uint32_t first, pos, neg; /* quads first.. : pos of positive codes, then neg */
+} column_group;
+
+/* The quad's four columns, 32 rows from offset r, as four vectors of eight rows'
+ * four weights: rows {4k..4k+3, 16+4k..16+4k+3} in vector k (unpacking bytes, then
+ * 16-bit pairs, keeps each 128-bit half's rows together). */
+static ALWAYS_INLINE void quad_rows32(__m256i v[4], const int8_t *const *col, size_t r)
+{
+    const __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(col[0] + r));
+    const __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(col[1] + r));
+    const __m256i c = _mm256_loadu_si256((const __m256i *)(const void *)(col[2] + r));
+    const __m256i d = _mm256_loadu_si256((const __m256i *)(const void *)(col[3] + r));
+    const __m256i ab_lo = _mm256_unpacklo_epi8(a, b), ab_hi = _mm256_unpackhi_epi8(a, b);
+    const __m256i cd_lo = _mm256_unpacklo_epi8(c, d), cd_hi = _mm256_unpackhi_epi8(c, d);
+    v[0] = _mm256_unpacklo_epi16(ab_lo, cd_lo);
+    v[1] = _mm256_unpackhi_epi16(ab_lo, cd_lo);
+    v[2] = _mm256_unpacklo_epi16(ab_hi, cd_hi);
+    v[3] = _mm256_unpackhi_epi16(ab_hi, cd_hi);
+}
+
+/* Per 32-bit lane, the sum of four unsigned magnitudes (m) times four signed weights
+ * (w), added to acc: |m| <= 128 and w >= -128 keep maddubs' int16 pairs exact. */
+static ALWAYS_INLINE __m256i mag_dot(__m256i acc, __m256i m, __m256i w)
+{
+#if HAVE_VNNI
+    return dpbusd(acc, m, w);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(m, w), _mm256_set1_epi16(1)));
+#endif
+}
+
+static ALWAYS_INLINE void quads_into(__m256i acc[4], const column_list *list, uint32_t q, uint32_t end,
+                                     size_t r)
+{
+    __m256i v[4];
+    int32_t mags;
+    for (; q < end; q++) {
+        memcpy(&mags, list->mag + 4u * q, sizeof mags);
+        quad_rows32(v, list->cols + 4u * q, r);
+        acc[0] = mag_dot(acc[0], _mm256_set1_epi32(mags), v[0]);
+        acc[1] = mag_dot(acc[1], _mm256_set1_epi32(mags), v[1]);
+        acc[2] = mag_dot(acc[2], _mm256_set1_epi32(mags), v[2]);
+        acc[3] = mag_dot(acc[3], _mm256_set1_epi32(mags), v[3]);
+    }
+}
+
+/* List the nonzero codes of groups g, g+1, ... while the lists have room for a whole
+ * group; returns the next group to list. */
+static uint32_t list_quads(column_list *list, column_group *groups, uint32_t *n_groups_listed,
+                           const mote_column_map *map, const int8_t *xq, uint32_t cols, uint32_t group,
+                           uint32_t g)
+{
+    const size_t stride = map->col_stride;
+    const int8_t *neg_cols[MOTE_MAX_GROUP];
+    uint8_t neg_mag[MOTE_MAX_GROUP];
+    uint32_t n = 0, listed = 0; /* entries listed (a multiple of 4 between groups) */
+    for (; g * group < cols && listed < GROUP_CAP && n + group + 6u <= 4u * QUAD_CAP; g++) {
+        const uint32_t begin = g * group, end = cols - begin < group ? cols : begin + group;
+        const int8_t *first = map->codes + g * map->group_stride - (size_t)begin * stride;
+        const uint32_t start = n;
+        uint32_t j, n_neg = 0, pos_end;
+        for (j = begin; j < end; j += 32u) {
+            const uint32_t len = end - j < 32u ? end - j : 32u;
+            uint32_t bits = ~(uint32_t)_mm256_movemask_epi8(
+                _mm256_cmpeq_epi8(load_bytes32(xq + j, len), _mm256_setzero_si256()));
+            if (len < 32u)
+                bits &= (1u << len) - 1u;
+            for (; bits; bits &= bits - 1u) {
+                const uint32_t i = j + (uint32_t)__builtin_ctz(bits);
+                const int32_t code = xq[i];
+                if (code > 0) {
+                    list->cols[n] = first + i * stride;
+                    list->mag[n++] = (uint8_t)code;
+                } else {
+                    neg_cols[n_neg] = first + i * stride;
+                    neg_mag[n_neg++] = (uint8_t)-code;
+                }
+            }
+        }
+        if (n == start && n_neg == 0)
+            continue; /* all codes 0: the dense term is +0, the group is skipped */
+        for (; n % 4u; n++) { /* pad with code 0 (any column will do) */
+            list->cols[n] = n_neg ? neg_cols[0] : list->cols[start];
+            list->mag[n] = 0;
+        }
+        pos_end = n;
+        for (j = 0; j < n_neg; j++) {
+            list->cols[n] = neg_cols[j];
+            list->mag[n++] = neg_mag[j];
+        }
+        for (; n % 4u; n++) {
+            list->cols[n] = list->cols[pos_end];
+            list->mag[n] = 0;
+        }
+        groups[listed].g = g;
+        groups[listed].first = start / 4u;
+        groups[listed].pos = (pos_end - start) / 4u;
+        groups[listed].neg = (n - pos_end) / 4u;
+        listed++;
+    }
+    *n_groups_listed = listed;
+    return g;
+}
+
+/* y (eight rows' float sums) += (float)sums * (f16(ws) * sx). */
+static ALWAYS_INLINE __m256 column_term(__m256 y, __m256i sums, const uint16_t *ws, __m256 sx)
+{
+    const __m256 s = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)ws));
+    return _mm256_add_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(s, sx)));
+}
+
+/* The listed groups for the 32 rows at `base`: y[0..3] += each group's terms, in
+ * group order. */
+static ALWAYS_INLINE void column_block(__m256 y[4], const column_list *list, const column_group *groups,
+                                       uint32_t n_groups, const uint8_t *scales, size_t scale_stride,
+                                       const float *xs, size_t base)
+{
+    const __m256i zero = _mm256_setzero_si256();
+    __m256 y0 = y[0], y1 = y[1], y2 = y[2], y3 = y[3];
+    uint32_t i;
+    for (i = 0; i < n_groups; i++) {
+        const column_group *gr = groups + i;
+        const uint16_t *ws = (const uint16_t *)(const void *)(scales + gr->g * scale_stride) + base;
+        const __m256 sx = _mm256_set1_ps(xs[gr->g]);
+        const uint32_t mid = gr->first + gr->pos;
+        __m256i acc[4];
+        acc[0] = acc[1] = acc[2] = acc[3] = zero;
+        /* the negative codes' products first, negated once: -(N) + P = P - N */
+        quads_into(acc, list, mid, mid + gr->neg, base);
+        if (gr->neg) {
+            acc[0] = _mm256_sub_epi32(zero, acc[0]);
+            acc[1] = _mm256_sub_epi32(zero, acc[1]);
+            acc[2] = _mm256_sub_epi32(zero, acc[2]);
+            acc[3] = _mm256_sub_epi32(zero, acc[3]);
+        }
+        quads_into(acc, list, gr->first, mid, base);
+        y0 = column_term(y0, _mm256_permute2x128_si256(acc[0], acc[1], 0x20), ws, sx);      /* rows 0-7 */
+        y1 = column_term(y1, _mm256_permute2x128_si256(acc[2], acc[3], 0x20), ws + 8, sx);  /* 8-15 */
+        y2 = column_term(y2, _mm256_permute2x128_si256(acc[0], acc[1], 0x31), ws + 16, sx); /* 16-23 */
+        y3 = column_term(y3, _mm256_permute2x128_si256(acc[2], acc[3], 0x31), ws + 24, sx); /* 24-31 */
+    }
+    y[0] = y0;
+    y[1] = y1;
+    y[2] = y2;
+    y[3] = y3;
+}
+
+void mote_x86_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
+                          uint32_t group, uint32_t row_begin, uint32_t row_end)
+{
+    const mote_column_map map = mote_columns_of(w, group);
+    const uint32_t cols = w->cols;
+    column_list list;
+    column_group groups[GROUP_CAP];
+    uint32_t g = 0, r, r0, n_listed;
+    if (row_begin >= row_end)
+        return;
+    if (w->rows < 32u) { /* no block of 32 rows to load: the reference */
+        mote_ref_matvec_cols(y, w, xq, xs, group, row_begin, row_end);
+        return;
+    }
+    for (r = row_begin; r < row_end; r++)
+        y[r] = 0.0f;
+    while (g * group < cols) {
+        g = list_quads(&list, groups, &n_listed, &map, xq, cols, group, g);
+        /* blocks of 32 rows of the tensor; a last short one is computed as the 32 rows
+         * ending at the tensor's last, and only rows r0..row_end-1 of it kept */
+        for (r0 = row_begin; r0 < row_end && n_listed > 0; r0 += 32u) {
+            const uint32_t base = r0 + 32u <= w->rows ? r0 : w->rows - 32u;
+            const uint32_t first = r0 - base, last = row_end - base < 32u ? row_end - base : 32u;
+            const int whole = first == 0 && last == 32u;
+            float part[32];
+            __m256 acc[4];
+            uint32_t k;
+            for (k = 0; !whole && k < 32u; k++)
+                part[k] = k >= first && k < last ? y[base + k] : 0.0f;
+            for (k = 0; k < 4u; k++)
+                acc[k] = _mm256_loadu_ps(whole ? y + base + 8u * k : part + 8u * k);
+            column_block(acc, &list, groups, n_listed, map.scales, map.group_stride_scales, xs, base);
+            for (k = 0; k < 4u; k++)
+                _mm256_storeu_ps(whole ? y + base + 8u * k : part + 8u * k, acc[k]);
+            for (k = first; !whole && k < last; k++)
+                y[base + k] = part[k];
+        }
+    }
+}
+
+/* CATS' up projection (mote_ref_matvec_bundled_rows): the rows of the kept neurons,
+ * eight at a time, each a dense row dot like matvec's, read from its bundle. */
+
+/* block_dots for eight rows at any addresses: one 32-column chunk at offset `at`. */
+static ALWAYS_INLINE __m256i rows_dots(const uint8_t *const p[8], size_t at, __m256i x)
+{
+    const __m256i d01 = _mm256_hadd_epi32(chunk_dot(p[0] + at, x, 0), chunk_dot(p[1] + at, x, 0));
+    const __m256i d23 = _mm256_hadd_epi32(chunk_dot(p[2] + at, x, 0), chunk_dot(p[3] + at, x, 0));
+    const __m256i d0123 = _mm256_hadd_epi32(d01, d23);
+    const __m256i d45 = _mm256_hadd_epi32(chunk_dot(p[4] + at, x, 0), chunk_dot(p[5] + at, x, 0));
+    const __m256i d67 = _mm256_hadd_epi32(chunk_dot(p[6] + at, x, 0), chunk_dot(p[7] + at, x, 0));
+    const __m256i d4567 = _mm256_hadd_epi32(d45, d67);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(d0123, d4567, 0x20),
+                            _mm256_permute2x128_si256(d0123, d4567, 0x31));
+}
+
+/* The same for a chunk of n < 32 columns, each row's own n bytes only (a short
+ * chunk may end its bundle's region). */
+static __m256i rows_dots_short(const uint8_t *const p[8], size_t at, uint32_t n, __m256i x)
+{
+    int32_t d[8];
+    uint32_t k;
+    for (k = 0; k < 8u; k++)
+        d[k] = hsum_epi32(dot_q8(_mm256_setzero_si256(), load_bytes32(p[k] + at, n), x));
+    return _mm256_loadu_si256((const __m256i *)(const void *)d);
+}
+
+/* u[j] for the kept neurons j = idx[0..valid) (idx padded to eight with repeats),
+ * each row's f16 scales following its dim codes: gathered as 32-bit words ending at
+ * each scale, i.e. from 2 bytes before it (the row's last code). `x` (the chunks of
+ * xq) and `bias` (per group) are prepared by the caller when every chunk is whole;
+ * otherwise (x NULL) each chunk is loaded with its own length. */
+static ALWAYS_INLINE void bundled_block(float *u, const uint8_t *const p[8], const uint32_t *idx,
+                                        uint32_t valid, uint32_t dim, uint32_t group, const int8_t *xq,
+                                        const float *xs, const __m256i *x, const int32_t *bias)
+{
+    const uint32_t n_groups = (dim + group - 1u) / group;
+    const __m256i offsets = _mm256_setr_epi32(0, (int)(p[1] - p[0]), (int)(p[2] - p[0]), (int)(p[3] - p[0]),
+                                              (int)(p[4] - p[0]), (int)(p[5] - p[0]), (int)(p[6] - p[0]),
+                                              (int)(p[7] - p[0]));
+    const uint16_t *scale0 = (const uint16_t *)(const void *)(p[0] + dim);
+    __m256 acc = _mm256_setzero_ps();
+    float out[8];
+    uint32_t g, k, c;
+    for (g = 0; g < n_groups; g++) {
+        const uint32_t lo = g * group, len = dim - lo < group ? dim - lo : group;
+        __m256i dots = _mm256_setzero_si256();
+        int32_t code_sum = 0;
+        if (x != NULL) {
+            for (c = 0; c < len; c += 32u)
+                dots = _mm256_add_epi32(dots, rows_dots(p, lo + c, x[(lo + c) / 32u]));
+            code_sum = bias[g];
+        } else {
+            for (c = 0; c < len; c += 32u) {
+                const uint32_t n = len - c < 32u ? len - c : 32u;
+                const __m256i xc = load_bytes32(xq + lo + c, n);
+                dots = _mm256_add_epi32(dots, rows_dots_short(p, lo + c, n, xc));
+                code_sum += Q8_BIAS * hsum_epi32(byte_sums(xc));
+            }
+        }
+        if (Q8_BIAS != 0)
+            dots = _mm256_sub_epi32(dots, _mm256_set1_epi32(code_sum));
+        acc = add_term(acc, dots, scale0 + g, offsets, xs[g]);
+    }
+    _mm256_storeu_ps(out, acc);
+    for (k = 0; k < valid; k++)
+        u[idx[k]] = out[k];
+}
+
+static NOINLINE void bundled_block_whole(float *u, const uint8_t *const p[8], const uint32_t *idx,
+                                         uint32_t valid, uint32_t dim, uint32_t group, const float *xs,
+                                         const __m256i *x, const int32_t *bias)
+{
+    bundled_block(u, p, idx, valid, dim, group, NULL, xs, x, bias);
+}
+
+static NOINLINE void bundled_block_ragged(float *u, const uint8_t *const p[8], const uint32_t *idx,
+                                          uint32_t valid, uint32_t dim, uint32_t group, const int8_t *xq,
+                                          const float *xs)
+{
+    bundled_block(u, p, idx, valid, dim, group, xq, xs, NULL, NULL);
+}
+
+/* Widths up to this many columns get their activation chunks prepared once. */
+#define BUNDLE_DIM_CAP 4096u
+
+void mote_x86_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float *gate,
+                                  const int8_t *xq, const float *xs, uint32_t group,
+                                  uint32_t begin, uint32_t end)
+{
+    const uint32_t dim = w_up->cols, n_groups = (dim + group - 1u) / group;
+    const size_t bundle = 2u * (size_t)dim + 2u * n_groups;
+    const size_t group_stride = 2u * (size_t)dim + group * bundle;
+    const uint8_t *region = (const uint8_t *)w_up->data;
+    const int whole = dim % 32u == 0 && group % 32u == 0 && dim <= BUNDLE_DIM_CAP;
+    __m256i x[BUNDLE_DIM_CAP / 32u];
+    int32_t bias[BUNDLE_DIM_CAP / 32u];
+    const uint8_t *p[8];
+    uint32_t idx[8], n = 0, j, c, ng;
+    /* the gather's 32-bit offsets span the region; a region of 2 GiB or more (no model
+     * in sight) takes the reference */
+    if ((uint64_t)(w_up->rows / group + 1u) * group_stride >= (1ull << 31)) {
+        mote_ref_matvec_bundled_rows(u, w_up, gate, xq, xs, group, begin, end);
+        return;
+    }
+    if (whole) {
+        for (c = 0; c < dim / 32u; c++)
+            x[c] = _mm256_loadu_si256((const __m256i *)(const void *)(xq + 32u * c));
+        for (c = 0; c < n_groups; c++) {
+            bias[c] = 0;
+            for (j = c * group; j < (c + 1u) * group && Q8_BIAS != 0; j += 32u)
+                bias[c] += Q8_BIAS * hsum_epi32(byte_sums(x[j / 32u]));
+        }
+    }
+    for (ng = begin / group; ng * group < end; ng++) { /* neurons of one group at a time */
+        const uint8_t *rows = region + ng * group_stride + 2u * (size_t)dim;
+        const uint32_t lo = ng * group > begin ? ng * group : begin;
+        const uint32_t hi = (ng + 1u) * group < end ? (ng + 1u) * group : end;
+        for (j = lo; j < hi; j += 8u) {
+            const uint32_t len = hi - j < 8u ? hi - j : 8u;
+            /* kept: gate != 0 (NaN kept, -0 dropped, as the reference's == 0 test) */
+            uint32_t bits = (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(
+                _mm256_maskload_ps(gate + j, first_lanes(len)), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+            bits &= (1u << len) - 1u;
+            for (; bits; bits &= bits - 1u) {
+                const uint32_t k = j + (uint32_t)__builtin_ctz(bits);
+                idx[n] = k;
+                p[n] = rows + (k - ng * group) * bundle;
+                if (++n == 8u) {
+                    if (whole)
+                        bundled_block_whole(u, p, idx, 8u, dim, group, xs, x, bias);
+                    else
+                        bundled_block_ragged(u, p, idx, 8u, dim, group, xq, xs);
+                    n = 0;
+                }
+            }
+        }
+    }
+    if (n > 0) { /* the last few kept rows: the last one repeated, its lanes not stored */
+        const uint32_t valid = n;
+        for (; n < 8u; n++) {
+            idx[n] = idx[valid - 1u];
+            p[n] = p[valid - 1u];
+        }
+        if (whole)
+            bundled_block_whole(u, p, idx, valid, dim, group, xs, x, bias);
+        else
+            bundled_block_ragged(u, p, idx, valid, dim, group, xq, xs);
+    }
+}
+
+/* CATS' activation (mote_ref_silu): silu_mul's operations without the multiply. */
+void mote_x86_silu(float *h, uint32_t n)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    uint32_t i;
+    for (i = 0; i + 8u <= n; i += 8u) {
+        const __m256 g = _mm256_loadu_ps(h + i);
+        _mm256_storeu_ps(h + i, _mm256_div_ps(g, _mm256_add_ps(one, expf8(_mm256_xor_ps(g, sign)))));
+    }
+    if (i < n) {
+        const __m256i mask = first_lanes(n - i);
+        const __m256 g = _mm256_maskload_ps(h + i, mask);
+        _mm256_maskstore_ps(h + i, mask, _mm256_div_ps(g, _mm256_add_ps(one, expf8(_mm256_xor_ps(g, sign)))));
+    }
+}

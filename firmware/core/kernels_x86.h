@@ -19,6 +19,12 @@ void mote_x86_attn_mix(float *out, const float *const att[], uint32_t n_q, const
 void mote_x86_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps);
 void mote_x86_softmax(float *x, uint32_t n);
 void mote_x86_silu_mul(float *h, const float *u, uint32_t n);
+void mote_x86_silu(float *h, uint32_t n);
+void mote_x86_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
+                          uint32_t group, uint32_t row_begin, uint32_t row_end);
+void mote_x86_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float *gate,
+                                  const int8_t *xq, const float *xs, uint32_t group,
+                                  uint32_t begin, uint32_t end);
 
 #define mote_k_quantize_act mote_x86_quantize_act
 #define mote_k_quantize_kv mote_x86_quantize_kv
@@ -29,5 +35,8 @@ void mote_x86_silu_mul(float *h, const float *u, uint32_t n);
 #define mote_k_rmsnorm mote_x86_rmsnorm
 #define mote_k_softmax mote_x86_softmax
 #define mote_k_silu_mul mote_x86_silu_mul
+#define mote_k_silu mote_x86_silu
+#define mote_k_matvec_cols mote_x86_matvec_cols
+#define mote_k_matvec_bundled_rows mote_x86_matvec_bundled_rows
 
 #endif /* MOTE_KERNELS_X86_H */

@@ -209,12 +209,47 @@ static void run_matvecs(mote_state *s, matvec_job *job)
         matvec_rows(job, 0, rows);
 }
 
-/* Count what a job's kernel reads for one position's codes xq (host/mote/format/
- * sparsity.py counts the same): row kernels read whole rows; column kernels one column
- * per nonzero code and one scales block per input group with a nonzero code; a bundled
- * w_up the bundle of each kept neuron. */
-static void count_reads(mote_reads *reads, const mote_tensor *w, const int8_t *xq,
-                        uint32_t group, const float *gate)
+/* Nonzero bytes among the 8 of w: each byte's bits folded into its lowest bit. */
+static uint32_t nonzero_bytes(uint64_t w)
+{
+    w |= w >> 4;
+    w |= w >> 2;
+    w |= w >> 1;
+    w &= 0x0101010101010101u;
+    return (uint32_t)((w * 0x0101010101010101u) >> 56);
+}
+
+/* The nonzero codes of xq (n,) and the input groups holding one: what a column
+ * kernel reads of every matrix it multiplies (counted once per quantized input). */
+typedef struct {
+    uint64_t kept, active;
+} code_counts;
+
+static code_counts count_codes(const int8_t *xq, uint32_t n, uint32_t group)
+{
+    code_counts c = {0, 0};
+    uint32_t begin, i;
+    for (begin = 0; begin < n; begin += group) {
+        const uint32_t end = n - begin < group ? n : begin + group;
+        const uint64_t before = c.kept;
+        for (i = begin; i + 8u <= end; i += 8u) {
+            uint64_t w;
+            memcpy(&w, xq + i, sizeof w);
+            c.kept += nonzero_bytes(w);
+        }
+        for (; i < end; i++)
+            c.kept += xq[i] != 0;
+        c.active += c.kept != before;
+    }
+    return c;
+}
+
+/* Count what a job's kernel reads for one position, `codes` being that position's
+ * (host/mote/format/sparsity.py counts the same): row kernels read whole rows; column
+ * kernels one column per nonzero code and one scales block per input group with a
+ * nonzero code; a bundled w_up the bundle of each kept neuron. */
+static void count_reads(mote_reads *reads, const mote_tensor *w, code_counts codes, uint32_t group,
+                        const float *gate)
 {
     const uint64_t n_groups = (w->cols + group - 1u) / group;
     uint32_t i;
@@ -229,17 +264,8 @@ static void count_reads(mote_reads *reads, const mote_tensor *w, const int8_t *x
         reads->rows += kept;
         reads->bytes += kept * (w->cols + 2u * n_groups);
     } else {
-        uint64_t kept = 0, active = 0;
-        uint32_t begin;
-        for (begin = 0; begin < w->cols; begin += group) {
-            const uint32_t end = w->cols - begin < group ? w->cols : begin + group;
-            const uint64_t before = kept;
-            for (i = begin; i < end; i++)
-                kept += xq[i] != 0;
-            active += kept != before;
-        }
-        reads->cols += kept;
-        reads->bytes += (kept + 2u * active) * w->rows;
+        reads->cols += codes.kept;
+        reads->bytes += (codes.kept + 2u * codes.active) * w->rows;
     }
 }
 
@@ -259,12 +285,21 @@ static void products(mote_state *s, matvec_job *job, const float *x, uint32_t x_
     for (p = 0; p < n_pos; p++)
         mote_k_quantize_act(s->xq + (size_t)p * n, s->xs + (size_t)p * n_groups,
                             x + (size_t)p * x_stride, n, group);
-    for (i = 0; i < job->n; i++) {
+    for (i = 0; i < job->n; i++)
         if (job->w[i]->layout == MOTE_LAYOUT_ROWS)
-            count_reads(&s->reads, job->w[i], s->xq, group, NULL);
-        else
-            for (p = 0; p < n_pos; p++)
-                count_reads(&s->reads, job->w[i], s->xq + (size_t)p * n, group, NULL);
+            count_reads(&s->reads, job->w[i], (code_counts){0, 0}, group, NULL);
+    for (p = 0; p < n_pos; p++) {
+        code_counts codes = {0, 0};
+        int counted = 0; /* each position's codes counted once, for its first column matrix */
+        for (i = 0; i < job->n; i++) {
+            if (job->w[i]->layout == MOTE_LAYOUT_ROWS)
+                continue;
+            if (!counted) {
+                codes = count_codes(s->xq + (size_t)p * n, n, group);
+                counted = 1;
+            }
+            count_reads(&s->reads, job->w[i], codes, group, NULL);
+        }
     }
     run_matvecs(s, job);
 }
@@ -306,10 +341,11 @@ static void ffn_cats(mote_state *s, const mote_layer *L, uint32_t layer, const f
     uint32_t i;
     add_product(&job, &L->w_gate, hb, hidden);
     products(s, &job, xb, c->dim, c->dim, 1u);
-    for (i = 0; i < hidden; i++) {
-        const float g = hb[i];
-        hb[i] = c->activation == MOTE_ACT_SILU ? g / (1.0f + mote_expf(-g)) : (g > 0.0f ? g : 0.0f);
-    }
+    if (c->activation == MOTE_ACT_SILU)
+        mote_k_silu(hb, hidden);
+    else
+        for (i = 0; i < hidden; i++)
+            hb[i] = hb[i] > 0.0f ? hb[i] : 0.0f;
     drop_small(hb, hidden, s->model, layer, MOTE_SPARSE_GATE);
     /* s->xq still holds xb quantized for w_gate: the same input for w_up */
     job = new_job();
@@ -319,7 +355,7 @@ static void ffn_cats(mote_state *s, const mote_layer *L, uint32_t layer, const f
     job.xs = s->xs;
     job.n_pos = 1u;
     job.gate = hb;
-    count_reads(&s->reads, &L->w_up, s->xq, job.group, hb);
+    count_reads(&s->reads, &L->w_up, (code_counts){0, 0}, job.group, hb);
     run_matvecs(s, &job);
     for (i = 0; i < hidden; i++)
         hb[i] = hb[i] != 0.0f ? hb[i] * hb2[i] : 0.0f;

@@ -11,7 +11,7 @@ import sys
 
 from mote.model import MoteError
 from mote.verbs import convert, evaluate, generate, inspect_blob
-from mote.verbs import train as train_verb
+from mote.verbs import finetune as finetune_verb, train as train_verb
 from mote.verbs import boards as boards_verb, chat as chat_verb, corpus as corpus_verb
 from mote.verbs import flash as flash_verb, run as run_verb, serve as serve_verb
 from mote.verbs import export as export_verb
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.register(verbs)
     generate.register(verbs)
     train_verb.register(verbs)
+    finetune_verb.register(verbs)
     run_verb.register(verbs)
     chat_verb.register(verbs)
     flash_verb.register(verbs)

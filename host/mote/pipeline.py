@@ -48,7 +48,7 @@ class ConvertOptions:
     budget: int | None = None  # --quant auto: blob bytes at most (a board's partition too)
     group: int = 32
     ctx: int | None = None  # context the arena is sized for (default: trained, at most DEFAULT_CTX_MAX)
-    sparsity: str | None = None  # a fraction S, "natural", or None (dense)
+    sparsity: str | None = None  # a budget (mote.eval.budget), "natural", or None (dense)
     calib: Path | None = None  # calibration text: activation-aware quantization, sparsity
     calib_tokens: int = 4096
     sparse_points: tuple[str, ...] = POINTS
@@ -75,7 +75,7 @@ def convert(source: Path, options: ConvertOptions, board: Board | None = None,
     if o.sparsity is not None and o.quant != "int8":
         raise MoteError("--sparsity lays out q8 matrices: use --quant int8")
     if o.sparsity not in (None, "natural") and o.calib is None:
-        raise MoteError("--sparsity S needs --calib TEXT to calibrate the thresholds on")
+        raise MoteError("a --sparsity budget needs --calib TEXT to calibrate the thresholds on")
     if o.calib_tokens < 1:
         raise MoteError(f"--calib-tokens must be at least 1, got {o.calib_tokens}")
     model = load_model(source, o.tokenizer)
@@ -158,28 +158,31 @@ def activation_aware(model: Model, o: ConvertOptions, notes: list[str]):
 
 
 def _calibrate(dense: blobfile.Blob, o: ConvertOptions):
-    """Thresholds for `o.sparsity`, calibrated on the quantized dense model."""
+    """Thresholds for `o.sparsity`, calibrated on the quantized dense model: ReLU's
+    own zeros ("natural"), or per layer and point for a budget (mote.eval.budget)."""
+    from mote.eval import budget as budgets
+
     natural = o.sparsity == "natural"
-    target = 0.0
-    if not natural:
-        try:
-            target = float(o.sparsity)
-        except ValueError:
-            raise MoteError(f"--sparsity must be a fraction 0..0.9 or 'natural', not {o.sparsity!r}") from None
+    spec = None if natural else budgets.parse_budget(o.sparsity)
     windows = []  # natural: thresholds are 0 by definition; --calib only measures sparsity
     if o.calib is not None:
         windows = calibration.calibration_windows(tokenizer_of(dense), _read(o.calib), dense.ctx_len,
                                                   o.calib_tokens)
-    sp, dropped = calibration.calibrate(dense, windows, target, o.sparse_points, natural=natural)
-    what = "natural (ReLU zeros, threshold 0)" if natural else f"S = {target:g}"
-    notes = [f"sparsity {what}: {calibration.describe(sp, dense.config)}"]
-    if windows:
-        notes.append(f"  {'measured' if natural else 'calibrated'} on {sum(len(w) for w in windows)} "
-                     f"tokens of {o.calib}")
-    label = "measured gate zeros" if natural else "dropped on the calibration text"
-    for p in dropped:
-        notes.append(f"  {p:8s} {label} per layer: " + " ".join(f"{v:.3f}" for v in dropped[p]))
-    return sp, notes
+    if natural:
+        sp, zeros = calibration.calibrate(dense, windows, 0.0, natural=True)
+        notes = [f"sparsity natural (ReLU zeros, threshold 0): {calibration.describe(sp, dense.config)}"]
+        if windows:
+            notes.append(f"  measured on {sum(len(w) for w in windows)} tokens of {o.calib}")
+            notes.append("  gate zeros per layer: " + " ".join(f"{v:.3f}" for v in zeros["gate"]))
+        return sp, notes
+    a = budgets.allocate(dense, windows, spec, o.sparse_points, progress=True)
+    notes = [f"sparsity budget {spec}: {a.skipped:.1%} of the weight bytes per token skipped "
+             f"(x{a.dense_bytes / a.bytes:.2f} fewer), mean KL {a.kl:.4f} nats/token from dense, "
+             f"on {sum(len(w) for w in windows)} tokens of {o.calib}",
+             "  fraction of activations dropped per layer (calibration text):"]
+    for point, levels in a.levels.items():
+        notes.append(f"  {point:8s} " + " ".join(f"{v:.2f}" for v in levels))
+    return a.sparsity, notes
 
 
 def _read(path: Path) -> str:

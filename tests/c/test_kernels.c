@@ -367,13 +367,13 @@ static void test_softmax(void)
         }
 }
 
-/* The vector exp inside the SiLU kernel, lane by lane against mote_expf through the
+/* The vector exp inside the SiLU kernels, lane by lane against mote_expf through the
  * reference formula: every length (partial last vector), and inputs over the whole
  * range of exp, beyond its cut-offs, and non-finite. */
 static void test_silu_mul(void)
 {
     static const uint32_t ns[] = {1, 3, 7, 8, 9, 15, 16, 17, 64, 172, 864};
-    static float h[864], u[864], ref[864], opt[864];
+    static float h[864], u[864], ref[864], opt[864], act_ref[864];
     static const float special[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 87.0f, -87.0f,
                                     88.0f, -88.0f, 89.0f, -89.0f, 1e30f, -1e30f, 1e-30f,
                                     -1e-45f, 3.4e38f, -3.4e38f};
@@ -397,6 +397,15 @@ static void test_silu_mul(void)
             mote_k_silu_mul(opt, u, n);
             for (i = 0; i < n; i++)
                 expect(same_float(ref[i], opt[i]), "silu_mul", n, rep, i, 0);
+            /* SiLU alone (CATS): the reference's bits, which times u are silu_mul's */
+            memcpy(act_ref, h, n * sizeof(float));
+            memcpy(opt, h, n * sizeof(float));
+            mote_ref_silu(act_ref, n);
+            mote_k_silu(opt, n);
+            for (i = 0; i < n; i++) {
+                expect(same_float(act_ref[i], opt[i]), "silu", n, rep, i, 0);
+                expect(same_float(act_ref[i] * u[i], ref[i]), "silu then multiply", n, rep, i, 0);
+            }
         }
 }
 
@@ -533,6 +542,43 @@ static void test_sparse(void)
             }
 }
 
+#if defined(__linux__)
+/* A wide column tensor with few rows: more nonzero codes than an optimized kernel
+ * may list at once (x86: 4096), so that it runs its row blocks in several passes, and
+ * row ranges that end inside a block. On hosts only: its 180 KB do not fit a board's
+ * RAM, and the listing limit it reaches is the x86 set's. */
+static void test_wide_columns(void)
+{
+    enum { ROWS = 40, COLS = 4400, GROUP = 32, NG = (COLS + GROUP - 1) / GROUP };
+    static int8_t codes[ROWS * COLS], xq[COLS];
+    static uint16_t scales[ROWS * NG];
+    static float xs[NG];
+    float y_ref[ROWS], y_opt[ROWS];
+    mote_tensor w;
+    uint32_t i, rep;
+    memset(&w, 0, sizeof w);
+    fill_bytes((uint8_t *)codes, sizeof codes);
+    fill_scales(scales, ROWS * NG);
+    w.data = codes;
+    w.scales = scales;
+    w.rows = ROWS;
+    w.cols = COLS;
+    w.dtype = MOTE_Q8;
+    w.layout = MOTE_LAYOUT_COLUMNS;
+    for (rep = 0; rep < 6; rep++) {
+        const uint32_t begin = rep % 3u == 0 ? 0 : rnd() % 12u, end = rep % 2u ? ROWS : ROWS - rnd() % 9u;
+        for (i = 0; i < COLS; i++) /* dense, or one in three zero */
+            xq[i] = rep < 2 || rnd() % 3u ? (int8_t)(rnd() % 255u) - 127 : 0;
+        for (i = 0; i < NG; i++)
+            xs[i] = (float)(rnd() % 1000u + 1u) / 64000.0f;
+        mote_ref_matvec_cols(y_ref, &w, xq, xs, GROUP, begin, end);
+        mote_k_matvec_cols(y_opt, &w, xq, xs, GROUP, begin, end);
+        expect(memcmp(y_ref + begin, y_opt + begin, (end - begin) * sizeof(float)) == 0, "matvec_cols wide",
+               rep, begin, end, 0);
+    }
+}
+#endif
+
 /* The f32 classifier, embedding rows of every dtype, RoPE and the ReLU gate. */
 static void test_float_kernels(void)
 {
@@ -600,6 +646,9 @@ int main(void)
     test_matvec();
     test_matmat();
     test_sparse();
+#if defined(__linux__)
+    test_wide_columns();
+#endif
     test_attention();
     test_softmax();
     test_silu_mul();

@@ -20,8 +20,9 @@ from mote.reference.sparse import Reads, count_bundled, count_columns, dense_mat
 
 def calibrate(blob, token_windows: list[list[int]], target: float, points: tuple[str, ...] = POINTS,
               natural: bool = False) -> tuple[Sparsity, dict]:
-    """Thresholds so that a fraction `target` of each layer's activations at each
-    point is dropped on the calibration tokens: the `target` quantile of |v|.
+    """Uniform thresholds: a fraction `target` of each layer's activations at each
+    point dropped on the calibration tokens (the `target` quantile of |v|), the
+    baseline that mote.eval.budget improves on (tests and bench/sparsity.py use it).
     `natural` (ReLU models): the gate only, threshold 0, i.e. exactly the zeros ReLU
     makes. Returns the Sparsity and the measured fraction dropped per layer and point
     (for natural, the ReLU model's own sparsity)."""

@@ -47,7 +47,7 @@ _SECTION = struct.Struct("<" + "".join(
 class Sparsity:
     points: tuple[str, ...]  # the sparsified activation points, in POINTS order
     thresholds: np.ndarray  # float32 (n_layers, 4): drop |v| <= threshold; 0 when off
-    target: float = 0.0  # the fraction S calibrated for (informational)
+    target: float = 0.0  # informational: weight bytes skipped on calibration, or a uniform fraction
 
     def threshold(self, layer: int, point: str) -> float | None:
         """The layer's threshold at `point`, or None when the point stays dense."""

@@ -256,7 +256,7 @@ def load_llama2c_tokenizer(path: Path) -> TokenizerData:
     )
 
 
-def _find_tokenizer(checkpoint: Path, vocab_size: int) -> Path:
+def find_tokenizer(checkpoint: Path, vocab_size: int) -> Path:
     for candidate in ("tokenizer.bin", f"tok{vocab_size}.bin"):
         path = checkpoint.parent / candidate
         if path.is_file():
@@ -279,7 +279,7 @@ def load_llama2c(checkpoint: Path, tokenizer: Path | None = None) -> Model:
         config, tensors = _load_ak42(checkpoint) if is_ak42(checkpoint) else _load_v0(checkpoint)
     except OSError as err:
         raise MoteError(f"cannot read checkpoint {checkpoint}: {err.strerror}") from err
-    tokenizer_path = Path(tokenizer) if tokenizer else _find_tokenizer(checkpoint, config.vocab_size)
+    tokenizer_path = Path(tokenizer) if tokenizer else find_tokenizer(checkpoint, config.vocab_size)
     tok = load_llama2c_tokenizer(tokenizer_path)
     if len(tok.tokens) != config.vocab_size:
         raise MoteError(

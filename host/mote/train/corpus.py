@@ -231,6 +231,19 @@ def validation_text(corpus: Path, seed: int, fraction: float) -> str:
     return "\n\n".join(val)
 
 
+def calibration_text(corpus: Path, seed: int, fraction: float, documents: int = 60) -> str:
+    """Training documents (never the validation ones `mote train` held out), a fixed
+    shuffled choice of `documents`, joined by blank lines: what `make model` calibrates
+    the default model's sparsity on."""
+    import random
+
+    from mote.train.loop import read_documents, split_documents
+
+    train, _, _ = split_documents(read_documents([corpus]), fraction, seed)
+    random.Random(seed).shuffle(train)
+    return "\n\n".join(train[:documents])
+
+
 def measure(blob_path: Path, hf_dir: Path, text: str, max_tokens: int) -> dict[str, dict]:
     """Perplexity on `text` through the numpy reference: float32 weights, the shipped
     blob, and the other packing that fits 1 MiB, all tokenized the same way."""

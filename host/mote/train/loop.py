@@ -25,7 +25,7 @@ import math
 import platform
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -178,7 +178,7 @@ if torch is not None:
             self.v_proj = nn.Linear(c.dim, c.n_kv_heads * c.head_dim, bias=False)
             self.o_proj = nn.Linear(c.n_heads * c.head_dim, c.dim, bias=False)
 
-        def forward(self, x, cos, sin):
+        def forward(self, x, cos, sin, hook, layer):
             b, t, _ = x.shape
             q = self.q_proj(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
             k = self.k_proj(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
@@ -187,8 +187,8 @@ if torch is not None:
             # query head h reads kv head h // (n_heads / n_kv_heads), as HF's repeat_kv
             repeat = self.n_heads // self.n_kv_heads
             k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, -1)
+            return self.o_proj(y if hook is None else hook(y, layer, "attn_out"))
 
     class FeedForward(nn.Module):
         def __init__(self, c: TrainConfig):
@@ -198,8 +198,11 @@ if torch is not None:
             self.down_proj = nn.Linear(c.hidden_dim, c.dim, bias=False)
             self.act = F.silu if c.activation == "silu" else F.relu
 
-        def forward(self, x):
-            return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+        def forward(self, x, hook, layer):
+            a = self.act(self.gate_proj(x))
+            if hook is not None:
+                a = hook(a, layer, "gate")
+            return self.down_proj(a * self.up_proj(x))
 
     class Block(nn.Module):
         def __init__(self, c: TrainConfig):
@@ -209,9 +212,13 @@ if torch is not None:
             self.post_attention_layernorm = RMSNorm(c.dim, c.norm_eps)
             self.mlp = FeedForward(c)
 
-        def forward(self, x, cos, sin):
-            x = x + self.self_attn(self.input_layernorm(x), cos, sin)
-            return x + self.mlp(self.post_attention_layernorm(x))
+        def forward(self, x, cos, sin, hook, layer):
+            """`hook(v, layer, point)` (mote.train.sparse, or None) sees the activations
+            at the runtime's sparsity points and returns them with drops applied."""
+            h = self.input_layernorm(x)
+            x = x + self.self_attn(h if hook is None else hook(h, layer, "attn_in"), cos, sin, hook, layer)
+            h = self.post_attention_layernorm(x)
+            return x + self.mlp(h if hook is None else hook(h, layer, "ffn_in"), hook, layer)
 
     class Llama(nn.Module):
         """Module names follow Hugging Face's LlamaForCausalLM, minus its "model." prefix."""
@@ -225,6 +232,7 @@ if torch is not None:
             cos, sin = rope_tables(c.head_dim, c.ctx, c.rope_theta)
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
+            self.sparsity = None  # a mote.train.sparse.LoopSparsity when training sparse
             for name, p in self.named_parameters():
                 if p.dim() == 2:
                     # GPT-2 style: residual-stream writers scaled by depth
@@ -236,8 +244,8 @@ if torch is not None:
             t = ids.shape[1]
             cos, sin = self.rope_cos[:t], self.rope_sin[:t]
             x = self.embed_tokens(ids)
-            for layer in self.layers:
-                x = layer(x, cos, sin)
+            for i, layer in enumerate(self.layers):
+                x = layer(x, cos, sin, self.sparsity, i)
             return self.norm(x) @ self.embed_tokens.weight.T  # tied classifier
 
         def n_params(self) -> int:
@@ -294,6 +302,119 @@ def make_optimizer(model, c: TrainConfig):
     return torch.optim.AdamW(groups, lr=c.lr, betas=(0.9, 0.95), eps=1e-8)
 
 
+@dataclass
+class Run:
+    """Where a run stands: what fit() continues from and what it leaves."""
+
+    step: int = 0
+    elapsed: float = 0.0  # seconds of training steps (wall clock)
+    cpu_seconds: float = 0.0  # CPU time of this process in those steps
+    history: list = field(default_factory=list)
+
+
+def load_state(out: Path) -> dict:
+    state_path = out / STATE_FILE
+    if not state_path.exists():
+        raise MoteError(f"{state_path}: no checkpoint to resume from")
+    return torch.load(state_path, weights_only=False)
+
+
+def fit(model, c: TrainConfig, train_stream, out: Path, state: dict | None, progress: bool,
+        loss_of, validate, resume_hint: str) -> Run:
+    """The training loop shared by `mote train` and `mote finetune`: AdamW on
+    loss_of(model, x, y) over the batches of `train_stream` (batch_at), plus the L1
+    penalty of model.sparsity if any, with a checkpoint every eval_every steps (and
+    at the end) that `state` continues from exactly. validate() gives the
+    validation loss printed at each checkpoint."""
+    from tqdm import tqdm
+
+    optimizer = make_optimizer(model, c)
+    run = Run()
+    sparse = model.sparsity
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        run = Run(state["step"], state["elapsed"], state["cpu_seconds"], state["history"])
+        if sparse is not None:
+            sparse.load_state_dict(state["sparsity"])
+    budget = c.steps if c.steps else c.minutes * 60
+
+    def progress_now() -> float:
+        return run.step / c.steps if c.steps else run.elapsed / budget
+
+    def save_state() -> None:
+        snapshot = {"config": asdict(c), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "step": run.step, "elapsed": run.elapsed, "cpu_seconds": run.cpu_seconds,
+                    "history": run.history}
+        if sparse is not None:
+            snapshot["sparsity"] = sparse.state_dict()
+        torch.save(snapshot, out / (STATE_FILE + ".tmp"))
+        (out / (STATE_FILE + ".tmp")).replace(out / STATE_FILE)
+
+    tokens_per_step = c.batch * c.ctx
+    bar = tqdm(
+        total=c.steps if c.steps else round(budget),
+        initial=run.step if c.steps else round(run.elapsed),
+        unit="step" if c.steps else "s",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    loss_avg = None
+    while progress_now() < 1.0:
+        started, cpu_started = time.perf_counter(), time.process_time()
+        lr = learning_rate(progress_now(), c)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        try:
+            x, y = batch_at(train_stream, run.step, c)
+            l1 = sparse.begin(progress_now(), learning=True) if sparse is not None else 0.0
+            loss = loss_of(model, x, y)
+            total = loss + l1 * sparse.penalty if l1 else loss
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
+            optimizer.step()
+        except KeyboardInterrupt:
+            # the weights may be half-updated: only the last saved checkpoint is sound
+            bar.close()
+            saved = (out / STATE_FILE).exists()
+            print(f"interrupted at step {run.step}; " + (
+                f"{resume_hint} continues from the last checkpoint"
+                if saved else f"no checkpoint yet (one is saved every {c.eval_every} steps)"))
+            raise
+        run.step += 1
+        seconds = time.perf_counter() - started
+        run.elapsed += seconds
+        run.cpu_seconds += time.process_time() - cpu_started
+        loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
+        shown = {"loss": f"{loss_avg:.3f}", "tok_s": f"{tokens_per_step / seconds:.0f}", "lr": f"{lr:.1e}"}
+        if sparse is not None:
+            shown.update({f"{p}_zeros": f"{z:.2f}" for p, z in sparse.summary().items()
+                          if p in c.drop or (c.l1 and p in c.l1_points)})
+        bar.set_postfix(shown)
+        bar.update(1 if c.steps else round(run.elapsed) - bar.n)
+        if run.step % c.eval_every == 0:
+            val = validate()
+            entry = {"step": run.step, "time_s": round(run.elapsed, 1), "train_loss": round(loss_avg, 4),
+                     "val_loss_estimate": round(val, 4)}
+            if sparse is not None:
+                entry["zeros"] = {p: round(z, 4) for p, z in sparse.summary().items()}
+            run.history.append(entry)
+            bar.write(f"step {run.step}: train loss {loss_avg:.3f}, val loss ~{val:.3f} ({run.elapsed:.0f} s)")
+            save_state()
+    bar.close()
+    save_state()
+    return run
+
+
+def attach_sparsity(model, c: TrainConfig) -> None:
+    """Give `model` the in-loop sparsity hook when the config asks for drops or L1."""
+    from mote.train.sparse import LoopSparsity
+
+    hook = LoopSparsity(c)
+    model.sparsity = hook if hook.active else None
+
+
 def train(
     c: TrainConfig,
     texts: list[Path],
@@ -304,25 +425,22 @@ def train(
 ) -> dict:
     """Train and export into `out`; returns the run's record (also out/train_meta.json)."""
     require_torch()
-    from tqdm import tqdm
 
     if not resume:
         c.check()
     out.mkdir(parents=True, exist_ok=True)
+    state = None
+    if resume:
+        state = load_state(out)
+        c = TrainConfig(**state["config"])  # the run's own settings, not today's flags
+        c.check()
     if c.threads:
         torch.set_num_threads(c.threads)
     torch.manual_seed(c.seed)
 
     docs = read_documents(texts)
     train_texts, val_texts, split_how = split_documents(docs, c.val_fraction, c.seed)
-    state = None
     if resume:
-        state_path = out / STATE_FILE
-        if not state_path.exists():
-            raise MoteError(f"{state_path}: no checkpoint to resume from")
-        state = torch.load(state_path, weights_only=False)
-        c = TrainConfig(**state["config"])  # the run's own settings, not today's flags
-        c.check()
         from tokenizers import Tokenizer
 
         tok = Tokenizer.from_file(str(out / "tokenizer.json"))
@@ -335,98 +453,32 @@ def train(
 
     train_ids = encode_documents(tok, train_texts)
     val_ids = encode_documents(tok, val_texts)
-    need = c.ctx + 1
-    if len(train_ids) < 2 * need or len(val_ids) < need:
-        raise MoteError(
-            f"corpus too small: {len(train_ids)} training and {len(val_ids)} validation tokens; "
-            f"--ctx {c.ctx} needs at least {2 * need} and {need} (add text or lower --ctx)"
-        )
+    check_streams(c, len(train_ids), len(val_ids))
     train_stream, val_stream = torch.from_numpy(train_ids), torch.from_numpy(val_ids)
 
     model = Llama(c)
-    optimizer = make_optimizer(model, c)
-    step, elapsed, cpu_seconds, history = 0, 0.0, 0.0, []
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, elapsed, history = state["step"], state["elapsed"], state["history"]
-        cpu_seconds = state["cpu_seconds"]
+    attach_sparsity(model, c)
 
-    budget = c.steps if c.steps else c.minutes * 60
+    def cross_entropy(model, x, y):
+        return F.cross_entropy(model(x).flatten(0, 1), y.flatten())
 
-    def progress_now() -> float:
-        return step / c.steps if c.steps else elapsed / budget
-
-    def save_state() -> None:
-        snapshot = {
-            "config": asdict(c),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": step,
-            "elapsed": elapsed,
-            "cpu_seconds": cpu_seconds,
-            "history": history,
-        }
-        torch.save(snapshot, out / (STATE_FILE + ".tmp"))
-        (out / (STATE_FILE + ".tmp")).replace(out / STATE_FILE)
-
-    tokens_per_step = c.batch * c.ctx
-    bar = tqdm(
-        total=c.steps if c.steps else round(budget),
-        initial=step if c.steps else round(elapsed),
-        unit="step" if c.steps else "s",
-        disable=not progress,
-        dynamic_ncols=True,
-    )
-    loss_avg = None
-    while progress_now() < 1.0:
-        started, cpu_started = time.perf_counter(), time.process_time()
-        lr = learning_rate(progress_now(), c)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        try:
-            x, y = batch_at(train_stream, step, c)
-            loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
-            optimizer.step()
-        except KeyboardInterrupt:
-            # the weights may be half-updated: only the last saved checkpoint is sound
-            bar.close()
-            saved = (out / STATE_FILE).exists()
-            print(f"interrupted at step {step}; " + (
-                f"mote train --resume -o {out} (same --text) continues from the last checkpoint"
-                if saved else f"no checkpoint yet (one is saved every {c.eval_every} steps)"))
-            raise
-        step += 1
-        seconds = time.perf_counter() - started
-        elapsed += seconds
-        cpu_seconds += time.process_time() - cpu_started
-        loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
-        bar.set_postfix(loss=f"{loss_avg:.3f}", tok_s=f"{tokens_per_step / seconds:.0f}", lr=f"{lr:.1e}")
-        bar.update(1 if c.steps else round(elapsed) - bar.n)
-        if step % c.eval_every == 0:
-            val = evaluate(model, val_stream, c.ctx, c.eval_windows)
-            history.append({"step": step, "time_s": round(elapsed, 1), "train_loss": round(loss_avg, 4),
-                            "val_loss_estimate": round(val, 4)})
-            bar.write(f"step {step}: train loss {loss_avg:.3f}, val loss ~{val:.3f} ({elapsed:.0f} s)")
-            save_state()
-    bar.close()
-    save_state()
+    run = fit(model, c, train_stream, out, state, progress, cross_entropy,
+              lambda: evaluate(model, val_stream, c.ctx, c.eval_windows),
+              f"mote train --resume -o {out} (same --text)")
 
     val_loss = evaluate(model, val_stream, c.ctx)
     val_bytes = sum(len(t.encode("utf-8")) for t in val_texts)
     n_val_tokens = ((len(val_ids) - 1) // c.ctx) * c.ctx
+    tokens_per_step = c.batch * c.ctx
     record = {
         "config": asdict(c),
         "params": model.n_params(),
-        "steps": step,
-        "tokens_seen": step * tokens_per_step,
-        "train_time_s": round(elapsed, 1),
+        "steps": run.step,
+        "tokens_seen": run.step * tokens_per_step,
+        "train_time_s": round(run.elapsed, 1),
         # CPU time of this process: what the run costs, whatever else shares the machine
-        "train_cpu_s": round(cpu_seconds, 1),
-        "tokens_per_s": round(step * tokens_per_step / elapsed) if elapsed else 0,
+        "train_cpu_s": round(run.cpu_seconds, 1),
+        "tokens_per_s": round(run.step * tokens_per_step / run.elapsed) if run.elapsed else 0,
         "val_loss": round(val_loss, 4),
         "val_ppl": round(math.exp(val_loss), 2),
         # bits per byte of validation text: comparable across vocabularies
@@ -440,19 +492,48 @@ def train(
             "split": split_how,
             "license": data_license or "not stated (pass --data-license)",
         },
-        "history": history,
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "tokenizers": __import__("tokenizers").__version__,
-            "numpy": np.__version__,
-            "threads": torch.get_num_threads(),
-        },
+        "history": run.history,
+        "versions": versions(),
     }
+    if model.sparsity is not None:
+        record["sparsity"] = sparsity_record(model, val_stream, c)
     export_hf(model, tok, out)
     (out / "train_meta.json").write_text(json.dumps(record, indent=1) + "\n")
     (out / "README.md").write_text(model_card(record, out.name))
     return record
+
+
+def check_streams(c: TrainConfig, n_train: int, n_val: int) -> None:
+    need = c.ctx + 1
+    if n_train < 2 * need or n_val < need:
+        raise MoteError(
+            f"corpus too small: {n_train} training and {n_val} validation tokens; "
+            f"--ctx {c.ctx} needs at least {2 * need} and {need} (add text or lower --ctx)"
+        )
+
+
+def versions() -> dict:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "tokenizers": __import__("tokenizers").__version__,
+        "numpy": np.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def sparsity_record(model, val_stream, c: TrainConfig) -> dict:
+    """The in-loop thresholds at the end, and the fraction of zeros per point and
+    layer they give on validation windows (the runtime recalibrates its own)."""
+    from mote.format.sparsity import POINTS
+
+    hook = model.sparsity
+    hook.begin(1.0, learning=False)
+    evaluate(model, val_stream, c.ctx, c.eval_windows)
+    zeros = {p: [round(v, 4) for v in layers] for p, layers in hook.zeros().items()}
+    return {"thresholds": {p: [round(float(t), 6) for t in hook.thresholds[:, POINTS.index(p)]]
+                           for p in c.drop},
+            "validation_zeros": zeros}
 
 
 # ---------------------------------------------------------------------------
@@ -536,12 +617,32 @@ def model_card(record: dict, name: str) -> str:
         f"({record['tokens_per_s']:,} tokens/s, "
         f"{record['versions']['threads']} thread(s)); torch {record['versions']['torch']}, "
         f"tokenizers {record['versions']['tokenizers']}",
+        *sparsity_lines(record),
         "",
         "## Validation",
         "",
         f"- loss {record['val_loss']:.4f} nats/token, perplexity {record['val_ppl']:.2f}, "
         f"{record['val_bits_per_byte']:.4f} bits/byte "
-        f"({d['val_tokens_scored']:,} tokens, float32 weights)",
+        f"({d['val_tokens_scored']:,} tokens, float32 weights"
+        + (", thresholds of the loop applied)" if record["config"]["drop"] else ")"),
         "",
     ]
     return "\n".join(lines)
+
+
+def sparsity_lines(record: dict) -> list[str]:
+    """The model card's account of the sparsity trained in, if any."""
+    c = record["config"]
+    lines = []
+    if c["l1"]:
+        lines.append(f"- L1 penalty on {', '.join(c['l1_points'])} activations, raised in stages: "
+                     + " -> ".join(f"{v:g}" for v in c["l1"]))
+    if c["drop"]:
+        lines.append("- thresholds in the loop (straight-through), ramped over "
+                     f"{c['drop_ramp']:.0%} of the budget: "
+                     + ", ".join(f"{p} drops {f:.0%}" for p, f in c["drop"].items()))
+    if "sparsity" in record:
+        zeros = record["sparsity"]["validation_zeros"]
+        lines.append("- zeros on validation windows (mean over layers): "
+                     + ", ".join(f"{p} {sum(v) / len(v):.1%}" for p, v in zeros.items()))
+    return lines

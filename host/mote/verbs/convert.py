@@ -26,12 +26,14 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group", type=int, default=32, help="quantization group length (even)")
     p.add_argument("--ctx", type=int, help="context length to size the arena for (default: the trained "
                                            f"context, at most {DEFAULT_CTX_MAX})")
-    p.add_argument("--sparsity", metavar="S|natural",
-                   help="dynamic activation sparsity: drop a fraction S (0..0.9) of activations, "
-                        "thresholds calibrated on --calib; 'natural' (ReLU models): the gate's own zeros")
+    p.add_argument("--sparsity", metavar="F|kl=K|natural",
+                   help="dynamic activation sparsity for a budget: skip a fraction F (0..0.9) of the weight "
+                        "bytes per token, or stay within a mean KL divergence K (nats/token) from dense; "
+                        "thresholds per layer and point chosen by measured KL per byte on --calib; "
+                        "'natural' (ReLU models): the gate's own zeros")
     p.add_argument("--calib", type=Path, metavar="TEXT",
                    help="UTF-8 calibration text: weighs each matrix's quantization error by what its "
-                        "inputs are on it, measures --quant auto's costs, calibrates --sparsity S")
+                        "inputs are on it, measures --quant auto's costs, calibrates a --sparsity budget")
     p.add_argument("--calib-tokens", type=int, default=4096, help="calibrate on this many tokens of --calib")
     p.add_argument("--sparse-points", default=",".join(POINTS),
                    help=f"activation points to sparsify (default: all of {','.join(POINTS)})")

@@ -16,6 +16,11 @@ def register(verbs: argparse._SubParsersAction) -> None:
     b = sub.add_parser("build", help="CACHE -> a corpus folder of documents")
     b.add_argument("cache", type=Path)
     b.add_argument("out", type=Path)
+    calib = sub.add_parser("calib", help="training documents to calibrate sparsity on (never validation ones)")
+    calib.add_argument("corpus", type=Path)
+    calib.add_argument("-o", "--out", type=Path, required=True)
+    calib.add_argument("--seed", type=int, default=1, help="the --seed of mote train")
+    calib.add_argument("--val-fraction", type=float, default=0.02, help="the --val-fraction of mote train")
     card = sub.add_parser("card", help="write models/MODEL_CARD.md for a finished `make model` build")
     card.add_argument("build", type=Path, help="the build folder (corpus/, corpus.json, mote-default/)")
     card.add_argument("blob", type=Path)
@@ -27,6 +32,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.action == "fetch":
         print(corpus.fetch(args.cache))
+    elif args.action == "calib":
+        from mote.fileio import write_atomically
+
+        text = corpus.calibration_text(args.corpus, args.seed, args.val_fraction)
+        write_atomically(args.out, text.encode("utf-8"))
+        print(f"{args.out}: {len(text):,} characters of training documents")
     elif args.action == "card":
         print(corpus.write_card(args.build, args.blob, args.out, args.max_tokens))
     else:

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if blob.sparsity is None:
         print("  sparsity: none (runs dense)")
     else:
-        print(f"  sparsity: S={blob.sparsity.target:g} at {describe(blob.sparsity, blob.config)}")
+        print(f"  sparsity (calibrated for {blob.sparsity.target:.3g}): {describe(blob.sparsity, blob.config)}")
     for t in tensors:
         print(f"    {t['name']:24s} {t['dtype']:4s} {t['rows']:6d} x {t['cols']}")
     print_fit(blob.total_bytes, blob.arena_bytes)

@@ -39,10 +39,35 @@ def register(verbs) -> None:
     p.add_argument("--threads", type=int, default=d.threads,
                    help="CPU threads (0: torch's default; 1 gives bit-reproducible runs)")
     p.add_argument("--data-license", default="", help="license of the training text, for the model card")
+    add_sparsity_arguments(p, d)
     p.add_argument("--resume", action="store_true",
                    help="continue the run in DIR from its last checkpoint (same --text)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def add_sparsity_arguments(p: argparse.ArgumentParser, d) -> None:
+    """Activation sparsity in the loop (shared with `mote finetune`)."""
+    from mote.format.sparsity import POINTS
+
+    g = p.add_argument_group("activation sparsity (docs/training.md, 'Sparse models')")
+    g.add_argument("--l1", default="", metavar="L[,L...]",
+                   help="L1 penalty on the activations at --l1-points, one strength per stage "
+                        "(stages split the budget equally), e.g. 3e-5,1e-4,3e-4")
+    g.add_argument("--l1-points", default=",".join(d.l1_points), metavar="POINTS",
+                   help=f"where the L1 penalty applies (of {','.join(POINTS)})")
+    g.add_argument("--drop", default="", metavar="POINT=F[,...]",
+                   help="thresholds in the loop: drop this fraction of each point's activations "
+                        "(calibrated on the batches, straight-through gradient), e.g. gate=0.6,ffn_in=0.3")
+    g.add_argument("--drop-ramp", type=float, default=d.drop_ramp, metavar="SHARE",
+                   help="share of the budget over which the --drop fractions ramp up from 0")
+
+
+def sparsity_settings(args: argparse.Namespace) -> dict:
+    from mote.train.config import parse_drop, parse_l1
+
+    return {"l1": parse_l1(args.l1), "l1_points": tuple(p for p in args.l1_points.split(",") if p),
+            "drop": parse_drop(args.drop), "drop_ramp": args.drop_ramp}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         hidden_dim=args.hidden, vocab_size=args.vocab, ctx=args.ctx, activation=args.act,
         steps=args.steps, minutes=args.minutes, batch=args.batch, lr=args.lr, seed=args.seed,
         val_fraction=args.val_fraction, eval_every=args.eval_every, threads=args.threads,
+        **sparsity_settings(args),
     )
     record = train(config, args.text, args.out, resume=args.resume,
                    data_license=args.data_license, progress=not args.quiet)
