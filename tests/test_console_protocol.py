@@ -137,9 +137,9 @@ def test_help_lists_every_command(board):
 
 def test_ctrl_c_stops_a_generation(board):
     board.set("n", 100000)
-    board.set("temp", 0)  # greedy: runs about 250 tokens before its story ends
+    board.set("temp", 0)  # greedy: hundreds of tokens, to its story's end or the context's
     full_text, full = board.ask(PROMPT)
-    assert full.end == "eos" and full.tokens > 100
+    assert full.end in ("eos", "context") and full.tokens > 100
 
     # The whole generation takes some 100 ms here; on a loaded machine it may end
     # before the 0x03 arrives, so a few tries are allowed (every one is checked).
@@ -152,7 +152,7 @@ def test_ctrl_c_stops_a_generation(board):
             seen.append(text)
 
         text, stats = board.ask(PROMPT, on_text=stop_at_first_text)
-        assert stats.end in ("stopped", "eos")
+        assert stats.end in ("stopped", full.end)
         if stats.end == "stopped":
             break
     assert stats.end == "stopped" and stats.tokens < full.tokens
