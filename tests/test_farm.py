@@ -23,7 +23,7 @@ from mote.boards.catalog import ROOT, all_boards
 
 LABGRID_DIR = ROOT / "tests" / "hil" / "labgrid"
 BIN = Path(sys.executable).parent
-# a fresh machine compiles labgrid's and grpc's modules on the first start of each program
+# labgrid's programs start in a few seconds here; a loaded 2-core machine, many more
 START_TIMEOUT_S = 120
 
 if importlib.util.find_spec("labgrid") is None:
@@ -114,7 +114,8 @@ def test_hil_suite_passes_through_coordinator_and_exporter(tmp_path, stopped_aft
                               model_path("stories260K.bin"), "--tokenizer", model_path("tok512.bin"),
                               "--ctx", "256"], capture_output=True, text=True, timeout=600)
     assert flashed.returncode == 0, flashed.stderr
-    uart, coordinator = free_port(), f"127.0.0.1:{free_port()}"
+    uart, coordinator_port = free_port(), free_port()
+    coordinator = f"127.0.0.1:{coordinator_port}"
     env = {**os.environ, "LG_COORDINATOR": coordinator, "MOTE_QEMU_M4_TCP": str(uart)}
     log = open(tmp_path / "farm.log", "w")
     stopped_after(subprocess.Popen([sys.executable, "-m", "mote", "serve", "--board", "qemu-m4",
@@ -122,6 +123,8 @@ def test_hil_suite_passes_through_coordinator_and_exporter(tmp_path, stopped_aft
     # the coordinator keeps its places and resources in its working directory
     stopped_after(subprocess.Popen([BIN / "labgrid-coordinator", "-l", coordinator], cwd=tmp_path,
                                    stdout=log, stderr=subprocess.STDOUT))
+    # an exporter that finds no coordinator exits ("coordinator is unavailable")
+    wait_until("the coordinator", lambda: listening(coordinator_port), tmp_path / "farm.log")
     stopped_after(subprocess.Popen([BIN / "labgrid-exporter", "-c", coordinator, "-n", "farmhost",
                                     "--hostname", "127.0.0.1", LABGRID_DIR / "exporter.yaml"],
                                    env=env, stdout=log, stderr=subprocess.STDOUT))
