@@ -121,6 +121,14 @@ void mote_ref_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float
                                   const int8_t *xq, const float *xs, uint32_t group,
                                   uint32_t begin, uint32_t end);
 
+/* Dynamic sparsity at one point: v[i] = 0 where |v[i]| <= threshold (NaN kept).
+ * Returns how many v[i] != 0 remain (NaN counted): CATS' kept neurons, which the
+ * runtime's read counters need. A threshold below 0 drops nothing and only counts. */
+uint32_t mote_ref_drop_small(float *v, uint32_t n, float threshold);
+/* CATS' product of the kept neurons: h[i] = h[i] != 0 ? h[i] * u[i] : +0. A dropped
+ * neuron's u[i] (left unset by mote_k_matvec_bundled_rows) never reaches h. */
+void mote_ref_gate_mul(float *h, const float *u, uint32_t n);
+
 /* Plain float y = W x for an f32 matrix (a tied classifier of an f32 embedding). */
 void mote_ref_matvec_f32(float *y, const mote_tensor *w, const float *x, uint32_t row_begin,
                          uint32_t row_end);
@@ -190,6 +198,12 @@ void mote_ref_relu_mul(float *h, const float *u, uint32_t n);
 #endif
 #ifndef mote_k_matvec_bundled_rows
 #define mote_k_matvec_bundled_rows mote_ref_matvec_bundled_rows
+#endif
+#ifndef mote_k_drop_small
+#define mote_k_drop_small mote_ref_drop_small
+#endif
+#ifndef mote_k_gate_mul
+#define mote_k_gate_mul mote_ref_gate_mul
 #endif
 #ifndef mote_k_matvec_f32
 #define mote_k_matvec_f32 mote_ref_matvec_f32

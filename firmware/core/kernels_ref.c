@@ -415,6 +415,24 @@ void mote_ref_silu(float *h, uint32_t n)
         h[i] = h[i] / (1.0f + mote_expf(-h[i]));
 }
 
+uint32_t mote_ref_drop_small(float *v, uint32_t n, float threshold)
+{
+    uint32_t i, kept = 0;
+    for (i = 0; i < n; i++) {
+        if (fabsf(v[i]) <= threshold)
+            v[i] = 0.0f;
+        kept += v[i] != 0.0f;
+    }
+    return kept;
+}
+
+void mote_ref_gate_mul(float *h, const float *u, uint32_t n)
+{
+    uint32_t i;
+    for (i = 0; i < n; i++)
+        h[i] = h[i] != 0.0f ? h[i] * u[i] : 0.0f;
+}
+
 void mote_ref_relu_mul(float *h, const float *u, uint32_t n)
 {
     uint32_t i;

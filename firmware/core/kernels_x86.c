@@ -1122,6 +1122,38 @@ void mote_x86_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float
     }
 }
 
+/* Dynamic sparsity (mote_ref_drop_small): |v| <= threshold is an ordered compare, so
+ * NaN is kept; the count is of v != 0 after, unordered (NaN counted). */
+uint32_t mote_x86_drop_small(float *v, uint32_t n, float threshold)
+{
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256 t = _mm256_set1_ps(threshold), zero = _mm256_setzero_ps();
+    uint32_t i, kept = 0;
+    for (i = 0; i < n; i += 8u) {
+        const __m256i mask = n - i < 8u ? first_lanes(n - i) : _mm256_set1_epi32(-1);
+        __m256 x = _mm256_maskload_ps(v + i, mask);
+        x = _mm256_andnot_ps(_mm256_cmp_ps(_mm256_and_ps(x, abs_mask), t, _CMP_LE_OQ), x);
+        _mm256_maskstore_ps(v + i, mask, x);
+        kept += (uint32_t)__builtin_popcount(
+            (uint32_t)_mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_NEQ_UQ),
+                                                       _mm256_castsi256_ps(mask))));
+    }
+    return kept;
+}
+
+/* CATS' product (mote_ref_gate_mul): the product where h != 0 (NaN included), +0 elsewhere. */
+void mote_x86_gate_mul(float *h, const float *u, uint32_t n)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    uint32_t i;
+    for (i = 0; i < n; i += 8u) {
+        const __m256i mask = n - i < 8u ? first_lanes(n - i) : _mm256_set1_epi32(-1);
+        const __m256 g = _mm256_maskload_ps(h + i, mask);
+        const __m256 y = _mm256_mul_ps(g, _mm256_maskload_ps(u + i, mask));
+        _mm256_maskstore_ps(h + i, mask, _mm256_and_ps(_mm256_cmp_ps(g, zero, _CMP_NEQ_UQ), y));
+    }
+}
+
 /* CATS' activation (mote_ref_silu): silu_mul's operations without the multiply. */
 void mote_x86_silu(float *h, uint32_t n)
 {

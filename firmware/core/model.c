@@ -247,22 +247,14 @@ static code_counts count_codes(const int8_t *xq, uint32_t n, uint32_t group)
 /* Count what a job's kernel reads for one position, `codes` being that position's
  * (host/mote/format/sparsity.py counts the same): row kernels read whole rows; column
  * kernels one column per nonzero code and one scales block per input group with a
- * nonzero code; a bundled w_up the bundle of each kept neuron. */
-static void count_reads(mote_reads *reads, const mote_tensor *w, code_counts codes, uint32_t group,
-                        const float *gate)
+ * nonzero code (a bundled w_up's rows: ffn_cats). */
+static void count_reads(mote_reads *reads, const mote_tensor *w, code_counts codes, uint32_t group)
 {
     const uint64_t n_groups = (w->cols + group - 1u) / group;
-    uint32_t i;
     if (w->layout == MOTE_LAYOUT_ROWS) {
         const uint64_t row_bytes = w->dtype == MOTE_Q4 ? (w->cols + 1u) / 2u : w->cols;
         reads->rows += w->rows;
         reads->bytes += (uint64_t)w->rows * (row_bytes + 2u * n_groups);
-    } else if (gate != NULL) {
-        uint64_t kept = 0;
-        for (i = 0; i < w->rows; i++)
-            kept += gate[i] != 0.0f;
-        reads->rows += kept;
-        reads->bytes += kept * (w->cols + 2u * n_groups);
     } else {
         reads->cols += codes.kept;
         reads->bytes += (codes.kept + 2u * codes.active) * w->rows;
@@ -287,7 +279,7 @@ static void products(mote_state *s, matvec_job *job, const float *x, uint32_t x_
                             x + (size_t)p * x_stride, n, group);
     for (i = 0; i < job->n; i++)
         if (job->w[i]->layout == MOTE_LAYOUT_ROWS)
-            count_reads(&s->reads, job->w[i], (code_counts){0, 0}, group, NULL);
+            count_reads(&s->reads, job->w[i], (code_counts){0, 0}, group);
     for (p = 0; p < n_pos; p++) {
         code_counts codes = {0, 0};
         int counted = 0; /* each position's codes counted once, for its first column matrix */
@@ -298,7 +290,7 @@ static void products(mote_state *s, matvec_job *job, const float *x, uint32_t x_
                 codes = count_codes(s->xq + (size_t)p * n, n, group);
                 counted = 1;
             }
-            count_reads(&s->reads, job->w[i], codes, group, NULL);
+            count_reads(&s->reads, job->w[i], codes, group);
         }
     }
     run_matvecs(s, job);
@@ -313,19 +305,22 @@ static matvec_job new_job(void)
 
 /* ------------------------------------------------------------------ sparsity */
 
-/* Dynamic sparsity at one point of a layer: values of magnitude <= the threshold
- * become 0 before they are quantized (NaN is kept), so their codes are 0. */
+/* The threshold of one point of a layer: values of magnitude <= it become 0 before
+ * they are quantized (NaN is kept), so their codes are 0; -1 (drops nothing) at a
+ * point left dense. */
+static float threshold_of(const mote_model *m, uint32_t layer, mote_sparse_point point)
+{
+    if (!((m->sparsity.flags >> point) & 1u))
+        return -1.0f;
+    return m->sparsity.thresholds[(size_t)layer * MOTE_SPARSE_POINTS + point];
+}
+
+/* Dynamic sparsity at one point of a layer. */
 static void drop_small(float *v, uint32_t n, const mote_model *m, uint32_t layer,
                        mote_sparse_point point)
 {
-    float threshold;
-    uint32_t i;
-    if (!((m->sparsity.flags >> point) & 1u))
-        return;
-    threshold = m->sparsity.thresholds[(size_t)layer * MOTE_SPARSE_POINTS + point];
-    for (i = 0; i < n; i++)
-        if (fabsf(v[i]) <= threshold)
-            v[i] = 0.0f;
+    if ((m->sparsity.flags >> point) & 1u)
+        (void)mote_k_drop_small(v, n, threshold_of(m, layer, point));
 }
 
 /* The FFN with CATS (w_up/w_down bundled) for one position: gate = act(w_gate xb)
@@ -338,7 +333,7 @@ static void ffn_cats(mote_state *s, const mote_layer *L, uint32_t layer, const f
     const mote_config *c = &s->model->config;
     const uint32_t hidden = c->hidden_dim;
     matvec_job job = new_job();
-    uint32_t i;
+    uint32_t i, kept;
     add_product(&job, &L->w_gate, hb, hidden);
     products(s, &job, xb, c->dim, c->dim, 1u);
     if (c->activation == MOTE_ACT_SILU)
@@ -346,8 +341,12 @@ static void ffn_cats(mote_state *s, const mote_layer *L, uint32_t layer, const f
     else
         for (i = 0; i < hidden; i++)
             hb[i] = hb[i] > 0.0f ? hb[i] : 0.0f;
-    drop_small(hb, hidden, s->model, layer, MOTE_SPARSE_GATE);
-    /* s->xq still holds xb quantized for w_gate: the same input for w_up */
+    /* the kept neurons counted as they are dropped (a dense gate point only counts) */
+    kept = mote_k_drop_small(hb, hidden, threshold_of(s->model, layer, MOTE_SPARSE_GATE));
+    /* s->xq still holds xb quantized for w_gate: the same input for w_up, whose
+     * bundle of each kept neuron is read */
+    s->reads.rows += kept;
+    s->reads.bytes += (uint64_t)kept * (c->dim + 2u * ((c->dim + c->group_size - 1u) / c->group_size));
     job = new_job();
     add_product(&job, &L->w_up, hb2, hidden);
     job.group = c->group_size;
@@ -355,10 +354,8 @@ static void ffn_cats(mote_state *s, const mote_layer *L, uint32_t layer, const f
     job.xs = s->xs;
     job.n_pos = 1u;
     job.gate = hb;
-    count_reads(&s->reads, &L->w_up, (code_counts){0, 0}, job.group, hb);
     run_matvecs(s, &job);
-    for (i = 0; i < hidden; i++)
-        hb[i] = hb[i] != 0.0f ? hb[i] * hb2[i] : 0.0f;
+    mote_k_gate_mul(hb, hb2, hidden);
     job = new_job();
     add_product(&job, &L->w_down, xb2, c->dim);
     products(s, &job, hb, hidden, hidden, 1u);

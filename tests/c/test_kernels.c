@@ -409,6 +409,47 @@ static void test_silu_mul(void)
         }
 }
 
+/* The sparsity points' drop and CATS' product: values at, below and above the
+ * threshold, signed zeros, NaN; a threshold below 0 only counts. */
+static void test_drop_small_gate_mul(void)
+{
+    static const uint32_t ns[] = {1, 5, 8, 9, 31, 128, 352, 864};
+    static float h[864], u[864], ref[864], opt[864];
+    static const float special[] = {NAN, -NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 1e-45f, -3.4e38f};
+    unsigned a, rep;
+    uint32_t i;
+    for (a = 0; a < sizeof ns / sizeof ns[0]; a++)
+        for (rep = 0; rep < 50; rep++) {
+            const uint32_t n = ns[a];
+            float threshold;
+            uint32_t kept_ref, kept_opt;
+            for (i = 0; i < n; i++) {
+                h[i] = rnd_float(2.0f);
+                u[i] = rnd_float(3.0f);
+                if (rnd() % 8u == 0)
+                    h[i] = special[rnd() % (sizeof special / sizeof special[0])];
+                if (rnd() % 16u == 0)
+                    u[i] = special[rnd() % (sizeof special / sizeof special[0])];
+            }
+            threshold = rep % 5u == 0 ? -1.0f : rep % 5u == 1 ? 0.0f : rep % 5u == 2 ? fabsf(h[rnd() % n])
+                                                                                     : rnd_float(1.0f) + 1.0f;
+            if (threshold != threshold)
+                threshold = 0.5f;
+            memcpy(ref, h, n * sizeof(float));
+            memcpy(opt, h, n * sizeof(float));
+            kept_ref = mote_ref_drop_small(ref, n, threshold);
+            kept_opt = mote_k_drop_small(opt, n, threshold);
+            expect(kept_ref == kept_opt, "drop_small kept", n, rep, kept_ref, kept_opt);
+            for (i = 0; i < n; i++)
+                expect(same_float(ref[i], opt[i]), "drop_small", n, rep, i, 0);
+            memcpy(opt, ref, n * sizeof(float));
+            mote_ref_gate_mul(ref, u, n);
+            mote_k_gate_mul(opt, u, n);
+            for (i = 0; i < n; i++)
+                expect(same_float(ref[i], opt[i]), "gate_mul", n, rep, i, 0);
+        }
+}
+
 static void test_rmsnorm_quantize_kv(void)
 {
     static const uint32_t ns[] = {1, 7, 8, 9, 31, 32, 40, 64, 100, 320};
@@ -652,6 +693,7 @@ int main(void)
     test_attention();
     test_softmax();
     test_silu_mul();
+    test_drop_small_gate_mul();
     test_rmsnorm_quantize_kv();
     test_float_kernels();
     put_str(failures ? "MOTE-KERNELS-FAIL set=" KT_SET " failures=" : "MOTE-KERNELS-PASS set=" KT_SET);
