@@ -759,43 +759,132 @@ void mote_x86_silu_mul(float *h, const float *u, uint32_t n)
 /* ------------------------------------------------------------------ sparse kernels */
 
 /* The column kernel (mote_ref_matvec_cols): input-major weights, so that a zero code
- * skips its column. First the nonzero codes of every input group are listed as quads
- * of four columns, the positive codes' quads first, then the negative ones' (each
- * padded with code 0 to whole quads), their magnitudes as unsigned bytes. Then, 32
- * rows at a time, with the rows' float sums in registers: per group, each quad's 32
- * rows of its four columns are loaded and interleaved so that every 32-bit lane holds
- * one row's four weights, which multiply the four magnitudes as the signed operand
- * (maddubs or VNNI's dpbusd: no sign juggling, no bias), the negative quads'
- * products subtracted; the group's int32 sums become the reference's float term
- * y[r] += (float)sum * (f16(ws[r]) * xs[g]), groups in order. */
+ * skips its column. First the nonzero codes of every input group are listed, sixteen
+ * codes at a time with vector compares and a compaction (no per-code branch): the
+ * positive codes in one list, the negative ones in another, each group's padded with
+ * code 0 to whole quads of four columns, as byte offsets of the columns and their
+ * magnitudes as unsigned bytes. Then, 32 rows at a time, with the rows' float sums in
+ * registers: per group, each quad's 32 rows of its four columns are loaded and
+ * interleaved so that every 32-bit lane holds one row's four weights, which multiply
+ * the four magnitudes as the signed operand (maddubs or VNNI's dpbusd: no sign
+ * juggling, no bias), the negative quads' products subtracted; the group's int32 sums
+ * become the reference's float term y[r] += (float)sum * (f16(ws[r]) * xs[g]), groups
+ * in order. */
 
 /* Quads and groups listed per pass: a pass covers groups until a list could
  * overflow, and the row blocks run once per pass (one, unless a layer has more than
- * 4 * QUAD_CAP nonzero inputs). */
+ * 4 * QUAD_CAP nonzero inputs of a sign). */
 #define QUAD_CAP 1024u
 #define GROUP_CAP 512u
 
-/* The listed codes: entry i is a column's pointer cols[i] and code magnitude mag[i];
- * quad q is entries 4q .. 4q+3 (its magnitudes read as one int32, byte k column k's). */
+/* The listed codes of one sign: entry i is a column at byte offset off[i] from the
+ * column map's codes, with code magnitude mag[i]; quad q is entries 4q .. 4q+3 (its
+ * magnitudes read as one int32, byte k column k's). A compaction stores eight entries
+ * at the end, hence the slack. */
 typedef struct {
-    const int8_t *cols[4u * QUAD_CAP];
-    uint8_t mag[4u * QUAD_CAP];
+    int32_t off[4u * QUAD_CAP + 8u];
+    uint8_t mag[4u * QUAD_CAP + 8u];
+} column_side;
+
+typedef struct {
+    column_side pos, neg;
 } column_list;
 
 typedef struct {
-    uint32_t g;              /* the input group */
-    uint32_t first, pos, neg; /* quads first.. : pos of positive codes, then neg */
+    uint32_t g;                                      /* the input group */
+    uint32_t pos_first, pos_quads, neg_first, neg_quads; /* its quads in each list */
 } column_group;
 
-/* The quad's four columns, 32 rows from offset r, as four vectors of eight rows'
- * four weights: rows {4k..4k+3, 16+4k..16+4k+3} in vector k (unpacking bytes, then
- * 16-bit pairs, keeps each 128-bit half's rows together). */
-static ALWAYS_INLINE void quad_rows32(__m256i v[4], const int8_t *const *col, size_t r)
+/* The indices of the set bits of a nibble, packed into the low bytes in order. */
+static const uint32_t nibble_bits[16] = {
+    0x00000000u, 0x00000000u, 0x00000001u, 0x00000100u, 0x00000002u, 0x00000200u,
+    0x00000201u, 0x00020100u, 0x00000003u, 0x00000300u, 0x00000301u, 0x00030100u,
+    0x00000302u, 0x00030200u, 0x00030201u, 0x03020100u};
+
+/* Append the columns of `bits` (a byte: eight consecutive columns, the first at byte
+ * offset at) to a list of n entries; returns the new n. Their magnitudes from the low
+ * eight bytes of mags, their offsets at + k * stride (lane_offs holds k * stride for
+ * k = 0..7). */
+static ALWAYS_INLINE uint32_t append8(column_side *side, uint32_t n, uint32_t bits, __m128i mags,
+                                      int32_t at, __m256i lane_offs)
 {
-    const __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(col[0] + r));
-    const __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(col[1] + r));
-    const __m256i c = _mm256_loadu_si256((const __m256i *)(const void *)(col[2] + r));
-    const __m256i d = _mm256_loadu_si256((const __m256i *)(const void *)(col[3] + r));
+    const uint32_t lo = bits & 15u;
+    const uint64_t packed = nibble_bits[lo] |
+                            ((uint64_t)(nibble_bits[bits >> 4] + 0x04040404u) << (8u * (uint32_t)__builtin_popcount(lo)));
+    const __m128i idx = _mm_cvtsi64_si128((long long)packed);
+    _mm_storel_epi64((__m128i *)(void *)(side->mag + n), _mm_shuffle_epi8(mags, idx));
+    _mm256_storeu_si256((__m256i *)(void *)(side->off + n),
+                        _mm256_add_epi32(_mm256_set1_epi32(at),
+                                         _mm256_permutevar8x32_epi32(lane_offs, _mm256_cvtepu8_epi32(idx))));
+    return n + (uint32_t)__builtin_popcount(bits);
+}
+
+/* Pad a list of n entries to whole quads with code 0 at the column at byte offset
+ * `any`; returns the new n. */
+static ALWAYS_INLINE uint32_t pad_quad(column_side *side, uint32_t n, int32_t any)
+{
+    static const uint8_t zeros[4] = {0, 0, 0, 0};
+    _mm_storeu_si128((__m128i *)(void *)(side->off + n), _mm_set1_epi32(any));
+    memcpy(side->mag + n, zeros, sizeof zeros);
+    return (n + 3u) & ~3u;
+}
+
+/* List the nonzero codes of groups g, g+1, ... while the lists have room for a whole
+ * group; returns the next group to list. */
+static uint32_t list_quads(column_list *list, column_group *groups, uint32_t *n_groups_listed,
+                           const mote_column_map *map, const int8_t *xq, uint32_t cols, uint32_t group,
+                           uint32_t g)
+{
+    const int32_t stride = (int32_t)map->col_stride;
+    const __m256i lane_offs = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                                 _mm256_set1_epi32(stride));
+    const __m128i zero = _mm_setzero_si128();
+    uint32_t listed = 0, n_pos = 0, n_neg = 0; /* the lists' lengths, kept in registers */
+    for (; g * group < cols && listed < GROUP_CAP && n_pos + group + 8u <= 4u * QUAD_CAP &&
+           n_neg + group + 8u <= 4u * QUAD_CAP;
+         g++) {
+        const uint32_t begin = g * group, len = cols - begin < group ? cols - begin : group;
+        const int32_t group_at = (int32_t)(g * map->group_stride);
+        const uint32_t pos0 = n_pos, neg0 = n_neg;
+        uint32_t j;
+        for (j = 0; j < len; j += 16u) {
+            const __m128i c = load_bytes16(xq + begin + j, len - j < 16u ? len - j : 16u);
+            const uint32_t pos = (uint32_t)_mm_movemask_epi8(_mm_cmpgt_epi8(c, zero));
+            const uint32_t neg = (uint32_t)_mm_movemask_epi8(_mm_cmpgt_epi8(zero, c));
+            const __m128i mags = _mm_abs_epi8(c);
+            const int32_t at = group_at + (int32_t)j * stride;
+            n_pos = append8(&list->pos, n_pos, pos & 0xFFu, mags, at, lane_offs);
+            n_neg = append8(&list->neg, n_neg, neg & 0xFFu, mags, at, lane_offs);
+            if (len - j > 8u) {
+                n_pos = append8(&list->pos, n_pos, pos >> 8, _mm_srli_si128(mags, 8), at + 8 * stride, lane_offs);
+                n_neg = append8(&list->neg, n_neg, neg >> 8, _mm_srli_si128(mags, 8), at + 8 * stride, lane_offs);
+            }
+        }
+        if (n_pos == pos0 && n_neg == neg0)
+            continue; /* all codes 0: the dense term is +0, the group is skipped */
+        n_pos = pad_quad(&list->pos, n_pos, group_at);
+        n_neg = pad_quad(&list->neg, n_neg, group_at);
+        groups[listed].g = g;
+        groups[listed].pos_first = pos0 / 4u;
+        groups[listed].pos_quads = (n_pos - pos0) / 4u;
+        groups[listed].neg_first = neg0 / 4u;
+        groups[listed].neg_quads = (n_neg - neg0) / 4u;
+        listed++;
+    }
+    *n_groups_listed = listed;
+    return g;
+}
+
+/* The quad's four columns, 32 rows from `at` (the column map's codes plus the first
+ * row), as four vectors of eight rows' four weights: rows {4k..4k+3, 16+4k..16+4k+3}
+ * in vector k (unpacking bytes, then 16-bit pairs, keeps each 128-bit half's rows
+ * together). */
+static ALWAYS_INLINE void quad_rows32(__m256i v[4], const int32_t *off, const int8_t *at)
+{
+    const __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(at + off[0]));
+    const __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(at + off[1]));
+    const __m256i c = _mm256_loadu_si256((const __m256i *)(const void *)(at + off[2]));
+    const __m256i d = _mm256_loadu_si256((const __m256i *)(const void *)(at + off[3]));
     const __m256i ab_lo = _mm256_unpacklo_epi8(a, b), ab_hi = _mm256_unpackhi_epi8(a, b);
     const __m256i cd_lo = _mm256_unpacklo_epi8(c, d), cd_hi = _mm256_unpackhi_epi8(c, d);
     v[0] = _mm256_unpacklo_epi16(ab_lo, cd_lo);
@@ -815,77 +904,19 @@ static ALWAYS_INLINE __m256i mag_dot(__m256i acc, __m256i m, __m256i w)
 #endif
 }
 
-static ALWAYS_INLINE void quads_into(__m256i acc[4], const column_list *list, uint32_t q, uint32_t end,
-                                     size_t r)
+static ALWAYS_INLINE void quads_into(__m256i acc[4], const column_side *side, uint32_t q, uint32_t end,
+                                     const int8_t *at)
 {
     __m256i v[4];
     int32_t mags;
     for (; q < end; q++) {
-        memcpy(&mags, list->mag + 4u * q, sizeof mags);
-        quad_rows32(v, list->cols + 4u * q, r);
+        memcpy(&mags, side->mag + 4u * q, sizeof mags);
+        quad_rows32(v, side->off + 4u * q, at);
         acc[0] = mag_dot(acc[0], _mm256_set1_epi32(mags), v[0]);
         acc[1] = mag_dot(acc[1], _mm256_set1_epi32(mags), v[1]);
         acc[2] = mag_dot(acc[2], _mm256_set1_epi32(mags), v[2]);
         acc[3] = mag_dot(acc[3], _mm256_set1_epi32(mags), v[3]);
     }
-}
-
-/* List the nonzero codes of groups g, g+1, ... while the lists have room for a whole
- * group; returns the next group to list. */
-static uint32_t list_quads(column_list *list, column_group *groups, uint32_t *n_groups_listed,
-                           const mote_column_map *map, const int8_t *xq, uint32_t cols, uint32_t group,
-                           uint32_t g)
-{
-    const size_t stride = map->col_stride;
-    const int8_t *neg_cols[MOTE_MAX_GROUP];
-    uint8_t neg_mag[MOTE_MAX_GROUP];
-    uint32_t n = 0, listed = 0; /* entries listed (a multiple of 4 between groups) */
-    for (; g * group < cols && listed < GROUP_CAP && n + group + 6u <= 4u * QUAD_CAP; g++) {
-        const uint32_t begin = g * group, end = cols - begin < group ? cols : begin + group;
-        const int8_t *first = map->codes + g * map->group_stride - (size_t)begin * stride;
-        const uint32_t start = n;
-        uint32_t j, n_neg = 0, pos_end;
-        for (j = begin; j < end; j += 32u) {
-            const uint32_t len = end - j < 32u ? end - j : 32u;
-            uint32_t bits = ~(uint32_t)_mm256_movemask_epi8(
-                _mm256_cmpeq_epi8(load_bytes32(xq + j, len), _mm256_setzero_si256()));
-            if (len < 32u)
-                bits &= (1u << len) - 1u;
-            for (; bits; bits &= bits - 1u) {
-                const uint32_t i = j + (uint32_t)__builtin_ctz(bits);
-                const int32_t code = xq[i];
-                if (code > 0) {
-                    list->cols[n] = first + i * stride;
-                    list->mag[n++] = (uint8_t)code;
-                } else {
-                    neg_cols[n_neg] = first + i * stride;
-                    neg_mag[n_neg++] = (uint8_t)-code;
-                }
-            }
-        }
-        if (n == start && n_neg == 0)
-            continue; /* all codes 0: the dense term is +0, the group is skipped */
-        for (; n % 4u; n++) { /* pad with code 0 (any column will do) */
-            list->cols[n] = n_neg ? neg_cols[0] : list->cols[start];
-            list->mag[n] = 0;
-        }
-        pos_end = n;
-        for (j = 0; j < n_neg; j++) {
-            list->cols[n] = neg_cols[j];
-            list->mag[n++] = neg_mag[j];
-        }
-        for (; n % 4u; n++) {
-            list->cols[n] = list->cols[pos_end];
-            list->mag[n] = 0;
-        }
-        groups[listed].g = g;
-        groups[listed].first = start / 4u;
-        groups[listed].pos = (pos_end - start) / 4u;
-        groups[listed].neg = (n - pos_end) / 4u;
-        listed++;
-    }
-    *n_groups_listed = listed;
-    return g;
 }
 
 /* y (eight rows' float sums) += (float)sums * (f16(ws) * sx). */
@@ -898,28 +929,28 @@ static ALWAYS_INLINE __m256 column_term(__m256 y, __m256i sums, const uint16_t *
 /* The listed groups for the 32 rows at `base`: y[0..3] += each group's terms, in
  * group order. */
 static ALWAYS_INLINE void column_block(__m256 y[4], const column_list *list, const column_group *groups,
-                                       uint32_t n_groups, const uint8_t *scales, size_t scale_stride,
-                                       const float *xs, size_t base)
+                                       uint32_t n_groups, const mote_column_map *map, const float *xs,
+                                       size_t base)
 {
     const __m256i zero = _mm256_setzero_si256();
+    const int8_t *at = map->codes + base;
     __m256 y0 = y[0], y1 = y[1], y2 = y[2], y3 = y[3];
     uint32_t i;
     for (i = 0; i < n_groups; i++) {
         const column_group *gr = groups + i;
-        const uint16_t *ws = (const uint16_t *)(const void *)(scales + gr->g * scale_stride) + base;
+        const uint16_t *ws = (const uint16_t *)(const void *)(map->scales + gr->g * map->group_stride_scales) + base;
         const __m256 sx = _mm256_set1_ps(xs[gr->g]);
-        const uint32_t mid = gr->first + gr->pos;
         __m256i acc[4];
         acc[0] = acc[1] = acc[2] = acc[3] = zero;
         /* the negative codes' products first, negated once: -(N) + P = P - N */
-        quads_into(acc, list, mid, mid + gr->neg, base);
-        if (gr->neg) {
+        quads_into(acc, &list->neg, gr->neg_first, gr->neg_first + gr->neg_quads, at);
+        if (gr->neg_quads) {
             acc[0] = _mm256_sub_epi32(zero, acc[0]);
             acc[1] = _mm256_sub_epi32(zero, acc[1]);
             acc[2] = _mm256_sub_epi32(zero, acc[2]);
             acc[3] = _mm256_sub_epi32(zero, acc[3]);
         }
-        quads_into(acc, list, gr->first, mid, base);
+        quads_into(acc, &list->pos, gr->pos_first, gr->pos_first + gr->pos_quads, at);
         y0 = column_term(y0, _mm256_permute2x128_si256(acc[0], acc[1], 0x20), ws, sx);      /* rows 0-7 */
         y1 = column_term(y1, _mm256_permute2x128_si256(acc[2], acc[3], 0x20), ws + 8, sx);  /* 8-15 */
         y2 = column_term(y2, _mm256_permute2x128_si256(acc[0], acc[1], 0x31), ws + 16, sx); /* 16-23 */
@@ -941,7 +972,9 @@ void mote_x86_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, cons
     uint32_t g = 0, r, r0, n_listed;
     if (row_begin >= row_end)
         return;
-    if (w->rows < 32u) { /* no block of 32 rows to load: the reference */
+    /* no block of 32 rows to load, or columns beyond the lists' 32-bit offsets (no
+     * model in sight): the reference */
+    if (w->rows < 32u || (uint64_t)((cols + group - 1u) / group) * map.group_stride >= (1ull << 31)) {
         mote_ref_matvec_cols(y, w, xq, xs, group, row_begin, row_end);
         return;
     }
@@ -962,7 +995,7 @@ void mote_x86_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, cons
                 part[k] = k >= first && k < last ? y[base + k] : 0.0f;
             for (k = 0; k < 4u; k++)
                 acc[k] = _mm256_loadu_ps(whole ? y + base + 8u * k : part + 8u * k);
-            column_block(acc, &list, groups, n_listed, map.scales, map.group_stride_scales, xs, base);
+            column_block(acc, &list, groups, n_listed, &map, xs, base);
             for (k = 0; k < 4u; k++)
                 _mm256_storeu_ps(whole ? y + base + 8u * k : part + 8u * k, acc[k]);
             for (k = first; !whole && k < last; k++)
