@@ -791,7 +791,8 @@ typedef struct {
 } column_list;
 
 typedef struct {
-    uint32_t g;                                      /* the input group */
+    const uint16_t *ws; /* the input group's f16 scales, one per row */
+    float sx;           /* and its activation scale */
     uint32_t pos_first, pos_quads, neg_first, neg_quads; /* its quads in each list */
 } column_group;
 
@@ -832,8 +833,8 @@ static ALWAYS_INLINE uint32_t pad_quad(column_side *side, uint32_t n, int32_t an
 /* List the nonzero codes of groups g, g+1, ... while the lists have room for a whole
  * group; returns the next group to list. */
 static uint32_t list_quads(column_list *list, column_group *groups, uint32_t *n_groups_listed,
-                           const mote_column_map *map, const int8_t *xq, uint32_t cols, uint32_t group,
-                           uint32_t g)
+                           const mote_column_map *map, const int8_t *xq, const float *xs, uint32_t cols,
+                           uint32_t group, uint32_t g)
 {
     const int32_t stride = (int32_t)map->col_stride;
     const __m256i lane_offs = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
@@ -864,7 +865,8 @@ static uint32_t list_quads(column_list *list, column_group *groups, uint32_t *n_
             continue; /* all codes 0: the dense term is +0, the group is skipped */
         n_pos = pad_quad(&list->pos, n_pos, group_at);
         n_neg = pad_quad(&list->neg, n_neg, group_at);
-        groups[listed].g = g;
+        groups[listed].ws = (const uint16_t *)(const void *)(map->scales + g * map->group_stride_scales);
+        groups[listed].sx = xs[g];
         groups[listed].pos_first = pos0 / 4u;
         groups[listed].pos_quads = (n_pos - pos0) / 4u;
         groups[listed].neg_first = neg0 / 4u;
@@ -929,17 +931,16 @@ static ALWAYS_INLINE __m256 column_term(__m256 y, __m256i sums, const uint16_t *
 /* The listed groups for the 32 rows at `base`: y[0..3] += each group's terms, in
  * group order. */
 static ALWAYS_INLINE void column_block(__m256 y[4], const column_list *list, const column_group *groups,
-                                       uint32_t n_groups, const mote_column_map *map, const float *xs,
-                                       size_t base)
+                                       uint32_t n_groups, const int8_t *codes, size_t base)
 {
     const __m256i zero = _mm256_setzero_si256();
-    const int8_t *at = map->codes + base;
+    const int8_t *at = codes + base;
     __m256 y0 = y[0], y1 = y[1], y2 = y[2], y3 = y[3];
     uint32_t i;
     for (i = 0; i < n_groups; i++) {
         const column_group *gr = groups + i;
-        const uint16_t *ws = (const uint16_t *)(const void *)(map->scales + gr->g * map->group_stride_scales) + base;
-        const __m256 sx = _mm256_set1_ps(xs[gr->g]);
+        const uint16_t *ws = gr->ws + base;
+        const __m256 sx = _mm256_set1_ps(gr->sx);
         __m256i acc[4];
         acc[0] = acc[1] = acc[2] = acc[3] = zero;
         /* the negative codes' products first, negated once: -(N) + P = P - N */
@@ -970,6 +971,7 @@ void mote_x86_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, cons
     column_list list;
     column_group groups[GROUP_CAP];
     uint32_t g = 0, r, r0, n_listed;
+    int started = 0; /* y holds the sums of the groups listed so far */
     if (row_begin >= row_end)
         return;
     /* no block of 32 rows to load, or columns beyond the lists' 32-bit offsets (no
@@ -978,12 +980,11 @@ void mote_x86_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, cons
         mote_ref_matvec_cols(y, w, xq, xs, group, row_begin, row_end);
         return;
     }
-    for (r = row_begin; r < row_end; r++)
-        y[r] = 0.0f;
     while (g * group < cols) {
-        g = list_quads(&list, groups, &n_listed, &map, xq, cols, group, g);
+        g = list_quads(&list, groups, &n_listed, &map, xq, xs, cols, group, g);
         /* blocks of 32 rows of the tensor; a last short one is computed as the 32 rows
-         * ending at the tensor's last, and only rows r0..row_end-1 of it kept */
+         * ending at the tensor's last, and only rows r0..row_end-1 of it kept. The
+         * first pass with groups starts the sums at 0, later ones add to y */
         for (r0 = row_begin; r0 < row_end && n_listed > 0; r0 += 32u) {
             const uint32_t base = r0 + 32u <= w->rows ? r0 : w->rows - 32u;
             const uint32_t first = r0 - base, last = row_end - base < 32u ? row_end - base : 32u;
@@ -991,17 +992,20 @@ void mote_x86_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, cons
             float part[32];
             __m256 acc[4];
             uint32_t k;
-            for (k = 0; !whole && k < 32u; k++)
+            for (k = 0; started && !whole && k < 32u; k++)
                 part[k] = k >= first && k < last ? y[base + k] : 0.0f;
             for (k = 0; k < 4u; k++)
-                acc[k] = _mm256_loadu_ps(whole ? y + base + 8u * k : part + 8u * k);
-            column_block(acc, &list, groups, n_listed, &map, xs, base);
+                acc[k] = started ? _mm256_loadu_ps(whole ? y + base + 8u * k : part + 8u * k) : _mm256_setzero_ps();
+            column_block(acc, &list, groups, n_listed, map.codes, base);
             for (k = 0; k < 4u; k++)
                 _mm256_storeu_ps(whole ? y + base + 8u * k : part + 8u * k, acc[k]);
             for (k = first; !whole && k < last; k++)
                 y[base + k] = part[k];
         }
+        started |= n_listed > 0;
     }
+    for (r = row_begin; !started && r < row_end; r++) /* every code 0: y = +0 */
+        y[r] = 0.0f;
 }
 
 /* CATS' up projection (mote_ref_matvec_bundled_rows): the rows of the kept neurons,
