@@ -911,6 +911,7 @@ static ALWAYS_INLINE void quads_into(__m256i acc[4], const column_side *side, ui
 {
     __m256i v[4];
     int32_t mags;
+#pragma GCC unroll 2
     for (; q < end; q++) {
         memcpy(&mags, side->mag + 4u * q, sizeof mags);
         quad_rows32(v, side->off + 4u * q, at);
