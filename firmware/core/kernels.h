@@ -121,6 +121,10 @@ void mote_ref_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float
                                   const int8_t *xq, const float *xs, uint32_t group,
                                   uint32_t begin, uint32_t end);
 
+/* What a column kernel reads of its input xq (n,): *kept = the nonzero codes,
+ * *active = the input groups holding one (the runtime's read counters). */
+void mote_ref_count_codes(uint32_t *kept, uint32_t *active, const int8_t *xq, uint32_t n,
+                          uint32_t group);
 /* Dynamic sparsity at one point: v[i] = 0 where |v[i]| <= threshold (NaN kept).
  * Returns how many v[i] != 0 remain (NaN counted): CATS' kept neurons, which the
  * runtime's read counters need. A threshold below 0 drops nothing and only counts. */
@@ -198,6 +202,9 @@ void mote_ref_relu_mul(float *h, const float *u, uint32_t n);
 #endif
 #ifndef mote_k_matvec_bundled_rows
 #define mote_k_matvec_bundled_rows mote_ref_matvec_bundled_rows
+#endif
+#ifndef mote_k_count_codes
+#define mote_k_count_codes mote_ref_count_codes
 #endif
 #ifndef mote_k_drop_small
 #define mote_k_drop_small mote_ref_drop_small

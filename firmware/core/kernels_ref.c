@@ -415,6 +415,19 @@ void mote_ref_silu(float *h, uint32_t n)
         h[i] = h[i] / (1.0f + mote_expf(-h[i]));
 }
 
+void mote_ref_count_codes(uint32_t *kept, uint32_t *active, const int8_t *xq, uint32_t n,
+                          uint32_t group)
+{
+    uint32_t begin, i;
+    *kept = *active = 0;
+    for (begin = 0; begin < n; begin += group) {
+        const uint32_t end = n - begin < group ? n : begin + group, before = *kept;
+        for (i = begin; i < end; i++)
+            *kept += xq[i] != 0;
+        *active += *kept != before;
+    }
+}
+
 uint32_t mote_ref_drop_small(float *v, uint32_t n, float threshold)
 {
     uint32_t i, kept = 0;

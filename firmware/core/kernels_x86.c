@@ -1160,6 +1160,26 @@ void mote_x86_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float
     }
 }
 
+/* The read counters' code counts (mote_ref_count_codes): 32 codes per compare. */
+void mote_x86_count_codes(uint32_t *kept, uint32_t *active, const int8_t *xq, uint32_t n,
+                          uint32_t group)
+{
+    uint32_t begin, i;
+    *kept = *active = 0;
+    for (begin = 0; begin < n; begin += group) {
+        const uint32_t end = n - begin < group ? n : begin + group;
+        uint32_t in_group = 0;
+        for (i = begin; i < end; i += 32u) {
+            const uint32_t len = end - i < 32u ? end - i : 32u;
+            const uint32_t zero = (uint32_t)_mm256_movemask_epi8(
+                _mm256_cmpeq_epi8(load_bytes32(xq + i, len), _mm256_setzero_si256()));
+            in_group += len - (uint32_t)__builtin_popcount(len < 32u ? zero & ((1u << len) - 1u) : zero);
+        }
+        *kept += in_group;
+        *active += in_group != 0;
+    }
+}
+
 /* Dynamic sparsity (mote_ref_drop_small): |v| <= threshold is an ordered compare, so
  * NaN is kept; the count is of v != 0 after, unordered (NaN counted). */
 uint32_t mote_x86_drop_small(float *v, uint32_t n, float threshold)

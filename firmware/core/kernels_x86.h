@@ -25,6 +25,8 @@ void mote_x86_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, cons
 void mote_x86_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float *gate,
                                   const int8_t *xq, const float *xs, uint32_t group,
                                   uint32_t begin, uint32_t end);
+void mote_x86_count_codes(uint32_t *kept, uint32_t *active, const int8_t *xq, uint32_t n,
+                          uint32_t group);
 uint32_t mote_x86_drop_small(float *v, uint32_t n, float threshold);
 void mote_x86_gate_mul(float *h, const float *u, uint32_t n);
 
@@ -40,6 +42,7 @@ void mote_x86_gate_mul(float *h, const float *u, uint32_t n);
 #define mote_k_silu mote_x86_silu
 #define mote_k_matvec_cols mote_x86_matvec_cols
 #define mote_k_matvec_bundled_rows mote_x86_matvec_bundled_rows
+#define mote_k_count_codes mote_x86_count_codes
 #define mote_k_drop_small mote_x86_drop_small
 #define mote_k_gate_mul mote_x86_gate_mul
 

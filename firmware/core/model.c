@@ -209,40 +209,11 @@ static void run_matvecs(mote_state *s, matvec_job *job)
         matvec_rows(job, 0, rows);
 }
 
-/* Nonzero bytes among the 8 of w: each byte's bits folded into its lowest bit. */
-static uint32_t nonzero_bytes(uint64_t w)
-{
-    w |= w >> 4;
-    w |= w >> 2;
-    w |= w >> 1;
-    w &= 0x0101010101010101u;
-    return (uint32_t)((w * 0x0101010101010101u) >> 56);
-}
-
-/* The nonzero codes of xq (n,) and the input groups holding one: what a column
- * kernel reads of every matrix it multiplies (counted once per quantized input). */
+/* The nonzero codes of a quantized input and the input groups holding one: what a
+ * column kernel reads of every matrix it multiplies (counted once per input). */
 typedef struct {
-    uint64_t kept, active;
+    uint32_t kept, active;
 } code_counts;
-
-static code_counts count_codes(const int8_t *xq, uint32_t n, uint32_t group)
-{
-    code_counts c = {0, 0};
-    uint32_t begin, i;
-    for (begin = 0; begin < n; begin += group) {
-        const uint32_t end = n - begin < group ? n : begin + group;
-        const uint64_t before = c.kept;
-        for (i = begin; i + 8u <= end; i += 8u) {
-            uint64_t w;
-            memcpy(&w, xq + i, sizeof w);
-            c.kept += nonzero_bytes(w);
-        }
-        for (; i < end; i++)
-            c.kept += xq[i] != 0;
-        c.active += c.kept != before;
-    }
-    return c;
-}
 
 /* Count what a job's kernel reads for one position, `codes` being that position's
  * (host/mote/format/sparsity.py counts the same): row kernels read whole rows; column
@@ -257,7 +228,7 @@ static void count_reads(mote_reads *reads, const mote_tensor *w, code_counts cod
         reads->bytes += (uint64_t)w->rows * (row_bytes + 2u * n_groups);
     } else {
         reads->cols += codes.kept;
-        reads->bytes += (codes.kept + 2u * codes.active) * w->rows;
+        reads->bytes += ((uint64_t)codes.kept + 2u * codes.active) * w->rows;
     }
 }
 
@@ -287,7 +258,7 @@ static void products(mote_state *s, matvec_job *job, const float *x, uint32_t x_
             if (job->w[i]->layout == MOTE_LAYOUT_ROWS)
                 continue;
             if (!counted) {
-                codes = count_codes(s->xq + (size_t)p * n, n, group);
+                mote_k_count_codes(&codes.kept, &codes.active, s->xq + (size_t)p * n, n, group);
                 counted = 1;
             }
             count_reads(&s->reads, job->w[i], codes, group);

@@ -409,7 +409,7 @@ static void test_silu_mul(void)
         }
 }
 
-/* The sparsity points' drop and CATS' product: values at, below and above the
+/* The sparsity points' drop, the code counts and CATS' product: values at, below and above the
  * threshold, signed zeros, NaN; a threshold below 0 only counts. */
 static void test_drop_small_gate_mul(void)
 {
@@ -442,6 +442,16 @@ static void test_drop_small_gate_mul(void)
             expect(kept_ref == kept_opt, "drop_small kept", n, rep, kept_ref, kept_opt);
             for (i = 0; i < n; i++)
                 expect(same_float(ref[i], opt[i]), "drop_small", n, rep, i, 0);
+            {   /* the read counters' code counts, zeros in runs and alone */
+                static int8_t codes[864];
+                const uint32_t group = rep % 3u == 0 ? 32u : rep % 3u == 1 ? 20u : 64u;
+                uint32_t kept[2], active[2];
+                for (i = 0; i < n; i++)
+                    codes[i] = (int8_t)(rnd() % 4u == 0 || (i / 40u) % 3u == 1 ? 0 : (int32_t)(rnd() % 255u) - 127);
+                mote_ref_count_codes(&kept[0], &active[0], codes, n, group);
+                mote_k_count_codes(&kept[1], &active[1], codes, n, group);
+                expect(kept[0] == kept[1] && active[0] == active[1], "count_codes", n, group, kept[1], active[1]);
+            }
             memcpy(opt, ref, n * sizeof(float));
             mote_ref_gate_mul(ref, u, n);
             mote_k_gate_mul(opt, u, n);
