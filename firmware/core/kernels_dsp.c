@@ -120,7 +120,8 @@ typedef struct {
     "ldrd %[ae], %[ao], [%[p]], #8\n\t" Q8_ROW("r0", "w0", Q8_MUL("r0"))                     \
     Q8_ROW("r1", "w1", Q8_MUL("r1")) Q8_ROW("r2", "w2", Q8_MUL("r2")) Q8_ROW("r3", "w3", Q8_MUL("r3"))
 /* After a group: acc[k] += (float)sum[k] * (f16(ws[k]) * xs), the scales of the four
- * rows at ws, ws + stride, ...; then the next group, until the prepared words end. */
+ * rows at ws, ws + stride, ...; then the next group, until the prepared words end. The
+ * sum is a VMLA: not fused, the product rounded and then added as the reference. */
 #define Q8_SCALE_AND_LOOP                                                                  \
     "vmov s16, s17, r0, r1\n\t"                                                           \
     "vmov s18, s19, r2, r3\n\t"                                                           \
@@ -148,14 +149,10 @@ typedef struct {
     "vmul.f32 s25, s25, s28\n\t"                                                          \
     "vmul.f32 s26, s26, s28\n\t"                                                          \
     "vmul.f32 s27, s27, s28\n\t"                                                          \
-    "vmul.f32 s16, s16, s24\n\t"                                                          \
-    "vmul.f32 s17, s17, s25\n\t"                                                          \
-    "vmul.f32 s18, s18, s26\n\t"                                                          \
-    "vmul.f32 s19, s19, s27\n\t"                                                          \
-    "vadd.f32 s20, s20, s16\n\t"                                                          \
-    "vadd.f32 s21, s21, s17\n\t"                                                          \
-    "vadd.f32 s22, s22, s18\n\t"                                                          \
-    "vadd.f32 s23, s23, s19\n\t"                                                          \
+    "vmla.f32 s20, s16, s24\n\t"                                                          \
+    "vmla.f32 s21, s17, s25\n\t"                                                          \
+    "vmla.f32 s22, s18, s26\n\t"                                                          \
+    "vmla.f32 s23, s19, s27\n\t"                                                          \
     "cmp %[p], r2\n\t"                                                                    \
     "bne 1b\n\t"
 /* Per block of four rows (its state in a q8_blocks): the rows' pointers, the scale
@@ -222,8 +219,8 @@ typedef struct {
 static void other_groups_q8(float acc[4], const chunk *c, const uint32_t rk[4]);
 
 /* The blocks of four consecutive rows from r on that end by row_end, over the chunk's
- * whole groups (21 instructions per 16 multiply-adds, 40 per group for the scaling: the
- * default group of 32 costs 208 per 128 products) and then its other groups in C, the
+ * whole groups (21 instructions per 16 multiply-adds, 36 per group for the scaling: the
+ * default group of 32 costs 204 per 128 products) and then its other groups in C, the
  * sums of row r + i in out[i] (from 0 in the first chunk, else from out). Returns the
  * first row it did not do. Not inlined, and the memory operands of the assembly in its
  * own small frame: addressed from sp, within LDRD's reach, they need no register. */
@@ -343,10 +340,8 @@ static void dot4_q8(int32_t s[4], const int8_t *w[4], const uint32_t **p, const 
     "vcvtb.f32.f16 s25, s25\n\t"                                                          \
     "vmul.f32 s24, s24, s28\n\t"                                                          \
     "vmul.f32 s25, s25, s28\n\t"                                                          \
-    "vmul.f32 s16, s16, s24\n\t"                                                          \
-    "vmul.f32 s17, s17, s25\n\t"                                                          \
-    "vadd.f32 %[a0], %[a0], s16\n\t"                                                      \
-    "vadd.f32 %[a1], %[a1], s17\n\t"                                                      \
+    "vmla.f32 %[a0], s16, s24\n\t"                                                        \
+    "vmla.f32 %[a1], s17, s25\n\t"                                                        \
     "cmp %[p], %[lo]\n\t"                                                                 \
     "bne 1b\n\t"
 #define Q4_OPERANDS                                                                        \
@@ -359,7 +354,7 @@ static void dot4_q8(int32_t s[4], const int8_t *w[4], const uint32_t **p, const 
 static void other_groups_q4(float acc[2], const chunk *c, const uint32_t rk[2]);
 
 /* Blocks of two consecutive q4 rows, as whole_blocks_q8: 23 instructions per 16
- * multiply-adds, 22 per group for the scaling. */
+ * multiply-adds, 20 per group for the scaling. */
 static __attribute__((noinline)) uint32_t whole_blocks_q4(float *out, const chunk *c, uint32_t r,
                                                           uint32_t row_end)
 {
@@ -852,16 +847,18 @@ void mote_dsp_quantize_kv(int8_t *q, uint16_t *scale, const float *x, uint32_t n
     "vcvt.f32.s32 s15, s15\n\t"
 #endif
 
-/* dot += q[i] * k[i], the eight k in s8-s15, q in the eight registers named, in order. */
+/* dot += q[i] * k[i], the eight k in s8-s15, q in the eight registers named, in order.
+ * VMLA is not fused: it rounds the product, then adds it to dot (in that operand
+ * order, as the reference's `dot += q * k`), the bits of a VMUL and a VADD. */
 #define DOTQ(dot, q0, q1, q2, q3, q4, q5, q6, q7)                                          \
-    "vmul.f32 s0, " q0 ", s8\n\t"  "vadd.f32 " dot ", " dot ", s0\n\t"                      \
-    "vmul.f32 s0, " q1 ", s9\n\t"  "vadd.f32 " dot ", " dot ", s0\n\t"                      \
-    "vmul.f32 s0, " q2 ", s10\n\t" "vadd.f32 " dot ", " dot ", s0\n\t"                      \
-    "vmul.f32 s0, " q3 ", s11\n\t" "vadd.f32 " dot ", " dot ", s0\n\t"                      \
-    "vmul.f32 s0, " q4 ", s12\n\t" "vadd.f32 " dot ", " dot ", s0\n\t"                      \
-    "vmul.f32 s0, " q5 ", s13\n\t" "vadd.f32 " dot ", " dot ", s0\n\t"                      \
-    "vmul.f32 s0, " q6 ", s14\n\t" "vadd.f32 " dot ", " dot ", s0\n\t"                      \
-    "vmul.f32 s0, " q7 ", s15\n\t" "vadd.f32 " dot ", " dot ", s0\n\t"
+    "vmla.f32 " dot ", " q0 ", s8\n\t"                                                     \
+    "vmla.f32 " dot ", " q1 ", s9\n\t"                                                     \
+    "vmla.f32 " dot ", " q2 ", s10\n\t"                                                    \
+    "vmla.f32 " dot ", " q3 ", s11\n\t"                                                    \
+    "vmla.f32 " dot ", " q4 ", s12\n\t"                                                    \
+    "vmla.f32 " dot ", " q5 ", s13\n\t"                                                    \
+    "vmla.f32 " dot ", " q6 ", s14\n\t"                                                    \
+    "vmla.f32 " dot ", " q7 ", s15\n\t"
 #define DOTQ_HEAD0(dot) DOTQ(dot, "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
 #define DOTQ_HEAD1(dot) DOTQ(dot, "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31")
 /* per position: att[h][t] = (dot * f16(ks[t])) / sqrt_hd, the dot in s<d> */
@@ -874,7 +871,7 @@ void mote_dsp_quantize_kv(int8_t *q, uint16_t *scale, const float *x, uint32_t n
     "vdiv.f32 " d ", " d ", %[sqrt_hd]\n\t"                                               \
     "vstmia %[" att "]!, {" d "}\n\t"
 #define SCORE_CLOBBERS                                                                     \
-    "s0", "s4", "s5", "s6", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16",      \
+    "s4", "s5", "s6", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16",      \
         "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28",  \
         "s29", "s30", "s31", "cc", "memory"
 
@@ -947,16 +944,16 @@ void mote_dsp_attn_scores(float *const att[], const float *q, uint32_t n_q, cons
 }
 
 /* acc[i] += a * v[i] for the eight values in s8-s15, acc the eight registers from
- * s<first>, the temporaries s3 (a in s<a>). */
+ * s<first> (a in s<a>), by VMLA: the reference's product and sum, each rounded. */
 #define MIX8(a, o0, o1, o2, o3, o4, o5, o6, o7)                                            \
-    "vmul.f32 s3, " a ", s8\n\t"  "vadd.f32 " o0 ", " o0 ", s3\n\t"                         \
-    "vmul.f32 s3, " a ", s9\n\t"  "vadd.f32 " o1 ", " o1 ", s3\n\t"                         \
-    "vmul.f32 s3, " a ", s10\n\t" "vadd.f32 " o2 ", " o2 ", s3\n\t"                         \
-    "vmul.f32 s3, " a ", s11\n\t" "vadd.f32 " o3 ", " o3 ", s3\n\t"                         \
-    "vmul.f32 s3, " a ", s12\n\t" "vadd.f32 " o4 ", " o4 ", s3\n\t"                         \
-    "vmul.f32 s3, " a ", s13\n\t" "vadd.f32 " o5 ", " o5 ", s3\n\t"                         \
-    "vmul.f32 s3, " a ", s14\n\t" "vadd.f32 " o6 ", " o6 ", s3\n\t"                         \
-    "vmul.f32 s3, " a ", s15\n\t" "vadd.f32 " o7 ", " o7 ", s3\n\t"
+    "vmla.f32 " o0 ", " a ", s8\n\t"                                                       \
+    "vmla.f32 " o1 ", " a ", s9\n\t"                                                       \
+    "vmla.f32 " o2 ", " a ", s10\n\t"                                                      \
+    "vmla.f32 " o3 ", " a ", s11\n\t"                                                      \
+    "vmla.f32 " o4 ", " a ", s12\n\t"                                                      \
+    "vmla.f32 " o5 ", " a ", s13\n\t"                                                      \
+    "vmla.f32 " o6 ", " a ", s14\n\t"                                                      \
+    "vmla.f32 " o7 ", " a ", s15\n\t"
 #define MIX_HEAD0 MIX8("s1", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
 #define MIX_HEAD1 MIX8("s2", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31")
 /* per position: the f16 scale, the heads' weights a = att[t] * scale, the values */
@@ -971,7 +968,7 @@ void mote_dsp_attn_scores(float *const att[], const float *q, uint32_t n_q, cons
     "cmp %[vs], %[vs_end]\n\t"                                                            \
     "bne 1b\n\t"
 #define MIX_CLOBBERS                                                                       \
-    "s0", "s1", "s2", "s3", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16",      \
+    "s0", "s1", "s2", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16",      \
         "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28",  \
         "s29", "s30", "s31", "cc", "memory"
 
@@ -1019,34 +1016,46 @@ void mote_dsp_attn_mix(float *out, const float *const att[], uint32_t n_q, const
 /* ------------------------------------------------------------------ small ops */
 
 /* The reference's exp (mote_expf: the same IEEE operations in the same order) for
- * x in [-87, 88]: n = rint(x * log2 e) by adding and subtracting 1.5 * 2^23 (|x log2 e|
- * < 2^22, as the reference's rint_small), and 2^n from the bits of that sum, whose
- * low bits hold n + 0x400000: (bits + 127) << 23 drops the rest. */
+ * x in [-87, 88], in assembly: n = rint(x * log2 e) by adding and subtracting
+ * 1.5 * 2^23 (|x log2 e| < 2^22, as the reference's rint_small), and 2^n from the bits
+ * of that sum, whose low bits hold n + 0x400000: (bits + 127) << 23 drops the rest.
+ * VMLA and VMLS are not fused (each product is rounded, then added or subtracted: the
+ * bits of a VMUL and a VADD or VSUB), so each step of the reference's Horner
+ * polynomial, c + r * p, is one VMLA into a register holding c: one VLDM per value
+ * reloads those constants. x comes in s0 (finite, not NaN: the operand order of a sum
+ * only matters for NaN), exp(x) goes out in s0; s1-s9 and %[bits] are overwritten;
+ * s16-s20 hold exp_constants[0..4] and %[k] points at exp_horner. */
 #define EXP_LOG2E ((float)1.44269504)
 #define EXP_LN2_HI ((float)0.693145751953125)
 #define EXP_LN2_LO ((float)1.42860677e-06)
-static inline float exp_in_range(float x)
-{
-    const float shifted = x * EXP_LOG2E + 12582912.0f, n = shifted - 12582912.0f;
-    const float r = (x - n * EXP_LN2_HI) - n * EXP_LN2_LO;
-    float p = (float)(1.0 / 720.0), two_n;
-    uint32_t bits;
-    p = (float)(1.0 / 120.0) + r * p;
-    p = (float)(1.0 / 24.0) + r * p;
-    p = (float)(1.0 / 6.0) + r * p;
-    p = 0.5f + r * p;
-    p = 1.0f + r * p;
-    p = 1.0f + r * p;
-    memcpy(&bits, &shifted, sizeof bits);
-    bits = (bits + 127u) << 23;
-    memcpy(&two_n, &bits, sizeof two_n);
-    return p * two_n;
-}
+#define EXP_S0                                                                             \
+    "vldmia %[k], {s1-s7}\n\t"                                                            \
+    "vmla.f32 s1, s0, s16\n\t"      /* shifted = x * log2e + 1.5 * 2^23 */                 \
+    "vsub.f32 s8, s1, s17\n\t"      /* n */                                                \
+    "vmov %[bits], s1\n\t"                                                                \
+    "vmls.f32 s0, s8, s18\n\t"      /* r = (x - n * ln2_hi) - n * ln2_lo */                \
+    "vmls.f32 s0, s8, s19\n\t"                                                            \
+    "vmla.f32 s2, s0, s20\n\t"      /* p = 1/120 + r * 1/720, ... */                       \
+    "vmla.f32 s3, s0, s2\n\t"                                                             \
+    "vmla.f32 s4, s0, s3\n\t"                                                             \
+    "vmla.f32 s5, s0, s4\n\t"                                                             \
+    "vmla.f32 s6, s0, s5\n\t"                                                             \
+    "vmla.f32 s7, s0, s6\n\t"       /* ..., p = 1 + r * p */                               \
+    "add %[bits], %[bits], #127\n\t"                                                      \
+    "lsl %[bits], %[bits], #23\n\t"                                                       \
+    "vmov s9, %[bits]\n\t"                                                                \
+    "vmul.f32 s0, s7, s9\n\t"       /* p * 2^n */
+#define EXP_CLOBBERS                                                                       \
+    "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s16", "s17", "s18", "s19",   \
+        "s20", "s21", "s22", "cc", "memory"
 
-/* The exp constants in the order softmax loads them into s16-s26. */
-static const float exp_constants[11] = {
-    EXP_LOG2E, 12582912.0f, EXP_LN2_HI, EXP_LN2_LO, (float)(1.0 / 720.0), (float)(1.0 / 120.0),
-    (float)(1.0 / 24.0), (float)(1.0 / 6.0), 0.5f, 1.0f, -87.0f};
+/* In the order EXP_S0 and its callers load them into s16-s22: the constants that stay,
+ * then the range's ends; and the Horner steps' c (with the shift first) reloaded per
+ * value into s1-s7. */
+static const float exp_constants[7] = {
+    EXP_LOG2E, 12582912.0f, EXP_LN2_HI, EXP_LN2_LO, (float)(1.0 / 720.0), -87.0f, 88.0f};
+static const float exp_horner[7] = {12582912.0f, (float)(1.0 / 120.0), (float)(1.0 / 24.0),
+                                    (float)(1.0 / 6.0), 0.5f, 1.0f, 1.0f};
 
 /* The reference's max (x[0], then any larger x[i]; a NaN never replaces it) of x[1..n),
  * four at a time. */
@@ -1092,40 +1101,16 @@ void mote_dsp_softmax(float *x, uint32_t n)
     float *p = x;
     const float *const end = x + n;
     uint32_t i, bits;
-    /* e = exp(x - max), x - max <= 0 or NaN (exp's upper cut-off never applies), as
-     * exp_in_range in assembly: its eleven constants stay in s16-s26 */
+    /* e = exp(x - max), x - max <= 0 or NaN (exp's upper cut-off never applies) */
     __asm__ volatile(
-        "vldmia %[c], {s16-s26}\n\t"
+        "vldmia %[c], {s16-s22}\n\t"
         "1:\n\t"
         "vldr s0, [%[p]]\n\t"
         "vsub.f32 s0, s0, %[max]\n\t"
-        "vcmp.f32 s0, s26\n\t"
+        "vcmp.f32 s0, s21\n\t"
         "vmrs APSR_nzcv, fpscr\n\t"
         "blt 2f\n\t" /* below -87, or NaN (unordered) */
-        "vmul.f32 s1, s0, s16\n\t"
-        "vadd.f32 s1, s1, s17\n\t"
-        "vsub.f32 s2, s1, s17\n\t"
-        "vmov %[bits], s1\n\t"
-        "vmul.f32 s3, s2, s18\n\t"
-        "vsub.f32 s3, s0, s3\n\t"
-        "vmul.f32 s4, s2, s19\n\t"
-        "vsub.f32 s3, s3, s4\n\t"
-        "vmul.f32 s5, s3, s20\n\t"
-        "vadd.f32 s5, s5, s21\n\t"
-        "vmul.f32 s5, s3, s5\n\t"
-        "vadd.f32 s5, s5, s22\n\t"
-        "vmul.f32 s5, s3, s5\n\t"
-        "vadd.f32 s5, s5, s23\n\t"
-        "vmul.f32 s5, s3, s5\n\t"
-        "vadd.f32 s5, s5, s24\n\t"
-        "vmul.f32 s5, s3, s5\n\t"
-        "vadd.f32 s5, s5, s25\n\t"
-        "vmul.f32 s5, s3, s5\n\t"
-        "vadd.f32 s5, s5, s25\n\t"
-        "add %[bits], %[bits], #127\n\t"
-        "lsl %[bits], %[bits], #23\n\t"
-        "vmov s6, %[bits]\n\t"
-        "vmul.f32 s0, s5, s6\n\t"
+        EXP_S0
         "3:\n\t"
         "vstmia %[p]!, {s0}\n\t"
         "vadd.f32 %[sum], %[sum], s0\n\t"
@@ -1140,9 +1125,9 @@ void mote_dsp_softmax(float *x, uint32_t n)
         "b 3b\n\t"
         "4:\n\t"
         : [p] "+r"(p), [sum] "+&t"(sum), [bits] "=&r"(bits)
-        : [c] "r"(exp_constants), [max] "t"(max), [end] "r"(end), [zero] "t"(0.0f)
-        : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s16", "s17", "s18", "s19", "s20", "s21",
-          "s22", "s23", "s24", "s25", "s26", "cc", "memory");
+        : [c] "r"(exp_constants), [k] "r"(exp_horner), [max] "t"(max), [end] "r"(end),
+          [zero] "t"(0.0f)
+        : EXP_CLOBBERS);
     for (i = 0; i + 4u <= n; i += 4u) { /* four divisions a load and a store */
         x[i] /= sum;
         x[i + 1u] /= sum;
@@ -1153,12 +1138,46 @@ void mote_dsp_softmax(float *x, uint32_t n)
         x[i] /= sum;
 }
 
+/* h = h / (1 + exp(-h)) * u, the reference's exp and order */
 void mote_dsp_silu_mul(float *h, const float *u, uint32_t n)
 {
-    uint32_t i;
-    for (i = 0; i < n; i++) {
-        const float m = -h[i];
-        const float e = m >= -87.0f ? (m > 88.0f ? HUGE_VALF : exp_in_range(m)) : m != m ? m : 0.0f;
-        h[i] = h[i] / (1.0f + e) * u[i];
-    }
+    const float *const end = h + n;
+    uint32_t bits;
+    if (n == 0u)
+        return;
+    __asm__ volatile(
+        "vldmia %[c], {s16-s22}\n\t"
+        "1:\n\t"
+        "vldr s10, [%[h]]\n\t"
+        "vneg.f32 s0, s10\n\t"
+        "vcmp.f32 s0, s21\n\t"
+        "vmrs APSR_nzcv, fpscr\n\t"
+        "blt 2f\n\t" /* below -87, or NaN (unordered) */
+        "vcmp.f32 s0, s22\n\t"
+        "vmrs APSR_nzcv, fpscr\n\t"
+        "bgt 5f\n\t" /* above 88 */
+        EXP_S0
+        "3:\n\t"
+        "vadd.f32 s0, %[one], s0\n\t"
+        "vdiv.f32 s10, s10, s0\n\t"
+        "vldmia %[u]!, {s11}\n\t"
+        "vmul.f32 s10, s10, s11\n\t"
+        "vstmia %[h]!, {s10}\n\t"
+        "cmp %[h], %[end]\n\t"
+        "bne 1b\n\t"
+        "b 4f\n\t"
+        "2:\n\t" /* NaN stays, the rest is 0 */
+        "vcmp.f32 s0, s0\n\t"
+        "vmrs APSR_nzcv, fpscr\n\t"
+        "it eq\n\t"
+        "vmoveq.f32 s0, %[zero]\n\t"
+        "b 3b\n\t"
+        "5:\n\t"
+        "vmov.f32 s0, %[inf]\n\t"
+        "b 3b\n\t"
+        "4:\n\t"
+        : [h] "+r"(h), [u] "+r"(u), [bits] "=&r"(bits)
+        : [c] "r"(exp_constants), [k] "r"(exp_horner), [end] "r"(end), [zero] "t"(0.0f),
+          [one] "t"(1.0f), [inf] "t"(HUGE_VALF)
+        : EXP_CLOBBERS, "s10", "s11");
 }
