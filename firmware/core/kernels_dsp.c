@@ -156,8 +156,8 @@ typedef struct {
     "cmp %[p], r2\n\t"                                                                    \
     "bne 1b\n\t"
 /* Per block of four rows (its state in a q8_blocks): the rows' pointers, the scale
- * cursor, the four float sums (s20-s23) from `out`; after the groups, the sums back to
- * `out` and the next block until out_end. */
+ * cursor, the four float sums (s20-s23) from `src` (zeros in a matvec's first chunk,
+ * else `out`); after the groups, the sums to `out` and the next block until out_end. */
 #define Q8_BLOCK_START                                                                     \
     "2:\n\t"                                                                              \
     "ldrd %[w0], %[t], %[row]\n\t"                                                        \
@@ -171,8 +171,10 @@ typedef struct {
     "str %[ae], %[wsb]\n\t"                                                               \
     "ldrd %[ao], %[p], %[xsp]\n\t"                                                        \
     "strd %[v], %[ao], %[cur]\n\t"                                                        \
-    "ldr %[t], %[out]\n\t"                                                                \
+    "ldrd %[t], %[v], %[src]\n\t"                                                        \
     "vldmia %[t], {s20-s23}\n\t"                                                          \
+    "add %[t], %[t], %[v]\n\t"                                                            \
+    "str %[t], %[src]\n\t"                                                                \
     "1:\n\t"
 #define Q8_BLOCK_END                                                                       \
     "ldr %[t], %[out]\n\t"                                                                \
@@ -184,7 +186,8 @@ typedef struct {
 #define Q8_OPERANDS                                                                        \
     : [w0] "=&r"(w0), [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3), [p] "=&r"(p),          \
       [ae] "=&r"(ae), [ao] "=&r"(ao), [v] "=&r"(v), [t] "=&r"(t), [cur] "+m"(at),             \
-      [left] "+m"(steps.left), [row] "+m"(b.row), [wsb] "+m"(b.ws), [out] "+m"(b.out)        \
+      [left] "+m"(steps.left), [row] "+m"(b.row), [wsb] "+m"(b.ws), [out] "+m"(b.out),       \
+      [src] "+m"(b.src)                                                                    \
     : [bounds] "m"(end), [per_group] "m"(steps.per_group), [xsp] "m"(b.xs),                 \
       [out_end] "m"(b.out_end)                                                             \
     : "r0", "r1", "r2", "r3", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", \
@@ -199,6 +202,8 @@ typedef struct {
     const float *xs;      /* the chunk's first group's activation scale */
     const uint32_t *prep; /* the chunk's prepared activations */
     float *out, *out_end; /* the blocks' float sums */
+    const float *src;     /* where the next block's sums start from: out's, or zeros */
+    uint32_t src_step;    /* bytes from one block's start to the next's: 16, or 0 */
 } q8_blocks;
 
 /* What the blocks of rows of one chunk share. */
@@ -229,6 +234,7 @@ static __attribute__((noinline)) uint32_t whole_blocks_q8(float *out, const chun
 {
     const group_bounds end = c->bounds;
     step_count steps = {0u, c->group / 8u - 1u}; /* pairs of steps after a group's first */
+    static const float zeros[4] = {0.0f};
     const uint32_t first = r, n_blocks = (row_end - r) / 4u;
     q8_blocks b;
     scale_cursor at;
@@ -245,8 +251,8 @@ static __attribute__((noinline)) uint32_t whole_blocks_q8(float *out, const chun
     b.prep = c->prep;
     b.out = out;
     b.out_end = out + 4u * n_blocks;
-    if (c->g0 == 0u)
-        memset(out, 0, 4u * n_blocks * sizeof *out);
+    b.src = c->g0 == 0u ? zeros : out;
+    b.src_step = c->g0 == 0u ? 0u : 4u * sizeof *out;
     if (c->group == 32u)
         __asm__(Q8_BLOCK_START Q8_FIRST_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT
                 Q8_UNIT Q8_SCALE_AND_LOOP Q8_BLOCK_END Q8_OPERANDS);
@@ -1136,6 +1142,55 @@ void mote_dsp_softmax(float *x, uint32_t n)
     }
     for (; i < n; i++)
         x[i] /= sum;
+}
+
+/* The reference's RMSNorm: the squares summed in order (VMLA: each product rounded,
+ * then added), then out = (x * inv) * w, four values a load and a store. */
+void mote_dsp_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps)
+{
+    const float *p = x;
+    const float *const end4 = x + (n & ~3u);
+    float ss = 0.0f, inv;
+    uint32_t i;
+    if (p < end4)
+        __asm__("1:\n\t"
+                "vldmia %[p]!, {s0-s3}\n\t"
+                "vmla.f32 %[ss], s0, s0\n\t"
+                "vmla.f32 %[ss], s1, s1\n\t"
+                "vmla.f32 %[ss], s2, s2\n\t"
+                "vmla.f32 %[ss], s3, s3\n\t"
+                "cmp %[p], %[end4]\n\t"
+                "bne 1b\n\t"
+                : [p] "+r"(p), [ss] "+t"(ss)
+                : [end4] "r"(end4)
+                : "s0", "s1", "s2", "s3", "cc", "memory");
+    for (i = n & ~3u; i < n; i++)
+        ss += x[i] * x[i];
+    inv = 1.0f / sqrtf(ss / (float)n + eps);
+    p = x;
+    if (p < end4) {
+        float *o = out;
+        const float *wp = w;
+        __asm__ volatile("1:\n\t"
+                         "vldmia %[p]!, {s0-s3}\n\t"
+                         "vldmia %[w]!, {s4-s7}\n\t"
+                         "vmul.f32 s0, s0, %[inv]\n\t"
+                         "vmul.f32 s1, s1, %[inv]\n\t"
+                         "vmul.f32 s2, s2, %[inv]\n\t"
+                         "vmul.f32 s3, s3, %[inv]\n\t"
+                         "vmul.f32 s0, s0, s4\n\t"
+                         "vmul.f32 s1, s1, s5\n\t"
+                         "vmul.f32 s2, s2, s6\n\t"
+                         "vmul.f32 s3, s3, s7\n\t"
+                         "vstmia %[o]!, {s0-s3}\n\t"
+                         "cmp %[p], %[end4]\n\t"
+                         "bne 1b\n\t"
+                         : [p] "+r"(p), [w] "+r"(wp), [o] "+r"(o)
+                         : [end4] "r"(end4), [inv] "t"(inv)
+                         : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "cc", "memory");
+    }
+    for (i = n & ~3u; i < n; i++)
+        out[i] = x[i] * inv * w[i];
 }
 
 /* h = h / (1 + exp(-h)) * u, the reference's exp and order */

@@ -25,6 +25,7 @@ void mote_dsp_attn_mix(float *out, const float *const att[], uint32_t n_q, const
                        const uint16_t *vs, uint32_t stride, uint32_t head_dim, uint32_t n_pos);
 void mote_dsp_softmax(float *x, uint32_t n);
 void mote_dsp_silu_mul(float *h, const float *u, uint32_t n);
+void mote_dsp_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps);
 
 #ifndef mote_k_quantize_act
 #define mote_k_quantize_act mote_dsp_quantize_act
@@ -52,6 +53,9 @@ void mote_dsp_silu_mul(float *h, const float *u, uint32_t n);
 #endif
 #ifndef mote_k_softmax
 #define mote_k_softmax mote_dsp_softmax
+#endif
+#ifndef mote_k_rmsnorm
+#define mote_k_rmsnorm mote_dsp_rmsnorm
 #endif
 #ifndef mote_k_silu_mul
 #define mote_k_silu_mul mote_dsp_silu_mul
