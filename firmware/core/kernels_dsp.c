@@ -366,18 +366,23 @@ static __attribute__((noinline)) uint32_t whole_blocks_q4(float *out, const chun
 {
     const group_bounds end = c->bounds;
     step_count steps = {0u, c->group / 8u - 1u}; /* steps after a group's first */
-    const int others = c->g0 + c->whole < c->g1;
+    const int others = c->g0 + c->whole < c->g1, first_chunk = c->g0 == 0u;
+    /* the block's rows and scales advance by pointer: this loop runs per two rows */
+    const size_t row_bytes = c->row_bytes, ws_step = 2u * (size_t)c->n_groups;
+    const uint8_t *row = c->data + r * row_bytes;
+    const uint16_t *ws = c->scales + r * c->n_groups;
+    const float *const xs = c->xs + c->g0;
     register uint32_t x04 __asm__("r8"), x26 __asm__("r9"), x15 __asm__("r10"), x37 __asm__("r11");
-    for (; r + 2u <= row_end; r += 2u, out += 2) {
-        const uint8_t *w0 = c->data + r * c->row_bytes, *w1 = w0 + c->row_bytes;
+    for (; r + 2u <= row_end; r += 2u, out += 2, row += 2u * row_bytes, ws += ws_step) {
+        const uint8_t *w0 = row, *w1 = row + row_bytes;
         const uint32_t *p = c->prep;
         scale_cursor at;
-        float acc[2] = {0.0f, 0.0f};
+        float acc[2];
         uint32_t v, lo, t;
-        if (c->g0)
-            memcpy(acc, out, sizeof acc); /* the sum so far */
-        at.ws = c->scales + r * c->n_groups;
-        at.xs = c->xs + c->g0;
+        acc[0] = first_chunk ? 0.0f : out[0]; /* the sum so far */
+        acc[1] = first_chunk ? 0.0f : out[1];
+        at.ws = ws;
+        at.xs = xs;
         if (c->group == 32u)
             __asm__("1:\n\t" Q4_FIRST_UNIT Q4_UNIT Q4_UNIT Q4_UNIT Q4_SCALE_AND_LOOP Q4_OPERANDS);
         else
@@ -394,7 +399,8 @@ static __attribute__((noinline)) uint32_t whole_blocks_q4(float *out, const chun
             const uint32_t rk[2] = {r, r + 1u};
             other_groups_q4(acc, c, rk);
         }
-        memcpy(out, acc, sizeof acc);
+        out[0] = acc[0];
+        out[1] = acc[1];
     }
     return r;
 }
