@@ -1095,6 +1095,15 @@ void mote_dsp_attn_mix(float *out, const float *const att[], uint32_t n_q, const
     "lsl %[bits], %[bits], #23\n\t"                                                       \
     "vmov s9, %[bits]\n\t"                                                                \
     "vmul.f32 s0, s7, s9\n\t"       /* p * 2^n */
+/* An x that EXP_S0 does not take, below -87 or NaN (branched to 2): a NaN stays, the
+ * rest gives 0; then back to 3 with the result in s0. */
+#define EXP_BELOW_RANGE                                                                    \
+    "2:\n\t"                                                                              \
+    "vcmp.f32 s0, s0\n\t"                                                                 \
+    "vmrs APSR_nzcv, fpscr\n\t"                                                           \
+    "it eq\n\t"                                                                           \
+    "vmoveq.f32 s0, %[zero]\n\t"                                                          \
+    "b 3b\n\t"
 #define EXP_CLOBBERS                                                                       \
     "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s16", "s17", "s18", "s19",   \
         "s20", "s21", "s22", "cc", "memory"
@@ -1167,12 +1176,7 @@ void mote_dsp_softmax(float *x, uint32_t n)
         "cmp %[p], %[end]\n\t"
         "bne 1b\n\t"
         "b 4f\n\t"
-        "2:\n\t" /* NaN stays, the rest is 0 */
-        "vcmp.f32 s0, s0\n\t"
-        "vmrs APSR_nzcv, fpscr\n\t"
-        "it eq\n\t"
-        "vmoveq.f32 s0, %[zero]\n\t"
-        "b 3b\n\t"
+        EXP_BELOW_RANGE
         "4:\n\t"
         : [p] "+r"(p), [sum] "+&t"(sum), [bits] "=&r"(bits)
         : [c] "r"(exp_constants), [k] "r"(exp_horner), [max] "t"(max), [end] "r"(end),
@@ -1265,12 +1269,7 @@ void mote_dsp_silu_mul(float *h, const float *u, uint32_t n)
         "cmp %[h], %[end]\n\t"
         "bne 1b\n\t"
         "b 4f\n\t"
-        "2:\n\t" /* NaN stays, the rest is 0 */
-        "vcmp.f32 s0, s0\n\t"
-        "vmrs APSR_nzcv, fpscr\n\t"
-        "it eq\n\t"
-        "vmoveq.f32 s0, %[zero]\n\t"
-        "b 3b\n\t"
+        EXP_BELOW_RANGE
         "5:\n\t"
         "vmov.f32 s0, %[inf]\n\t"
         "b 3b\n\t"
