@@ -87,6 +87,11 @@ static uint32_t *prepare_q4(uint32_t *prep, const int8_t *x, uint32_t n)
         prep[2] = (uint32_t)sxtb16_odd(x0145);
         prep[3] = (uint32_t)sxtb16_odd(x2367);
     }
+    if ((n & 7u) >= 4u) { /* a half unit: (x0, x1), (x2, x3), for the ragged tail's Q4_HALF */
+        prep[0] = (uint16_t)x[0] | (uint32_t)x[1] << 16;
+        prep[1] = (uint16_t)x[2] | (uint32_t)x[3] << 16;
+        prep += 2;
+    }
     return prep;
 }
 
@@ -122,7 +127,7 @@ typedef struct {
 /* After a group: acc[k] += (float)sum[k] * (f16(ws[k]) * xs), the scales of the four
  * rows at ws, ws + stride, ...; then the next group, until the prepared words end. The
  * sum is a VMLA: not fused, the product rounded and then added as the reference. */
-#define Q8_SCALE_AND_LOOP                                                                  \
+#define Q8_SCALE                                                                           \
     "vmov s16, s17, r0, r1\n\t"                                                           \
     "vmov s18, s19, r2, r3\n\t"                                                           \
     "ldrd r0, r1, %[cur]\n\t"                                                             \
@@ -152,9 +157,18 @@ typedef struct {
     "vmla.f32 s20, s16, s24\n\t"                                                          \
     "vmla.f32 s21, s17, s25\n\t"                                                          \
     "vmla.f32 s22, s18, s26\n\t"                                                          \
-    "vmla.f32 s23, s19, s27\n\t"                                                          \
-    "cmp %[p], r2\n\t"                                                                    \
-    "bne 1b\n\t"
+    "vmla.f32 s23, s19, s27\n\t"
+#define Q8_SCALE_AND_LOOP Q8_SCALE "cmp %[p], r2\n\t" "bne 1b\n\t"
+/* The ragged last group of the rows, when its columns are a multiple of 4 (the
+ * prepared words end at tail_end): after the whole groups, as they do. */
+#define Q8_TAIL                                                                            \
+    Q8_FIRST_UNIT                                                                          \
+    "b 6f\n\t"                                                                            \
+    "5:\n\t" Q8_UNIT                                                                       \
+    "6:\n\t"                                                                              \
+    "ldr %[t], %[tail_end]\n\t"                                                           \
+    "cmp %[p], %[t]\n\t"                                                                  \
+    "bne 5b\n\t" Q8_SCALE
 /* Per block of four rows (its state in a q8_blocks): the rows' pointers, the scale
  * cursor, the four float sums (s20-s23) from `src` (zeros in a matvec's first chunk,
  * else `out`); after the groups, the sums to `out` and the next block until out_end. */
@@ -189,7 +203,7 @@ typedef struct {
       [left] "+m"(steps.left), [row] "+m"(b.row), [wsb] "+m"(b.ws), [out] "+m"(b.out),       \
       [src] "+m"(b.src)                                                                    \
     : [bounds] "m"(end), [per_group] "m"(steps.per_group), [xsp] "m"(b.xs),                 \
-      [out_end] "m"(b.out_end)                                                             \
+      [out_end] "m"(b.out_end), [tail_end] "m"(tail_end)                                   \
     : "r0", "r1", "r2", "r3", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", \
       "s25", "s26", "s27", "s28", "cc", "memory"
 
@@ -219,6 +233,10 @@ typedef struct {
     uint32_t group, cols;
     uint32_t g0, g1, whole; /* the chunk's groups; the first `whole` of them are the
                                assembly's: whole groups of a multiple of 8 columns */
+    const uint32_t *tail_end; /* where the prepared words of the rows' ragged last group
+                                 end when the assembly takes it too (after at least one
+                                 whole group; q8: a multiple of 4 columns, q4: of 4 or
+                                 8), else NULL */
 } chunk;
 
 static void other_groups_q8(float acc[4], const chunk *c, const uint32_t rk[4]);
@@ -238,6 +256,7 @@ static __attribute__((noinline)) uint32_t whole_blocks_q8(float *out, const chun
     const uint32_t first = r, n_blocks = (row_end - r) / 4u;
     q8_blocks b;
     scale_cursor at;
+    const uint32_t *const tail_end = c->tail_end;
     const int8_t *w0, *w1, *w2, *w3;
     const uint32_t *p;
     uint32_t ae, ao, v, t;
@@ -253,20 +272,29 @@ static __attribute__((noinline)) uint32_t whole_blocks_q8(float *out, const chun
     b.out_end = out + 4u * n_blocks;
     b.src = c->g0 == 0u ? zeros : out;
     b.src_step = c->g0 == 0u ? 0u : 4u * sizeof *out;
-    if (c->group == 32u)
-        __asm__(Q8_BLOCK_START Q8_FIRST_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT
-                Q8_UNIT Q8_SCALE_AND_LOOP Q8_BLOCK_END Q8_OPERANDS);
+#define Q8_GROUPS_OF_32                                                                    \
+    Q8_BLOCK_START Q8_FIRST_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT      \
+    Q8_SCALE_AND_LOOP
+#define Q8_GROUPS_OF_8N                                                                    \
+    Q8_BLOCK_START Q8_FIRST_UNIT Q8_UNIT                                                   \
+    "ldr %[t], %[per_group]\n\t"                                                          \
+    "b 3f\n\t"                                                                            \
+    "4:\n\t" Q8_UNIT Q8_UNIT                                                               \
+    "ldr %[t], %[left]\n\t"                                                               \
+    "3:\n\t"                                                                              \
+    "subs %[t], %[t], #1\n\t"                                                             \
+    "str %[t], %[left]\n\t"                                                               \
+    "bpl 4b\n\t" Q8_SCALE_AND_LOOP
+    /* four variants, so that a matrix without a ragged tail spends nothing on it */
+    if (c->group == 32u && tail_end)
+        __asm__(Q8_GROUPS_OF_32 Q8_TAIL Q8_BLOCK_END Q8_OPERANDS);
+    else if (c->group == 32u)
+        __asm__(Q8_GROUPS_OF_32 Q8_BLOCK_END Q8_OPERANDS);
+    else if (tail_end)
+        __asm__(Q8_GROUPS_OF_8N Q8_TAIL Q8_BLOCK_END Q8_OPERANDS);
     else
-        __asm__(Q8_BLOCK_START Q8_FIRST_UNIT Q8_UNIT
-                "ldr %[t], %[per_group]\n\t"
-                "b 3f\n\t"
-                "4:\n\t" Q8_UNIT Q8_UNIT
-                "ldr %[t], %[left]\n\t"
-                "3:\n\t"
-                "subs %[t], %[t], #1\n\t"
-                "str %[t], %[left]\n\t"
-                "bpl 4b\n\t" Q8_SCALE_AND_LOOP Q8_BLOCK_END Q8_OPERANDS);
-    if (c->g0 + c->whole < c->g1) /* then each block's other groups, in C */
+        __asm__(Q8_GROUPS_OF_8N Q8_BLOCK_END Q8_OPERANDS);
+    if (c->g0 + c->whole < c->g1 && !tail_end) /* then each block's other groups, in C */
         for (r = first; r < first + 4u * n_blocks; r += 4u, out += 4) {
             const uint32_t rk[4] = {r, r + 1u, r + 2u, r + 3u};
             other_groups_q8(out, c, rk);
@@ -330,7 +358,7 @@ static void dot4_q8(int32_t s[4], const int8_t *w[4], const uint32_t **p, const 
 #define Q4_LOAD "ldmia %[p]!, {%[x04], %[x26], %[x15], %[x37]}\n\t"
 #define Q4_UNIT Q4_LOAD Q4_ROW("r0", "w0", Q4_MAC("r0")) Q4_ROW("r1", "w1", Q4_MAC("r1"))
 #define Q4_FIRST_UNIT Q4_LOAD Q4_ROW("r0", "w0", Q4_MUL("r0")) Q4_ROW("r1", "w1", Q4_MUL("r1"))
-#define Q4_SCALE_AND_LOOP                                                                  \
+#define Q4_SCALE                                                                           \
     "vmov s16, s17, r0, r1\n\t"                                                           \
     "ldrd r0, r1, %[cur]\n\t"                                                             \
     "ldrd %[lo], %[t], %[bounds]\n\t"                                                     \
@@ -347,14 +375,41 @@ static void dot4_q8(int32_t s[4], const int8_t *w[4], const uint32_t **p, const 
     "vmul.f32 s24, s24, s28\n\t"                                                          \
     "vmul.f32 s25, s25, s28\n\t"                                                          \
     "vmla.f32 %[a0], s16, s24\n\t"                                                        \
-    "vmla.f32 %[a1], s17, s25\n\t"                                                        \
-    "cmp %[p], %[lo]\n\t"                                                                 \
-    "bne 1b\n\t"
+    "vmla.f32 %[a1], s17, s25\n\t"
+#define Q4_SCALE_AND_LOOP Q4_SCALE "cmp %[p], %[lo]\n\t" "bne 1b\n\t"
+/* Four columns of two rows: one halfword of codes per row, whose low nibbles (moved up)
+ * and high nibbles make the bytes of columns (0, 2, 1, 3), against (x0, x1), (x2, x3). */
+#define Q4_HALF_ROW(s, w)                                                                  \
+    "ldrh %[v], [%[" w "]], #2\n\t"                                                        \
+    "and %[lo], %[mask], %[v], lsl #4\n\t"                                                \
+    "and %[v], %[v], %[mask]\n\t"                                                         \
+    "orr %[v], %[lo], %[v], lsl #16\n\t"                                                  \
+    "sxtb16 %[t], %[v]\n\t"                                                               \
+    "smlad " s ", %[t], %[x04], " s "\n\t"                                                 \
+    "sxtb16 %[v], %[v], ror #8\n\t"                                                       \
+    "smlad " s ", %[v], %[x26], " s "\n\t"
+/* The ragged last group of the two rows (as Q8_TAIL): its units of 8 columns until
+ * units_end, a half unit if the prepared words go on to tail_end, then the scaling. */
+#define Q4_TAIL                                                                            \
+    "movs r0, #0\n\t"                                                                     \
+    "movs r1, #0\n\t"                                                                     \
+    "b 6f\n\t"                                                                            \
+    "5:\n\t" Q4_UNIT                                                                       \
+    "6:\n\t"                                                                              \
+    "ldr %[t], %[units_end]\n\t"                                                          \
+    "cmp %[p], %[t]\n\t"                                                                  \
+    "bne 5b\n\t"                                                                          \
+    "ldr %[t], %[tail_end]\n\t"                                                           \
+    "cmp %[p], %[t]\n\t"                                                                  \
+    "beq 7f\n\t"                                                                          \
+    "ldrd %[x04], %[x26], [%[p]], #8\n\t" Q4_HALF_ROW("r0", "w0") Q4_HALF_ROW("r1", "w1")  \
+    "7:\n\t" Q4_SCALE
 #define Q4_OPERANDS                                                                        \
     : [w0] "+r"(w0), [w1] "+r"(w1), [p] "+r"(p), [x04] "=&r"(x04), [x26] "=&r"(x26),         \
       [x15] "=&r"(x15), [x37] "=&r"(x37), [v] "=&r"(v), [lo] "=&r"(lo), [t] "=&r"(t),         \
       [a0] "+t"(acc[0]), [a1] "+t"(acc[1]), [cur] "+m"(at), [left] "+m"(steps.left)          \
-    : [mask] "r"(0xF0F0F0F0u), [bounds] "m"(end), [per_group] "m"(steps.per_group)           \
+    : [mask] "r"(0xF0F0F0F0u), [bounds] "m"(end), [per_group] "m"(steps.per_group),          \
+      [units_end] "m"(units_end), [tail_end] "m"(tail_end)                               \
     : "r0", "r1", "s16", "s17", "s24", "s25", "s28", "cc", "memory"
 
 static void other_groups_q4(float acc[2], const chunk *c, const uint32_t rk[2]);
@@ -372,6 +427,10 @@ static __attribute__((noinline)) uint32_t whole_blocks_q4(float *out, const chun
     const uint8_t *row = c->data + r * row_bytes;
     const uint16_t *ws = c->scales + r * c->n_groups;
     const float *const xs = c->xs + c->g0;
+    /* the ragged tail's whole units end where its half unit's two words begin, if any */
+    const uint32_t *const tail_end = c->tail_end;
+    const uint32_t *const units_end =
+        tail_end && (c->cols - (c->g1 - 1u) * c->group) % 8u ? tail_end - 2 : tail_end;
     register uint32_t x04 __asm__("r8"), x26 __asm__("r9"), x15 __asm__("r10"), x37 __asm__("r11");
     for (; r + 2u <= row_end; r += 2u, out += 2, row += 2u * row_bytes, ws += ws_step) {
         const uint8_t *w0 = row, *w1 = row + row_bytes;
@@ -395,7 +454,9 @@ static __attribute__((noinline)) uint32_t whole_blocks_q4(float *out, const chun
                     "subs %[t], %[t], #1\n\t"
                     "str %[t], %[left]\n\t"
                     "bpl 2b\n\t" Q4_SCALE_AND_LOOP Q4_OPERANDS);
-        if (others) {
+        if (tail_end)
+            __asm__(Q4_TAIL Q4_OPERANDS);
+        else if (others) {
             const uint32_t rk[2] = {r, r + 1u};
             other_groups_q4(acc, c, rk);
         }
@@ -488,7 +549,7 @@ static void block_q8(float *y, const chunk *c, uint32_t rows, uint32_t r, uint32
         whole_blocks_q8(acc, c, base, base + 4u); /* and the other groups */
     } else if (c->g0 < c->g1) {
         chunk other = *c;
-        other.whole = 0u, other.bounds.p_end = c->prep;
+        other.whole = 0u, other.bounds.p_end = c->prep, other.tail_end = NULL;
         other_groups_q8(acc, &other, rk);
     }
     for (k = r - base; k < 4u && base + k < row_end; k++)
@@ -508,7 +569,7 @@ static void block_q4(float *y, const chunk *c, uint32_t rows, uint32_t r, uint32
         whole_blocks_q4(acc, c, base, base + 2u); /* and the other groups */
     } else if (c->g0 < c->g1) {
         chunk other = *c;
-        other.whole = 0u, other.bounds.p_end = c->prep;
+        other.whole = 0u, other.bounds.p_end = c->prep, other.tail_end = NULL;
         other_groups_q4(acc, &other, rk);
     }
     for (k = r - base; k < 2u && base + k < row_end; k++)
@@ -538,11 +599,14 @@ void mote_dsp_matvec(float *y, const mote_tensor *w, const int8_t *xq, const flo
         c.whole = group % 8u ? 0u : (c.g1 * group <= cols ? c.g1 : c.g1 - 1u) - c.g0;
         c.data = (const uint8_t *)w->data + (is_q4 ? c.g0 * group / 2u : c.g0 * group);
         c.scales = w->scales + c.g0;
+        c.tail_end = NULL;
         for (g = c.g0; g < c.g1; g++) {
             const uint32_t begin = g * group, n = cols - begin < group ? cols - begin : group;
             p = is_q4 ? prepare_q4(p, xq + begin, n) : prepare_q8(p, xq + begin, n);
             if (g + 1u == c.g0 + c.whole)
                 c.bounds.p_end = p;
+            else if (c.whole && g + 1u == c.g1 && n % 4u == 0u)
+                c.tail_end = p; /* the ragged last group, in the assembly too */
         }
         if (c.whole == 0u)
             c.bounds.p_end = prep;
