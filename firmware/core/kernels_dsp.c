@@ -1131,13 +1131,16 @@ void mote_dsp_attn_mix(float *out, const float *const att[], uint32_t n_q, const
 
 /* The reference's exp (mote_expf: the same IEEE operations in the same order) for
  * x in [-87, 88], in assembly: n = rint(x * log2 e) by adding and subtracting
- * 1.5 * 2^23 (|x log2 e| < 2^22, as the reference's rint_small), and 2^n from the bits
- * of that sum, whose low bits hold n + 0x400000: (bits + 127) << 23 drops the rest.
+ * 1.5 * 2^23 (|x log2 e| < 2^22, as the reference's rint_small). The reference's
+ * p * 2^n, for n in [-126, 127] and p = exp(r) in (0.7, 1.42), is a normal float (p > 1
+ * when n = -126, as x >= -87 makes r > 0.33): exactly p with n added to its exponent,
+ * p's bits plus n << 23; the low 9 bits of the shifted sum's bits are n's (it holds
+ * n + 0x400000 in its low 23 bits), so << 23 drops the rest.
  * VMLA and VMLS are not fused (each product is rounded, then added or subtracted: the
  * bits of a VMUL and a VADD or VSUB), so each step of the reference's Horner
  * polynomial, c + r * p, is one VMLA into a register holding c: one VLDM per value
  * reloads those constants. x comes in s0 (finite, not NaN: the operand order of a sum
- * only matters for NaN), exp(x) goes out in s0; s1-s9 and %[bits] are overwritten;
+ * only matters for NaN), exp(x) goes out in s0; s1-s8, %[bits] and %[pb] are overwritten;
  * s16-s20 hold exp_constants[0..4] and %[k] points at exp_horner. */
 #define EXP_LOG2E ((float)1.44269504)
 #define EXP_LN2_HI ((float)0.693145751953125)
@@ -1155,10 +1158,9 @@ void mote_dsp_attn_mix(float *out, const float *const att[], uint32_t n_q, const
     "vmla.f32 s5, s0, s4\n\t"                                                             \
     "vmla.f32 s6, s0, s5\n\t"                                                             \
     "vmla.f32 s7, s0, s6\n\t"       /* ..., p = 1 + r * p */                               \
-    "add %[bits], %[bits], #127\n\t"                                                      \
-    "lsl %[bits], %[bits], #23\n\t"                                                       \
-    "vmov s9, %[bits]\n\t"                                                                \
-    "vmul.f32 s0, s7, s9\n\t"       /* p * 2^n */
+    "vmov %[pb], s7\n\t"                                                                  \
+    "add %[pb], %[pb], %[bits], lsl #23\n\t" /* p * 2^n */                                 \
+    "vmov s0, %[pb]\n\t"
 /* An x that EXP_S0 does not take, below -87 or NaN (branched to 2): a NaN stays, the
  * rest gives 0; then back to 3 with the result in s0. */
 #define EXP_BELOW_RANGE                                                                    \
@@ -1169,7 +1171,7 @@ void mote_dsp_attn_mix(float *out, const float *const att[], uint32_t n_q, const
     "vmoveq.f32 s0, %[zero]\n\t"                                                          \
     "b 3b\n\t"
 #define EXP_CLOBBERS                                                                       \
-    "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s16", "s17", "s18", "s19",   \
+    "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s16", "s17", "s18", "s19",   \
         "s20", "s21", "s22", "cc", "memory"
 
 /* In the order EXP_S0 and its callers load them into s16-s22: the constants that stay,
@@ -1223,7 +1225,7 @@ void mote_dsp_softmax(float *x, uint32_t n)
     float sum = 0.0f;
     float *p = x;
     const float *const end = x + n;
-    uint32_t i, bits;
+    uint32_t i, bits, pb;
     /* e = exp(x - max), x - max <= 0 or NaN (exp's upper cut-off never applies) */
     __asm__ volatile(
         "vldmia %[c], {s16-s22}\n\t"
@@ -1242,18 +1244,52 @@ void mote_dsp_softmax(float *x, uint32_t n)
         "b 4f\n\t"
         EXP_BELOW_RANGE
         "4:\n\t"
-        : [p] "+r"(p), [sum] "+&t"(sum), [bits] "=&r"(bits)
+        : [p] "+r"(p), [sum] "+&t"(sum), [bits] "=&r"(bits), [pb] "=&r"(pb)
         : [c] "r"(exp_constants), [k] "r"(exp_horner), [max] "t"(max), [end] "r"(end),
           [zero] "t"(0.0f)
         : EXP_CLOBBERS);
-    for (i = 0; i + 4u <= n; i += 4u) { /* four divisions a load and a store */
+    p = x;
+    if (n >= 4u) /* four divisions a load and a store (volatile: p is not read after) */
+        __asm__ volatile("1:\n\t"
+                         "vldmia %[p], {s0-s3}\n\t"
+                         "vdiv.f32 s0, s0, %[sum]\n\t"
+                         "vdiv.f32 s1, s1, %[sum]\n\t"
+                         "vdiv.f32 s2, s2, %[sum]\n\t"
+                         "vdiv.f32 s3, s3, %[sum]\n\t"
+                         "vstmia %[p]!, {s0-s3}\n\t"
+                         "cmp %[p], %[end4]\n\t"
+                         "bne 1b\n\t"
+                         : [p] "+r"(p)
+                         : [sum] "t"(sum), [end4] "r"(x + n / 4u * 4u)
+                         : "s0", "s1", "s2", "s3", "cc", "memory");
+    for (i = n / 4u * 4u; i < n; i++)
         x[i] /= sum;
-        x[i + 1u] /= sum;
-        x[i + 2u] /= sum;
-        x[i + 3u] /= sum;
+}
+
+/* The reference's rotation of each head's pairs (x0, x1) by the position's angles:
+ * x0 * cos - x1 * sin (two products, then the difference: a VMLS would negate a NaN
+ * product's sign) and x0 * sin + x1 * cos (VMLA: the product rounded, then added to
+ * the first), one pair of angles at a time for every head. */
+void mote_dsp_rope_apply(float *x, const float *cos_t, const float *sin_t, uint32_t n_heads,
+                         uint32_t head_dim)
+{
+    float *const end = x + (size_t)n_heads * head_dim;
+    uint32_t i;
+    for (i = 0; i < head_dim / 2u; i++) {
+        const float c = cos_t[i], s = sin_t[i];
+        float *v;
+        for (v = x + 2u * i; v < end; v += head_dim)
+            __asm__("vldmia %[v], {s0, s1}\n\t"
+                    "vmul.f32 s2, s0, %[c]\n\t"
+                    "vmul.f32 s3, s1, %[s]\n\t"
+                    "vsub.f32 s2, s2, s3\n\t"
+                    "vmul.f32 s3, s0, %[s]\n\t"
+                    "vmla.f32 s3, s1, %[c]\n\t"
+                    "vstmia %[v], {s2, s3}\n\t"
+                    :
+                    : [v] "r"(v), [c] "t"(c), [s] "t"(s)
+                    : "s0", "s1", "s2", "s3", "memory");
     }
-    for (; i < n; i++)
-        x[i] /= sum;
 }
 
 /* The reference's RMSNorm: the squares summed in order (VMLA: each product rounded,
@@ -1309,7 +1345,7 @@ void mote_dsp_rmsnorm(float *out, const float *x, const float *w, uint32_t n, fl
 void mote_dsp_silu_mul(float *h, const float *u, uint32_t n)
 {
     const float *const end = h + n;
-    uint32_t bits;
+    uint32_t bits, pb;
     if (n == 0u)
         return;
     __asm__ volatile(
@@ -1338,7 +1374,7 @@ void mote_dsp_silu_mul(float *h, const float *u, uint32_t n)
         "vmov.f32 s0, %[inf]\n\t"
         "b 3b\n\t"
         "4:\n\t"
-        : [h] "+r"(h), [u] "+r"(u), [bits] "=&r"(bits)
+        : [h] "+r"(h), [u] "+r"(u), [bits] "=&r"(bits), [pb] "=&r"(pb)
         : [c] "r"(exp_constants), [k] "r"(exp_horner), [end] "r"(end), [zero] "t"(0.0f),
           [one] "t"(1.0f), [inf] "t"(HUGE_VALF)
         : EXP_CLOBBERS, "s10", "s11");
