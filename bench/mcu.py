@@ -23,7 +23,8 @@ Writes bench/results/mcu.json and bench/results/mcu.png. How each figure is obta
   of dense matrices (the blob's tensor table).
 - weight bytes per token: counted by the runtime (read_bytes_per_token= of the stats).
 - RAM high-water mark: the arena the runtime carves (what the model needs, plus the
-  activations of the prefill batch /info reports: the static arena's spare room) + the
+  RoPE table of every position and the activations of the prefill batch /info
+  reports: the static arena's spare room) + the
   deepest stack use + the rest of .data/.bss (console state, libc), from /info's port
   line after the run.
 - flash used: firmware image + blob.
@@ -148,7 +149,7 @@ def run_one(board: Board, kernels: str, model: str, quant: str, tokens: int, per
     other_static = int(info["static_ram"]) - static_arena
     batch = int(info["prefill_batch"])
     carved = blobfile.arena_bytes(blob.config, blob.ctx_len, blob.group_size,
-                                   blob.chat is not None, batch)
+                                   blob.chat is not None, batch) + int(info["rope_table"])
     row.update({
         "text": text.strip(),
         "tokens": steps,
@@ -160,6 +161,7 @@ def run_one(board: Board, kernels: str, model: str, quant: str, tokens: int, per
             "arena": carved,
             "arena_model": blob.arena_bytes,
             "prefill_batch": batch,
+            "rope_table": int(info["rope_table"]),
             "stack_high_water": stack_used,
             "other_static": other_static,
             "high_water_total": carved + stack_used + other_static,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mote.format.blob import arena_bytes
+from mote.format.blob import arena_bytes, rope_table_bytes
 from mote.model import MoteError
 from mote.boards.runners import GenerateOptions, LinuxRunner, linux_binary, run_prompt
 
@@ -84,10 +84,11 @@ def test_info_reports_config_and_arena(binary, blob, model):
     assert int(info["ctx"]) == 128
     assert int(info["arena_bytes"]) == arena_bytes(c, 128, 32)
     assert int(info["prefill_batch"]) == 64
-    assert int(info["arena_allocated"]) == arena_bytes(c, 128, 32, batch=64)
+    assert int(info["arena_allocated"]) == arena_bytes(c, 128, 32, batch=64) + rope_table_bytes(c, 128)
     wide = run(binary, str(blob), "--info", "--ctx", "100", "--batch", "7")
     info = dict(line.split("=", 1) for line in wide.stdout.decode().splitlines())
-    assert int(info["arena_allocated"]) == arena_bytes(c, 100, 32, batch=7) > arena_bytes(c, 100, 32)
+    assert (int(info["arena_allocated"]) == arena_bytes(c, 100, 32, batch=7) + rope_table_bytes(c, 100)
+            > arena_bytes(c, 100, 32))
     assert int(info["blob_bytes"]) == blob.stat().st_size
 
 

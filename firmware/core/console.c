@@ -292,6 +292,8 @@ static void send_info(mote_console *c)
         out_u64(&o, c->state.ctx);
         out_str(&o, " prefill_batch=");
         out_u64(&o, c->state.batch);
+        out_str(&o, " rope_table=");
+        out_u64(&o, c->state.rope_all_cos ? mote_rope_table_bytes(k, c->state.ctx) : 0u);
         out_str(&o, "\r\n");
         out_send(&o);
         o.t.len = 0;

@@ -87,6 +87,11 @@ static uint32_t *prepare_q4(uint32_t *prep, const int8_t *x, uint32_t n)
         prep[2] = (uint32_t)sxtb16_odd(x0145);
         prep[3] = (uint32_t)sxtb16_odd(x2367);
     }
+    if ((n & 7u) >= 4u) { /* a half unit: (x0, x1), (x2, x3), for the ragged tail's Q4_HALF */
+        prep[0] = (uint16_t)x[0] | (uint32_t)x[1] << 16;
+        prep[1] = (uint16_t)x[2] | (uint32_t)x[3] << 16;
+        prep += 2;
+    }
     return prep;
 }
 
@@ -120,8 +125,9 @@ typedef struct {
     "ldrd %[ae], %[ao], [%[p]], #8\n\t" Q8_ROW("r0", "w0", Q8_MUL("r0"))                     \
     Q8_ROW("r1", "w1", Q8_MUL("r1")) Q8_ROW("r2", "w2", Q8_MUL("r2")) Q8_ROW("r3", "w3", Q8_MUL("r3"))
 /* After a group: acc[k] += (float)sum[k] * (f16(ws[k]) * xs), the scales of the four
- * rows at ws, ws + stride, ...; then the next group, until the prepared words end. */
-#define Q8_SCALE_AND_LOOP                                                                  \
+ * rows at ws, ws + stride, ...; then the next group, until the prepared words end. The
+ * sum is a VMLA: not fused, the product rounded and then added as the reference. */
+#define Q8_SCALE                                                                           \
     "vmov s16, s17, r0, r1\n\t"                                                           \
     "vmov s18, s19, r2, r3\n\t"                                                           \
     "ldrd r0, r1, %[cur]\n\t"                                                             \
@@ -148,19 +154,24 @@ typedef struct {
     "vmul.f32 s25, s25, s28\n\t"                                                          \
     "vmul.f32 s26, s26, s28\n\t"                                                          \
     "vmul.f32 s27, s27, s28\n\t"                                                          \
-    "vmul.f32 s16, s16, s24\n\t"                                                          \
-    "vmul.f32 s17, s17, s25\n\t"                                                          \
-    "vmul.f32 s18, s18, s26\n\t"                                                          \
-    "vmul.f32 s19, s19, s27\n\t"                                                          \
-    "vadd.f32 s20, s20, s16\n\t"                                                          \
-    "vadd.f32 s21, s21, s17\n\t"                                                          \
-    "vadd.f32 s22, s22, s18\n\t"                                                          \
-    "vadd.f32 s23, s23, s19\n\t"                                                          \
-    "cmp %[p], r2\n\t"                                                                    \
-    "bne 1b\n\t"
+    "vmla.f32 s20, s16, s24\n\t"                                                          \
+    "vmla.f32 s21, s17, s25\n\t"                                                          \
+    "vmla.f32 s22, s18, s26\n\t"                                                          \
+    "vmla.f32 s23, s19, s27\n\t"
+#define Q8_SCALE_AND_LOOP Q8_SCALE "cmp %[p], r2\n\t" "bne 1b\n\t"
+/* The ragged last group of the rows, when its columns are a multiple of 4 (the
+ * prepared words end at tail_end): after the whole groups, as they do. */
+#define Q8_TAIL                                                                            \
+    Q8_FIRST_UNIT                                                                          \
+    "b 6f\n\t"                                                                            \
+    "5:\n\t" Q8_UNIT                                                                       \
+    "6:\n\t"                                                                              \
+    "ldr %[t], %[tail_end]\n\t"                                                           \
+    "cmp %[p], %[t]\n\t"                                                                  \
+    "bne 5b\n\t" Q8_SCALE
 /* Per block of four rows (its state in a q8_blocks): the rows' pointers, the scale
- * cursor, the four float sums (s20-s23) from `out`; after the groups, the sums back to
- * `out` and the next block until out_end. */
+ * cursor, the four float sums (s20-s23) from `src` (zeros in a matvec's first chunk,
+ * else `out`); after the groups, the sums to `out` and the next block until out_end. */
 #define Q8_BLOCK_START                                                                     \
     "2:\n\t"                                                                              \
     "ldrd %[w0], %[t], %[row]\n\t"                                                        \
@@ -174,8 +185,10 @@ typedef struct {
     "str %[ae], %[wsb]\n\t"                                                               \
     "ldrd %[ao], %[p], %[xsp]\n\t"                                                        \
     "strd %[v], %[ao], %[cur]\n\t"                                                        \
-    "ldr %[t], %[out]\n\t"                                                                \
+    "ldrd %[t], %[v], %[src]\n\t"                                                        \
     "vldmia %[t], {s20-s23}\n\t"                                                          \
+    "add %[t], %[t], %[v]\n\t"                                                            \
+    "str %[t], %[src]\n\t"                                                                \
     "1:\n\t"
 #define Q8_BLOCK_END                                                                       \
     "ldr %[t], %[out]\n\t"                                                                \
@@ -187,9 +200,10 @@ typedef struct {
 #define Q8_OPERANDS                                                                        \
     : [w0] "=&r"(w0), [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3), [p] "=&r"(p),          \
       [ae] "=&r"(ae), [ao] "=&r"(ao), [v] "=&r"(v), [t] "=&r"(t), [cur] "+m"(at),             \
-      [left] "+m"(steps.left), [row] "+m"(b.row), [wsb] "+m"(b.ws), [out] "+m"(b.out)        \
+      [left] "+m"(steps.left), [row] "+m"(b.row), [wsb] "+m"(b.ws), [out] "+m"(b.out),       \
+      [src] "+m"(b.src)                                                                    \
     : [bounds] "m"(end), [per_group] "m"(steps.per_group), [xsp] "m"(b.xs),                 \
-      [out_end] "m"(b.out_end)                                                             \
+      [out_end] "m"(b.out_end), [tail_end] "m"(tail_end)                                   \
     : "r0", "r1", "r2", "r3", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", \
       "s25", "s26", "s27", "s28", "cc", "memory"
 
@@ -202,6 +216,8 @@ typedef struct {
     const float *xs;      /* the chunk's first group's activation scale */
     const uint32_t *prep; /* the chunk's prepared activations */
     float *out, *out_end; /* the blocks' float sums */
+    const float *src;     /* where the next block's sums start from: out's, or zeros */
+    uint32_t src_step;    /* bytes from one block's start to the next's: 16, or 0 */
 } q8_blocks;
 
 /* What the blocks of rows of one chunk share. */
@@ -217,13 +233,17 @@ typedef struct {
     uint32_t group, cols;
     uint32_t g0, g1, whole; /* the chunk's groups; the first `whole` of them are the
                                assembly's: whole groups of a multiple of 8 columns */
+    const uint32_t *tail_end; /* where the prepared words of the rows' ragged last group
+                                 end when the assembly takes it too (after at least one
+                                 whole group; q8: a multiple of 4 columns, q4: of 4 or
+                                 8), else NULL */
 } chunk;
 
 static void other_groups_q8(float acc[4], const chunk *c, const uint32_t rk[4]);
 
 /* The blocks of four consecutive rows from r on that end by row_end, over the chunk's
- * whole groups (21 instructions per 16 multiply-adds, 40 per group for the scaling: the
- * default group of 32 costs 208 per 128 products) and then its other groups in C, the
+ * whole groups (21 instructions per 16 multiply-adds, 36 per group for the scaling: the
+ * default group of 32 costs 204 per 128 products) and then its other groups in C, the
  * sums of row r + i in out[i] (from 0 in the first chunk, else from out). Returns the
  * first row it did not do. Not inlined, and the memory operands of the assembly in its
  * own small frame: addressed from sp, within LDRD's reach, they need no register. */
@@ -232,9 +252,11 @@ static __attribute__((noinline)) uint32_t whole_blocks_q8(float *out, const chun
 {
     const group_bounds end = c->bounds;
     step_count steps = {0u, c->group / 8u - 1u}; /* pairs of steps after a group's first */
+    static const float zeros[4] = {0.0f};
     const uint32_t first = r, n_blocks = (row_end - r) / 4u;
     q8_blocks b;
     scale_cursor at;
+    const uint32_t *const tail_end = c->tail_end;
     const int8_t *w0, *w1, *w2, *w3;
     const uint32_t *p;
     uint32_t ae, ao, v, t;
@@ -248,22 +270,31 @@ static __attribute__((noinline)) uint32_t whole_blocks_q8(float *out, const chun
     b.prep = c->prep;
     b.out = out;
     b.out_end = out + 4u * n_blocks;
-    if (c->g0 == 0u)
-        memset(out, 0, 4u * n_blocks * sizeof *out);
-    if (c->group == 32u)
-        __asm__(Q8_BLOCK_START Q8_FIRST_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT
-                Q8_UNIT Q8_SCALE_AND_LOOP Q8_BLOCK_END Q8_OPERANDS);
+    b.src = c->g0 == 0u ? zeros : out;
+    b.src_step = c->g0 == 0u ? 0u : 4u * sizeof *out;
+#define Q8_GROUPS_OF_32                                                                    \
+    Q8_BLOCK_START Q8_FIRST_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT Q8_UNIT      \
+    Q8_SCALE_AND_LOOP
+#define Q8_GROUPS_OF_8N                                                                    \
+    Q8_BLOCK_START Q8_FIRST_UNIT Q8_UNIT                                                   \
+    "ldr %[t], %[per_group]\n\t"                                                          \
+    "b 3f\n\t"                                                                            \
+    "4:\n\t" Q8_UNIT Q8_UNIT                                                               \
+    "ldr %[t], %[left]\n\t"                                                               \
+    "3:\n\t"                                                                              \
+    "subs %[t], %[t], #1\n\t"                                                             \
+    "str %[t], %[left]\n\t"                                                               \
+    "bpl 4b\n\t" Q8_SCALE_AND_LOOP
+    /* four variants, so that a matrix without a ragged tail spends nothing on it */
+    if (c->group == 32u && tail_end)
+        __asm__(Q8_GROUPS_OF_32 Q8_TAIL Q8_BLOCK_END Q8_OPERANDS);
+    else if (c->group == 32u)
+        __asm__(Q8_GROUPS_OF_32 Q8_BLOCK_END Q8_OPERANDS);
+    else if (tail_end)
+        __asm__(Q8_GROUPS_OF_8N Q8_TAIL Q8_BLOCK_END Q8_OPERANDS);
     else
-        __asm__(Q8_BLOCK_START Q8_FIRST_UNIT Q8_UNIT
-                "ldr %[t], %[per_group]\n\t"
-                "b 3f\n\t"
-                "4:\n\t" Q8_UNIT Q8_UNIT
-                "ldr %[t], %[left]\n\t"
-                "3:\n\t"
-                "subs %[t], %[t], #1\n\t"
-                "str %[t], %[left]\n\t"
-                "bpl 4b\n\t" Q8_SCALE_AND_LOOP Q8_BLOCK_END Q8_OPERANDS);
-    if (c->g0 + c->whole < c->g1) /* then each block's other groups, in C */
+        __asm__(Q8_GROUPS_OF_8N Q8_BLOCK_END Q8_OPERANDS);
+    if (c->g0 + c->whole < c->g1 && !tail_end) /* then each block's other groups, in C */
         for (r = first; r < first + 4u * n_blocks; r += 4u, out += 4) {
             const uint32_t rk[4] = {r, r + 1u, r + 2u, r + 3u};
             other_groups_q8(out, c, rk);
@@ -327,7 +358,7 @@ static void dot4_q8(int32_t s[4], const int8_t *w[4], const uint32_t **p, const 
 #define Q4_LOAD "ldmia %[p]!, {%[x04], %[x26], %[x15], %[x37]}\n\t"
 #define Q4_UNIT Q4_LOAD Q4_ROW("r0", "w0", Q4_MAC("r0")) Q4_ROW("r1", "w1", Q4_MAC("r1"))
 #define Q4_FIRST_UNIT Q4_LOAD Q4_ROW("r0", "w0", Q4_MUL("r0")) Q4_ROW("r1", "w1", Q4_MUL("r1"))
-#define Q4_SCALE_AND_LOOP                                                                  \
+#define Q4_SCALE                                                                           \
     "vmov s16, s17, r0, r1\n\t"                                                           \
     "ldrd r0, r1, %[cur]\n\t"                                                             \
     "ldrd %[lo], %[t], %[bounds]\n\t"                                                     \
@@ -343,40 +374,74 @@ static void dot4_q8(int32_t s[4], const int8_t *w[4], const uint32_t **p, const 
     "vcvtb.f32.f16 s25, s25\n\t"                                                          \
     "vmul.f32 s24, s24, s28\n\t"                                                          \
     "vmul.f32 s25, s25, s28\n\t"                                                          \
-    "vmul.f32 s16, s16, s24\n\t"                                                          \
-    "vmul.f32 s17, s17, s25\n\t"                                                          \
-    "vadd.f32 %[a0], %[a0], s16\n\t"                                                      \
-    "vadd.f32 %[a1], %[a1], s17\n\t"                                                      \
-    "cmp %[p], %[lo]\n\t"                                                                 \
-    "bne 1b\n\t"
+    "vmla.f32 %[a0], s16, s24\n\t"                                                        \
+    "vmla.f32 %[a1], s17, s25\n\t"
+#define Q4_SCALE_AND_LOOP Q4_SCALE "cmp %[p], %[lo]\n\t" "bne 1b\n\t"
+/* Four columns of two rows: one halfword of codes per row, whose low nibbles (moved up)
+ * and high nibbles make the bytes of columns (0, 2, 1, 3), against (x0, x1), (x2, x3). */
+#define Q4_HALF_ROW(s, w)                                                                  \
+    "ldrh %[v], [%[" w "]], #2\n\t"                                                        \
+    "and %[lo], %[mask], %[v], lsl #4\n\t"                                                \
+    "and %[v], %[v], %[mask]\n\t"                                                         \
+    "orr %[v], %[lo], %[v], lsl #16\n\t"                                                  \
+    "sxtb16 %[t], %[v]\n\t"                                                               \
+    "smlad " s ", %[t], %[x04], " s "\n\t"                                                 \
+    "sxtb16 %[v], %[v], ror #8\n\t"                                                       \
+    "smlad " s ", %[v], %[x26], " s "\n\t"
+/* The ragged last group of the two rows (as Q8_TAIL): its units of 8 columns until
+ * units_end, a half unit if the prepared words go on to tail_end, then the scaling. */
+#define Q4_TAIL                                                                            \
+    "movs r0, #0\n\t"                                                                     \
+    "movs r1, #0\n\t"                                                                     \
+    "b 6f\n\t"                                                                            \
+    "5:\n\t" Q4_UNIT                                                                       \
+    "6:\n\t"                                                                              \
+    "ldr %[t], %[units_end]\n\t"                                                          \
+    "cmp %[p], %[t]\n\t"                                                                  \
+    "bne 5b\n\t"                                                                          \
+    "ldr %[t], %[tail_end]\n\t"                                                           \
+    "cmp %[p], %[t]\n\t"                                                                  \
+    "beq 7f\n\t"                                                                          \
+    "ldrd %[x04], %[x26], [%[p]], #8\n\t" Q4_HALF_ROW("r0", "w0") Q4_HALF_ROW("r1", "w1")  \
+    "7:\n\t" Q4_SCALE
 #define Q4_OPERANDS                                                                        \
     : [w0] "+r"(w0), [w1] "+r"(w1), [p] "+r"(p), [x04] "=&r"(x04), [x26] "=&r"(x26),         \
       [x15] "=&r"(x15), [x37] "=&r"(x37), [v] "=&r"(v), [lo] "=&r"(lo), [t] "=&r"(t),         \
       [a0] "+t"(acc[0]), [a1] "+t"(acc[1]), [cur] "+m"(at), [left] "+m"(steps.left)          \
-    : [mask] "r"(0xF0F0F0F0u), [bounds] "m"(end), [per_group] "m"(steps.per_group)           \
+    : [mask] "r"(0xF0F0F0F0u), [bounds] "m"(end), [per_group] "m"(steps.per_group),          \
+      [units_end] "m"(units_end), [tail_end] "m"(tail_end)                               \
     : "r0", "r1", "s16", "s17", "s24", "s25", "s28", "cc", "memory"
 
 static void other_groups_q4(float acc[2], const chunk *c, const uint32_t rk[2]);
 
 /* Blocks of two consecutive q4 rows, as whole_blocks_q8: 23 instructions per 16
- * multiply-adds, 22 per group for the scaling. */
+ * multiply-adds, 20 per group for the scaling. */
 static __attribute__((noinline)) uint32_t whole_blocks_q4(float *out, const chunk *c, uint32_t r,
                                                           uint32_t row_end)
 {
     const group_bounds end = c->bounds;
     step_count steps = {0u, c->group / 8u - 1u}; /* steps after a group's first */
-    const int others = c->g0 + c->whole < c->g1;
+    const int others = c->g0 + c->whole < c->g1, first_chunk = c->g0 == 0u;
+    /* the block's rows and scales advance by pointer: this loop runs per two rows */
+    const size_t row_bytes = c->row_bytes, ws_step = 2u * (size_t)c->n_groups;
+    const uint8_t *row = c->data + r * row_bytes;
+    const uint16_t *ws = c->scales + r * c->n_groups;
+    const float *const xs = c->xs + c->g0;
+    /* the ragged tail's whole units end where its half unit's two words begin, if any */
+    const uint32_t *const tail_end = c->tail_end;
+    const uint32_t *const units_end =
+        tail_end && (c->cols - (c->g1 - 1u) * c->group) % 8u ? tail_end - 2 : tail_end;
     register uint32_t x04 __asm__("r8"), x26 __asm__("r9"), x15 __asm__("r10"), x37 __asm__("r11");
-    for (; r + 2u <= row_end; r += 2u, out += 2) {
-        const uint8_t *w0 = c->data + r * c->row_bytes, *w1 = w0 + c->row_bytes;
+    for (; r + 2u <= row_end; r += 2u, out += 2, row += 2u * row_bytes, ws += ws_step) {
+        const uint8_t *w0 = row, *w1 = row + row_bytes;
         const uint32_t *p = c->prep;
         scale_cursor at;
-        float acc[2] = {0.0f, 0.0f};
+        float acc[2];
         uint32_t v, lo, t;
-        if (c->g0)
-            memcpy(acc, out, sizeof acc); /* the sum so far */
-        at.ws = c->scales + r * c->n_groups;
-        at.xs = c->xs + c->g0;
+        acc[0] = first_chunk ? 0.0f : out[0]; /* the sum so far */
+        acc[1] = first_chunk ? 0.0f : out[1];
+        at.ws = ws;
+        at.xs = xs;
         if (c->group == 32u)
             __asm__("1:\n\t" Q4_FIRST_UNIT Q4_UNIT Q4_UNIT Q4_UNIT Q4_SCALE_AND_LOOP Q4_OPERANDS);
         else
@@ -389,11 +454,14 @@ static __attribute__((noinline)) uint32_t whole_blocks_q4(float *out, const chun
                     "subs %[t], %[t], #1\n\t"
                     "str %[t], %[left]\n\t"
                     "bpl 2b\n\t" Q4_SCALE_AND_LOOP Q4_OPERANDS);
-        if (others) {
+        if (tail_end)
+            __asm__(Q4_TAIL Q4_OPERANDS);
+        else if (others) {
             const uint32_t rk[2] = {r, r + 1u};
             other_groups_q4(acc, c, rk);
         }
-        memcpy(out, acc, sizeof acc);
+        out[0] = acc[0];
+        out[1] = acc[1];
     }
     return r;
 }
@@ -481,7 +549,7 @@ static void block_q8(float *y, const chunk *c, uint32_t rows, uint32_t r, uint32
         whole_blocks_q8(acc, c, base, base + 4u); /* and the other groups */
     } else if (c->g0 < c->g1) {
         chunk other = *c;
-        other.whole = 0u, other.bounds.p_end = c->prep;
+        other.whole = 0u, other.bounds.p_end = c->prep, other.tail_end = NULL;
         other_groups_q8(acc, &other, rk);
     }
     for (k = r - base; k < 4u && base + k < row_end; k++)
@@ -501,7 +569,7 @@ static void block_q4(float *y, const chunk *c, uint32_t rows, uint32_t r, uint32
         whole_blocks_q4(acc, c, base, base + 2u); /* and the other groups */
     } else if (c->g0 < c->g1) {
         chunk other = *c;
-        other.whole = 0u, other.bounds.p_end = c->prep;
+        other.whole = 0u, other.bounds.p_end = c->prep, other.tail_end = NULL;
         other_groups_q4(acc, &other, rk);
     }
     for (k = r - base; k < 2u && base + k < row_end; k++)
@@ -531,11 +599,14 @@ void mote_dsp_matvec(float *y, const mote_tensor *w, const int8_t *xq, const flo
         c.whole = group % 8u ? 0u : (c.g1 * group <= cols ? c.g1 : c.g1 - 1u) - c.g0;
         c.data = (const uint8_t *)w->data + (is_q4 ? c.g0 * group / 2u : c.g0 * group);
         c.scales = w->scales + c.g0;
+        c.tail_end = NULL;
         for (g = c.g0; g < c.g1; g++) {
             const uint32_t begin = g * group, n = cols - begin < group ? cols - begin : group;
             p = is_q4 ? prepare_q4(p, xq + begin, n) : prepare_q8(p, xq + begin, n);
             if (g + 1u == c.g0 + c.whole)
                 c.bounds.p_end = p;
+            else if (c.whole && g + 1u == c.g1 && n % 4u == 0u)
+                c.tail_end = p; /* the ragged last group, in the assembly too */
         }
         if (c.whole == 0u)
             c.bounds.p_end = prep;
@@ -737,38 +808,76 @@ static inline int32_t round_to_int(float v)
 }
 
 /* The largest |x[i]| as float bits (sign cleared: for non-negative floats the integer
- * order is the float order); a NaN makes it larger than the bits of infinity. */
+ * order is the float order); a NaN makes it larger than the bits of infinity. Four at
+ * a time, each compared shifted left by one (which drops the sign: three instructions
+ * a value), the maximum shifted back. */
 static inline uint32_t abs_max_bits(const float *x, uint32_t n)
 {
-    uint32_t m0 = 0, m1 = 0, i = 0, a, b;
-    for (; i + 2u <= n; i += 2u) { /* two running maxima: fewer dependent compares */
+    const float *p = x;
+    const float *const end4 = x + (n & ~3u);
+    uint32_t m = 0, i, a, b, c, d;
+    if (p < end4)
+        __asm__("1:\n\t"
+                "ldmia %[p]!, {%[a], %[b], %[c], %[d]}\n\t"
+                "cmp %[m], %[a], lsl #1\n\t"
+                "it cc\n\t"
+                "lslcc %[m], %[a], #1\n\t"
+                "cmp %[m], %[b], lsl #1\n\t"
+                "it cc\n\t"
+                "lslcc %[m], %[b], #1\n\t"
+                "cmp %[m], %[c], lsl #1\n\t"
+                "it cc\n\t"
+                "lslcc %[m], %[c], #1\n\t"
+                "cmp %[m], %[d], lsl #1\n\t"
+                "it cc\n\t"
+                "lslcc %[m], %[d], #1\n\t"
+                "cmp %[p], %[end4]\n\t"
+                "bne 1b\n\t"
+                : [p] "+r"(p), [m] "+r"(m), [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c), [d] "=&r"(d)
+                : [end4] "r"(end4)
+                : "cc", "memory");
+    m >>= 1;
+    for (i = n & ~3u; i < n; i++) {
         memcpy(&a, x + i, sizeof a);
-        memcpy(&b, x + i + 1u, sizeof b);
         a &= 0x7FFFFFFFu;
-        b &= 0x7FFFFFFFu;
-        m0 = a > m0 ? a : m0;
-        m1 = b > m1 ? b : m1;
+        m = a > m ? a : m;
     }
-    if (i < n) {
-        memcpy(&a, x + i, sizeof a);
-        a &= 0x7FFFFFFFu;
-        m0 = a > m0 ? a : m0;
-    }
-    return m0 > m1 ? m0 : m1;
+    return m;
 }
 
 /* xq = round(x * inv) for |x * inv| <= 127 (rounding may reach 127.00002, never 127.5):
- * the reference's clamp does nothing there. */
+ * the reference's clamp does nothing there. Four at a time: one load, four products
+ * and conversions (VCVTR), two moves to core registers, four byte stores. */
 static inline void quantize_codes(int8_t *xq, const float *x, uint32_t n, float inv)
 {
-    uint32_t i = 0;
-    for (; i + 4u <= n; i += 4u) {
-        xq[i] = (int8_t)round_to_int(x[i] * inv);
-        xq[i + 1u] = (int8_t)round_to_int(x[i + 1u] * inv);
-        xq[i + 2u] = (int8_t)round_to_int(x[i + 2u] * inv);
-        xq[i + 3u] = (int8_t)round_to_int(x[i + 3u] * inv);
-    }
-    for (; i < n; i++)
+    int8_t *q = xq;
+    const int8_t *const end4 = xq + (n & ~3u);
+    const float *p = x;
+    uint32_t i, a, b, c, d;
+    if (q < end4)
+        __asm__ volatile("1:\n\t"
+                         "vldmia %[p]!, {s0-s3}\n\t"
+                         "vmul.f32 s0, s0, %[inv]\n\t"
+                         "vmul.f32 s1, s1, %[inv]\n\t"
+                         "vmul.f32 s2, s2, %[inv]\n\t"
+                         "vmul.f32 s3, s3, %[inv]\n\t"
+                         "vcvtr.s32.f32 s0, s0\n\t"
+                         "vcvtr.s32.f32 s1, s1\n\t"
+                         "vcvtr.s32.f32 s2, s2\n\t"
+                         "vcvtr.s32.f32 s3, s3\n\t"
+                         "vmov %[a], %[b], s0, s1\n\t"
+                         "vmov %[c], %[d], s2, s3\n\t"
+                         "strb %[a], [%[q]], #1\n\t"
+                         "strb %[b], [%[q]], #1\n\t"
+                         "strb %[c], [%[q]], #1\n\t"
+                         "strb %[d], [%[q]], #1\n\t"
+                         "cmp %[q], %[end4]\n\t"
+                         "bne 1b\n\t"
+                         : [p] "+r"(p), [q] "+r"(q), [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c),
+                           [d] "=&r"(d)
+                         : [end4] "r"(end4), [inv] "t"(inv)
+                         : "s0", "s1", "s2", "s3", "cc", "memory");
+    for (i = n & ~3u; i < n; i++)
         xq[i] = (int8_t)round_to_int(x[i] * inv);
 }
 
@@ -852,16 +961,18 @@ void mote_dsp_quantize_kv(int8_t *q, uint16_t *scale, const float *x, uint32_t n
     "vcvt.f32.s32 s15, s15\n\t"
 #endif
 
-/* dot += q[i] * k[i], the eight k in s8-s15, q in the eight registers named, in order. */
+/* dot += q[i] * k[i], the eight k in s8-s15, q in the eight registers named, in order.
+ * VMLA is not fused: it rounds the product, then adds it to dot (in that operand
+ * order, as the reference's `dot += q * k`), the bits of a VMUL and a VADD. */
 #define DOTQ(dot, q0, q1, q2, q3, q4, q5, q6, q7)                                          \
-    "vmul.f32 s0, " q0 ", s8\n\t"  "vadd.f32 " dot ", " dot ", s0\n\t"                      \
-    "vmul.f32 s0, " q1 ", s9\n\t"  "vadd.f32 " dot ", " dot ", s0\n\t"                      \
-    "vmul.f32 s0, " q2 ", s10\n\t" "vadd.f32 " dot ", " dot ", s0\n\t"                      \
-    "vmul.f32 s0, " q3 ", s11\n\t" "vadd.f32 " dot ", " dot ", s0\n\t"                      \
-    "vmul.f32 s0, " q4 ", s12\n\t" "vadd.f32 " dot ", " dot ", s0\n\t"                      \
-    "vmul.f32 s0, " q5 ", s13\n\t" "vadd.f32 " dot ", " dot ", s0\n\t"                      \
-    "vmul.f32 s0, " q6 ", s14\n\t" "vadd.f32 " dot ", " dot ", s0\n\t"                      \
-    "vmul.f32 s0, " q7 ", s15\n\t" "vadd.f32 " dot ", " dot ", s0\n\t"
+    "vmla.f32 " dot ", " q0 ", s8\n\t"                                                     \
+    "vmla.f32 " dot ", " q1 ", s9\n\t"                                                     \
+    "vmla.f32 " dot ", " q2 ", s10\n\t"                                                    \
+    "vmla.f32 " dot ", " q3 ", s11\n\t"                                                    \
+    "vmla.f32 " dot ", " q4 ", s12\n\t"                                                    \
+    "vmla.f32 " dot ", " q5 ", s13\n\t"                                                    \
+    "vmla.f32 " dot ", " q6 ", s14\n\t"                                                    \
+    "vmla.f32 " dot ", " q7 ", s15\n\t"
 #define DOTQ_HEAD0(dot) DOTQ(dot, "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
 #define DOTQ_HEAD1(dot) DOTQ(dot, "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31")
 /* per position: att[h][t] = (dot * f16(ks[t])) / sqrt_hd, the dot in s<d> */
@@ -874,7 +985,7 @@ void mote_dsp_quantize_kv(int8_t *q, uint16_t *scale, const float *x, uint32_t n
     "vdiv.f32 " d ", " d ", %[sqrt_hd]\n\t"                                               \
     "vstmia %[" att "]!, {" d "}\n\t"
 #define SCORE_CLOBBERS                                                                     \
-    "s0", "s4", "s5", "s6", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16",      \
+    "s4", "s5", "s6", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16",      \
         "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28",  \
         "s29", "s30", "s31", "cc", "memory"
 
@@ -947,16 +1058,16 @@ void mote_dsp_attn_scores(float *const att[], const float *q, uint32_t n_q, cons
 }
 
 /* acc[i] += a * v[i] for the eight values in s8-s15, acc the eight registers from
- * s<first>, the temporaries s3 (a in s<a>). */
+ * s<first> (a in s<a>), by VMLA: the reference's product and sum, each rounded. */
 #define MIX8(a, o0, o1, o2, o3, o4, o5, o6, o7)                                            \
-    "vmul.f32 s3, " a ", s8\n\t"  "vadd.f32 " o0 ", " o0 ", s3\n\t"                         \
-    "vmul.f32 s3, " a ", s9\n\t"  "vadd.f32 " o1 ", " o1 ", s3\n\t"                         \
-    "vmul.f32 s3, " a ", s10\n\t" "vadd.f32 " o2 ", " o2 ", s3\n\t"                         \
-    "vmul.f32 s3, " a ", s11\n\t" "vadd.f32 " o3 ", " o3 ", s3\n\t"                         \
-    "vmul.f32 s3, " a ", s12\n\t" "vadd.f32 " o4 ", " o4 ", s3\n\t"                         \
-    "vmul.f32 s3, " a ", s13\n\t" "vadd.f32 " o5 ", " o5 ", s3\n\t"                         \
-    "vmul.f32 s3, " a ", s14\n\t" "vadd.f32 " o6 ", " o6 ", s3\n\t"                         \
-    "vmul.f32 s3, " a ", s15\n\t" "vadd.f32 " o7 ", " o7 ", s3\n\t"
+    "vmla.f32 " o0 ", " a ", s8\n\t"                                                       \
+    "vmla.f32 " o1 ", " a ", s9\n\t"                                                       \
+    "vmla.f32 " o2 ", " a ", s10\n\t"                                                      \
+    "vmla.f32 " o3 ", " a ", s11\n\t"                                                      \
+    "vmla.f32 " o4 ", " a ", s12\n\t"                                                      \
+    "vmla.f32 " o5 ", " a ", s13\n\t"                                                      \
+    "vmla.f32 " o6 ", " a ", s14\n\t"                                                      \
+    "vmla.f32 " o7 ", " a ", s15\n\t"
 #define MIX_HEAD0 MIX8("s1", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
 #define MIX_HEAD1 MIX8("s2", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31")
 /* per position: the f16 scale, the heads' weights a = att[t] * scale, the values */
@@ -971,7 +1082,7 @@ void mote_dsp_attn_scores(float *const att[], const float *q, uint32_t n_q, cons
     "cmp %[vs], %[vs_end]\n\t"                                                            \
     "bne 1b\n\t"
 #define MIX_CLOBBERS                                                                       \
-    "s0", "s1", "s2", "s3", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16",      \
+    "s0", "s1", "s2", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16",      \
         "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28",  \
         "s29", "s30", "s31", "cc", "memory"
 
@@ -1019,34 +1130,57 @@ void mote_dsp_attn_mix(float *out, const float *const att[], uint32_t n_q, const
 /* ------------------------------------------------------------------ small ops */
 
 /* The reference's exp (mote_expf: the same IEEE operations in the same order) for
- * x in [-87, 88]: n = rint(x * log2 e) by adding and subtracting 1.5 * 2^23 (|x log2 e|
- * < 2^22, as the reference's rint_small), and 2^n from the bits of that sum, whose
- * low bits hold n + 0x400000: (bits + 127) << 23 drops the rest. */
+ * x in [-87, 88], in assembly: n = rint(x * log2 e) by adding and subtracting
+ * 1.5 * 2^23 (|x log2 e| < 2^22, as the reference's rint_small). The reference's
+ * p * 2^n, for n in [-126, 127] and p = exp(r) in (0.7, 1.42), is a normal float (p > 1
+ * when n = -126, as x >= -87 makes r > 0.33): exactly p with n added to its exponent,
+ * p's bits plus n << 23; the low 9 bits of the shifted sum's bits are n's (it holds
+ * n + 0x400000 in its low 23 bits), so << 23 drops the rest.
+ * VMLA and VMLS are not fused (each product is rounded, then added or subtracted: the
+ * bits of a VMUL and a VADD or VSUB), so each step of the reference's Horner
+ * polynomial, c + r * p, is one VMLA into a register holding c: one VLDM per value
+ * reloads those constants. x comes in s0 (finite, not NaN: the operand order of a sum
+ * only matters for NaN), exp(x) goes out in s0; s1-s8, %[bits] and %[pb] are overwritten;
+ * s16-s20 hold exp_constants[0..4] and %[k] points at exp_horner. */
 #define EXP_LOG2E ((float)1.44269504)
 #define EXP_LN2_HI ((float)0.693145751953125)
 #define EXP_LN2_LO ((float)1.42860677e-06)
-static inline float exp_in_range(float x)
-{
-    const float shifted = x * EXP_LOG2E + 12582912.0f, n = shifted - 12582912.0f;
-    const float r = (x - n * EXP_LN2_HI) - n * EXP_LN2_LO;
-    float p = (float)(1.0 / 720.0), two_n;
-    uint32_t bits;
-    p = (float)(1.0 / 120.0) + r * p;
-    p = (float)(1.0 / 24.0) + r * p;
-    p = (float)(1.0 / 6.0) + r * p;
-    p = 0.5f + r * p;
-    p = 1.0f + r * p;
-    p = 1.0f + r * p;
-    memcpy(&bits, &shifted, sizeof bits);
-    bits = (bits + 127u) << 23;
-    memcpy(&two_n, &bits, sizeof two_n);
-    return p * two_n;
-}
+#define EXP_S0                                                                             \
+    "vldmia %[k], {s1-s7}\n\t"                                                            \
+    "vmla.f32 s1, s0, s16\n\t"      /* shifted = x * log2e + 1.5 * 2^23 */                 \
+    "vsub.f32 s8, s1, s17\n\t"      /* n */                                                \
+    "vmov %[bits], s1\n\t"                                                                \
+    "vmls.f32 s0, s8, s18\n\t"      /* r = (x - n * ln2_hi) - n * ln2_lo */                \
+    "vmls.f32 s0, s8, s19\n\t"                                                            \
+    "vmla.f32 s2, s0, s20\n\t"      /* p = 1/120 + r * 1/720, ... */                       \
+    "vmla.f32 s3, s0, s2\n\t"                                                             \
+    "vmla.f32 s4, s0, s3\n\t"                                                             \
+    "vmla.f32 s5, s0, s4\n\t"                                                             \
+    "vmla.f32 s6, s0, s5\n\t"                                                             \
+    "vmla.f32 s7, s0, s6\n\t"       /* ..., p = 1 + r * p */                               \
+    "vmov %[pb], s7\n\t"                                                                  \
+    "add %[pb], %[pb], %[bits], lsl #23\n\t" /* p * 2^n */                                 \
+    "vmov s0, %[pb]\n\t"
+/* An x that EXP_S0 does not take, below -87 or NaN (branched to 2): a NaN stays, the
+ * rest gives 0; then back to 3 with the result in s0. */
+#define EXP_BELOW_RANGE                                                                    \
+    "2:\n\t"                                                                              \
+    "vcmp.f32 s0, s0\n\t"                                                                 \
+    "vmrs APSR_nzcv, fpscr\n\t"                                                           \
+    "it eq\n\t"                                                                           \
+    "vmoveq.f32 s0, %[zero]\n\t"                                                          \
+    "b 3b\n\t"
+#define EXP_CLOBBERS                                                                       \
+    "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s16", "s17", "s18", "s19",   \
+        "s20", "s21", "s22", "cc", "memory"
 
-/* The exp constants in the order softmax loads them into s16-s26. */
-static const float exp_constants[11] = {
-    EXP_LOG2E, 12582912.0f, EXP_LN2_HI, EXP_LN2_LO, (float)(1.0 / 720.0), (float)(1.0 / 120.0),
-    (float)(1.0 / 24.0), (float)(1.0 / 6.0), 0.5f, 1.0f, -87.0f};
+/* In the order EXP_S0 and its callers load them into s16-s22: the constants that stay,
+ * then the range's ends; and the Horner steps' c (with the shift first) reloaded per
+ * value into s1-s7. */
+static const float exp_constants[7] = {
+    EXP_LOG2E, 12582912.0f, EXP_LN2_HI, EXP_LN2_LO, (float)(1.0 / 720.0), -87.0f, 88.0f};
+static const float exp_horner[7] = {12582912.0f, (float)(1.0 / 120.0), (float)(1.0 / 24.0),
+                                    (float)(1.0 / 6.0), 0.5f, 1.0f, 1.0f};
 
 /* The reference's max (x[0], then any larger x[i]; a NaN never replaces it) of x[1..n),
  * four at a time. */
@@ -1091,74 +1225,157 @@ void mote_dsp_softmax(float *x, uint32_t n)
     float sum = 0.0f;
     float *p = x;
     const float *const end = x + n;
-    uint32_t i, bits;
-    /* e = exp(x - max), x - max <= 0 or NaN (exp's upper cut-off never applies), as
-     * exp_in_range in assembly: its eleven constants stay in s16-s26 */
+    uint32_t i, bits, pb;
+    /* e = exp(x - max), x - max <= 0 or NaN (exp's upper cut-off never applies) */
     __asm__ volatile(
-        "vldmia %[c], {s16-s26}\n\t"
+        "vldmia %[c], {s16-s22}\n\t"
         "1:\n\t"
         "vldr s0, [%[p]]\n\t"
         "vsub.f32 s0, s0, %[max]\n\t"
-        "vcmp.f32 s0, s26\n\t"
+        "vcmp.f32 s0, s21\n\t"
         "vmrs APSR_nzcv, fpscr\n\t"
         "blt 2f\n\t" /* below -87, or NaN (unordered) */
-        "vmul.f32 s1, s0, s16\n\t"
-        "vadd.f32 s1, s1, s17\n\t"
-        "vsub.f32 s2, s1, s17\n\t"
-        "vmov %[bits], s1\n\t"
-        "vmul.f32 s3, s2, s18\n\t"
-        "vsub.f32 s3, s0, s3\n\t"
-        "vmul.f32 s4, s2, s19\n\t"
-        "vsub.f32 s3, s3, s4\n\t"
-        "vmul.f32 s5, s3, s20\n\t"
-        "vadd.f32 s5, s5, s21\n\t"
-        "vmul.f32 s5, s3, s5\n\t"
-        "vadd.f32 s5, s5, s22\n\t"
-        "vmul.f32 s5, s3, s5\n\t"
-        "vadd.f32 s5, s5, s23\n\t"
-        "vmul.f32 s5, s3, s5\n\t"
-        "vadd.f32 s5, s5, s24\n\t"
-        "vmul.f32 s5, s3, s5\n\t"
-        "vadd.f32 s5, s5, s25\n\t"
-        "vmul.f32 s5, s3, s5\n\t"
-        "vadd.f32 s5, s5, s25\n\t"
-        "add %[bits], %[bits], #127\n\t"
-        "lsl %[bits], %[bits], #23\n\t"
-        "vmov s6, %[bits]\n\t"
-        "vmul.f32 s0, s5, s6\n\t"
+        EXP_S0
         "3:\n\t"
         "vstmia %[p]!, {s0}\n\t"
         "vadd.f32 %[sum], %[sum], s0\n\t"
         "cmp %[p], %[end]\n\t"
         "bne 1b\n\t"
         "b 4f\n\t"
-        "2:\n\t" /* NaN stays, the rest is 0 */
-        "vcmp.f32 s0, s0\n\t"
-        "vmrs APSR_nzcv, fpscr\n\t"
-        "it eq\n\t"
-        "vmoveq.f32 s0, %[zero]\n\t"
-        "b 3b\n\t"
+        EXP_BELOW_RANGE
         "4:\n\t"
-        : [p] "+r"(p), [sum] "+&t"(sum), [bits] "=&r"(bits)
-        : [c] "r"(exp_constants), [max] "t"(max), [end] "r"(end), [zero] "t"(0.0f)
-        : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s16", "s17", "s18", "s19", "s20", "s21",
-          "s22", "s23", "s24", "s25", "s26", "cc", "memory");
-    for (i = 0; i + 4u <= n; i += 4u) { /* four divisions a load and a store */
-        x[i] /= sum;
-        x[i + 1u] /= sum;
-        x[i + 2u] /= sum;
-        x[i + 3u] /= sum;
-    }
-    for (; i < n; i++)
+        : [p] "+r"(p), [sum] "+&t"(sum), [bits] "=&r"(bits), [pb] "=&r"(pb)
+        : [c] "r"(exp_constants), [k] "r"(exp_horner), [max] "t"(max), [end] "r"(end),
+          [zero] "t"(0.0f)
+        : EXP_CLOBBERS);
+    p = x;
+    if (n >= 4u) /* four divisions a load and a store (volatile: p is not read after) */
+        __asm__ volatile("1:\n\t"
+                         "vldmia %[p], {s0-s3}\n\t"
+                         "vdiv.f32 s0, s0, %[sum]\n\t"
+                         "vdiv.f32 s1, s1, %[sum]\n\t"
+                         "vdiv.f32 s2, s2, %[sum]\n\t"
+                         "vdiv.f32 s3, s3, %[sum]\n\t"
+                         "vstmia %[p]!, {s0-s3}\n\t"
+                         "cmp %[p], %[end4]\n\t"
+                         "bne 1b\n\t"
+                         : [p] "+r"(p)
+                         : [sum] "t"(sum), [end4] "r"(x + n / 4u * 4u)
+                         : "s0", "s1", "s2", "s3", "cc", "memory");
+    for (i = n / 4u * 4u; i < n; i++)
         x[i] /= sum;
 }
 
+/* The reference's rotation of each head's pairs (x0, x1) by the position's angles:
+ * x0 * cos - x1 * sin (two products, then the difference: a VMLS would negate a NaN
+ * product's sign) and x0 * sin + x1 * cos (VMLA: the product rounded, then added to
+ * the first), one pair of angles at a time for every head. */
+void mote_dsp_rope_apply(float *x, const float *cos_t, const float *sin_t, uint32_t n_heads,
+                         uint32_t head_dim)
+{
+    float *const end = x + (size_t)n_heads * head_dim;
+    uint32_t i;
+    for (i = 0; i < head_dim / 2u; i++) {
+        const float c = cos_t[i], s = sin_t[i];
+        float *v;
+        for (v = x + 2u * i; v < end; v += head_dim)
+            __asm__("vldmia %[v], {s0, s1}\n\t"
+                    "vmul.f32 s2, s0, %[c]\n\t"
+                    "vmul.f32 s3, s1, %[s]\n\t"
+                    "vsub.f32 s2, s2, s3\n\t"
+                    "vmul.f32 s3, s0, %[s]\n\t"
+                    "vmla.f32 s3, s1, %[c]\n\t"
+                    "vstmia %[v], {s2, s3}\n\t"
+                    :
+                    : [v] "r"(v), [c] "t"(c), [s] "t"(s)
+                    : "s0", "s1", "s2", "s3", "memory");
+    }
+}
+
+/* The reference's RMSNorm: the squares summed in order (VMLA: each product rounded,
+ * then added), then out = (x * inv) * w, four values a load and a store. */
+void mote_dsp_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps)
+{
+    const float *p = x;
+    const float *const end4 = x + (n & ~3u);
+    float ss = 0.0f, inv;
+    uint32_t i;
+    if (p < end4)
+        __asm__("1:\n\t"
+                "vldmia %[p]!, {s0-s3}\n\t"
+                "vmla.f32 %[ss], s0, s0\n\t"
+                "vmla.f32 %[ss], s1, s1\n\t"
+                "vmla.f32 %[ss], s2, s2\n\t"
+                "vmla.f32 %[ss], s3, s3\n\t"
+                "cmp %[p], %[end4]\n\t"
+                "bne 1b\n\t"
+                : [p] "+r"(p), [ss] "+t"(ss)
+                : [end4] "r"(end4)
+                : "s0", "s1", "s2", "s3", "cc", "memory");
+    for (i = n & ~3u; i < n; i++)
+        ss += x[i] * x[i];
+    inv = 1.0f / sqrtf(ss / (float)n + eps);
+    p = x;
+    if (p < end4) {
+        float *o = out;
+        const float *wp = w;
+        __asm__ volatile("1:\n\t"
+                         "vldmia %[p]!, {s0-s3}\n\t"
+                         "vldmia %[w]!, {s4-s7}\n\t"
+                         "vmul.f32 s0, s0, %[inv]\n\t"
+                         "vmul.f32 s1, s1, %[inv]\n\t"
+                         "vmul.f32 s2, s2, %[inv]\n\t"
+                         "vmul.f32 s3, s3, %[inv]\n\t"
+                         "vmul.f32 s0, s0, s4\n\t"
+                         "vmul.f32 s1, s1, s5\n\t"
+                         "vmul.f32 s2, s2, s6\n\t"
+                         "vmul.f32 s3, s3, s7\n\t"
+                         "vstmia %[o]!, {s0-s3}\n\t"
+                         "cmp %[p], %[end4]\n\t"
+                         "bne 1b\n\t"
+                         : [p] "+r"(p), [w] "+r"(wp), [o] "+r"(o)
+                         : [end4] "r"(end4), [inv] "t"(inv)
+                         : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "cc", "memory");
+    }
+    for (i = n & ~3u; i < n; i++)
+        out[i] = x[i] * inv * w[i];
+}
+
+/* h = h / (1 + exp(-h)) * u, the reference's exp and order */
 void mote_dsp_silu_mul(float *h, const float *u, uint32_t n)
 {
-    uint32_t i;
-    for (i = 0; i < n; i++) {
-        const float m = -h[i];
-        const float e = m >= -87.0f ? (m > 88.0f ? HUGE_VALF : exp_in_range(m)) : m != m ? m : 0.0f;
-        h[i] = h[i] / (1.0f + e) * u[i];
-    }
+    const float *const end = h + n;
+    uint32_t bits, pb;
+    if (n == 0u)
+        return;
+    __asm__ volatile(
+        "vldmia %[c], {s16-s22}\n\t"
+        "1:\n\t"
+        "vldr s10, [%[h]]\n\t"
+        "vneg.f32 s0, s10\n\t"
+        "vcmp.f32 s0, s21\n\t"
+        "vmrs APSR_nzcv, fpscr\n\t"
+        "blt 2f\n\t" /* below -87, or NaN (unordered) */
+        "vcmp.f32 s0, s22\n\t"
+        "vmrs APSR_nzcv, fpscr\n\t"
+        "bgt 5f\n\t" /* above 88 */
+        EXP_S0
+        "3:\n\t"
+        "vadd.f32 s0, %[one], s0\n\t"
+        "vdiv.f32 s10, s10, s0\n\t"
+        "vldmia %[u]!, {s11}\n\t"
+        "vmul.f32 s10, s10, s11\n\t"
+        "vstmia %[h]!, {s10}\n\t"
+        "cmp %[h], %[end]\n\t"
+        "bne 1b\n\t"
+        "b 4f\n\t"
+        EXP_BELOW_RANGE
+        "5:\n\t"
+        "vmov.f32 s0, %[inf]\n\t"
+        "b 3b\n\t"
+        "4:\n\t"
+        : [h] "+r"(h), [u] "+r"(u), [bits] "=&r"(bits), [pb] "=&r"(pb)
+        : [c] "r"(exp_constants), [k] "r"(exp_horner), [end] "r"(end), [zero] "t"(0.0f),
+          [one] "t"(1.0f), [inf] "t"(HUGE_VALF)
+        : EXP_CLOBBERS, "s10", "s11");
 }

@@ -25,6 +25,9 @@ void mote_dsp_attn_mix(float *out, const float *const att[], uint32_t n_q, const
                        const uint16_t *vs, uint32_t stride, uint32_t head_dim, uint32_t n_pos);
 void mote_dsp_softmax(float *x, uint32_t n);
 void mote_dsp_silu_mul(float *h, const float *u, uint32_t n);
+void mote_dsp_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps);
+void mote_dsp_rope_apply(float *x, const float *cos_t, const float *sin_t, uint32_t n_heads,
+                         uint32_t head_dim);
 
 #ifndef mote_k_quantize_act
 #define mote_k_quantize_act mote_dsp_quantize_act
@@ -52,6 +55,12 @@ void mote_dsp_silu_mul(float *h, const float *u, uint32_t n);
 #endif
 #ifndef mote_k_softmax
 #define mote_k_softmax mote_dsp_softmax
+#endif
+#ifndef mote_k_rmsnorm
+#define mote_k_rmsnorm mote_dsp_rmsnorm
+#endif
+#ifndef mote_k_rope_apply
+#define mote_k_rope_apply mote_dsp_rope_apply
 #endif
 #ifndef mote_k_silu_mul
 #define mote_k_silu_mul mote_dsp_silu_mul

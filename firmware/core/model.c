@@ -86,6 +86,18 @@ uint32_t mote_arena_bytes(const mote_config *c, uint32_t ctx)
     return mote_arena_bytes_batch(c, ctx, 1u);
 }
 
+/* The RoPE table of every position: ctx rows of head_dim/2 cos, then as many of sin. */
+static uint64_t rope_table_total(const mote_config *c, uint64_t ctx)
+{
+    return 2u * round16(4u * ctx * (uint64_t)(c->head_dim / 2u));
+}
+
+uint32_t mote_rope_table_bytes(const mote_config *c, uint32_t ctx)
+{
+    const uint64_t total = rope_table_total(c, ctx);
+    return total > UINT32_MAX ? UINT32_MAX : (uint32_t)total;
+}
+
 /* Hand out the next piece of the arena; pieces keep 16-byte alignment. */
 static void *carve(uint8_t **cursor, uint64_t bytes)
 {
@@ -99,7 +111,9 @@ mote_status mote_state_init(mote_state *s, const mote_model *m, void *arena, siz
 {
     uint8_t *cursor = (uint8_t *)arena;
     arena_sizes a;
-    uint32_t batch = 1;
+    uint32_t batch = 1, t;
+    uint64_t room;
+    int rope_all;
     if (s == NULL || m == NULL || arena == NULL || ((uintptr_t)arena & 15u) != 0)
         return MOTE_E_ARG;
     if (ctx == 0)
@@ -108,8 +122,12 @@ mote_status mote_state_init(mote_state *s, const mote_model *m, void *arena, siz
         return MOTE_E_CONTEXT;
     if (arena_total(&m->config, ctx, 1u) > arena_bytes)
         return MOTE_E_ARENA;
-    /* every byte the arena has beyond a single position's needs widens prefill passes */
-    while (batch < MOTE_MAX_BATCH && arena_total(&m->config, ctx, batch + 1u) <= arena_bytes)
+    /* the bytes beyond a single position's needs hold first the RoPE table of every
+     * position (a token then reads its row instead of computing it: pow, cos and sin
+     * in double, software on cores without a double FPU), then widen prefill passes */
+    rope_all = arena_total(&m->config, ctx, 1u) + rope_table_total(&m->config, ctx) <= arena_bytes;
+    room = arena_bytes - (rope_all ? rope_table_total(&m->config, ctx) : 0u);
+    while (batch < MOTE_MAX_BATCH && arena_total(&m->config, ctx, batch + 1u) <= room)
         batch++;
     memset(s, 0, sizeof *s);
     a = arena_table(&m->config, ctx, batch);
@@ -137,6 +155,16 @@ mote_status mote_state_init(mote_state *s, const mote_model *m, void *arena, siz
     s->scratch = carve(&cursor, a.scratch);
     s->scratch_bytes = (uint32_t)a.scratch;
     s->tokens = a.tokens ? carve(&cursor, a.tokens) : NULL;
+    if (rope_all) {
+        const uint32_t half = m->config.head_dim / 2u;
+        float *cos_all = carve(&cursor, rope_table_total(&m->config, ctx) / 2u);
+        float *sin_all = carve(&cursor, rope_table_total(&m->config, ctx) / 2u);
+        for (t = 0; t < ctx; t++)
+            mote_k_rope_table(cos_all + (size_t)t * half, sin_all + (size_t)t * half, t,
+                              m->config.head_dim, m->config.rope_theta);
+        s->rope_all_cos = cos_all;
+        s->rope_all_sin = sin_all;
+    }
     return MOTE_OK;
 }
 
@@ -396,14 +424,18 @@ static void forward_pass(mote_state *s, const int32_t *tokens, uint32_t n_pos, u
     const uint32_t dim = c->dim, hidden = c->hidden_dim, hd = c->head_dim;
     const uint32_t q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
     const uint32_t xb_stride = dim > q_dim ? dim : q_dim, half = hd / 2u;
+    /* the pass's rows of the RoPE table: every position's, or computed here */
+    const float *const rope_cos = s->rope_all_cos ? s->rope_all_cos + (size_t)pos * half : s->rope_cos;
+    const float *const rope_sin = s->rope_all_sin ? s->rope_all_sin + (size_t)pos * half : s->rope_sin;
     uint32_t l, p;
 
     for (p = 0; p < n_pos; p++) {
         const mote_tensor *e = &m->tok_embedding;
         const uint64_t n_groups = (dim + c->group_size - 1u) / c->group_size;
         mote_k_embedding_row(s->x + (size_t)p * dim, e, (uint32_t)tokens[p], c->group_size);
-        mote_k_rope_table(s->rope_cos + (size_t)p * half, s->rope_sin + (size_t)p * half, pos + p,
-                          hd, c->rope_theta);
+        if (s->rope_all_cos == NULL)
+            mote_k_rope_table(s->rope_cos + (size_t)p * half, s->rope_sin + (size_t)p * half,
+                              pos + p, hd, c->rope_theta);
         /* the embedding row and the norm vectors (2 per layer + the final one) */
         s->reads.rows += 1u;
         s->reads.bytes += e->dtype == MOTE_F32 ? 4u * (uint64_t)dim
@@ -425,7 +457,7 @@ static void forward_pass(mote_state *s, const int32_t *tokens, uint32_t n_pos, u
         add_product(&job, &L->wv, s->v, kv_dim);
         products(s, &job, s->xb, xb_stride, dim, n_pos);
         for (p = 0; p < n_pos; p++) {
-            const float *cos_t = s->rope_cos + (size_t)p * half, *sin_t = s->rope_sin + (size_t)p * half;
+            const float *cos_t = rope_cos + (size_t)p * half, *sin_t = rope_sin + (size_t)p * half;
             mote_k_rope_apply(s->q + (size_t)p * q_dim, cos_t, sin_t, c->n_heads, hd);
             mote_k_rope_apply(s->k + (size_t)p * kv_dim, cos_t, sin_t, c->n_kv_heads, hd);
         }

@@ -134,6 +134,11 @@ uint32_t mote_arena_bytes(const mote_config *c, uint32_t ctx);
 #define MOTE_MAX_BATCH 64u
 uint32_t mote_arena_bytes_batch(const mote_config *c, uint32_t ctx, uint32_t batch);
 
+/* The RoPE table of all `ctx` positions, which mote_state_init computes once when its
+ * arena has these bytes beyond a single position's needs (before widening the batch):
+ * a forward pass then reads its positions' rows instead of computing them. */
+uint32_t mote_rope_table_bytes(const mote_config *c, uint32_t ctx);
+
 /* Optional parallelism, filled in by a port that has threads (firmware/ports/linux/
  * threads.c); NULL runs everything inline. parallel_rows must call fn(ctx, begin, end)
  * over disjoint ranges covering [0, rows) and return when all are done. */
@@ -154,6 +159,8 @@ typedef struct {
     int8_t *xq;            /* quantized activations, (batch, max(dim, q_dim, hidden)) */
     float *xs;             /* their group scales */
     float *rope_cos, *rope_sin;         /* (batch, head_dim/2) for the pass's positions */
+    const float *rope_all_cos, *rope_all_sin; /* (ctx, head_dim/2): every position's,
+                                                 when the arena had room; else NULL */
     int8_t *key_cache, *value_cache;    /* (layer, ctx, kv_dim) */
     uint16_t *key_scales, *value_scales; /* (layer, ctx) f16 */
     void *scratch;         /* sampler candidates; between generations, a chat turn's layout;
@@ -166,7 +173,8 @@ typedef struct {
 } mote_state;
 
 /* Carve `arena` (16-byte aligned) for `ctx` positions (0 means the blob's ctx_len;
- * at most max_seq_len) and the widest prefill batch that fits (s->batch).
+ * at most max_seq_len), the RoPE table of every position if it fits
+ * (mote_rope_table_bytes) and the widest prefill batch that fits then (s->batch).
  * MOTE_E_ARENA if arena_bytes < mote_arena_bytes(). */
 mote_status mote_state_init(mote_state *s, const mote_model *m, void *arena, size_t arena_bytes,
                             uint32_t ctx);

@@ -12,8 +12,10 @@
  * and "open <status>" instead when mote_model_open refuses the blob.
  * usage: mote_dump BLOB (--tokens 1,2,3 | --prompt TEXT) [--logits N] [-n N]
  *                  [--temp T] [--top-p P] [--top-k K] [--seed S] [--ctx N] [--threads N]
- *                  [--batch N] [--no-crc] [--time] [--reads]
- * --batch N gives the state the arena of N positions per prefill pass (1..MOTE_MAX_BATCH). */
+ *                  [--batch N] [--no-rope-table] [--no-crc] [--time] [--reads]
+ * --batch N gives the state the arena of N positions per prefill pass (1..MOTE_MAX_BATCH)
+ * and of the RoPE table of every position, which --no-rope-table leaves out (each pass
+ * then computes its positions' rows). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +30,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: mote_dump BLOB (--tokens IDS | --prompt TEXT) [--logits N] [-n N] "
                     "[--temp T] [--top-p P] [--top-k K] [--seed S] [--ctx N] [--threads N] "
-                    "[--batch N] [--no-crc] [--time] [--reads]\n");
+                    "[--batch N] [--no-rope-table] [--no-crc] [--time] [--reads]\n");
     exit(2);
 }
 
@@ -98,7 +100,7 @@ int main(int argc, char **argv)
     unsigned long n_logits = 0, n_new = 0, ctx = 0, threads = 1, top_k = 0, batch = 1;
     unsigned long long seed = 0;
     float temperature = 0.0f, top_p = 1.0f;
-    int check_crc = 1, timing = 0, reads = 0, i;
+    int check_crc = 1, timing = 0, reads = 0, rope_table = 1, i;
     size_t len;
     uint8_t *blob;
     void *arena;
@@ -119,6 +121,7 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--no-crc")) { check_crc = 0; continue; }
         if (!strcmp(a, "--time")) { timing = 1; continue; }
         if (!strcmp(a, "--reads")) { reads = 1; continue; }
+        if (!strcmp(a, "--no-rope-table")) { rope_table = 0; continue; }
         if (a[0] != '-') { path = a; continue; }
         if (!v) usage();
         i++;
@@ -147,6 +150,8 @@ int main(int argc, char **argv)
     }
     len = mote_arena_bytes_batch(&model.config, ctx ? (uint32_t)ctx : model.config.ctx_len,
                                  (uint32_t)batch);
+    if (rope_table)
+        len += mote_rope_table_bytes(&model.config, ctx ? (uint32_t)ctx : model.config.ctx_len);
     arena = malloc(len);
     st = arena ? mote_state_init(&state, &model, arena, len, (uint32_t)ctx) : MOTE_E_ARENA;
     if (st != MOTE_OK) {

@@ -170,7 +170,8 @@ static void print_info(const mote_model *m, uint32_t ctx, uint32_t batch)
            k->vocab_size, k->max_seq_len, k->activation == MOTE_ACT_RELU ? "relu" : "silu",
            k->group_size, dtypes[m->layers[0].wq.dtype], m->blob_bytes, ctx,
            mote_arena_bytes(k, ctx));
-    printf("prefill_batch=%u\narena_allocated=%u\n", batch, mote_arena_bytes_batch(k, ctx, batch));
+    printf("prefill_batch=%u\narena_allocated=%u\n", batch,
+           mote_arena_bytes_batch(k, ctx, batch) + mote_rope_table_bytes(k, ctx));
 }
 
 static int run_one_shot(mote_console *c, const options *o)
@@ -220,9 +221,12 @@ int main(int argc, char **argv)
         print_info(&probe, ctx, (uint32_t)o.batch);
         return 0;
     }
-    /* the blob's own arena plus the activations of wider prefill passes */
+    /* the blob's own arena plus the activations of wider prefill passes and the RoPE
+     * table of every position */
     const size_t arena_bytes =
-        probed == MOTE_OK ? mote_arena_bytes_batch(&probe.config, ctx, (uint32_t)o.batch) : 0u;
+        probed == MOTE_OK ? (size_t)mote_arena_bytes_batch(&probe.config, ctx, (uint32_t)o.batch) +
+                                mote_rope_table_bytes(&probe.config, ctx)
+                          : 0u;
     void *arena = NULL;
     if (arena_bytes && posix_memalign(&arena, ARENA_ALIGN, arena_bytes) != 0)
         return fail("cannot allocate the arena", strerror(ENOMEM));

@@ -123,6 +123,13 @@ def arena_bytes(config: Config, ctx: int, group_size: int, chat: bool = False,
     return sum(piece(n) for n in pieces)
 
 
+def rope_table_bytes(config: Config, ctx: int) -> int:
+    """The RoPE table of every position (ctx rows of head_dim/2 cos, then of sin), which
+    firmware/core/model.c computes once when the arena has it beyond a single
+    position's needs (mote_rope_table_bytes): not part of a blob's arena_bytes."""
+    return 2 * (-(-4 * ctx * (config.head_dim // 2) // 16) * 16)
+
+
 @dataclass
 class BlobTensor:
     name: str
