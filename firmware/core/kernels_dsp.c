@@ -60,7 +60,8 @@ static inline float f16_to_f32(uint16_t h)
  * - per block of rows, group by group, the rows' int32 sums, each scaled and added to
  *   its row's float sum in group order as the reference: in assembly where the group
  *   size is a multiple of 8 (the default 32 fully unrolled), as 14 registers are live
- *   that GCC spills from the same loops written in C; in C elsewhere.
+ *   that GCC spills from the same loops written in C, followed there by a row's ragged
+ *   last group when it is a multiple of 4 columns; in C elsewhere.
  * A row's float sum is kept exactly in y between chunks. */
 #define PREP_COLUMNS 256u
 #define PREP_WORDS (MOTE_MAX_GROUP > PREP_COLUMNS ? MOTE_MAX_GROUP / 2u : PREP_COLUMNS / 2u)
@@ -243,8 +244,8 @@ static void other_groups_q8(float acc[4], const chunk *c, const uint32_t rk[4]);
 
 /* The blocks of four consecutive rows from r on that end by row_end, over the chunk's
  * whole groups (21 instructions per 16 multiply-adds, 36 per group for the scaling: the
- * default group of 32 costs 204 per 128 products) and then its other groups in C, the
- * sums of row r + i in out[i] (from 0 in the first chunk, else from out). Returns the
+ * default group of 32 costs 204 per 128 products), then the ragged last group in the
+ * same assembly (c->tail_end) or else the other groups in C, the sums of row r + i in out[i] (from 0 in the first chunk, else from out). Returns the
  * first row it did not do. Not inlined, and the memory operands of the assembly in its
  * own small frame: addressed from sp, within LDRD's reach, they need no register. */
 static __attribute__((noinline)) uint32_t whole_blocks_q8(float *out, const chunk *c, uint32_t r,
