@@ -27,7 +27,7 @@ two of them overlap):
 Schemes: the float model; "rtn", the writer before issue 17 (round to nearest, the
 group's largest weight on the largest code, q4 in [-7, 7]), reproduced here; int8,
 int4, mixed as `mote convert` writes them without --calib (the weight-error search)
-and with it (activation-aware); auto (--quant auto) at the size of calibrated mixed and
+and with it (GPTQ on the calibration text); auto (--quant auto) at the size of calibrated mixed and
 at budgets between int4 and int8. --calib-text heldout measures only the float model
 and the calibrated schemes.
 """
@@ -184,13 +184,13 @@ def run_model(name: str, args, ood: str) -> list[dict]:
         calib = Path(tmp) / "calib.txt"
         calib.write_text(texts["calib"], encoding="utf-8")
         options = ConvertOptions(tokenizer=tokenizer, quant="auto", ctx=CTX, calib=calib)
-        smoothed, importance, windows = activation_aware(model, options, [])
+        grams, windows = activation_aware(model, options, [])
     for scheme in ("int8", "int4", "mixed"):
-        record(scheme, True, blobfile.quantize(smoothed, scheme, GROUP, CTX, importance=importance))
+        record(scheme, True, blobfile.quantize(model, scheme, GROUP, CTX, grams=grams))
     mixed_bytes = rows[-1]["bytes"]
     int8_bytes, int4_bytes = (next(r["bytes"] for r in rows if r["scheme"] == s and r["calibrated"])
                               for s in ("int8", "int4"))
-    precision = MixedPrecision(smoothed, GROUP, CTX, importance, windows)
+    precision = MixedPrecision(model, GROUP, CTX, grams, windows)
     budgets = [mixed_bytes] + [int(int4_bytes + f * (int8_bytes - int4_bytes)) for f in AUTO_FRACTIONS]
     for budget in budgets:
         blob, chosen = precision.fit(budget)

@@ -1,8 +1,8 @@
 """`mote eval` of a blob scores exactly what the C runtime computes: its perplexity
 equals, to the last bit, the perplexity of the logits tests/c/mote_dump.c prints for
 the same windows, with 1 and 2 BLAS threads on the numpy side and 1 and 2 runtime
-threads on the C side. A dense int8 and int4 blob and a sparse one (column kernels),
-with and without BOS."""
+threads on the C side. A dense int8 and int4 blob, an int4 one quantized by GPTQ
+(`--calib`), and a sparse one (column kernels), with and without BOS."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from mote.eval import sparsity
 from mote.eval.perplexity import perplexity, tokenizer_of
 from mote.format import blob as blobfile
 from mote.importers import load_model
+from mote.pipeline import ConvertOptions, convert
 
 CTX = 64
 MAX_TOKENS = 150  # three windows, the last one short
@@ -64,8 +65,13 @@ def blobs(tmp: Path) -> dict[str, Path]:
     for name, model, quant in (("mcu-int4", mcu, "int4"), ("stories-int8", stories, "int8")):
         out[name] = tmp / f"{name}.mote"
         out[name].write_bytes(blobfile.pack(model, quant, 32, CTX))
-    dense = blobfile.quantize(mcu, "int8", 32, CTX)
     text = (model_path("mcu-1m-silu") / "heldout.txt").read_text(encoding="utf-8")
+    calib = tmp / "calib.txt"  # the end of heldout.txt; the evaluation reads its start
+    calib.write_text(text[-20000:], encoding="utf-8")
+    out["mcu-int4-gptq"] = tmp / "mcu-int4-gptq.mote"
+    out["mcu-int4-gptq"].write_bytes(
+        convert(model_path("mcu-1m-silu"), ConvertOptions(quant="int4", ctx=CTX, calib=calib, calib_tokens=1024)).data)
+    dense = blobfile.quantize(mcu, "int8", 32, CTX)
     windows = sparsity.calibration_windows(tokenizer_of(dense), text[-20000:], CTX, 1024)
     dense.sparsity, _ = sparsity.calibrate(dense, windows, 0.3)
     out["mcu-sparse"] = tmp / "mcu-sparse.mote"
@@ -78,7 +84,7 @@ def cases(tmp_path_factory) -> dict[str, Path]:
     return blobs(tmp_path_factory.mktemp("exact-eval"))
 
 
-@pytest.mark.parametrize("name", ["mcu-int4", "stories-int8", "mcu-sparse"])
+@pytest.mark.parametrize("name", ["mcu-int4", "mcu-int4-gptq", "stories-int8", "mcu-sparse"])
 def test_mote_eval_equals_the_c_runtime(cases, name):
     blob = cases[name]
     text = model_path("mcu-1m-silu") / "heldout.txt"

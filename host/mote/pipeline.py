@@ -15,7 +15,7 @@ import numpy as np
 
 from mote.boards.catalog import Board, check_fit
 from mote.eval import sparsity as calibration
-from mote.eval.activations import MAX_WINDOW, input_mean_squares
+from mote.eval.activations import MAX_WINDOW, input_grams
 from mote.eval.perplexity import tokenizer_of
 from mote.eval.sensitivity import q4_costs
 from mote.format import blob as blobfile
@@ -24,9 +24,9 @@ from mote.format.chat import ChatTemplate
 from mote.format.sparsity import POINTS
 from mote.importers import load_model
 from mote.model import Model, MoteError
-from mote.quant.groups import quantize_matrix, relative_error
+from mote.quant.gptq import quantize_weights
+from mote.quant.groups import relative_error
 from mote.quant.precision import Candidate, choose_q4
-from mote.quant.smooth import smooth
 
 QUANT_CHOICES = ("int8", "int4", "mixed", "auto")
 # Calibration tokens each matrix's q4 cost is measured on (--quant auto): one run of
@@ -83,18 +83,17 @@ def convert(source: Path, options: ConvertOptions, board: Board | None = None,
     notes: list[str] = []
     ctx = o.ctx if o.ctx is not None else min(model.config.max_seq_len, DEFAULT_CTX_MAX)
     template = chat.choose(model.tokenizer, model.chat_template, o.chat_template, o.system_prompt)
-    importance = windows = None
+    grams = windows = None
     if o.calib is not None:
-        model, importance, windows = activation_aware(model, o, notes)
+        grams, windows = activation_aware(model, o, notes)
     if o.quant == "auto":
         budgets = [b for b in (o.budget, board.model_size if board else None) if b is not None]
-        blob = _auto(model, o, ctx, template, importance, windows, min(budgets, default=None), errors, notes,
-                     progress)
+        blob = _auto(model, o, ctx, template, grams, windows, min(budgets, default=None), errors, notes, progress)
     else:
         if o.budget is not None:
             raise MoteError("--budget is for --quant auto")
         blob = blobfile.quantize(model, o.quant, o.group, ctx, progress=progress, errors=errors,
-                                 importance=importance, chat=template)
+                                 grams=grams, chat=template)
     if blob.arena_bytes > 0xFFFFFFFF:  # the header's arena_bytes is a u32
         raise MoteError(f"the arena for context {blob.ctx_len} is {blob.arena_bytes} bytes, more than the "
                         f"32-bit header can hold: convert with a smaller --ctx")
@@ -145,16 +144,15 @@ def pack_for_board(data: bytes, board: Board) -> tuple[bytes, list[str]]:
 
 
 def activation_aware(model: Model, o: ConvertOptions, notes: list[str]):
-    """What --calib gives the quantizer: the model with channel scales folded in
-    (mote.quant.smooth), the mean square of every matrix input on the text (the
-    importance of each column), and the token windows they were measured on."""
+    """What --calib gives the quantizer: the mean x x^T of every matrix input on the
+    text (which GPTQ, mote.quant.gptq, quantizes against), and the token windows they
+    were measured on."""
     ctx = min(o.ctx or model.config.max_seq_len, MAX_WINDOW)
     windows = calibration.calibration_windows(tokenizer_of(model), _read(o.calib), ctx, o.calib_tokens)
-    model, importance, exponents = smooth(model, input_mean_squares(model, windows), o.group)
-    notes.append(f"activation-aware quantization: input statistics of every matrix on "
-                 f"{sum(map(len, windows))} tokens of {o.calib}; channel scale exponents:")
-    notes += exponents
-    return model, importance, windows
+    grams = input_grams(model, windows)
+    notes.append(f"activation-aware quantization (GPTQ): the inputs of every matrix measured on "
+                 f"{sum(map(len, windows))} tokens of {o.calib}")
+    return grams, windows
 
 
 def _calibrate(dense: blobfile.Blob, o: ConvertOptions):
@@ -196,16 +194,16 @@ class MixedPrecision:
     """What --quant auto chooses from: the all-q8 blob, every matrix at q4, and what
     q4 costs each matrix (measured once, when a budget first needs it)."""
 
-    def __init__(self, model: Model, group: int, ctx: int | None, importance: dict, windows: list[list[int]],
+    def __init__(self, model: Model, group: int, ctx: int | None, grams: dict, windows: list[list[int]],
                  progress: Callable[[str], None] | None = None, template: ChatTemplate | None = None):
         self.errors: dict[str, float] = {}
         self.q8 = blobfile.quantize(model, "int8", group, ctx, progress=progress, errors=self.errors,
-                                    importance=importance, chat=template)
+                                    grams=grams, chat=template)
         self.q4: dict[str, blobfile.BlobTensor] = {}
         self.q4_errors: dict[str, float] = {}
         for name, t in self.q8.tensors.items():
             if t.scales is not None:
-                q = quantize_matrix(model.tensors[name], "q4", group, importance.get(name))
+                q = quantize_weights(np.asarray(model.tensors[name], np.float32), "q4", group, grams.get(name))
                 if not np.isfinite(q.scales).all():  # weights too large for q4's f16 scales
                     continue
                 self.q4[name] = blobfile.BlobTensor(name, "q4", t.rows, t.cols, q.codes, q.scales)
@@ -236,7 +234,7 @@ class MixedPrecision:
         return dataclasses.replace(self.q8, tensors=tensors), chosen
 
 
-def _auto(model: Model, o: ConvertOptions, ctx: int, template: ChatTemplate | None, importance, windows,
+def _auto(model: Model, o: ConvertOptions, ctx: int, template: ChatTemplate | None, grams, windows,
           budget: int | None, errors: dict, notes: list[str], progress) -> blobfile.Blob:
     """--quant auto: every matrix q8, then the matrices whose q4 costs the least KL per
     byte saved go q4 until the blob fits the budget (mote.quant.precision)."""
@@ -244,7 +242,7 @@ def _auto(model: Model, o: ConvertOptions, ctx: int, template: ChatTemplate | No
         raise MoteError("--quant auto needs --budget BYTES or --board B (whose model partition it fills)")
     if windows is None:
         raise MoteError("--quant auto measures what q4 costs each matrix on --calib TEXT")
-    mixed = MixedPrecision(model, o.group, ctx, importance, windows, progress, template)
+    mixed = MixedPrecision(model, o.group, ctx, grams, windows, progress, template)
     blob, chosen = mixed.fit(budget)
     errors.update(mixed.errors)
     errors.update({c.name: mixed.q4_errors[c.name] for c in chosen})

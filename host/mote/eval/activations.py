@@ -13,16 +13,20 @@ from mote.reference.forward import Runner
 MAX_WINDOW = 256
 
 
-def input_mean_squares(model: Model, windows: list[list[int]]) -> dict[str, np.ndarray]:
+def input_grams(model: Model, windows: list[list[int]]) -> dict[str, np.ndarray]:
     """For every matrix (tensor name; the tied classifier is tok_embedding), the mean
-    over the calibration positions of each input channel's square, float64 (cols,)."""
+    over the calibration positions of x x^T, x its input: float64 (cols, cols). Its
+    diagonal is each input channel's mean square."""
     sums: dict[str, np.ndarray] = {}
     count = 0
+    last: list = [None, None]  # wq, wk, wv (w_gate, w_up) see the same input: one product
 
     class Recorder(Runner):
         def _matmul(self, x, name):
-            x64 = x.astype(np.float64)
-            sums[name] = sums.get(name, 0.0) + np.einsum("ti,ti->i", x64, x64)
+            if x is not last[0]:
+                x64 = x.astype(np.float64)
+                last[:] = [x, x64.T @ x64]
+            sums[name] = sums.get(name, 0.0) + last[1]
             return super()._matmul(x, name)
 
     runner = Recorder(model)

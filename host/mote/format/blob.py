@@ -30,11 +30,11 @@ from mote.quant.groups import (
     QuantizedMatrix,
     n_groups,
     pack_q4,
-    quantize_matrix,
     relative_error,
     role_of,
     unpack_q4,
 )
+from mote.quant.gptq import quantize_weights
 
 MAGIC = spec.MAGIC
 VERSION = spec.VERSION
@@ -198,12 +198,13 @@ def quantize(
     progress: Callable[[str], None] | None = None,
     errors: dict[str, float] | None = None,
     chat: ChatTemplate | None = None,
-    importance: dict[str, np.ndarray] | None = None,
+    grams: dict[str, np.ndarray] | None = None,
 ) -> Blob:
     """The quantized model in memory: what `load` returns for its blob, without the
     bytes (total_bytes 0 until `serialize`). `quant` is a scheme or every tensor's
-    dtype (tensor_dtypes); `importance`, from calibration, weighs each matrix's input
-    columns (mote.quant.groups.quantize_matrix). `errors`, if given, receives each
+    dtype (tensor_dtypes); `grams`, from calibration, are the mean x x^T of each
+    matrix's inputs (mote.eval.activations), which GPTQ quantizes against
+    (mote.quant.gptq.quantize_weights). `errors`, if given, receives each
     quantized tensor's relative error; `progress` is called per tensor. Calibration
     runs the reference on this, before anything is packed."""
     if not 2 <= group_size <= MAX_GROUP or group_size % 2:
@@ -226,7 +227,7 @@ def quantize(
         if dtype == "f32":
             tensors[name] = BlobTensor(name, dtype, rows, cols, w)
             continue
-        q = quantize_matrix(w, dtype, group_size, None if importance is None else importance.get(name))
+        q = quantize_weights(w, dtype, group_size, None if grams is None else grams.get(name))
         if not np.isfinite(q.scales).all():  # the runtime would refuse the blob ("values")
             limit = float(np.finfo(np.float16).max) * max(-CODE_RANGE[dtype][0], CODE_RANGE[dtype][1])
             raise MoteError(f"{model.name}: tensor {name} has weights up to {float(np.abs(w).max()):.4g}, "

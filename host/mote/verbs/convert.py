@@ -32,8 +32,9 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
                         "thresholds per layer and point chosen by measured KL per byte on --calib; "
                         "'natural' (ReLU models): the gate's own zeros")
     p.add_argument("--calib", type=Path, metavar="TEXT",
-                   help="UTF-8 calibration text: weighs each matrix's quantization error by what its "
-                        "inputs are on it, measures --quant auto's costs, calibrates a --sparsity budget")
+                   help="UTF-8 calibration text: quantizes every matrix by GPTQ error feedback against "
+                        "what its inputs are on it, measures --quant auto's costs, calibrates a --sparsity "
+                        "budget")
     p.add_argument("--calib-tokens", type=int, default=4096, help="calibrate on this many tokens of --calib")
     p.add_argument("--sparse-points", default=",".join(POINTS),
                    help=f"activation points to sparsify (default: all of {','.join(POINTS)})")
