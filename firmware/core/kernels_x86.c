@@ -232,20 +232,61 @@ static ALWAYS_INLINE int32_t row_dot(const uint8_t *row, int is_q4, int last, co
     return hsum_epi32(acc);
 }
 
-/* acc + (float)dots * (ws * sx), ws the eight rows' f16 scales of one group (32-bit
- * words ending at each scale, gathered from 2 bytes before it: inside the blob, as the
- * scales start 32-aligned after the header at least): the reference's
- * acc += (float)sum * (f32(ws) * xs) with the same operands, one row per lane. */
-static ALWAYS_INLINE __m256 add_term(__m256 acc, __m256i dots, const uint16_t *scale,
-                                     __m256i offsets, float sx)
+/* acc + (float)dots * (ws * sx), ws the eight rows' scales of one group as floats:
+ * the reference's acc += (float)sum * (f32(ws) * xs) with the same operands, one row
+ * per lane. */
+static ALWAYS_INLINE __m256 add_term(__m256 acc, __m256i dots, __m256 ws, float sx)
+{
+    return _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(dots),
+                                            _mm256_mul_ps(ws, _mm256_set1_ps(sx))));
+}
+
+/* The f16 scales of eight rows at arbitrary places, one group: 32-bit words ending at
+ * each scale, gathered from 2 bytes before it (inside the blob, as the scales start
+ * 32-aligned after the header at least), as floats. */
+static ALWAYS_INLINE __m256 gather_scales(const uint16_t *scale, __m256i offsets)
 {
     const __m256i words = _mm256_i32gather_epi32(
         (const int *)(const void *)((const uint8_t *)scale - 2), offsets, 1);
-    const __m256 ws = _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(
         _mm256_packus_epi32(_mm256_srli_epi32(words, 16), _mm256_setzero_si256()),
         _MM_SHUFFLE(3, 1, 2, 0))));
-    return _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(dots),
-                                            _mm256_mul_ps(ws, _mm256_set1_ps(sx))));
+}
+
+/* n (<= 8) f16 scales at p, zero beyond. */
+static ALWAYS_INLINE __m128i scale_run(const uint16_t *p, uint32_t n)
+{
+    return n == 8u ? _mm_loadu_si128((const __m128i *)(const void *)p) : load_bytes16(p, 2u * n);
+}
+
+/* ws[k] = the scales of groups g..g+n-1 (n <= 8) of eight rows (row[j] points at row
+ * j's scale of group g), one row per lane: eight loads and an 8 x 8 transpose of
+ * 16-bit words instead of a gather per group (AVX2 gathers are slow, on AMD Zen
+ * especially). Reads only the n scales of each row. */
+static ALWAYS_INLINE void transpose_scales(__m256 *ws, const uint16_t *const row[8], uint32_t n)
+{
+    /* written out: as loops over arrays, GCC -O2 keeps the arrays in memory */
+    const __m128i r0 = scale_run(row[0], n), r1 = scale_run(row[1], n);
+    const __m128i r2 = scale_run(row[2], n), r3 = scale_run(row[3], n);
+    const __m128i r4 = scale_run(row[4], n), r5 = scale_run(row[5], n);
+    const __m128i r6 = scale_run(row[6], n), r7 = scale_run(row[7], n);
+    /* rows 2i, 2i+1 interleaved: groups 0-3, then 4-7 */
+    const __m128i a0 = _mm_unpacklo_epi16(r0, r1), a1 = _mm_unpackhi_epi16(r0, r1);
+    const __m128i a2 = _mm_unpacklo_epi16(r2, r3), a3 = _mm_unpackhi_epi16(r2, r3);
+    const __m128i a4 = _mm_unpacklo_epi16(r4, r5), a5 = _mm_unpackhi_epi16(r4, r5);
+    const __m128i a6 = _mm_unpacklo_epi16(r6, r7), a7 = _mm_unpackhi_epi16(r6, r7);
+    /* rows 0-3 (b0..b3) and 4-7 (b4..b7) of groups (0,1), (2,3), (4,5), (6,7) */
+    const __m128i b0 = _mm_unpacklo_epi32(a0, a2), b1 = _mm_unpackhi_epi32(a0, a2);
+    const __m128i b2 = _mm_unpacklo_epi32(a1, a3), b3 = _mm_unpackhi_epi32(a1, a3);
+    const __m128i b4 = _mm_unpacklo_epi32(a4, a6), b5 = _mm_unpackhi_epi32(a4, a6);
+    const __m128i b6 = _mm_unpacklo_epi32(a5, a7), b7 = _mm_unpackhi_epi32(a5, a7);
+    const __m128i by_group[8] = {_mm_unpacklo_epi64(b0, b4), _mm_unpackhi_epi64(b0, b4),
+                                 _mm_unpacklo_epi64(b1, b5), _mm_unpackhi_epi64(b1, b5),
+                                 _mm_unpacklo_epi64(b2, b6), _mm_unpackhi_epi64(b2, b6),
+                                 _mm_unpacklo_epi64(b3, b7), _mm_unpackhi_epi64(b3, b7)};
+    uint32_t k;
+    for (k = 0; k < n; k++)
+        ws[k] = _mm256_cvtph_ps(by_group[k]);
 }
 
 /* The groups [g_begin, g_end) of the block of rows at r0 (`valid` of them; `whole`:
@@ -257,14 +298,12 @@ static ALWAYS_INLINE __m256 careful_groups(__m256 acc, const mote_tensor *w, con
                                            const float *xs, uint32_t group, uint32_t r0,
                                            uint32_t valid, int whole, uint32_t g_begin,
                                            uint32_t g_end, const __m256i *x_first,
-                                           const __m256i *bias_of, __m256i offsets, int is_q4)
+                                           const __m256i *bias_of, const __m256 *ws, int is_q4)
 {
     const uint32_t cols = w->cols, last_row = w->rows - 1u;
-    const uint32_t n_groups = (cols + group - 1u) / group;
     const size_t row_bytes = is_q4 ? (cols + 1u) / 2u : cols;
     const uint32_t base = valid == 8u || !whole ? r0 : r0 + valid - 8u;
     const uint8_t *block = (const uint8_t *)w->data + (size_t)base * row_bytes;
-    const uint16_t *scale = w->scales + (size_t)base * n_groups;
     uint32_t g, j;
     for (g = g_begin; g < g_end; g++) {
         const uint32_t begin = g * group, len = cols - begin < group ? cols - begin : group;
@@ -289,7 +328,7 @@ static ALWAYS_INLINE __m256 careful_groups(__m256 acc, const mote_tensor *w, con
         }
         if ((is_q4 ? Q4_BIAS : Q8_BIAS) != 0)
             dots = _mm256_sub_epi32(dots, bias_of[g]);
-        acc = add_term(acc, dots, scale + g, offsets, xs[g]);
+        acc = add_term(acc, dots, ws[g], xs[g]);
     }
     return acc;
 }
@@ -304,25 +343,42 @@ static NOINLINE __m256 careful_groups_q8(__m256 acc, const mote_tensor *w, const
                                          const float *xs, uint32_t group, uint32_t r0,
                                          uint32_t valid, int whole, uint32_t g_begin,
                                          uint32_t g_end, const __m256i *x_first,
-                                         const __m256i *bias_of, __m256i offsets)
+                                         const __m256i *bias_of, const __m256 *ws)
 {
     return careful_groups(acc, w, xq, xs, group, r0, valid, whole, g_begin, g_end, x_first,
-                          bias_of, offsets, 0);
+                          bias_of, ws, 0);
 }
 
 static NOINLINE __m256 careful_groups_q4(__m256 acc, const mote_tensor *w, const int8_t *xq,
                                          const float *xs, uint32_t group, uint32_t r0,
                                          uint32_t valid, int whole, uint32_t g_begin,
                                          uint32_t g_end, const __m256i *x_first,
-                                         const __m256i *bias_of, __m256i offsets)
+                                         const __m256i *bias_of, const __m256 *ws)
 {
     return careful_groups(acc, w, xq, xs, group, r0, valid, whole, g_begin, g_end, x_first,
-                          bias_of, offsets, 1);
+                          bias_of, ws, 1);
+}
+
+/* Decode reads every weight once per token, from memory, eight rows at a time: a
+ * few lines of each row in turn, which the hardware prefetcher follows too late (the
+ * matvecs of a SmolLM2-135M token ran at about 3 GB/s where a plain read streams
+ * 11 GB/s). So each block of rows first asks for the weights and scales of the block
+ * some PREFETCH_AHEAD bytes further on (2 to 16 KB measured alike; README, "Beside
+ * llama.cpp"). */
+#define PREFETCH_AHEAD 4096u
+
+static ALWAYS_INLINE void prefetch_bytes(const void *p, size_t n)
+{
+    size_t at;
+    for (at = 0; at < n; at += 64u)
+        _mm_prefetch((const char *)p + at, _MM_HINT_T0);
 }
 
 /* Groups per pass over the rows: their first activation chunks and the bias of the
- * unsigned dot products (VNNI, q4) are prepared once per pass, on the stack. */
-#define TILE_GROUPS 32u
+ * unsigned dot products (VNNI, q4) are prepared once per pass, on the stack (8 KB).
+ * Rows of up to 2048 columns (groups of 32) take one pass, so that decode reads each
+ * block of rows in one sweep. */
+#define TILE_GROUPS 64u
 
 /* Eight rows at a time, each row's groups in order with its float sum in a register
  * (kept in y between passes): y[r] = ((0 + term_0) + term_1) + ..., the reference's
@@ -338,11 +394,10 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
     const size_t row_bytes = is_q4 ? (cols + 1u) / 2u : cols;
     const int32_t bias = is_q4 ? Q4_BIAS : Q8_BIAS;
     const uint32_t n_simple = group == 32u ? cols / 32u : 0; /* groups of one whole chunk */
-    /* f16 scales of 8 consecutive rows are n_groups apart (see add_term) */
-    const __m256i scale_offsets = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                                     _mm256_set1_epi32((int)(2u * n_groups)));
     __m256i x_first[TILE_GROUPS], bias_of[TILE_GROUPS];
+    __m256 ws[TILE_GROUPS]; /* the block's scales, one row per lane */
     __m256i x_pair[TILE_GROUPS]; /* q4: [even | even], [odd | odd] of two simple groups */
+    const uint32_t ahead = (uint32_t)((PREFETCH_AHEAD + 8u * row_bytes - 1u) / (8u * row_bytes)); /* blocks */
     uint32_t g0, r0, g, j;
     for (g0 = 0; g0 < n_groups; g0 += TILE_GROUPS) {
         const uint32_t g1 = n_groups - g0 < TILE_GROUPS ? n_groups : g0 + TILE_GROUPS;
@@ -368,12 +423,20 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
             const uint32_t g_simple = whole ? (n_simple < g0 ? g0 : n_simple < g1 ? n_simple : g1) : g0;
             const uint8_t *block = (const uint8_t *)w->data + (size_t)base * row_bytes;
             const uint16_t *scale = w->scales + (size_t)base * n_groups;
-            __m256i offsets = scale_offsets;
+            const uint16_t *scale_row[8];
             __m256 acc;
             float tmp[8];
-            if (!whole)
-                offsets = _mm256_min_epi32(offsets,
-                                           _mm256_set1_epi32((int)(2u * n_groups * (valid - 1u))));
+            for (j = 0; j < 8u; j++) /* not whole: the last row repeated */
+                scale_row[j] = scale + (size_t)(whole || j < valid ? j : valid - 1u) * n_groups;
+            for (g = g0; g < g1; g += 8u) {
+                /* a last run of fewer than 8 groups is redone as the tile's last 8
+                 * (full loads are faster than short ones) when the tile has them */
+                const uint32_t first = g + 8u <= g1 || g1 - g0 < 8u ? g : g1 - 8u;
+                const uint16_t *at[8];
+                for (j = 0; j < 8u; j++)
+                    at[j] = scale_row[j] + first;
+                transpose_scales(ws + (first - g0), at, g1 - first < 8u ? g1 - first : 8u);
+            }
             if (g0 == 0) {
                 acc = _mm256_setzero_ps();
             } else if (valid == 8u) {
@@ -383,29 +446,32 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
                     tmp[j] = j >= skip && j - skip < valid ? y[r0 + j - skip] : 0.0f;
                 acc = _mm256_loadu_ps(tmp);
             }
+            if (g0 == 0 && base + 8u * (ahead + 1u) <= row_end) { /* whole rows, once */
+                prefetch_bytes(block + 8u * ahead * row_bytes, 8u * row_bytes);
+                prefetch_bytes(scale + 8u * ahead * n_groups, 16u * n_groups);
+            }
             /* the common case first: groups of exactly one whole chunk, q4 two at a time */
             g = g0;
             for (; is_q4 && g + 2u <= g_simple; g += 2u) {
                 __m256i first, second;
                 pair_dots_q4(block + g * 16u, row_bytes, x_pair[g - g0], x_pair[g + 1u - g0],
                              &first, &second);
-                acc = add_term(acc, _mm256_sub_epi32(first, bias_of[g - g0]), scale + g, offsets,
-                               xs[g]);
-                acc = add_term(acc, _mm256_sub_epi32(second, bias_of[g + 1u - g0]), scale + g + 1u,
-                               offsets, xs[g + 1u]);
+                acc = add_term(acc, _mm256_sub_epi32(first, bias_of[g - g0]), ws[g - g0], xs[g]);
+                acc = add_term(acc, _mm256_sub_epi32(second, bias_of[g + 1u - g0]), ws[g + 1u - g0],
+                               xs[g + 1u]);
             }
             for (; g < g_simple; g++) {
                 __m256i dots = block_dots(block + (is_q4 ? g * 16u : g * 32u), row_bytes,
                                           x_first[g - g0], is_q4);
                 if (bias != 0)
                     dots = _mm256_sub_epi32(dots, bias_of[g - g0]);
-                acc = add_term(acc, dots, scale + g, offsets, xs[g]);
+                acc = add_term(acc, dots, ws[g - g0], xs[g]);
             }
             if (g_simple < g1)
                 acc = is_q4 ? careful_groups_q4(acc, w, xq, xs, group, r0, valid, whole, g_simple, g1,
-                                                x_first - g0, bias_of - g0, offsets)
+                                                x_first - g0, bias_of - g0, ws - g0)
                             : careful_groups_q8(acc, w, xq, xs, group, r0, valid, whole, g_simple, g1,
-                                                x_first - g0, bias_of - g0, offsets);
+                                                x_first - g0, bias_of - g0, ws - g0);
             if (valid == 8u) {
                 _mm256_storeu_ps(y + r0, acc);
             } else {
@@ -1071,7 +1137,7 @@ static ALWAYS_INLINE void bundled_block(float *u, const uint8_t *const p[8], con
         }
         if (Q8_BIAS != 0)
             dots = _mm256_sub_epi32(dots, _mm256_set1_epi32(code_sum));
-        acc = add_term(acc, dots, scale0 + g, offsets, xs[g]);
+        acc = add_term(acc, dots, gather_scales(scale0 + g, offsets), xs[g]);
     }
     _mm256_storeu_ps(out, acc);
     for (k = 0; k < valid; k++)
