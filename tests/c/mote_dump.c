@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "generate.h"
+#include "hal_linux.h"
 #include "mote.h"
 #include "threads.h"
 
@@ -43,7 +44,7 @@ static uint8_t *read_file(const char *path, size_t *len)
         fprintf(stderr, "mote_dump: cannot read %s\n", path);
         exit(2);
     }
-    buf = malloc((size_t)size + 1u);
+    buf = hal_linux_alloc_blob((size_t)size + 1u);
     if (!buf || fread(buf, 1, (size_t)size, f) != (size_t)size) {
         fprintf(stderr, "mote_dump: cannot read %s\n", path);
         exit(2);

@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +29,20 @@ static struct {
     const uint8_t *blob;
     size_t blob_bytes;
 } port = {.kind = HAL_LINUX_STDIO, .in_fd = 0, .out_fd = 1};
+
+#define HUGE_PAGE_BYTES (2u << 20)
+
+void *hal_linux_alloc_blob(size_t bytes)
+{
+    void *p = NULL;
+    const int err = posix_memalign(&p, HUGE_PAGE_BYTES, bytes ? bytes : 1u);
+    if (err != 0) {
+        errno = err;
+        return NULL;
+    }
+    (void)madvise(p, bytes, MADV_HUGEPAGE); /* a hint (see hal_linux.h) */
+    return p;
+}
 
 static volatile sig_atomic_t sigint_pending;
 

@@ -21,6 +21,13 @@ int hal_linux_console_open(hal_linux_console kind, const char *path, int fd);
 /* The mapped blob hal_blob() reports. */
 void hal_linux_set_blob(const uint8_t *blob, size_t bytes);
 
+/* Memory for a copy of the blob, released with free(): 2 MiB-aligned and advised to
+ * be backed by transparent huge pages (where the kernel's THP setting is `madvise`, as
+ * is common, only advised memory gets them). Decode reads every weight once per token;
+ * with 4 KiB pages that stream is a TLB miss every 4 KiB. The advice is a hint: a
+ * kernel without THP gives ordinary pages, the same bytes. NULL with errno set. */
+void *hal_linux_alloc_blob(size_t bytes);
+
 /* 1 once the input has ended (EOF on stdin, a tty hung up). */
 int hal_linux_input_closed(void);
 

@@ -140,7 +140,7 @@ static int read_blob(const char *path, const uint8_t **blob, size_t *bytes)
     *bytes = (size_t)st.st_size;
     *blob = NULL;
     void *copy = NULL;
-    if (*bytes && posix_memalign(&copy, ARENA_ALIGN, *bytes) != 0) {
+    if (*bytes && (copy = hal_linux_alloc_blob(*bytes)) == NULL) {
         close(fd);
         return fail(path, strerror(ENOMEM));
     }
