@@ -362,9 +362,11 @@ static NOINLINE __m256 careful_groups_q4(__m256 acc, const mote_tensor *w, const
 /* Decode reads every weight once per token, from memory, eight rows at a time: a
  * few lines of each row in turn, which the hardware prefetcher follows too late (the
  * matvecs of a SmolLM2-135M token ran at about 3 GB/s where a plain read streams
- * 11 GB/s). So each block of rows first asks for the weights and scales of the block
- * some PREFETCH_AHEAD bytes further on (2 to 16 KB measured alike; README, "Beside
- * llama.cpp"). */
+ * 10-11 GB/s). So each block of rows asks for the weights of the block some
+ * PREFETCH_AHEAD bytes further on (2 to 16 KB measured alike; README, "Beside
+ * llama.cpp"), four lines per step of 256 bytes: spread out, not all at the block's
+ * start, where a burst of prefetches fills the core's queue of outstanding misses and
+ * stalls it (1.6x slower, measured). */
 #define PREFETCH_AHEAD 4096u
 
 static ALWAYS_INLINE void prefetch_bytes(const void *p, size_t n)
@@ -446,23 +448,29 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
                     tmp[j] = j >= skip && j - skip < valid ? y[r0 + j - skip] : 0.0f;
                 acc = _mm256_loadu_ps(tmp);
             }
+            const uint8_t *pf = block + 8u * ahead * row_bytes, *pf_end = pf;
             if (g0 == 0 && base + 8u * (ahead + 1u) <= row_end) { /* whole rows, once */
-                prefetch_bytes(block + 8u * ahead * row_bytes, 8u * row_bytes);
+                pf_end = pf + 8u * row_bytes;
                 prefetch_bytes(scale + 8u * ahead * n_groups, 16u * n_groups);
             }
             /* the common case first: groups of exactly one whole chunk, q4 two at a time */
             g = g0;
-            for (; is_q4 && g + 2u <= g_simple; g += 2u) {
+            for (; is_q4 && g + 2u <= g_simple; g += 2u, pf += 256u) {
                 __m256i first, second;
+                if (pf < pf_end)
+                    prefetch_bytes(pf, 256u);
                 pair_dots_q4(block + g * 16u, row_bytes, x_pair[g - g0], x_pair[g + 1u - g0],
                              &first, &second);
                 acc = add_term(acc, _mm256_sub_epi32(first, bias_of[g - g0]), ws[g - g0], xs[g]);
                 acc = add_term(acc, _mm256_sub_epi32(second, bias_of[g + 1u - g0]), ws[g + 1u - g0],
                                xs[g + 1u]);
             }
-            for (; g < g_simple; g++) {
-                __m256i dots = block_dots(block + (is_q4 ? g * 16u : g * 32u), row_bytes,
-                                          x_first[g - g0], is_q4);
+            for (; g < g_simple; g++, pf += 256u) {
+                __m256i dots;
+                if (pf < pf_end)
+                    prefetch_bytes(pf, 256u);
+                dots = block_dots(block + (is_q4 ? g * 16u : g * 32u), row_bytes, x_first[g - g0],
+                                  is_q4);
                 if (bias != 0)
                     dots = _mm256_sub_epi32(dots, bias_of[g - g0]);
                 acc = add_term(acc, dots, ws[g - g0], xs[g]);
@@ -472,6 +480,8 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
                                                 x_first - g0, bias_of - g0, ws - g0)
                             : careful_groups_q8(acc, w, xq, xs, group, r0, valid, whole, g_simple, g1,
                                                 x_first - g0, bias_of - g0, ws - g0);
+            if (pf < pf_end)
+                prefetch_bytes(pf, (size_t)(pf_end - pf));
             if (valid == 8u) {
                 _mm256_storeu_ps(y + r0, acc);
             } else {
