@@ -125,13 +125,13 @@ static int parse_args(int argc, char **argv, options *o)
     return -1;
 }
 
-/* The blob, read-only and shared with the page cache, as flash is on a board. An
- * empty file maps to nothing and the console reports it as truncated. */
 /* The blob is read into private memory rather than mapped: a file rewritten in place
  * while the port runs (`cp new.mote model.mote`, an editor, a second convert) would
  * otherwise change or truncate the bytes under a running forward pass (SIGBUS, or a
  * model that no longer matches what was validated). The copy costs the blob's size in
- * RAM, which this tier of board has. */
+ * RAM, which this tier of board has, and sits in huge pages where the kernel gives
+ * them (hal_linux_alloc_blob). An empty file gives no blob, which the console reports
+ * as truncated. */
 static int read_blob(const char *path, const uint8_t **blob, size_t *bytes)
 {
     const int fd = open(path, O_RDONLY | O_CLOEXEC);
