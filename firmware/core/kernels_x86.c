@@ -253,23 +253,19 @@ static ALWAYS_INLINE __m256 gather_scales(const uint16_t *scale, __m256i offsets
         _MM_SHUFFLE(3, 1, 2, 0))));
 }
 
-/* n (<= 8) f16 scales at p, zero beyond. */
-static ALWAYS_INLINE __m128i scale_run(const uint16_t *p, uint32_t n)
+/* ws[k] = the scales of groups g..g+7 of eight rows (row[j]: row j's first scale), one
+ * row per lane: eight loads and an 8 x 8 transpose of 16-bit words instead of a
+ * gather per group (AVX2 gathers are slow, on AMD Zen especially). */
+static ALWAYS_INLINE void transpose_scales(__m256 ws[8], const uint16_t *const row[8], uint32_t g)
 {
-    return n == 8u ? _mm_loadu_si128((const __m128i *)(const void *)p) : load_bytes16(p, 2u * n);
-}
-
-/* ws[k] = the scales of groups g..g+n-1 (n <= 8) of eight rows (row[j] points at row
- * j's scale of group g), one row per lane: eight loads and an 8 x 8 transpose of
- * 16-bit words instead of a gather per group (AVX2 gathers are slow, on AMD Zen
- * especially). Reads only the n scales of each row. */
-static ALWAYS_INLINE void transpose_scales(__m256 *ws, const uint16_t *const row[8], uint32_t n)
-{
-    /* written out: as loops over arrays, GCC -O2 keeps the arrays in memory */
-    const __m128i r0 = scale_run(row[0], n), r1 = scale_run(row[1], n);
-    const __m128i r2 = scale_run(row[2], n), r3 = scale_run(row[3], n);
-    const __m128i r4 = scale_run(row[4], n), r5 = scale_run(row[5], n);
-    const __m128i r6 = scale_run(row[6], n), r7 = scale_run(row[7], n);
+    const __m128i r0 = _mm_loadu_si128((const __m128i *)(const void *)(row[0] + g));
+    const __m128i r1 = _mm_loadu_si128((const __m128i *)(const void *)(row[1] + g));
+    const __m128i r2 = _mm_loadu_si128((const __m128i *)(const void *)(row[2] + g));
+    const __m128i r3 = _mm_loadu_si128((const __m128i *)(const void *)(row[3] + g));
+    const __m128i r4 = _mm_loadu_si128((const __m128i *)(const void *)(row[4] + g));
+    const __m128i r5 = _mm_loadu_si128((const __m128i *)(const void *)(row[5] + g));
+    const __m128i r6 = _mm_loadu_si128((const __m128i *)(const void *)(row[6] + g));
+    const __m128i r7 = _mm_loadu_si128((const __m128i *)(const void *)(row[7] + g));
     /* rows 2i, 2i+1 interleaved: groups 0-3, then 4-7 */
     const __m128i a0 = _mm_unpacklo_epi16(r0, r1), a1 = _mm_unpackhi_epi16(r0, r1);
     const __m128i a2 = _mm_unpacklo_epi16(r2, r3), a3 = _mm_unpackhi_epi16(r2, r3);
@@ -280,13 +276,25 @@ static ALWAYS_INLINE void transpose_scales(__m256 *ws, const uint16_t *const row
     const __m128i b2 = _mm_unpacklo_epi32(a1, a3), b3 = _mm_unpackhi_epi32(a1, a3);
     const __m128i b4 = _mm_unpacklo_epi32(a4, a6), b5 = _mm_unpackhi_epi32(a4, a6);
     const __m128i b6 = _mm_unpacklo_epi32(a5, a7), b7 = _mm_unpackhi_epi32(a5, a7);
-    const __m128i by_group[8] = {_mm_unpacklo_epi64(b0, b4), _mm_unpackhi_epi64(b0, b4),
-                                 _mm_unpacklo_epi64(b1, b5), _mm_unpackhi_epi64(b1, b5),
-                                 _mm_unpacklo_epi64(b2, b6), _mm_unpackhi_epi64(b2, b6),
-                                 _mm_unpacklo_epi64(b3, b7), _mm_unpackhi_epi64(b3, b7)};
-    uint32_t k;
-    for (k = 0; k < n; k++)
-        ws[k] = _mm256_cvtph_ps(by_group[k]);
+    ws[0] = _mm256_cvtph_ps(_mm_unpacklo_epi64(b0, b4));
+    ws[1] = _mm256_cvtph_ps(_mm_unpackhi_epi64(b0, b4));
+    ws[2] = _mm256_cvtph_ps(_mm_unpacklo_epi64(b1, b5));
+    ws[3] = _mm256_cvtph_ps(_mm_unpackhi_epi64(b1, b5));
+    ws[4] = _mm256_cvtph_ps(_mm_unpacklo_epi64(b2, b6));
+    ws[5] = _mm256_cvtph_ps(_mm_unpackhi_epi64(b2, b6));
+    ws[6] = _mm256_cvtph_ps(_mm_unpacklo_epi64(b3, b7));
+    ws[7] = _mm256_cvtph_ps(_mm_unpackhi_epi64(b3, b7));
+}
+
+/* The scales of group g of eight rows, one at a time: for passes of fewer than eight
+ * groups (rows narrower than 256 columns). */
+static ALWAYS_INLINE __m256 scales_one_by_one(const uint16_t *const row[8], uint32_t g)
+{
+    uint16_t h[8];
+    uint32_t j;
+    for (j = 0; j < 8u; j++)
+        h[j] = row[j][g];
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)h));
 }
 
 /* The groups [g_begin, g_end) of the block of rows at r0 (`valid` of them; `whole`:
@@ -430,15 +438,12 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
             float tmp[8];
             for (j = 0; j < 8u; j++) /* not whole: the last row repeated */
                 scale_row[j] = scale + (size_t)(whole || j < valid ? j : valid - 1u) * n_groups;
-            for (g = g0; g < g1; g += 8u) {
-                /* a last run of fewer than 8 groups is redone as the tile's last 8
-                 * (full loads are faster than short ones) when the tile has them */
-                const uint32_t first = g + 8u <= g1 || g1 - g0 < 8u ? g : g1 - 8u;
-                const uint16_t *at[8];
-                for (j = 0; j < 8u; j++)
-                    at[j] = scale_row[j] + first;
-                transpose_scales(ws + (first - g0), at, g1 - first < 8u ? g1 - first : 8u);
+            for (g = g0; g1 - g0 >= 8u && g < g1; g += 8u) { /* a last short run redone as the last 8 */
+                const uint32_t first = g + 8u <= g1 ? g : g1 - 8u;
+                transpose_scales(ws + (first - g0), scale_row, first);
             }
+            for (g = g0; g1 - g0 < 8u && g < g1; g++)
+                ws[g - g0] = scales_one_by_one(scale_row, g);
             if (g0 == 0) {
                 acc = _mm256_setzero_ps();
             } else if (valid == 8u) {
