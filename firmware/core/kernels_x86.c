@@ -434,6 +434,7 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
             const uint8_t *block = (const uint8_t *)w->data + (size_t)base * row_bytes;
             const uint16_t *scale = w->scales + (size_t)base * n_groups;
             const uint16_t *scale_row[8];
+            const uint8_t *pf = block + 8u * ahead * row_bytes, *pf_end = pf; /* PREFETCH_AHEAD */
             __m256 acc;
             float tmp[8];
             for (j = 0; j < 8u; j++) /* not whole: the last row repeated */
@@ -453,8 +454,9 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
                     tmp[j] = j >= skip && j - skip < valid ? y[r0 + j - skip] : 0.0f;
                 acc = _mm256_loadu_ps(tmp);
             }
-            const uint8_t *pf = block + 8u * ahead * row_bytes, *pf_end = pf;
-            if (g0 == 0 && base + 8u * (ahead + 1u) <= row_end) { /* whole rows, once */
+            /* whole rows, once; past row_end too, inside the tensor (a thread's range of
+             * rows: the next range comes next, here or on another core) */
+            if (g0 == 0 && base + 8u * (ahead + 1u) <= w->rows) {
                 pf_end = pf + 8u * row_bytes;
                 prefetch_bytes(scale + 8u * ahead * n_groups, 16u * n_groups);
             }
