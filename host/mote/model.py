@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mote.quant.groups import QuantizedMatrix
+
 
 class MoteError(Exception):
     """A user-facing error: the CLI prints its message on one line and exits 2."""
@@ -102,6 +104,9 @@ class Model:
     # how the checkpoint stored each tensor ("Q4_1", "F16", ...), where the importer
     # knows: convert names it beside the quantization error it reports
     source_types: dict[str, str] = field(default_factory=dict)
+    # the checkpoint's own group codes where Mote can store them unchanged
+    # (mote.quant.native: GGUF Q4_0, Q4_1, Q8_0): the quantizer takes them as they are
+    source_codes: dict[str, QuantizedMatrix] = field(default_factory=dict)
     # the checkpoint's Jinja chat template (tokenizer.chat_template, tokenizer_config.json)
     chat_template: str | None = None
 
