@@ -97,13 +97,25 @@ static __m256i dot_q8(__m256i acc, __m256i w, __m256i x)
 }
 #define Q8_BIAS (HAVE_VNNI ? 128 : 0)
 
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+/* The `is_q4` argument of the kernels below: 0 q8, 1 q4, Q4A (2) q4a, whose nibbles
+ * are the same as q4's but unsigned codes already (no bias; an offset term instead). */
+#define Q4A 2
+/* What turns a byte of two nibbles into two unsigned codes: q4's w + 8, q4a's own. */
+#define NIBBLE_FLIP(is_q4) ((char)((is_q4) == Q4A ? 0x00 : 0x88))
+
 /* acc += w . x for 32 q4 weights (16 bytes, low nibble = even column) against x
  * rearranged as [even columns | odd columns] (see q4_x). Weights enter as unsigned
- * w + 8 in [0, 15]; the caller subtracts 8 * sum(x). */
-static __m256i dot_q4(__m256i acc, __m128i packed, __m256i x_split)
+ * w + 8 in [0, 15] (q4; the caller subtracts 8 * sum(x)) or as they are (q4a). */
+static ALWAYS_INLINE __m256i dot_q4(__m256i acc, __m128i packed, __m256i x_split, int is_q4)
 {
     const __m256i shifts = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
-    __m256i b = _mm256_broadcastsi128_si256(_mm_xor_si128(packed, _mm_set1_epi8((char)0x88)));
+    __m256i b = _mm256_broadcastsi128_si256(_mm_xor_si128(packed, _mm_set1_epi8(NIBBLE_FLIP(is_q4))));
     __m256i u = _mm256_and_si256(_mm256_srlv_epi32(b, shifts), _mm256_set1_epi8(0x0F));
 #if HAVE_VNNI
     return dpbusd(acc, u, x_split);
@@ -124,12 +136,6 @@ static __m256i q4_x(__m256i x)
 
 /* ------------------------------------------------------------------ matvec */
 
-#if defined(__GNUC__)
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define ALWAYS_INLINE inline
-#endif
-
 /* The activations of one 32-column chunk (n <= 32 of them, zero beyond), in the
  * layout the dot product wants. */
 static ALWAYS_INLINE __m256i x_chunk(const int8_t *xq, uint32_t n, int is_q4)
@@ -141,7 +147,7 @@ static ALWAYS_INLINE __m256i x_chunk(const int8_t *xq, uint32_t n, int is_q4)
 /* One 32-column weight chunk of a row at p against x (from x_chunk). */
 static ALWAYS_INLINE __m256i chunk_dot(const uint8_t *p, __m256i x, int is_q4)
 {
-    return is_q4 ? dot_q4(_mm256_setzero_si256(), _mm_loadu_si128((const __m128i *)(const void *)p), x)
+    return is_q4 ? dot_q4(_mm256_setzero_si256(), _mm_loadu_si128((const __m128i *)(const void *)p), x, is_q4)
                  : dot_q8(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)(const void *)p), x);
 }
 
@@ -171,11 +177,12 @@ static ALWAYS_INLINE __m256i block_dots(const uint8_t *p, size_t row_bytes, __m2
  * both groups' bytes are their even columns, the high ones their odd columns, so one
  * load and two masks serve 64 weights. Weights enter as w + 8 (the caller subtracts
  * 8 * sum(x) per group). */
-static ALWAYS_INLINE __m256i pair_row_q4(const uint8_t *p, __m256i x_even, __m256i x_odd)
+static ALWAYS_INLINE __m256i pair_row_q4(const uint8_t *p, __m256i x_even, __m256i x_odd,
+                                          int is_q4)
 {
     const __m256i nibble = _mm256_set1_epi8(0x0F);
     const __m256i b = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)p),
-                                       _mm256_set1_epi8((char)0x88));
+                                       _mm256_set1_epi8(NIBBLE_FLIP(is_q4)));
     const __m256i lo = _mm256_and_si256(b, nibble);
     const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), nibble);
 #if HAVE_VNNI
@@ -191,19 +198,19 @@ static ALWAYS_INLINE __m256i pair_row_q4(const uint8_t *p, __m256i x_even, __m25
 /* The int32 totals of eight consecutive q4 rows (the first at p) over two whole groups
  * of 32 columns: first[j] and second[j] for row j, biased by 8 * sum(x) as dot_q4's. */
 static ALWAYS_INLINE void pair_dots_q4(const uint8_t *p, size_t row_bytes, __m256i x_even,
-                                       __m256i x_odd, __m256i *first, __m256i *second)
+                                       __m256i x_odd, __m256i *first, __m256i *second, int is_q4)
 {
     const uint8_t *p4 = p + 4u * row_bytes;
     /* hadd works within 128-bit halves: the low half stays the first group's */
-    const __m256i d01 = _mm256_hadd_epi32(pair_row_q4(p, x_even, x_odd),
-                                          pair_row_q4(p + row_bytes, x_even, x_odd));
-    const __m256i d23 = _mm256_hadd_epi32(pair_row_q4(p + 2u * row_bytes, x_even, x_odd),
-                                          pair_row_q4(p + 3u * row_bytes, x_even, x_odd));
+    const __m256i d01 = _mm256_hadd_epi32(pair_row_q4(p, x_even, x_odd, is_q4),
+                                          pair_row_q4(p + row_bytes, x_even, x_odd, is_q4));
+    const __m256i d23 = _mm256_hadd_epi32(pair_row_q4(p + 2u * row_bytes, x_even, x_odd, is_q4),
+                                          pair_row_q4(p + 3u * row_bytes, x_even, x_odd, is_q4));
     const __m256i d0123 = _mm256_hadd_epi32(d01, d23);
-    const __m256i d45 = _mm256_hadd_epi32(pair_row_q4(p4, x_even, x_odd),
-                                          pair_row_q4(p4 + row_bytes, x_even, x_odd));
-    const __m256i d67 = _mm256_hadd_epi32(pair_row_q4(p4 + 2u * row_bytes, x_even, x_odd),
-                                          pair_row_q4(p4 + 3u * row_bytes, x_even, x_odd));
+    const __m256i d45 = _mm256_hadd_epi32(pair_row_q4(p4, x_even, x_odd, is_q4),
+                                          pair_row_q4(p4 + row_bytes, x_even, x_odd, is_q4));
+    const __m256i d67 = _mm256_hadd_epi32(pair_row_q4(p4 + 2u * row_bytes, x_even, x_odd, is_q4),
+                                          pair_row_q4(p4 + 3u * row_bytes, x_even, x_odd, is_q4));
     const __m256i d4567 = _mm256_hadd_epi32(d45, d67);
     *first = _mm256_permute2x128_si256(d0123, d4567, 0x20);
     *second = _mm256_permute2x128_si256(d0123, d4567, 0x31);
@@ -222,7 +229,7 @@ static ALWAYS_INLINE int32_t row_dot(const uint8_t *row, int is_q4, int last, co
         if (is_q4) {
             const uint8_t *p = row + (begin + c) / 2u;
             acc = dot_q4(acc, last ? load_bytes16(p, (n + 1u) / 2u)
-                                   : _mm_loadu_si128((const __m128i *)(const void *)p), x);
+                                   : _mm_loadu_si128((const __m128i *)(const void *)p), x, is_q4);
         } else {
             const uint8_t *p = row + begin + c;
             acc = dot_q8(acc, last ? load_bytes32(p, n)
@@ -248,6 +255,24 @@ static ALWAYS_INLINE __m256 add_term(__m256 acc, __m256i dots, const uint16_t *s
                                             _mm256_mul_ps(ws, _mm256_set1_ps(sx))));
 }
 
+/* The unsigned dots' bias per activation sum: q8 with VNNI (codes w + 128), q4 (w + 8). */
+#define DOT_BIAS(is_q4) ((is_q4) == Q4A ? 0 : (is_q4) ? Q4_BIAS : Q8_BIAS)
+
+/* acc plus group g's terms for eight rows whose scales start at `scale` (a row's
+ * scales, or q4a's scale and offset pairs, `offsets` bytes apart): the biased dots
+ * corrected by bias_of (bias times the group's activation sum), or for q4a the dots'
+ * term then the offset's, whose integer is the activation sum (bias_of holds it). */
+static ALWAYS_INLINE __m256 add_group(__m256 acc, __m256i dots, const uint16_t *scale, uint32_t g,
+                                      __m256i offsets, float sx, __m256i bias_of, int is_q4)
+{
+    if (is_q4 == Q4A)
+        return add_term(add_term(acc, dots, scale + 2u * g, offsets, sx), bias_of,
+                        scale + 2u * g + 1u, offsets, sx);
+    if (DOT_BIAS(is_q4) != 0)
+        dots = _mm256_sub_epi32(dots, bias_of);
+    return add_term(acc, dots, scale + g, offsets, sx);
+}
+
 /* The groups [g_begin, g_end) of the block of rows at r0 (`valid` of them; `whole`:
  * eight distinct rows ending at r0 + valid) that are not one whole chunk: a ragged
  * group (cols % group), or a group size not a multiple of 32. Reads only what it may:
@@ -264,7 +289,7 @@ static ALWAYS_INLINE __m256 careful_groups(__m256 acc, const mote_tensor *w, con
     const size_t row_bytes = is_q4 ? (cols + 1u) / 2u : cols;
     const uint32_t base = valid == 8u || !whole ? r0 : r0 + valid - 8u;
     const uint8_t *block = (const uint8_t *)w->data + (size_t)base * row_bytes;
-    const uint16_t *scale = w->scales + (size_t)base * n_groups;
+    const uint16_t *scale = w->scales + (size_t)base * n_groups * mote_scales_per_group(w->dtype);
     uint32_t g, j;
     for (g = g_begin; g < g_end; g++) {
         const uint32_t begin = g * group, len = cols - begin < group ? cols - begin : group;
@@ -287,9 +312,7 @@ static ALWAYS_INLINE __m256 careful_groups(__m256 acc, const mote_tensor *w, con
             }
             dots = _mm256_loadu_si256((const __m256i *)(const void *)d);
         }
-        if ((is_q4 ? Q4_BIAS : Q8_BIAS) != 0)
-            dots = _mm256_sub_epi32(dots, bias_of[g]);
-        acc = add_term(acc, dots, scale + g, offsets, xs[g]);
+        acc = add_group(acc, dots, scale, g, offsets, xs[g], bias_of[g], is_q4);
     }
     return acc;
 }
@@ -320,6 +343,16 @@ static NOINLINE __m256 careful_groups_q4(__m256 acc, const mote_tensor *w, const
                           bias_of, offsets, 1);
 }
 
+static NOINLINE __m256 careful_groups_q4a(__m256 acc, const mote_tensor *w, const int8_t *xq,
+                                          const float *xs, uint32_t group, uint32_t r0,
+                                          uint32_t valid, int whole, uint32_t g_begin,
+                                          uint32_t g_end, const __m256i *x_first,
+                                          const __m256i *bias_of, __m256i offsets)
+{
+    return careful_groups(acc, w, xq, xs, group, r0, valid, whole, g_begin, g_end, x_first,
+                          bias_of, offsets, Q4A);
+}
+
 /* Groups per pass over the rows: their first activation chunks and the bias of the
  * unsigned dot products (VNNI, q4) are prepared once per pass, on the stack. */
 #define TILE_GROUPS 32u
@@ -336,11 +369,14 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
     const uint32_t cols = w->cols;
     const uint32_t n_groups = (cols + group - 1u) / group;
     const size_t row_bytes = is_q4 ? (cols + 1u) / 2u : cols;
-    const int32_t bias = is_q4 ? Q4_BIAS : Q8_BIAS;
+    /* q4a: bias_of holds the activation sums themselves (add_group) */
+    const int32_t bias = is_q4 == Q4A ? 1 : DOT_BIAS(is_q4);
     const uint32_t n_simple = group == 32u ? cols / 32u : 0; /* groups of one whole chunk */
-    /* f16 scales of 8 consecutive rows are n_groups apart (see add_term) */
+    /* a row's f16 scales (q4a: pairs) take row_scales; 8 consecutive rows' are that
+     * far apart (see add_term) */
+    const uint32_t row_scales = n_groups * mote_scales_per_group(w->dtype);
     const __m256i scale_offsets = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                                     _mm256_set1_epi32((int)(2u * n_groups)));
+                                                     _mm256_set1_epi32((int)(2u * row_scales)));
     __m256i x_first[TILE_GROUPS], bias_of[TILE_GROUPS];
     __m256i x_pair[TILE_GROUPS]; /* q4: [even | even], [odd | odd] of two simple groups */
     uint32_t g0, r0, g, j;
@@ -367,13 +403,13 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
             const uint32_t skip = r0 - base; /* lanes before r0 */
             const uint32_t g_simple = whole ? (n_simple < g0 ? g0 : n_simple < g1 ? n_simple : g1) : g0;
             const uint8_t *block = (const uint8_t *)w->data + (size_t)base * row_bytes;
-            const uint16_t *scale = w->scales + (size_t)base * n_groups;
+            const uint16_t *scale = w->scales + (size_t)base * row_scales;
             __m256i offsets = scale_offsets;
             __m256 acc;
             float tmp[8];
             if (!whole)
                 offsets = _mm256_min_epi32(offsets,
-                                           _mm256_set1_epi32((int)(2u * n_groups * (valid - 1u))));
+                                           _mm256_set1_epi32((int)(2u * row_scales * (valid - 1u))));
             if (g0 == 0) {
                 acc = _mm256_setzero_ps();
             } else if (valid == 8u) {
@@ -388,24 +424,23 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
             for (; is_q4 && g + 2u <= g_simple; g += 2u) {
                 __m256i first, second;
                 pair_dots_q4(block + g * 16u, row_bytes, x_pair[g - g0], x_pair[g + 1u - g0],
-                             &first, &second);
-                acc = add_term(acc, _mm256_sub_epi32(first, bias_of[g - g0]), scale + g, offsets,
-                               xs[g]);
-                acc = add_term(acc, _mm256_sub_epi32(second, bias_of[g + 1u - g0]), scale + g + 1u,
-                               offsets, xs[g + 1u]);
+                             &first, &second, is_q4);
+                acc = add_group(acc, first, scale, g, offsets, xs[g], bias_of[g - g0], is_q4);
+                acc = add_group(acc, second, scale, g + 1u, offsets, xs[g + 1u], bias_of[g + 1u - g0],
+                                is_q4);
             }
             for (; g < g_simple; g++) {
-                __m256i dots = block_dots(block + (is_q4 ? g * 16u : g * 32u), row_bytes,
-                                          x_first[g - g0], is_q4);
-                if (bias != 0)
-                    dots = _mm256_sub_epi32(dots, bias_of[g - g0]);
-                acc = add_term(acc, dots, scale + g, offsets, xs[g]);
+                const __m256i dots = block_dots(block + (is_q4 ? g * 16u : g * 32u), row_bytes,
+                                                x_first[g - g0], is_q4);
+                acc = add_group(acc, dots, scale, g, offsets, xs[g], bias_of[g - g0], is_q4);
             }
             if (g_simple < g1)
-                acc = is_q4 ? careful_groups_q4(acc, w, xq, xs, group, r0, valid, whole, g_simple, g1,
-                                                x_first - g0, bias_of - g0, offsets)
-                            : careful_groups_q8(acc, w, xq, xs, group, r0, valid, whole, g_simple, g1,
-                                                x_first - g0, bias_of - g0, offsets);
+                acc = is_q4 == Q4A ? careful_groups_q4a(acc, w, xq, xs, group, r0, valid, whole, g_simple,
+                                                        g1, x_first - g0, bias_of - g0, offsets)
+                      : is_q4 ? careful_groups_q4(acc, w, xq, xs, group, r0, valid, whole, g_simple, g1,
+                                                  x_first - g0, bias_of - g0, offsets)
+                              : careful_groups_q8(acc, w, xq, xs, group, r0, valid, whole, g_simple, g1,
+                                                  x_first - g0, bias_of - g0, offsets);
             if (valid == 8u) {
                 _mm256_storeu_ps(y + r0, acc);
             } else {
@@ -420,13 +455,11 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
 void mote_x86_matvec(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
                      uint32_t group, uint32_t row_begin, uint32_t row_end)
 {
-    if (w->dtype == MOTE_Q4A) { /* q4a: the reference kernel (kernels.h, README) */
-        mote_ref_matvec(y, w, xq, xs, group, row_begin, row_end);
-        return;
-    }
     if (row_begin >= row_end)
         return;
-    if (w->dtype == MOTE_Q4)
+    if (w->dtype == MOTE_Q4A)
+        matvec_impl(y, w, xq, xs, group, row_begin, row_end, Q4A);
+    else if (w->dtype == MOTE_Q4)
         matvec_impl(y, w, xq, xs, group, row_begin, row_end, 1);
     else
         matvec_impl(y, w, xq, xs, group, row_begin, row_end, 0);
@@ -441,10 +474,6 @@ void mote_x86_matmat(float *y, uint32_t y_stride, const mote_tensor *w, const in
                      const float *xs, uint32_t n_pos, uint32_t group, uint32_t row_begin,
                      uint32_t row_end)
 {
-    if (w->dtype == MOTE_Q4A) { /* q4a: the reference kernel (kernels.h, README) */
-        mote_ref_matmat(y, y_stride, w, xq, xs, n_pos, group, row_begin, row_end);
-        return;
-    }
     const uint32_t cols = w->cols, n_groups = (cols + group - 1u) / group;
     uint32_t r0, p;
     for (r0 = row_begin; r0 < row_end; r0 += MATMAT_TILE_ROWS) {

@@ -31,7 +31,10 @@
 /* Weights, caches and scales of every test (one at a time), sized for a board's RAM. */
 enum { MAXR = 172, MAXC = 320 };
 static uint16_t weight_buf[MAXR * MAXC / 2];
-static uint16_t scale_buf[16 + MAXR * MAXC]; /* 32 bytes before the scales; q4a's two per group */
+static uint16_t scale_buf[16 + MAXR * MAXC / 2]; /* 32 bytes before the scales */
+/* q4a's scale and offset pairs of the widest shapes at the smallest groups do not fit
+ * (a board's RAM): those are left out */
+#define Q4A_FITS(rows, ng) (2u * (rows) * (ng) <= MAXR * MAXC / 2)
 
 static uint64_t rng_state = 0x1234567ull;
 static uint32_t failures, checks;
@@ -178,6 +181,8 @@ static void test_matvec(void)
                     uint32_t i, begin, end;
                     for (i = 0; i < rows * row_bytes; i++)
                         data[i] = (uint8_t)rnd(); /* the whole int8 range, -128 included */
+                    if (dt == 2 && !Q4A_FITS(rows, ng))
+                        continue;
                     for (i = 0; i < rows * ng * (dt == 2 ? 2u : 1u); i++)
                         scales[i] = rnd_scale();
                     fill_activation(x, cols, g);
@@ -230,6 +235,8 @@ static void test_matmat(void)
                     uint32_t i, p;
                     for (i = 0; i < rows * row_bytes; i++)
                         data[i] = (uint8_t)rnd();
+                    if (dt == 2 && !Q4A_FITS(rows, ng))
+                        continue;
                     for (i = 0; i < rows * ng * (dt == 2 ? 2u : 1u); i++)
                         scales[i] = rnd_scale();
                     for (p = 0; p < n_pos; p++) {
