@@ -19,6 +19,7 @@ from mote.importers import load_model
 from mote.reference.forward import Runner, generate
 from mote.reference.sample import Sampler
 from shared_models import model_path
+from tiny_model import all_q4a
 
 X86 = platform.machine() == "x86_64"
 
@@ -69,9 +70,7 @@ def packed_blob(model_key: str, quant: str, directory: str) -> Path:
     else:
         model = load_model(model_path(model_key))
     path = Path(directory) / f"{model_key}_{quant}.mote"
-    # "q4a-all": every matrix q4a, the (tied) embedding too: its row lookup and classifier
-    dtypes = {name: "f32" if dtype == "f32" else "q4a" for name, dtype in
-              mote_blob.tensor_dtypes(model.config, "int4a").items()} if quant == "q4a-all" else quant
+    dtypes = all_q4a(model.config) if quant == "q4a-all" else quant
     path.write_bytes(mote_blob.pack(model, quant=dtypes, group_size=32))
     return path
 
