@@ -258,16 +258,30 @@ static ALWAYS_INLINE __m256 add_term(__m256 acc, __m256i dots, const uint16_t *s
 /* The unsigned dots' bias per activation sum: q8 with VNNI (codes w + 128), q4 (w + 8). */
 #define DOT_BIAS(is_q4) ((is_q4) == Q4A ? 0 : (is_q4) ? Q4_BIAS : Q8_BIAS)
 
+/* Eight f16 values, the low halves of `halves`' int32 lanes, as floats. */
+static ALWAYS_INLINE __m256 low_halves_ps(__m256i halves)
+{
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(
+        _mm256_packus_epi32(halves, _mm256_setzero_si256()), _MM_SHUFFLE(3, 1, 2, 0))));
+}
+
 /* acc plus group g's terms for eight rows whose scales start at `scale` (a row's
  * scales, or q4a's scale and offset pairs, `offsets` bytes apart): the biased dots
  * corrected by bias_of (bias times the group's activation sum), or for q4a the dots'
- * term then the offset's, whose integer is the activation sum (bias_of holds it). */
+ * term then the offset's, whose integer is the activation sum (bias_of holds it); a
+ * q4a pair is one 32-bit word, scale low, so one gather serves both terms. */
 static ALWAYS_INLINE __m256 add_group(__m256 acc, __m256i dots, const uint16_t *scale, uint32_t g,
                                       __m256i offsets, float sx, __m256i bias_of, int is_q4)
 {
-    if (is_q4 == Q4A)
-        return add_term(add_term(acc, dots, scale + 2u * g, offsets, sx), bias_of,
-                        scale + 2u * g + 1u, offsets, sx);
+    if (is_q4 == Q4A) {
+        const __m256i pairs = _mm256_i32gather_epi32(
+            (const int *)(const void *)(scale + 2u * g), offsets, 1);
+        const __m256 vsx = _mm256_set1_ps(sx);
+        const __m256 ws = low_halves_ps(_mm256_and_si256(pairs, _mm256_set1_epi32(0xFFFF)));
+        const __m256 wm = low_halves_ps(_mm256_srli_epi32(pairs, 16));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(dots), _mm256_mul_ps(ws, vsx)));
+        return _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(bias_of), _mm256_mul_ps(wm, vsx)));
+    }
     if (DOT_BIAS(is_q4) != 0)
         dots = _mm256_sub_epi32(dots, bias_of);
     return add_term(acc, dots, scale + g, offsets, sx);
