@@ -1,5 +1,5 @@
-"""Group quantization of weights (q8, q4 symmetric; q4a with an offset) and of activations, exactly as
-docs/blob-format.md ("Numerics") specifies, so the numpy reference and the C
+"""Group quantization of weights (q8, q4 symmetric; q4a with an offset) and of
+activations, exactly as docs/blob-format.md ("Numerics") specifies, so the numpy reference and the C
 runtime agree bit for bit on every integer."""
 
 from __future__ import annotations
