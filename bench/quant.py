@@ -2,7 +2,7 @@
 
     python bench/quant.py [--models stories260K,mcu-1m-silu,ref-11m-silu,ref-11m-relu]
                           [--eval-tokens N] [--calib-text samples|heldout] [--keep]
-                          [--regenerate-texts]
+                          [--schemes int4a,...] [--regenerate-texts]
 
 Writes bench/results/quant.json and bench/results/quant.png (--keep keeps the runs of
 other models and of the other --calib-text already there, so invocations can run in
@@ -26,10 +26,11 @@ two of them overlap):
 
 Schemes: the float model; "rtn", the writer before issue 17 (round to nearest, the
 group's largest weight on the largest code, q4 in [-7, 7]), reproduced here; int8,
-int4, mixed as `mote convert` writes them without --calib (the weight-error search)
+int4, int4a, mixed as `mote convert` writes them without --calib (the weight-error search)
 and with it (GPTQ on the calibration text); auto (--quant auto) at the size of calibrated mixed and
 at budgets between int4 and int8. --calib-text heldout measures only the float model
-and the calibrated schemes.
+and the calibrated schemes. --schemes measures only those (and the float model),
+replacing just their rows in the output (auto needs int8, int4 and mixed with it).
 """
 
 from __future__ import annotations
@@ -152,6 +153,9 @@ def measure(source, tok, eval_texts: dict[str, str], eval_tokens: int | None) ->
     return out
 
 
+SCHEMES = ("int8", "int4", "int4a", "mixed", "auto")
+
+
 def run_model(name: str, args, ood: str) -> list[dict]:
     source, tokenizer = SOURCES[name]
     model = load_model(source, tokenizer)
@@ -174,20 +178,25 @@ def run_model(name: str, args, ood: str) -> list[dict]:
               "  ".join(f"{k} {e['perplexity']:9.4f} ({100 * e['increase']:+6.2f} %)" for k, e in row["eval"].items()),
               flush=True)
 
+    schemes = args.schemes.split(",")
+    fixed = [s for s in schemes if s != "auto"]
     record("float", False, None)
     if args.calib_text == "samples":  # what does not depend on the calibration text: once
-        for scheme in ("int8", "int4", "mixed"):
-            plain = blobfile.quantize(model, scheme, GROUP, CTX)
-            record("rtn-" + scheme, False, round_to_nearest(plain, model))
+        for scheme in fixed:
+            if scheme != "int4a":  # the rtn writer predates q4a
+                plain = blobfile.quantize(model, scheme, GROUP, CTX)
+                record("rtn-" + scheme, False, round_to_nearest(plain, model))
             record(scheme, False, convert(source, ConvertOptions(tokenizer=tokenizer, quant=scheme, ctx=CTX)).blob)
     with tempfile.TemporaryDirectory() as tmp:
         calib = Path(tmp) / "calib.txt"
         calib.write_text(texts["calib"], encoding="utf-8")
         options = ConvertOptions(tokenizer=tokenizer, quant="auto", ctx=CTX, calib=calib)
         grams, windows = activation_aware(model, options, [])
-    for scheme in ("int8", "int4", "mixed"):
+    for scheme in fixed:
         record(scheme, True, blobfile.quantize(model, scheme, GROUP, CTX, grams=grams))
-    mixed_bytes = rows[-1]["bytes"]
+    if "auto" not in schemes:
+        return finish(rows, texts)
+    mixed_bytes = next(r["bytes"] for r in rows if r["scheme"] == "mixed" and r["calibrated"])
     int8_bytes, int4_bytes = (next(r["bytes"] for r in rows if r["scheme"] == s and r["calibrated"])
                               for s in ("int8", "int4"))
     precision = MixedPrecision(model, GROUP, CTX, grams, windows)
@@ -197,6 +206,10 @@ def run_model(name: str, args, ood: str) -> list[dict]:
         record("auto", True, blob, budget=budget, q4=[c.name for c in chosen],
                predicted_kl=sum(c.cost for c in chosen))
     rows[-len(budgets)]["at_mixed_size"] = True
+    return finish(rows, texts)
+
+
+def finish(rows: list[dict], texts: dict) -> list[dict]:
     for row in rows:
         row["texts"] = {"calib": texts["calib_name"], "in_domain": texts["in_domain_name"],
                         "ood": "LICENSE.txt and docstrings (see settings)"}
@@ -213,9 +226,12 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 4.2), squeeze=False)
     styles = {"rtn": ("x", "gray"), "plain": ("s", "tab:blue"), "calib samples": ("o", "tab:green"),
               "calib heldout": ("D", "tab:olive"), "auto samples": ("^", "tab:red"),
-              "auto heldout": ("v", "tab:purple")}
+              "auto heldout": ("v", "tab:purple"), "int4a plain": ("P", "tab:cyan"),
+              "int4a calib samples": ("*", "tab:orange"), "int4a calib heldout": ("X", "tab:brown")}
 
     def kind(r: dict) -> str:
+        if r["scheme"] == "int4a":
+            return f"int4a {'calib ' + r['run'] if r['calibrated'] else 'plain'}"
         if not r["calibrated"]:
             return "rtn" if r["scheme"].startswith("rtn") else "plain"
         return f"{'auto' if r['scheme'] == 'auto' else 'calib'} {r['run']}"
@@ -250,6 +266,8 @@ def main() -> int:
                              "schemes too), or on the second half of heldout.txt")
     parser.add_argument("--output", type=Path, default=RESULTS / "quant.json")
     parser.add_argument("--keep", action="store_true", help="keep the output's runs of models not measured now")
+    parser.add_argument("--schemes", default=",".join(SCHEMES),
+                        help="measure only these (and the float model); the output's other rows are kept")
     parser.add_argument("--replot", action="store_true", help="only redraw the plot from the output's runs")
     args = parser.parse_args()
     if args.replot:
@@ -266,9 +284,15 @@ def main() -> int:
         # --keep reads the output again before each write, so runs of other models that
         # a parallel invocation wrote meanwhile are kept too
         kept = []
-        if args.keep and args.output.exists():
-            kept = [r for r in json.loads(args.output.read_text())["runs"]
-                    if r["model"] not in measured or r["run"] != args.calib_text]
+        partial = set(args.schemes.split(",")) != set(SCHEMES)
+        fresh = {(r["model"], r["run"], r["scheme"], r["calibrated"]) for r in rows}
+        if (args.keep or partial) and args.output.exists():
+            def stays(r: dict) -> bool:
+                if partial:  # only the rows measured now are replaced
+                    return (r["model"], r["run"], r["scheme"], r["calibrated"]) not in fresh
+                return r["model"] not in measured or r["run"] != args.calib_text
+
+            kept = [r for r in json.loads(args.output.read_text())["runs"] if stays(r)]
         runs = kept + rows
         write_atomically(args.output, (json.dumps({"settings": settings, "runs": runs}, indent=1) + "\n").encode())
     plot(runs, args.output.with_suffix(".png"))

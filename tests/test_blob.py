@@ -51,6 +51,16 @@ def test_q4_packing_round_trips_odd_widths():
     assert packed.shape == (5, 7)
     assert np.array_equal(unpack_q4(packed, 13), codes)
     assert packed[0, 0] == (int(codes[0, 0]) & 0xF) | ((int(codes[0, 1]) & 0xF) << 4)
+    unsigned = rng.integers(0, 16, (5, 13)).astype(np.int8)  # q4a's codes
+    assert np.array_equal(unpack_q4(pack_q4(unsigned), 13, signed=False), unsigned)
+
+
+def test_int4a_round_trips_its_pairs(stories):
+    blob = blobfile.load(blobfile.pack(stories, "int4a", 32, 64))
+    t = blob.tensors["layers.0.w_down"]
+    assert t.dtype == "q4a" and blob.tensors["tok_embedding"].dtype == "q8"
+    q = quantize_matrix(np.asarray(stories.tensors["layers.0.w_down"], np.float32), "q4a", 32)
+    assert np.array_equal(t.values, q.codes) and np.array_equal(t.scales, q.scales)
 
 
 def test_activation_quantization_follows_the_spec():

@@ -20,7 +20,7 @@ from mote.format import spec
 from mote.format.sparsity import POINTS, Sparsity
 from mote.model import MoteError
 from cbuild import build_tool
-from tiny_model import tiny_model
+from tiny_model import all_q4a, tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 FUZZ_CORPUS = ROOT / "tests" / "fuzz" / "corpus"
@@ -223,6 +223,8 @@ def bases() -> list[bytes]:
         mote_blob.pack(tiny_model(4, n_layers=2), quant="int8", group_size=8, ctx=8, sparsity=sparse),
         mote_blob.pack(tiny_model(5), quant="int8", group_size=16, ctx=8,
                        chat=chat.named("llama2", tiny_model(5).tokenizer, "Be brief.")),
+        mote_blob.pack(tiny_model(6, tied=False), quant=all_q4a(tiny_model(6, tied=False).config), group_size=10,
+                       ctx=8),
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -46,3 +47,18 @@ def test_errors_are_one_line_and_exit_2(tmp_path):
         errors = [line for line in done.stderr.splitlines() if "error" in line]
         assert len(errors) == 1 and message in errors[0], done.stderr
     assert not (tmp_path / "y.mote").exists()
+
+
+def test_convert_int4a(tmp_path):
+    """--quant int4a: q4a matrices, the embedding q8; inspect names the dtype, eval runs it."""
+    out = tmp_path / "stories-int4a.mote"
+    done = mote("convert", model_path("stories260K.bin"), "--tokenizer", model_path("tok512.bin"),
+                "-o", out, "--ctx", "64", "--quant", "int4a")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^  layers\.4\.w_down +q4a  0\.0[0-9]+$", done.stdout, re.M), done.stdout
+    info = json.loads(mote("inspect", out, "--json").stdout)
+    assert info["dtypes"] == {"q8": 1, "f32": 11, "q4a": 35}
+    heldout = tmp_path / "heldout.txt"
+    heldout.write_text("Once upon a time, there was a little girl named Lily. She loved to play.\n" * 2)
+    result = json.loads(mote("eval", out, "--text", heldout, "--json").stdout)
+    assert result["quantized"] and 1 < result["perplexity"] < 20

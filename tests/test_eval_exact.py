@@ -1,7 +1,7 @@
 """`mote eval` of a blob scores exactly what the C runtime computes: its perplexity
 equals, to the last bit, the perplexity of the logits tests/c/mote_dump.c prints for
 the same windows, with 1 and 2 BLAS threads on the numpy side and 1 and 2 runtime
-threads on the C side. A dense int8 and int4 blob, an int4 one quantized by GPTQ
+threads on the C side. A dense int8, int4 and int4a blob, an int4 one quantized by GPTQ
 (`--calib`), and a sparse one (column kernels), with and without BOS."""
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def blobs(tmp: Path) -> dict[str, Path]:
     out = {}
     mcu = load_model(model_path("mcu-1m-silu"))
     stories = load_model(model_path("stories260K.bin"), model_path("tok512.bin"))
-    for name, model, quant in (("mcu-int4", mcu, "int4"), ("stories-int8", stories, "int8")):
+    for name, model, quant in (("mcu-int4", mcu, "int4"), ("mcu-int4a", mcu, "int4a"),
+                               ("stories-int8", stories, "int8")):
         out[name] = tmp / f"{name}.mote"
         out[name].write_bytes(blobfile.pack(model, quant, 32, CTX))
     text = (model_path("mcu-1m-silu") / "heldout.txt").read_text(encoding="utf-8")
@@ -84,7 +85,7 @@ def cases(tmp_path_factory) -> dict[str, Path]:
     return blobs(tmp_path_factory.mktemp("exact-eval"))
 
 
-@pytest.mark.parametrize("name", ["mcu-int4", "mcu-int4-gptq", "stories-int8", "mcu-sparse"])
+@pytest.mark.parametrize("name", ["mcu-int4", "mcu-int4a", "mcu-int4-gptq", "stories-int8", "mcu-sparse"])
 def test_mote_eval_equals_the_c_runtime(cases, name):
     blob = cases[name]
     text = model_path("mcu-1m-silu") / "heldout.txt"

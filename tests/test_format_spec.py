@@ -71,7 +71,7 @@ def test_doc_entry_and_kind_tables_match_the_spec():
     entries = _table("## Tensor table", 0)
     assert [(int(r[0]), r[1], re.split(r"[ :(]", r[2])[0]) for r in entries] == \
         [(o, k, n) for n, o, k in spec.ENTRY]
-    dtypes = {"f32": ("f32",), "q8 or q4": ("q8", "q4")}
+    dtypes = {"f32": ("f32",), "q8, q4 or q4a": ("q8", "q4", "q4a")}
     kinds = _table("## Tensor table", 1)
     assert [(r[1], int(r[0]), dtypes[r[3].split(" (")[0]]) for r in kinds] == list(spec.KINDS)
 

@@ -110,14 +110,47 @@ def test_smollm_q4_1_converts_to_int4(smollm_int4):
     c = blob.config
     assert (c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.max_seq_len) == (576, 30, 9, 3, 49152, 8192)
     assert blob.ctx_len == DEFAULT_CTX_MAX  # trained at 8192: the default is capped
-    assert blob.tensors["layers.0.wq"].dtype == "q4" and blob.tensors["tok_embedding"].dtype == "q8"
-    rows = re.findall(r"^  (\S+) +(Q4_1|Q8_0) -> (q4|q8)  ([0-9.]+)$", report, re.M)
+    assert blob.tensors["layers.0.wq"].dtype == "q4a" and blob.tensors["tok_embedding"].dtype == "q8"
+    # Q4_1 blocks are q4a groups of 32, Q8_0 blocks q8 ones: their codes are kept, nothing is lost
+    rows = re.findall(r"^  (\S+) +(Q4_1 -> q4a|Q8_0 -> q8)  ([0-9.]+)$", report, re.M)
     assert len(rows) == 1 + 7 * 30
-    # Q8_0 blocks are Mote's q8 groups: nothing is lost; Q4_1 (asymmetric, 16 levels)
-    # into symmetric q4 (15 levels) costs about a tenth of each tensor's norm
-    errors = {name: float(err) for name, _, _, err in rows}
-    assert errors["tok_embedding"] < 1e-3
-    assert all(0.05 < e < 0.15 for name, e in errors.items() if name != "tok_embedding")
+    assert all(float(err) == 0 for _, _, err in rows)
+
+
+def exact_types_model():
+    return tiny_model(dim=64, hidden=96, n_layers=1, n_heads=4, n_kv_heads=2)
+
+
+EXACT_TYPES = {"wq": "Q4_1", "wk": "Q4_0", "wv": "Q8_0", "wo": "Q4_1", "w_gate": "Q4_0", "w_up": "Q4_1",
+               "w_down": "Q8_0", "tok_embedding": "Q8_0"}
+
+
+@pytest.mark.parametrize("quant,group,dtypes", [
+    ("int4", "32", {"Q4_1": "q4a", "Q4_0": "q4", "Q8_0": "q4"}),
+    ("int4a", "32", {"Q4_1": "q4a", "Q4_0": "q4a", "Q8_0": "q4a"}),
+    ("int8", "32", {"Q4_1": "q8", "Q4_0": "q8", "Q8_0": "q8"}),
+    ("int4", "16", {"Q4_1": "q4", "Q4_0": "q4", "Q8_0": "q4"}),
+])
+def test_gguf_blocks_the_format_holds_convert_exactly(tmp_path, capsys, quant, group, dtypes):
+    """A Q4_1 block of 32 is a q4a group, Q4_0 a q4 (or q4a) group, Q8_0 a q8 group: at
+    group 32 convert keeps their codes and the blob holds exactly the GGUF's values;
+    another group size or a dtype with no exact form requantizes."""
+    model = exact_types_model()
+    kinds = {name: EXACT_TYPES[name.rsplit(".", 1)[-1]] for name, v in model.tensors.items() if v.ndim == 2}
+    path = write_gguf(tmp_path / "exact.gguf", model, kinds.__getitem__)
+    imported = load_model(path)
+    status, out, err = convert(capsys, path, "--quant", quant, "--group", group)
+    assert status == 0, err
+    blob = blobfile.load(tmp_path / "out.mote")
+    for name, kind in kinds.items():
+        want = "q8" if name == "tok_embedding" else dtypes[kind]
+        exact = group == "32" and (want == "q4a" and kind != "Q8_0" or want == "q4" and kind == "Q4_0"
+                                   or want == "q8" and kind == "Q8_0")
+        assert blob.tensors[name].dtype == want, name
+        line = re.search(rf"^  {re.escape(name)} +{kind} -> {want}  ([0-9.]+)$", out, re.M)
+        assert line, (name, out)
+        same = np.array_equal(blob.tensors[name].dequantize(), imported.tensors[name])
+        assert same == exact and (float(line.group(1)) == 0) == exact, (name, kind, line.group(0))
 
 
 def test_smollm_q4_1_converts_to_int8(tmp_path, capsys):

@@ -19,6 +19,7 @@ from mote.importers import load_model
 from mote.reference.forward import Runner, generate
 from mote.reference.sample import Sampler
 from shared_models import model_path
+from tiny_model import all_q4a
 
 X86 = platform.machine() == "x86_64"
 
@@ -69,7 +70,8 @@ def packed_blob(model_key: str, quant: str, directory: str) -> Path:
     else:
         model = load_model(model_path(model_key))
     path = Path(directory) / f"{model_key}_{quant}.mote"
-    path.write_bytes(mote_blob.pack(model, quant=quant, group_size=32))
+    dtypes = all_q4a(model.config) if quant == "q4a-all" else quant
+    path.write_bytes(mote_blob.pack(model, quant=dtypes, group_size=32))
     return path
 
 
@@ -111,6 +113,7 @@ def reference_for(blob_path: Path, model_key: str) -> dict:
 
 CASES = [(m, q, b) for m in ("stories260K", "ref-11m-silu") for q in ("int8", "int4")
          for b in BUILDS if not (m == "ref-11m-silu" and b == "ref")]
+CASES += [("stories260K", "q4a-all", b) for b in BUILDS] + [("ref-11m-silu", "int4a", BUILDS[0])]
 
 
 @pytest.mark.parametrize("model_key,quant,build", CASES, ids=["-".join(c) for c in CASES])

@@ -36,3 +36,11 @@ def tiny_model(seed: int = 0, dim: int = 16, hidden: int = 36, n_layers: int = 1
         else:
             tensors[name] = (0.3 * rng.standard_normal(shape)).astype(np.float32)
     return Model(config=config, tensors=tensors, tokenizer=tok, name=f"tiny-{seed}")
+
+
+def all_q4a(config: Config) -> dict[str, str]:
+    """Every matrix q4a, the embedding (and a tied classifier) too; norms f32: a blob
+    that exercises q4a everywhere it may be (row lookup, classifier, layers)."""
+    from mote.format.blob import tensor_dtypes
+
+    return {name: "f32" if dtype == "f32" else "q4a" for name, dtype in tensor_dtypes(config, "int4a").items()}

@@ -263,7 +263,8 @@ static mote_status read_tensor(mote_model *m, uint32_t index, const uint8_t *ent
     } else {
         uint64_t row_bytes = dtype == MOTE_Q8 ? cols : ((uint64_t)cols + 1u) / 2u;
         want_data = (uint64_t)rows * row_bytes;
-        want_scales = 2u * (uint64_t)rows * (((uint64_t)cols + group - 1u) / group);
+        want_scales = mote_scales_per_group(dtype) * 2u * (uint64_t)rows *
+                      (((uint64_t)cols + group - 1u) / group);
     }
     /* data and scales lie past the header (optimized kernels may read the 2 bytes
      * before a scales array) */
@@ -469,7 +470,7 @@ static int all_f16_finite(const uint8_t *p, size_t n)
 }
 
 /* Every stored float of a tensor is finite: an f32 norm's values, a q8/q4 matrix's f16
- * scales. A bundled w_up region holds, per group of neurons, w_down's scales for it,
+ * scales (and a q4a matrix's offsets). A bundled w_up region holds, per group of neurons, w_down's scales for it,
  * then per neuron the up row's codes and scales and the down column's codes (`t` is
  * w_up: rows = hidden, cols = dim). */
 static int tensor_finite(const mote_tensor *t, uint32_t group)
@@ -483,8 +484,9 @@ static int tensor_finite(const mote_tensor *t, uint32_t group)
         return 1;
     }
     if (t->layout != MOTE_LAYOUT_BUNDLED)
-        return all_f16_finite((const uint8_t *)t->scales,
-                              (size_t)t->rows * ((t->cols + group - 1u) / group));
+        return all_f16_finite((const uint8_t *)t->scales, mote_scales_per_group(t->dtype) *
+                                                              (size_t)t->rows *
+                                                              ((t->cols + group - 1u) / group));
     {
         const size_t dim = t->cols, hidden = t->rows, n_groups_dim = (dim + group - 1u) / group;
         size_t first, j;

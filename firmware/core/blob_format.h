@@ -67,9 +67,10 @@
 #define MOTE_DTYPE_F32 0u
 #define MOTE_DTYPE_Q8 2u
 #define MOTE_DTYPE_Q4 3u
-#define MOTE_DTYPE_CODES 4u
+#define MOTE_DTYPE_Q4A 4u
+#define MOTE_DTYPE_CODES 5u
 /* names by dtype code (a designated initializer; unnamed codes are NULL) */
-#define MOTE_DTYPE_NAMES_INIT { [0] = "f32", [2] = "q8", [3] = "q4" }
+#define MOTE_DTYPE_NAMES_INIT { [0] = "f32", [2] = "q8", [3] = "q4", [4] = "q4a" }
 #define MOTE_LAYOUT_CODE_ROWS 0u
 #define MOTE_LAYOUT_CODE_COLUMNS 1u
 #define MOTE_LAYOUT_CODE_BUNDLED 2u
@@ -87,7 +88,7 @@
 #define MOTE_KIND_CLASSIFIER 12u
 #define MOTE_LAYER_KINDS 9u
 /* per kind code, a bit mask of the dtype codes allowed for it */
-#define MOTE_KIND_DTYPES_INIT { 0u, 0xcu, 0x1u, 0xcu, 0xcu, 0xcu, 0xcu, 0x1u, 0xcu, 0xcu, 0xcu, 0x1u, 0xcu }
+#define MOTE_KIND_DTYPES_INIT { 0u, 0x1cu, 0x1u, 0x1cu, 0x1cu, 0x1cu, 0x1cu, 0x1u, 0x1cu, 0x1cu, 0x1cu, 0x1u, 0x1cu }
 
 /* tensor table entry field offsets */
 #define MOTE_T_KIND 0u

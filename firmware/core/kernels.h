@@ -89,13 +89,19 @@ void mote_ref_quantize_act(int8_t *xq, float *xs, const float *x, uint32_t n, ui
 /* One KV vector: q (n,) int8 and its f16 scale. */
 void mote_ref_quantize_kv(int8_t *q, uint16_t *scale, const float *x, uint32_t n);
 
-/* y[r] for r in [row_begin, row_end) of y = W x, W a q8 or q4 tensor (cols == n),
+/* y[r] for r in [row_begin, row_end) of y = W x, W a q8, q4 or q4a tensor (cols == n),
  * x given as its quantized form (xq, xs) with the same group size:
- * y[r] = sum over groups g in order of (float)(int32 sum of w*xq) * (f16(ws[r,g]) * xs[g]).
+ * y[r] = sum over groups g in order of (float)(int32 sum of w*xq) * (f16(ws[r,g]) * xs[g]);
+ * a q4a group (codes 0..15, scale s and offset m) adds two terms to the sum, in order:
+ * (float)(int32 sum of w*xq) * (f16(s) * xs[g]), then (float)asum[g] * (f16(m) * xs[g]),
+ * asum[g] = mote_ref_act_sum over the group (the same for every row).
  * Optimized versions may read the 2 bytes before w->scales (inside the blob: the
  * tensor's data). */
 void mote_ref_matvec(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
                      uint32_t group, uint32_t row_begin, uint32_t row_end);
+
+/* The int32 sum of xq[begin..end): a q4a group's activation sum. */
+int32_t mote_ref_act_sum(const int8_t *xq, uint32_t begin, uint32_t end);
 
 /* Y = W X for n_pos positions at once (a prompt's prefill): for b < n_pos and r in
  * [row_begin, row_end), y[b * y_stride + r] is mote_ref_matvec's y[r] for position b's
@@ -136,7 +142,8 @@ void mote_ref_gate_mul(float *h, const float *u, uint32_t n);
 /* Plain float y = W x for an f32 matrix (a tied classifier of an f32 embedding). */
 void mote_ref_matvec_f32(float *y, const mote_tensor *w, const float *x, uint32_t row_begin,
                          uint32_t row_end);
-/* x (cols,) = row `row` of an embedding tensor (q8, q4 or f32), dequantized. */
+/* x (cols,) = row `row` of an embedding tensor (q8, q4, q4a or f32), dequantized:
+ * x[i] = (float)code * f16(s), for q4a (float)code * f16(s) + f16(m). */
 void mote_ref_embedding_row(float *x, const mote_tensor *e, uint32_t row, uint32_t group);
 
 /* Attention over positions 0..n_pos-1 of one layer's int8 cache for n_q query heads

@@ -66,6 +66,10 @@ static void group_sums_q4(int32_t sum[4], const uint8_t *const row[4], const int
 void mote_cm_matvec(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
                      uint32_t group, uint32_t row_begin, uint32_t row_end)
 {
+    if (w->dtype == MOTE_Q4A) { /* q4a: the reference kernel (kernels.h, README) */
+        mote_ref_matvec(y, w, xq, xs, group, row_begin, row_end);
+        return;
+    }
     const uint32_t cols = w->cols;
     const uint32_t n_groups = (cols + group - 1u) / group;
     const int is_q4 = w->dtype == MOTE_Q4;
@@ -108,6 +112,10 @@ void mote_cm_matmat(float *y, uint32_t y_stride, const mote_tensor *w, const int
                     const float *xs, uint32_t n_pos, uint32_t group, uint32_t row_begin,
                     uint32_t row_end)
 {
+    if (w->dtype == MOTE_Q4A) { /* q4a: the reference kernel (kernels.h, README) */
+        mote_ref_matmat(y, y_stride, w, xq, xs, n_pos, group, row_begin, row_end);
+        return;
+    }
     const uint32_t cols = w->cols, n_groups = (cols + group - 1u) / group;
     uint32_t r0, p;
     for (r0 = row_begin; r0 < row_end; r0 += MATMAT_TILE_ROWS) {

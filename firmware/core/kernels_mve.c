@@ -265,6 +265,10 @@ static void groups_c(float acc[4], const mote_tensor *w, const uint8_t *const ro
 void mote_mve_matvec(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
                      uint32_t group, uint32_t row_begin, uint32_t row_end)
 {
+    if (w->dtype == MOTE_Q4A) { /* q4a: the reference kernel (kernels.h, README) */
+        mote_ref_matvec(y, w, xq, xs, group, row_begin, row_end);
+        return;
+    }
     const uint32_t cols = w->cols, n_groups = (cols + group - 1u) / group;
     const int is_q4 = w->dtype == MOTE_Q4;
     const size_t row_bytes = is_q4 ? (cols + 1u) / 2u : cols;

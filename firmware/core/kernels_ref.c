@@ -111,40 +111,69 @@ void mote_ref_quantize_kv(int8_t *q, uint16_t *scale, const float *x, uint32_t n
 
 /* ------------------------------------------------------------------ matvec */
 
-/* The int32 sum over columns [begin, end) of one q8 or q4 row; a q4 byte holds
- * columns i (low nibble) and i + 1 (high nibble). */
-static int32_t group_sum(const uint8_t *row, int is_q4, const int8_t *xq, uint32_t begin,
+/* Code i of a q8, q4 or q4a row; a q4/q4a byte holds columns i (low nibble) and i + 1
+ * (high nibble). */
+static int32_t code_at(const uint8_t *row, uint8_t dtype, uint32_t i)
+{
+    const uint8_t b = row[i / 2u];
+    if (dtype == MOTE_Q8)
+        return (int32_t)(int8_t)row[i];
+    if (dtype == MOTE_Q4A)
+        return (i & 1u) ? (int32_t)(b >> 4) : (int32_t)(b & 0x0Fu);
+    return (i & 1u) ? mote_q4_high(b) : mote_q4_low(b);
+}
+
+/* The int32 sum over columns [begin, end) of one row's codes times xq. */
+static int32_t group_sum(const uint8_t *row, uint8_t dtype, const int8_t *xq, uint32_t begin,
                          uint32_t end)
 {
     int32_t sum = 0;
     uint32_t i;
-    for (i = begin; i < end; i++) {
-        const int32_t code = !is_q4 ? (int32_t)(int8_t)row[i]
-                             : (i & 1u) ? mote_q4_high(row[i / 2u]) : mote_q4_low(row[i / 2u]);
-        sum += code * xq[i];
-    }
+    for (i = begin; i < end; i++)
+        sum += code_at(row, dtype, i) * xq[i];
     return sum;
+}
+
+int32_t mote_ref_act_sum(const int8_t *xq, uint32_t begin, uint32_t end)
+{
+    int32_t sum = 0;
+    uint32_t i;
+    for (i = begin; i < end; i++)
+        sum += xq[i];
+    return sum;
+}
+
+/* Row r's float dot product over every group, in the order kernels.h gives: q8/q4 one
+ * term per group, q4a the code term then the offset term. */
+static float row_dot(const mote_tensor *w, uint32_t r, const int8_t *xq, const float *xs,
+                     uint32_t group)
+{
+    const uint32_t cols = w->cols;
+    const uint32_t n_groups = (cols + group - 1u) / group;
+    const uint32_t per_group = mote_scales_per_group(w->dtype);
+    const size_t row_bytes = w->dtype == MOTE_Q8 ? cols : (cols + 1u) / 2u;
+    const uint8_t *row = (const uint8_t *)w->data + (size_t)r * row_bytes;
+    const uint16_t *ws = w->scales + (size_t)r * n_groups * per_group;
+    float acc = 0.0f;
+    uint32_t g;
+    for (g = 0; g < n_groups; g++) {
+        const uint32_t begin = g * group;
+        const uint32_t end = cols - begin < group ? cols : begin + group;
+        acc += (float)group_sum(row, w->dtype, xq, begin, end) *
+               (mote_f16_to_f32(ws[g * per_group]) * xs[g]);
+        if (w->dtype == MOTE_Q4A)
+            acc += (float)mote_ref_act_sum(xq, begin, end) *
+                   (mote_f16_to_f32(ws[2u * g + 1u]) * xs[g]);
+    }
+    return acc;
 }
 
 void mote_ref_matvec(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
                      uint32_t group, uint32_t row_begin, uint32_t row_end)
 {
-    const uint32_t cols = w->cols;
-    const uint32_t n_groups = (cols + group - 1u) / group;
-    const int is_q4 = w->dtype == MOTE_Q4;
-    const size_t row_bytes = is_q4 ? (cols + 1u) / 2u : cols;
-    uint32_t r, g;
-    for (r = row_begin; r < row_end; r++) {
-        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * row_bytes;
-        const uint16_t *ws = w->scales + (size_t)r * n_groups;
-        float acc = 0.0f;
-        for (g = 0; g < n_groups; g++) {
-            const uint32_t begin = g * group;
-            const uint32_t end = cols - begin < group ? cols : begin + group;
-            acc += (float)group_sum(row, is_q4, xq, begin, end) * (mote_f16_to_f32(ws[g]) * xs[g]);
-        }
-        y[r] = acc;
-    }
+    uint32_t r;
+    for (r = row_begin; r < row_end; r++)
+        y[r] = row_dot(w, r, xq, xs, group);
 }
 
 void mote_ref_matmat(float *y, uint32_t y_stride, const mote_tensor *w, const int8_t *xq,
@@ -153,26 +182,12 @@ void mote_ref_matmat(float *y, uint32_t y_stride, const mote_tensor *w, const in
 {
     const uint32_t cols = w->cols;
     const uint32_t n_groups = (cols + group - 1u) / group;
-    const int is_q4 = w->dtype == MOTE_Q4;
-    const size_t row_bytes = is_q4 ? (cols + 1u) / 2u : cols;
-    uint32_t r, b, g;
+    uint32_t r, b;
     /* a row at a time against every position, while the row is at hand */
-    for (r = row_begin; r < row_end; r++) {
-        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * row_bytes;
-        const uint16_t *ws = w->scales + (size_t)r * n_groups;
-        for (b = 0; b < n_pos; b++) {
-            const int8_t *xq_b = xq + (size_t)b * cols;
-            const float *xs_b = xs + (size_t)b * n_groups;
-            float acc = 0.0f;
-            for (g = 0; g < n_groups; g++) {
-                const uint32_t begin = g * group;
-                const uint32_t end = cols - begin < group ? cols : begin + group;
-                acc += (float)group_sum(row, is_q4, xq_b, begin, end) *
-                       (mote_f16_to_f32(ws[g]) * xs_b[g]);
-            }
-            y[(size_t)b * y_stride + r] = acc;
-        }
-    }
+    for (r = row_begin; r < row_end; r++)
+        for (b = 0; b < n_pos; b++)
+            y[(size_t)b * y_stride + r] =
+                row_dot(w, r, xq + (size_t)b * cols, xs + (size_t)b * n_groups, group);
 }
 
 /* ------------------------------------------------------------------ sparse matvec */
@@ -237,7 +252,7 @@ void mote_ref_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float
             continue; /* a dropped neuron: its whole bundle stays unread */
         for (g = 0; g < n_groups; g++) {
             const uint32_t lo = g * group, hi = dim - lo < group ? dim : lo + group;
-            acc += (float)group_sum(row, 0, xq, lo, hi) * (mote_f16_to_f32(ws[g]) * xs[g]);
+            acc += (float)group_sum(row, MOTE_Q8, xq, lo, hi) * (mote_f16_to_f32(ws[g]) * xs[g]);
         }
         u[j] = acc;
     }
@@ -261,7 +276,7 @@ void mote_ref_embedding_row(float *x, const mote_tensor *e, uint32_t row, uint32
 {
     const uint32_t cols = e->cols;
     const uint32_t n_groups = (cols + group - 1u) / group;
-    const uint16_t *s = e->scales + (size_t)row * n_groups;
+    const uint16_t *s = e->scales + (size_t)row * n_groups * mote_scales_per_group(e->dtype);
     uint32_t i;
     if (e->dtype == MOTE_F32) {
         memcpy(x, (const float *)e->data + (size_t)row * cols, (size_t)cols * sizeof *x);
@@ -276,9 +291,10 @@ void mote_ref_embedding_row(float *x, const mote_tensor *e, uint32_t row, uint32
     {
         const uint8_t *q = (const uint8_t *)e->data + (size_t)row * ((cols + 1u) / 2u);
         for (i = 0; i < cols; i++) {
-            uint8_t b = q[i / 2u];
-            int32_t code = (i & 1u) ? mote_q4_high(b) : mote_q4_low(b);
-            x[i] = (float)code * mote_f16_to_f32(s[i / group]);
+            const float code = (float)code_at(q, e->dtype, i);
+            x[i] = e->dtype == MOTE_Q4A ? code * mote_f16_to_f32(s[2u * (i / group)]) +
+                                              mote_f16_to_f32(s[2u * (i / group) + 1u])
+                                        : code * mote_f16_to_f32(s[i / group]);
         }
     }
 }

@@ -97,13 +97,25 @@ static __m256i dot_q8(__m256i acc, __m256i w, __m256i x)
 }
 #define Q8_BIAS (HAVE_VNNI ? 128 : 0)
 
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+/* The `is_q4` argument of the kernels below: 0 q8, 1 q4, Q4A (2) q4a, whose nibbles
+ * are the same as q4's but unsigned codes already (no bias; an offset term instead). */
+#define Q4A 2
+/* What turns a byte of two nibbles into two unsigned codes: q4's w + 8, q4a's own. */
+#define NIBBLE_FLIP(is_q4) ((char)((is_q4) == Q4A ? 0x00 : 0x88))
+
 /* acc += w . x for 32 q4 weights (16 bytes, low nibble = even column) against x
  * rearranged as [even columns | odd columns] (see q4_x). Weights enter as unsigned
- * w + 8 in [0, 15]; the caller subtracts 8 * sum(x). */
-static __m256i dot_q4(__m256i acc, __m128i packed, __m256i x_split)
+ * w + 8 in [0, 15] (q4; the caller subtracts 8 * sum(x)) or as they are (q4a). */
+static ALWAYS_INLINE __m256i dot_q4(__m256i acc, __m128i packed, __m256i x_split, int is_q4)
 {
     const __m256i shifts = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
-    __m256i b = _mm256_broadcastsi128_si256(_mm_xor_si128(packed, _mm_set1_epi8((char)0x88)));
+    __m256i b = _mm256_broadcastsi128_si256(_mm_xor_si128(packed, _mm_set1_epi8(NIBBLE_FLIP(is_q4))));
     __m256i u = _mm256_and_si256(_mm256_srlv_epi32(b, shifts), _mm256_set1_epi8(0x0F));
 #if HAVE_VNNI
     return dpbusd(acc, u, x_split);
@@ -124,12 +136,6 @@ static __m256i q4_x(__m256i x)
 
 /* ------------------------------------------------------------------ matvec */
 
-#if defined(__GNUC__)
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define ALWAYS_INLINE inline
-#endif
-
 /* The activations of one 32-column chunk (n <= 32 of them, zero beyond), in the
  * layout the dot product wants. */
 static ALWAYS_INLINE __m256i x_chunk(const int8_t *xq, uint32_t n, int is_q4)
@@ -141,7 +147,7 @@ static ALWAYS_INLINE __m256i x_chunk(const int8_t *xq, uint32_t n, int is_q4)
 /* One 32-column weight chunk of a row at p against x (from x_chunk). */
 static ALWAYS_INLINE __m256i chunk_dot(const uint8_t *p, __m256i x, int is_q4)
 {
-    return is_q4 ? dot_q4(_mm256_setzero_si256(), _mm_loadu_si128((const __m128i *)(const void *)p), x)
+    return is_q4 ? dot_q4(_mm256_setzero_si256(), _mm_loadu_si128((const __m128i *)(const void *)p), x, is_q4)
                  : dot_q8(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)(const void *)p), x);
 }
 
@@ -171,11 +177,12 @@ static ALWAYS_INLINE __m256i block_dots(const uint8_t *p, size_t row_bytes, __m2
  * both groups' bytes are their even columns, the high ones their odd columns, so one
  * load and two masks serve 64 weights. Weights enter as w + 8 (the caller subtracts
  * 8 * sum(x) per group). */
-static ALWAYS_INLINE __m256i pair_row_q4(const uint8_t *p, __m256i x_even, __m256i x_odd)
+static ALWAYS_INLINE __m256i pair_row_q4(const uint8_t *p, __m256i x_even, __m256i x_odd,
+                                          int is_q4)
 {
     const __m256i nibble = _mm256_set1_epi8(0x0F);
     const __m256i b = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)p),
-                                       _mm256_set1_epi8((char)0x88));
+                                       _mm256_set1_epi8(NIBBLE_FLIP(is_q4)));
     const __m256i lo = _mm256_and_si256(b, nibble);
     const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), nibble);
 #if HAVE_VNNI
@@ -191,19 +198,19 @@ static ALWAYS_INLINE __m256i pair_row_q4(const uint8_t *p, __m256i x_even, __m25
 /* The int32 totals of eight consecutive q4 rows (the first at p) over two whole groups
  * of 32 columns: first[j] and second[j] for row j, biased by 8 * sum(x) as dot_q4's. */
 static ALWAYS_INLINE void pair_dots_q4(const uint8_t *p, size_t row_bytes, __m256i x_even,
-                                       __m256i x_odd, __m256i *first, __m256i *second)
+                                       __m256i x_odd, __m256i *first, __m256i *second, int is_q4)
 {
     const uint8_t *p4 = p + 4u * row_bytes;
     /* hadd works within 128-bit halves: the low half stays the first group's */
-    const __m256i d01 = _mm256_hadd_epi32(pair_row_q4(p, x_even, x_odd),
-                                          pair_row_q4(p + row_bytes, x_even, x_odd));
-    const __m256i d23 = _mm256_hadd_epi32(pair_row_q4(p + 2u * row_bytes, x_even, x_odd),
-                                          pair_row_q4(p + 3u * row_bytes, x_even, x_odd));
+    const __m256i d01 = _mm256_hadd_epi32(pair_row_q4(p, x_even, x_odd, is_q4),
+                                          pair_row_q4(p + row_bytes, x_even, x_odd, is_q4));
+    const __m256i d23 = _mm256_hadd_epi32(pair_row_q4(p + 2u * row_bytes, x_even, x_odd, is_q4),
+                                          pair_row_q4(p + 3u * row_bytes, x_even, x_odd, is_q4));
     const __m256i d0123 = _mm256_hadd_epi32(d01, d23);
-    const __m256i d45 = _mm256_hadd_epi32(pair_row_q4(p4, x_even, x_odd),
-                                          pair_row_q4(p4 + row_bytes, x_even, x_odd));
-    const __m256i d67 = _mm256_hadd_epi32(pair_row_q4(p4 + 2u * row_bytes, x_even, x_odd),
-                                          pair_row_q4(p4 + 3u * row_bytes, x_even, x_odd));
+    const __m256i d45 = _mm256_hadd_epi32(pair_row_q4(p4, x_even, x_odd, is_q4),
+                                          pair_row_q4(p4 + row_bytes, x_even, x_odd, is_q4));
+    const __m256i d67 = _mm256_hadd_epi32(pair_row_q4(p4 + 2u * row_bytes, x_even, x_odd, is_q4),
+                                          pair_row_q4(p4 + 3u * row_bytes, x_even, x_odd, is_q4));
     const __m256i d4567 = _mm256_hadd_epi32(d45, d67);
     *first = _mm256_permute2x128_si256(d0123, d4567, 0x20);
     *second = _mm256_permute2x128_si256(d0123, d4567, 0x31);
@@ -222,7 +229,7 @@ static ALWAYS_INLINE int32_t row_dot(const uint8_t *row, int is_q4, int last, co
         if (is_q4) {
             const uint8_t *p = row + (begin + c) / 2u;
             acc = dot_q4(acc, last ? load_bytes16(p, (n + 1u) / 2u)
-                                   : _mm_loadu_si128((const __m128i *)(const void *)p), x);
+                                   : _mm_loadu_si128((const __m128i *)(const void *)p), x, is_q4);
         } else {
             const uint8_t *p = row + begin + c;
             acc = dot_q8(acc, last ? load_bytes32(p, n)
@@ -239,18 +246,6 @@ static ALWAYS_INLINE __m256 add_term(__m256 acc, __m256i dots, __m256 ws, float 
 {
     return _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(dots),
                                             _mm256_mul_ps(ws, _mm256_set1_ps(sx))));
-}
-
-/* The f16 scales of eight rows at arbitrary places, one group: 32-bit words ending at
- * each scale, gathered from 2 bytes before it (inside the blob, as the scales start
- * 32-aligned after the header at least), as floats. */
-static ALWAYS_INLINE __m256 gather_scales(const uint16_t *scale, __m256i offsets)
-{
-    const __m256i words = _mm256_i32gather_epi32(
-        (const int *)(const void *)((const uint8_t *)scale - 2), offsets, 1);
-    return _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(
-        _mm256_packus_epi32(_mm256_srli_epi32(words, 16), _mm256_setzero_si256()),
-        _MM_SHUFFLE(3, 1, 2, 0))));
 }
 
 /* ws[k] = the scales of groups g..g+7 of eight rows (row[j]: row j's first scale), one
@@ -297,6 +292,50 @@ static ALWAYS_INLINE __m256 scales_one_by_one(const uint16_t *const row[8], uint
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)h));
 }
 
+/* The unsigned dots' bias per activation sum: q8 with VNNI (codes w + 128), q4 (w + 8). */
+#define DOT_BIAS(is_q4) ((is_q4) == Q4A ? 0 : (is_q4) ? Q4_BIAS : Q8_BIAS)
+
+/* Eight f16 values, the low halves of `halves`' int32 lanes, as floats. */
+static ALWAYS_INLINE __m256 low_halves_ps(__m256i halves)
+{
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(
+        _mm256_packus_epi32(halves, _mm256_setzero_si256()), _MM_SHUFFLE(3, 1, 2, 0))));
+}
+
+/* The f16 scales of eight rows at arbitrary places, one group: 32-bit words ending at
+ * each scale, gathered from 2 bytes before it (inside the blob, as the scales start
+ * 32-aligned after the header at least), as floats. */
+static ALWAYS_INLINE __m256 gather_scales(const uint16_t *scale, __m256i offsets)
+{
+    const __m256i words = _mm256_i32gather_epi32(
+        (const int *)(const void *)((const uint8_t *)scale - 2), offsets, 1);
+    return low_halves_ps(_mm256_srli_epi32(words, 16));
+}
+
+/* acc plus group g's terms for eight rows: the biased dots corrected by bias_of (bias
+ * times the group's activation sum) with the scales block_ws[g] (transpose_scales); or for
+ * q4a, whose scales start at `scale` (scale and offset pairs, `offsets` bytes apart
+ * from row to row), the dots' term then the offset's, whose integer is the activation
+ * sum (bias_of holds it); a q4a pair is one 32-bit word, scale low, so one gather
+ * serves both terms. */
+static ALWAYS_INLINE __m256 add_group(__m256 acc, __m256i dots, const __m256 *block_ws,
+                                      const uint16_t *scale, uint32_t g, __m256i offsets, float sx,
+                                      __m256i bias_of, int is_q4)
+{
+    if (is_q4 == Q4A) {
+        const __m256i pairs = _mm256_i32gather_epi32(
+            (const int *)(const void *)(scale + 2u * g), offsets, 1);
+        const __m256 vsx = _mm256_set1_ps(sx);
+        const __m256 ws = low_halves_ps(_mm256_and_si256(pairs, _mm256_set1_epi32(0xFFFF)));
+        const __m256 wm = low_halves_ps(_mm256_srli_epi32(pairs, 16));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(dots), _mm256_mul_ps(ws, vsx)));
+        return _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(bias_of), _mm256_mul_ps(wm, vsx)));
+    }
+    if (DOT_BIAS(is_q4) != 0)
+        dots = _mm256_sub_epi32(dots, bias_of);
+    return add_term(acc, dots, block_ws[g], sx);
+}
+
 /* The groups [g_begin, g_end) of the block of rows at r0 (`valid` of them; `whole`:
  * eight distinct rows ending at r0 + valid) that are not one whole chunk: a ragged
  * group (cols % group), or a group size not a multiple of 32. Reads only what it may:
@@ -306,12 +345,15 @@ static ALWAYS_INLINE __m256 careful_groups(__m256 acc, const mote_tensor *w, con
                                            const float *xs, uint32_t group, uint32_t r0,
                                            uint32_t valid, int whole, uint32_t g_begin,
                                            uint32_t g_end, const __m256i *x_first,
-                                           const __m256i *bias_of, const __m256 *ws, int is_q4)
+                                           const __m256i *bias_of, const __m256 *ws,
+                                           __m256i offsets, int is_q4)
 {
     const uint32_t cols = w->cols, last_row = w->rows - 1u;
+    const uint32_t n_groups = (cols + group - 1u) / group;
     const size_t row_bytes = is_q4 ? (cols + 1u) / 2u : cols;
     const uint32_t base = valid == 8u || !whole ? r0 : r0 + valid - 8u;
     const uint8_t *block = (const uint8_t *)w->data + (size_t)base * row_bytes;
+    const uint16_t *scale = w->scales + (size_t)base * n_groups * mote_scales_per_group(w->dtype);
     uint32_t g, j;
     for (g = g_begin; g < g_end; g++) {
         const uint32_t begin = g * group, len = cols - begin < group ? cols - begin : group;
@@ -334,9 +376,7 @@ static ALWAYS_INLINE __m256 careful_groups(__m256 acc, const mote_tensor *w, con
             }
             dots = _mm256_loadu_si256((const __m256i *)(const void *)d);
         }
-        if ((is_q4 ? Q4_BIAS : Q8_BIAS) != 0)
-            dots = _mm256_sub_epi32(dots, bias_of[g]);
-        acc = add_term(acc, dots, ws[g], xs[g]);
+        acc = add_group(acc, dots, ws, scale, g, offsets, xs[g], bias_of[g], is_q4);
     }
     return acc;
 }
@@ -351,20 +391,30 @@ static NOINLINE __m256 careful_groups_q8(__m256 acc, const mote_tensor *w, const
                                          const float *xs, uint32_t group, uint32_t r0,
                                          uint32_t valid, int whole, uint32_t g_begin,
                                          uint32_t g_end, const __m256i *x_first,
-                                         const __m256i *bias_of, const __m256 *ws)
+                                         const __m256i *bias_of, const __m256 *ws, __m256i offsets)
 {
     return careful_groups(acc, w, xq, xs, group, r0, valid, whole, g_begin, g_end, x_first,
-                          bias_of, ws, 0);
+                          bias_of, ws, offsets, 0);
 }
 
 static NOINLINE __m256 careful_groups_q4(__m256 acc, const mote_tensor *w, const int8_t *xq,
                                          const float *xs, uint32_t group, uint32_t r0,
                                          uint32_t valid, int whole, uint32_t g_begin,
                                          uint32_t g_end, const __m256i *x_first,
-                                         const __m256i *bias_of, const __m256 *ws)
+                                         const __m256i *bias_of, const __m256 *ws, __m256i offsets)
 {
     return careful_groups(acc, w, xq, xs, group, r0, valid, whole, g_begin, g_end, x_first,
-                          bias_of, ws, 1);
+                          bias_of, ws, offsets, 1);
+}
+
+static NOINLINE __m256 careful_groups_q4a(__m256 acc, const mote_tensor *w, const int8_t *xq,
+                                          const float *xs, uint32_t group, uint32_t r0,
+                                          uint32_t valid, int whole, uint32_t g_begin,
+                                          uint32_t g_end, const __m256i *x_first,
+                                          const __m256i *bias_of, const __m256 *ws, __m256i offsets)
+{
+    return careful_groups(acc, w, xq, xs, group, r0, valid, whole, g_begin, g_end, x_first,
+                          bias_of, ws, offsets, Q4A);
 }
 
 /* Decode reads every weight once per token, from memory, eight rows at a time: a
@@ -402,11 +452,17 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
     const uint32_t cols = w->cols;
     const uint32_t n_groups = (cols + group - 1u) / group;
     const size_t row_bytes = is_q4 ? (cols + 1u) / 2u : cols;
-    const int32_t bias = is_q4 ? Q4_BIAS : Q8_BIAS;
+    /* q4a: bias_of holds the activation sums themselves (add_group) */
+    const int32_t bias = is_q4 == Q4A ? 1 : DOT_BIAS(is_q4);
     const uint32_t n_simple = group == 32u ? cols / 32u : 0; /* groups of one whole chunk */
+    /* a row's f16 scales (q4a: pairs) take row_scales; 8 consecutive rows' are that
+     * far apart (see add_term) */
+    const uint32_t row_scales = n_groups * mote_scales_per_group(w->dtype);
+    const __m256i scale_offsets = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                                     _mm256_set1_epi32((int)(2u * row_scales)));
     __m256i x_first[TILE_GROUPS], bias_of[TILE_GROUPS];
-    __m256 ws[TILE_GROUPS]; /* the block's scales, one row per lane */
     __m256i x_pair[TILE_GROUPS]; /* q4: [even | even], [odd | odd] of two simple groups */
+    __m256 ws[TILE_GROUPS]; /* the block's scales, one row per lane (not q4a) */
     const uint32_t ahead = (uint32_t)((PREFETCH_AHEAD + 8u * row_bytes - 1u) / (8u * row_bytes)); /* blocks */
     uint32_t g0, r0, g, j;
     for (g0 = 0; g0 < n_groups; g0 += TILE_GROUPS) {
@@ -432,18 +488,22 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
             const uint32_t skip = r0 - base; /* lanes before r0 */
             const uint32_t g_simple = whole ? (n_simple < g0 ? g0 : n_simple < g1 ? n_simple : g1) : g0;
             const uint8_t *block = (const uint8_t *)w->data + (size_t)base * row_bytes;
-            const uint16_t *scale = w->scales + (size_t)base * n_groups;
+            const uint16_t *scale = w->scales + (size_t)base * row_scales;
             const uint16_t *scale_row[8];
             const uint8_t *pf = block + 8u * ahead * row_bytes, *pf_end = pf; /* PREFETCH_AHEAD */
+            __m256i offsets = scale_offsets;
             __m256 acc;
             float tmp[8];
+            if (!whole)
+                offsets = _mm256_min_epi32(offsets,
+                                           _mm256_set1_epi32((int)(2u * row_scales * (valid - 1u))));
             for (j = 0; j < 8u; j++) /* not whole: the last row repeated */
-                scale_row[j] = scale + (size_t)(whole || j < valid ? j : valid - 1u) * n_groups;
-            for (g = g0; g1 - g0 >= 8u && g < g1; g += 8u) { /* a last short run redone as the last 8 */
+                scale_row[j] = scale + (size_t)(whole || j < valid ? j : valid - 1u) * row_scales;
+            for (g = g0; is_q4 != Q4A && g1 - g0 >= 8u && g < g1; g += 8u) { /* a last short run redone as the last 8 */
                 const uint32_t first = g + 8u <= g1 ? g : g1 - 8u;
                 transpose_scales(ws + (first - g0), scale_row, first);
             }
-            for (g = g0; g1 - g0 < 8u && g < g1; g++)
+            for (g = g0; is_q4 != Q4A && g1 - g0 < 8u && g < g1; g++)
                 ws[g - g0] = scales_one_by_one(scale_row, g);
             if (g0 == 0) {
                 acc = _mm256_setzero_ps();
@@ -458,7 +518,7 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
              * rows: the next range comes next, here or on another core) */
             if (g0 == 0 && base + 8u * (ahead + 1u) <= w->rows) {
                 pf_end = pf + 8u * row_bytes;
-                prefetch_bytes(scale + 8u * ahead * n_groups, 16u * n_groups);
+                prefetch_bytes(scale + 8u * ahead * row_scales, 16u * row_scales);
             }
             /* the common case first: groups of exactly one whole chunk, q4 two at a time */
             g = g0;
@@ -467,10 +527,10 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
                 if (pf < pf_end)
                     prefetch_bytes(pf, 256u);
                 pair_dots_q4(block + g * 16u, row_bytes, x_pair[g - g0], x_pair[g + 1u - g0],
-                             &first, &second);
-                acc = add_term(acc, _mm256_sub_epi32(first, bias_of[g - g0]), ws[g - g0], xs[g]);
-                acc = add_term(acc, _mm256_sub_epi32(second, bias_of[g + 1u - g0]), ws[g + 1u - g0],
-                               xs[g + 1u]);
+                             &first, &second, is_q4);
+                acc = add_group(acc, first, ws - g0, scale, g, offsets, xs[g], bias_of[g - g0], is_q4);
+                acc = add_group(acc, second, ws - g0, scale, g + 1u, offsets, xs[g + 1u],
+                                bias_of[g + 1u - g0], is_q4);
             }
             for (; g < g_simple; g++, pf += 256u) {
                 __m256i dots;
@@ -478,15 +538,15 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
                     prefetch_bytes(pf, 256u);
                 dots = block_dots(block + (is_q4 ? g * 16u : g * 32u), row_bytes, x_first[g - g0],
                                   is_q4);
-                if (bias != 0)
-                    dots = _mm256_sub_epi32(dots, bias_of[g - g0]);
-                acc = add_term(acc, dots, ws[g - g0], xs[g]);
+                acc = add_group(acc, dots, ws - g0, scale, g, offsets, xs[g], bias_of[g - g0], is_q4);
             }
             if (g_simple < g1)
-                acc = is_q4 ? careful_groups_q4(acc, w, xq, xs, group, r0, valid, whole, g_simple, g1,
-                                                x_first - g0, bias_of - g0, ws - g0)
-                            : careful_groups_q8(acc, w, xq, xs, group, r0, valid, whole, g_simple, g1,
-                                                x_first - g0, bias_of - g0, ws - g0);
+                acc = is_q4 == Q4A ? careful_groups_q4a(acc, w, xq, xs, group, r0, valid, whole, g_simple,
+                                                        g1, x_first - g0, bias_of - g0, ws - g0, offsets)
+                      : is_q4 ? careful_groups_q4(acc, w, xq, xs, group, r0, valid, whole, g_simple, g1,
+                                                  x_first - g0, bias_of - g0, ws - g0, offsets)
+                              : careful_groups_q8(acc, w, xq, xs, group, r0, valid, whole, g_simple, g1,
+                                                  x_first - g0, bias_of - g0, ws - g0, offsets);
             if (pf < pf_end)
                 prefetch_bytes(pf, (size_t)(pf_end - pf));
             if (valid == 8u) {
@@ -505,7 +565,9 @@ void mote_x86_matvec(float *y, const mote_tensor *w, const int8_t *xq, const flo
 {
     if (row_begin >= row_end)
         return;
-    if (w->dtype == MOTE_Q4)
+    if (w->dtype == MOTE_Q4A)
+        matvec_impl(y, w, xq, xs, group, row_begin, row_end, Q4A);
+    else if (w->dtype == MOTE_Q4)
         matvec_impl(y, w, xq, xs, group, row_begin, row_end, 1);
     else
         matvec_impl(y, w, xq, xs, group, row_begin, row_end, 0);

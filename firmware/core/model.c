@@ -251,9 +251,9 @@ static void count_reads(mote_reads *reads, const mote_tensor *w, code_counts cod
 {
     const uint64_t n_groups = (w->cols + group - 1u) / group;
     if (w->layout == MOTE_LAYOUT_ROWS) {
-        const uint64_t row_bytes = w->dtype == MOTE_Q4 ? (w->cols + 1u) / 2u : w->cols;
+        const uint64_t row_bytes = w->dtype == MOTE_Q8 ? w->cols : (w->cols + 1u) / 2u;
         reads->rows += w->rows;
-        reads->bytes += (uint64_t)w->rows * (row_bytes + 2u * n_groups);
+        reads->bytes += (uint64_t)w->rows * (row_bytes + 2u * mote_scales_per_group(w->dtype) * n_groups);
     } else {
         reads->cols += codes.kept;
         reads->bytes += ((uint64_t)codes.kept + 2u * codes.active) * w->rows;
@@ -439,7 +439,8 @@ static void forward_pass(mote_state *s, const int32_t *tokens, uint32_t n_pos, u
         /* the embedding row and the norm vectors (2 per layer + the final one) */
         s->reads.rows += 1u;
         s->reads.bytes += e->dtype == MOTE_F32 ? 4u * (uint64_t)dim
-                          : (e->dtype == MOTE_Q4 ? (dim + 1u) / 2u : dim) + 2u * n_groups;
+                          : (e->dtype == MOTE_Q8 ? dim : (dim + 1u) / 2u) +
+                                2u * mote_scales_per_group(e->dtype) * n_groups;
         s->reads.bytes += 4u * (uint64_t)dim * (2u * c->n_layers + 1u);
     }
 

@@ -31,8 +31,12 @@ const char *mote_status_str(mote_status s);
 
 /* codes as stored in the blob (blob_format.h, generated from host/mote/format/spec.py) */
 typedef enum {
-    MOTE_F32 = MOTE_DTYPE_F32, MOTE_Q8 = MOTE_DTYPE_Q8, MOTE_Q4 = MOTE_DTYPE_Q4
+    MOTE_F32 = MOTE_DTYPE_F32, MOTE_Q8 = MOTE_DTYPE_Q8, MOTE_Q4 = MOTE_DTYPE_Q4,
+    MOTE_Q4A = MOTE_DTYPE_Q4A
 } mote_dtype;
+/* f16 values per row and group in a quantized tensor's scales (spec.py's
+ * SCALES_PER_GROUP): q4a stores its group's scale, then its offset. */
+static inline uint32_t mote_scales_per_group(uint8_t dtype) { return dtype == MOTE_Q4A ? 2u : 1u; }
 typedef enum {
     MOTE_ACT_SILU = MOTE_ACTIVATION_SILU, MOTE_ACT_RELU = MOTE_ACTIVATION_RELU
 } mote_activation;
@@ -60,8 +64,9 @@ typedef enum {
 
 /* A weight matrix (or vector) viewed in place inside the blob. */
 typedef struct {
-    const void *data;       /* f32 values, or q8/q4 codes row after row (see layout) */
-    const uint16_t *scales; /* f16, rows x n_groups; NULL for f32 and bundled */
+    const void *data;       /* f32 values, or q8/q4/q4a codes row after row (see layout) */
+    const uint16_t *scales; /* f16, rows x n_groups (q4a: scale, offset per group);
+                               NULL for f32 and bundled */
     uint32_t rows, cols;
     uint8_t dtype;          /* mote_dtype */
     uint8_t layout;         /* mote_layout; a bundled w_down shares w_up's data */

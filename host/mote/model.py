@@ -11,6 +11,7 @@ Tensors are float32 numpy arrays in Mote's canonical convention:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -102,6 +103,10 @@ class Model:
     # how the checkpoint stored each tensor ("Q4_1", "F16", ...), where the importer
     # knows: convert names it beside the quantization error it reports
     source_types: dict[str, str] = field(default_factory=dict)
+    # the checkpoint's own group codes where Mote can store them unchanged, as
+    # mote.quant.groups.QuantizedMatrix (mote.quant.native: GGUF Q4_0, Q4_1, Q8_0); the
+    # quantizer takes them as they are. Any: mote.quant depends on this module, not back
+    source_codes: dict[str, Any] = field(default_factory=dict)
     # the checkpoint's Jinja chat template (tokenizer.chat_template, tokenizer_config.json)
     chat_template: str | None = None
 

@@ -28,7 +28,7 @@ from mote.quant.gptq import quantize_weights
 from mote.quant.groups import relative_error
 from mote.quant.precision import Candidate, choose_q4
 
-QUANT_CHOICES = ("int8", "int4", "mixed", "auto")
+QUANT_CHOICES = ("int8", "int4", "int4a", "mixed", "auto")
 # Calibration tokens each matrix's q4 cost is measured on (--quant auto): one run of
 # the model per matrix, so fewer than the statistics use.
 SENSITIVITY_TOKENS = 1024

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 from mote import chat  # noqa: E402
 from mote.format import blob as mote_blob  # noqa: E402
 from mote.format.sparsity import POINTS, Sparsity  # noqa: E402
-from tiny_model import tiny_model  # noqa: E402
+from tiny_model import all_q4a, tiny_model  # noqa: E402
 
 
 def main() -> None:
@@ -37,6 +37,10 @@ def main() -> None:
         "int8_chat": mote_blob.pack(
             tiny_model(5), quant="int8", group_size=16, ctx=8,
             chat=chat.named("llama2", tiny_model(5).tokenizer, "Be brief.")),
+        # q4a everywhere (an untied classifier): scale and offset pairs, a ragged group
+        "q4a_untied_g10": mote_blob.pack(
+            tiny_model(6, tied=False), quant=all_q4a(tiny_model(6, tied=False).config), group_size=10,
+            ctx=8),
     }
     good = seeds["int8_tied"]
     seeds["truncated"] = good[: len(good) // 2]

@@ -106,13 +106,16 @@ def model_blob(request: pytest.FixtureRequest, board: Board) -> bytes:
 
 @pytest.fixture(scope="session")
 def variant_blobs(board: Board) -> dict[str, bytes]:
-    """stories260K for `board` as int4, and as int8 with calibrated sparsity (S = 0.3 at
-    every point, on 300 tokens of a held-out text)."""
+    """stories260K for `board` as int4, int4a (q4a matrices: the reference kernel on the
+    Cortex-M sets), and as int8 with calibrated sparsity (S = 0.3 at every point, on 300
+    tokens of a held-out text)."""
     stories, tokenizer = model_path("stories260K.bin"), model_path("tok512.bin")
     int4 = ConvertOptions(tokenizer=tokenizer, quant="int4", ctx=256)
+    int4a = ConvertOptions(tokenizer=tokenizer, quant="int4a", ctx=256)
     sparse = ConvertOptions(tokenizer=tokenizer, quant="int8", ctx=256, sparsity="0.3",
                             calib=model_path("mcu-1m-silu/heldout.txt"), calib_tokens=300)
-    return {"int4": convert(stories, int4, board).data, "sparse": convert(stories, sparse, board).data}
+    return {"int4": convert(stories, int4, board).data, "int4a": convert(stories, int4a, board).data,
+            "sparse": convert(stories, sparse, board).data}
 
 
 @pytest.fixture(scope="session")

@@ -160,10 +160,10 @@ def test_board_restarted_mid_generation_comes_back(console, emulated, reference)
     assert console.ask(PROMPT)[0] == reference.generate(PROMPT, 16)[0]
 
 
-@pytest.mark.parametrize("variant", ["int4", "sparse"])
+@pytest.mark.parametrize("variant", ["int4", "int4a", "sparse"])
 def test_int4_and_sparse_blobs_generate_as_the_reference(variant, variant_blobs, boot_other,
                                                          reference_of):
-    """The board's other kernels end to end: the int4 matvec, and the sparse column and
+    """The board's other kernels end to end: the int4 and int4a matvecs, and the sparse column and
     bundled kernels (a calibrated stories260K, S = 0.3), greedy as the reference."""
     data = variant_blobs[variant]
     _, console = boot_other(data)

@@ -35,6 +35,7 @@ from mote.quant.groups import (
     unpack_q4,
 )
 from mote.quant.gptq import quantize_weights
+from mote.quant.native import stored_exactly
 
 MAGIC = spec.MAGIC
 VERSION = spec.VERSION
@@ -47,6 +48,7 @@ MAX_GROUP = spec.MAX_GROUP
 KINDS = {name: code for name, code, _ in spec.KINDS}
 KIND_NAMES = {v: k for k, v in KINDS.items()}
 KIND_DTYPES = {name: allowed for name, _, allowed in spec.KINDS}
+SCALES_PER_GROUP = spec.SCALES_PER_GROUP
 DTYPE_CODES = dict(spec.DTYPES)
 DTYPE_NAMES = {v: k for k, v in DTYPE_CODES.items()}
 ACTIVATIONS = dict(spec.ACTIVATIONS)
@@ -133,11 +135,12 @@ def rope_table_bytes(config: Config, ctx: int) -> int:
 @dataclass
 class BlobTensor:
     name: str
-    dtype: str  # "f32", "q8", "q4"
+    dtype: str  # "f32", "q8", "q4", "q4a"
     rows: int
     cols: int
-    values: np.ndarray  # float32 (rows, cols) for f32/f16; int8 codes for q8/q4
-    scales: np.ndarray | None = None  # float16 (rows, n_groups) for q8/q4
+    values: np.ndarray  # float32 (rows, cols) for f32; int8 codes for q8/q4/q4a
+    # float16 (rows, n_groups) for q8/q4; (rows, n_groups, 2) scale and offset for q4a
+    scales: np.ndarray | None = None
 
     def dequantize(self) -> np.ndarray:
         if self.scales is None:
@@ -179,7 +182,7 @@ def _stored_bytes(name: str, dtype: str, layout: int, rows: int, cols: int, grou
             return sparse.bundled_region_bytes(config.dim, config.hidden_dim, group), 0
         return 0, 0  # w_down lives inside w_up's region
     row_bytes = cols if dtype == "q8" else -(-cols // 2)
-    return rows * row_bytes, 2 * rows * n_groups(cols, group)
+    return rows * row_bytes, 2 * SCALES_PER_GROUP[dtype] * rows * n_groups(cols, group)
 
 
 def tensor_dtypes(config: Config, quant: str) -> dict[str, str]:
@@ -204,7 +207,9 @@ def quantize(
     bytes (total_bytes 0 until `serialize`). `quant` is a scheme or every tensor's
     dtype (tensor_dtypes); `grams`, from calibration, are the mean x x^T of each
     matrix's inputs (mote.eval.activations), which GPTQ quantizes against
-    (mote.quant.gptq.quantize_weights). `errors`, if given, receives each
+    (mote.quant.gptq.quantize_weights). A tensor whose checkpoint codes the format
+    holds exactly (Model.source_codes, mote.quant.native) keeps them, and may so take
+    another 4-bit dtype than the scheme's (GGUF Q4_1 is q4a). `errors`, if given, receives each
     quantized tensor's relative error; `progress` is called per tensor. Calibration
     runs the reference on this, before anything is packed."""
     if not 2 <= group_size <= MAX_GROUP or group_size % 2:
@@ -227,7 +232,13 @@ def quantize(
         if dtype == "f32":
             tensors[name] = BlobTensor(name, dtype, rows, cols, w)
             continue
-        q = quantize_weights(w, dtype, group_size, None if grams is None else grams.get(name))
+        # the checkpoint's own codes where the format holds them unchanged (GGUF Q4_1 as
+        # q4a under a 4-bit scheme, ...), else the writer's quantizer
+        native = model.source_codes.get(name)
+        q = None if native is None else stored_exactly(native, dtype, group_size)
+        if q is None:
+            q = quantize_weights(w, dtype, group_size, None if grams is None else grams.get(name))
+        dtype = q.dtype
         if not np.isfinite(q.scales).all():  # the runtime would refuse the blob ("values")
             limit = float(np.finfo(np.float16).max) * max(-CODE_RANGE[dtype][0], CODE_RANGE[dtype][1])
             raise MoteError(f"{model.name}: tensor {name} has weights up to {float(np.abs(w).max()):.4g}, "
@@ -305,7 +316,7 @@ def serialize(blob: Blob) -> bytes:
                 down = blob.tensors[name.replace("w_up", "w_down")]
                 data = sparse.bundle(t.values, t.scales, down.values, down.scales, group_size)
         else:
-            codes = pack_q4(t.values) if t.dtype == "q4" else t.values
+            codes = t.values if t.dtype == "q8" else pack_q4(t.values)
             if layout == sparse.LAYOUT_COLUMNS:
                 data, scales = sparse.to_columns(codes, t.scales)
             else:
@@ -551,7 +562,7 @@ def _load_tensor(buf, fail, tname: str, e: dict, shape: tuple[int, ...], config:
         want_data, want_scales = 4 * rows * cols, 0
     else:
         row_bytes = cols if dtype == "q8" else -(-cols // 2)
-        want_data, want_scales = rows * row_bytes, 2 * rows * n_groups(cols, group)
+        want_data, want_scales = rows * row_bytes, 2 * SCALES_PER_GROUP[dtype] * rows * n_groups(cols, group)
     if (d_len, s_len) != (want_data, want_scales):
         raise fail("table", f"{tname} has {d_len}+{s_len} bytes, expected {want_data}+{want_scales}")
     if not _range_ok(d_off, d_len, total):
@@ -566,13 +577,14 @@ def _load_tensor(buf, fail, tname: str, e: dict, shape: tuple[int, ...], config:
             values = values.reshape(cols)
         tensors[tname] = BlobTensor(tname, dtype, rows, cols, values)
         return
-    raw = np.frombuffer(buf, np.uint8 if dtype == "q4" else np.int8, d_len, d_off)
+    raw = np.frombuffer(buf, np.int8 if dtype == "q8" else np.uint8, d_len, d_off)
     scales = np.frombuffer(buf, "<f2", s_len // 2, s_off)
     if layout == sparse.LAYOUT_COLUMNS:
         codes, scales = sparse.from_columns(raw, scales, rows, cols)
     else:
-        codes = unpack_q4(raw.reshape(rows, -1), cols) if dtype == "q4" else raw.reshape(rows, cols)
-        scales = scales.reshape(rows, -1)
+        codes = raw.reshape(rows, cols) if dtype == "q8" else \
+            unpack_q4(raw.reshape(rows, -1), cols, signed=dtype == "q4")
+        scales = scales.reshape((rows, -1, 2) if dtype == "q4a" else (rows, -1))
     tensors[tname] = BlobTensor(tname, dtype, rows, cols, codes, scales)
 
 

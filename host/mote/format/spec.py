@@ -72,7 +72,11 @@ FLAGS = (("tied_classifier", 0),)
 
 ACTIVATIONS = (("silu", 0), ("relu", 1))
 # code 1 was f16, which no tensor kind ever allowed: retired, so it reads as unknown
-DTYPES = (("f32", 0), ("q8", 2), ("q4", 3))
+# q4a (asymmetric 4-bit): codes 0..15, two nibbles a byte as q4, and per group an f16
+# scale then an f16 offset, interleaved (w = scale * code + offset; GGUF's Q4_1 block)
+DTYPES = (("f32", 0), ("q8", 2), ("q4", 3), ("q4a", 4))
+# f16 values stored per row and group in a tensor's scales region
+SCALES_PER_GROUP = {"q8": 1, "q4": 1, "q4a": 2}
 
 # Tensor table entry fields: (name, byte offset, type). Types: u8, u16, u32.
 ENTRY = (
@@ -92,18 +96,18 @@ ENTRY = (
 # layer the nine layer kinds in code order, then final_norm, then classifier only when
 # the classifier is not tied.
 KINDS = (
-    ("tok_embedding", 1, ("q8", "q4")),
+    ("tok_embedding", 1, ("q8", "q4", "q4a")),
     ("attn_norm", 2, ("f32",)),
-    ("wq", 3, ("q8", "q4")),
-    ("wk", 4, ("q8", "q4")),
-    ("wv", 5, ("q8", "q4")),
-    ("wo", 6, ("q8", "q4")),
+    ("wq", 3, ("q8", "q4", "q4a")),
+    ("wk", 4, ("q8", "q4", "q4a")),
+    ("wv", 5, ("q8", "q4", "q4a")),
+    ("wo", 6, ("q8", "q4", "q4a")),
     ("ffn_norm", 7, ("f32",)),
-    ("w_gate", 8, ("q8", "q4")),
-    ("w_up", 9, ("q8", "q4")),
-    ("w_down", 10, ("q8", "q4")),
+    ("w_gate", 8, ("q8", "q4", "q4a")),
+    ("w_up", 9, ("q8", "q4", "q4a")),
+    ("w_down", 10, ("q8", "q4", "q4a")),
     ("final_norm", 11, ("f32",)),
-    ("classifier", 12, ("q8", "q4")),
+    ("classifier", 12, ("q8", "q4", "q4a")),
 )
 LAYER_KINDS = ("attn_norm", "wq", "wk", "wv", "wo", "ffn_norm", "w_gate", "w_up", "w_down")
 

@@ -4,6 +4,8 @@ Read with the `gguf` package. A tensor may have any type that package dequantize
 (`gguf.quants.dequantize`: F32, F16, BF16, Q4_0 ... Q8_0, the K-quants, the
 IQ-quants, ...): it becomes float32 exactly as gguf.quants computes it, and convert
 then requantizes it to Mote's schemes and reports the error against those values.
+A Q4_0, Q4_1 or Q8_0 tensor also keeps its own codes (mote.quant.native), which
+convert stores unchanged where the scheme's dtype and group allow (error 0).
 llama.cpp's converter already permutes Q and K into the interleaved RoPE order Mote
 uses, so tensors are taken as they are. GGUFReader hands tensors over in numpy order
 (rows, cols), the reverse of GGUF's `ne` dimension list.
@@ -24,6 +26,7 @@ import numpy as np
 from mote.model import Config, Model, MoteError, TokenizerData, expected_shapes
 from mote.importers.config_schema import build_config
 from mote.importers.vocab import bytelevel_tokenizer, parse_merges, sentencepiece_piece_bytes
+from mote.quant.native import from_gguf
 
 LAYER_NAMES = {
     "attn_norm": "attn_norm.weight",
@@ -228,7 +231,7 @@ def load_gguf(path: Path) -> Model:
         raise MoteError(f"{path}: unexpected tensor {unused[0]} (not a plain llama model?)")
 
     shapes = expected_shapes(config)
-    tensors, source_types = {}, {}
+    tensors, source_types, source_codes = {}, {}, {}
     for mote, g in wanted.items():
         if g not in by_name:
             raise MoteError(f"{path}: missing tensor {g}")
@@ -237,7 +240,11 @@ def load_gguf(path: Path) -> Model:
             raise MoteError(f"{path}: tensor {g} has shape {tuple(array.shape)}, expected {shapes[mote]}")
         tensors[mote] = array
         source_types[mote] = by_name[g].tensor_type.name
+        if array.ndim == 2:
+            native = from_gguf(source_types[mote], by_name[g].data, *array.shape)
+            if native is not None:
+                source_codes[mote] = native
     model = Model(config=config, tensors=tensors, tokenizer=_tokenizer(meta), name=path.stem,
-                  source_types=source_types, chat_template=_chat_template(meta))
+                  source_types=source_types, source_codes=source_codes, chat_template=_chat_template(meta))
     model.validate()
     return model

@@ -39,7 +39,7 @@ def gptq_matrix(w: np.ndarray, dtype: str, group_size: int, gram: np.ndarray) ->
     """Codes and f16 scales of w (rows, cols) by error feedback over gram (cols, cols),
     the mean x x^T of the matrix's inputs.
 
-    The group scales are chosen first, by the writer's search (mote.quant.groups) over
+    The group scales (and q4a's offsets) are chosen first, by the writer's search (mote.quant.groups) over
     the float weights weighed by the inputs' mean squares; then the columns are coded
     against them, the inputs with the largest mean square first ("act order"), each
     column's error pushed onto the columns not yet coded. Measured on stories260K,
@@ -55,7 +55,8 @@ def gptq_matrix(w: np.ndarray, dtype: str, group_size: int, gram: np.ndarray) ->
         block = np.asarray(w[begin : begin + GPTQ_ROW_BLOCK], np.float64)
         # each column's scale, in coding order; a zero or infinite scale codes 0 (the
         # caller refuses an infinite one)
-        step = scales[begin : begin + len(block)].astype(np.float64)[:, order // group_size]
+        grid = scales[begin : begin + len(block)].astype(np.float64)[:, order // group_size]
+        step, offset = (grid[..., 0], grid[..., 1]) if dtype == "q4a" else (grid, np.zeros_like(grid))
         step = np.where(np.isfinite(step), step, 0)
         divisor = np.where(step == 0, np.inf, step)
         left = block[:, order]  # the weights not yet coded, as the feedback leaves them
@@ -63,9 +64,9 @@ def gptq_matrix(w: np.ndarray, dtype: str, group_size: int, gram: np.ndarray) ->
             b1 = min(b0 + FEEDBACK_BLOCK, cols)
             errors = np.empty((len(block), b1 - b0))
             for j in range(b0, b1):
-                q = np.clip(np.rint(left[:, j] / divisor[:, j]), lo, hi)
+                q = np.clip(np.rint((left[:, j] - offset[:, j]) / divisor[:, j]), lo, hi)
                 codes[begin : begin + len(block), order[j]] = q
-                errors[:, j - b0] = (left[:, j] - step[:, j] * q) / u[j, j]
+                errors[:, j - b0] = (left[:, j] - step[:, j] * q - offset[:, j]) / u[j, j]
                 left[:, j + 1 : b1] -= np.outer(errors[:, j - b0], u[j, j + 1 : b1])
             left[:, b1:] -= errors @ u[b0:b1, b1:]  # the block's feedback on the rest, at once
     return QuantizedMatrix(dtype, codes, scales, group_size)

@@ -1,5 +1,5 @@
-"""Symmetric group quantization of weights (q8, q4) and of activations, exactly as
-docs/blob-format.md ("Numerics") specifies, so the numpy reference and the C
+"""Group quantization of weights (q8, q4 symmetric; q4a with an offset) and of
+activations, exactly as docs/blob-format.md ("Numerics") specifies, so the numpy reference and the C
 runtime agree bit for bit on every integer."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import numpy as np
 
 # The codes the writer uses. q4 uses all 16 nibbles, with the scale's sign chosen per
 # group (the largest weight may land on -8); q8 leaves -128 out, which the x86
-# kernels' sign trick (maddubs of |w| and sign(x, w)) cannot take.
-CODE_RANGE = {"q8": (-127, 127), "q4": (-8, 7)}
+# kernels' sign trick (maddubs of |w| and sign(x, w)) cannot take. q4a's codes are
+# unsigned: w = scale * code + offset.
+CODE_RANGE = {"q8": (-127, 127), "q4": (-8, 7), "q4a": (0, 15)}
 
 # Which dtype each tensor role gets under a --quant scheme. Embedding (and an
 # untied classifier) stay q8 under int4: they are one lookup row per token and the
@@ -19,6 +20,7 @@ CODE_RANGE = {"q8": (-127, 127), "q4": (-8, 7)}
 SCHEMES: dict[str, dict[str, str]] = {
     "int8": {"embedding": "q8", "attention": "q8", "ffn": "q8"},
     "int4": {"embedding": "q8", "attention": "q4", "ffn": "q4"},
+    "int4a": {"embedding": "q8", "attention": "q4a", "ffn": "q4a"},
     "mixed": {"embedding": "q8", "attention": "q8", "ffn": "q4"},
 }
 
@@ -49,15 +51,22 @@ def _grouped(x: np.ndarray, group_size: int) -> np.ndarray:
 
 @dataclass
 class QuantizedMatrix:
-    dtype: str  # "q8" or "q4"
+    dtype: str  # "q8", "q4" or "q4a"
     codes: np.ndarray  # int8 (rows, cols), within CODE_RANGE
-    scales: np.ndarray  # float16 (rows, n_groups)
+    # float16 (rows, n_groups); q4a: (rows, n_groups, 2), each group's scale then its
+    # offset, as the blob stores them
+    scales: np.ndarray
     group_size: int
 
     def dequantize(self, begin: int = 0, end: int | None = None) -> np.ndarray:
-        """Rows begin..end (all by default) as float32."""
-        codes, scales = self.codes[begin:end], self.scales[begin:end]
-        deq = _grouped(codes.astype(np.float32), self.group_size) * scales.astype(np.float32)[..., None]
+        """Rows begin..end (all by default) as float32: the embedding lookup's values,
+        (float)code * scale (+ offset for q4a)."""
+        codes, scales = self.codes[begin:end], self.scales[begin:end].astype(np.float32)
+        grouped = _grouped(codes.astype(np.float32), self.group_size)
+        if self.dtype == "q4a":
+            deq = grouped * scales[..., 0, None] + scales[..., 1, None]
+        else:
+            deq = grouped * scales[..., None]
         return deq.reshape(codes.shape[0], -1)[:, : codes.shape[1]]
 
 
@@ -106,6 +115,54 @@ def _search_rows(w: np.ndarray, dtype: str, group_size: int, importance: np.ndar
     return codes.reshape(w.shape[0], -1)[:, : w.shape[1]], scales
 
 
+# q4a's candidate ranges: the group's [min, max] shrunk about its middle by these
+# factors (below 1 clips the extremes to give the rest finer steps)
+_Q4A_SHRINK = np.linspace(0.7, 1.0, 13)
+
+
+def _search_rows_q4a(w: np.ndarray, group_size: int, importance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes 0..15 and f16 (scale, offset) pairs of a block of rows: per group, the
+    candidate that minimises sum_j h_j (w_j - s q_j - m)^2. Each candidate maps a
+    shrunk [min, max] of the group onto 0..15, then refits (s, m) to those codes by
+    weighted least squares, rounds them to f16, and keeps the codes or the codes
+    rounded again against the f16 pair, whichever errs less."""
+    g = _grouped(np.asarray(w, np.float32), group_size)  # (rows, ng, G)
+    h = _grouped(importance[None, :], group_size)  # (1, ng, G), zero in the padding
+    real = h > 0
+    lo = np.where(real, g, np.inf).min(axis=-1, keepdims=True)
+    hi = np.where(real, g, -np.inf).max(axis=-1, keepdims=True)
+    mid, half = (hi + lo) / 2, (hi - lo) / 2
+    best_err = np.full(g.shape[:2], np.inf, np.float32)
+    codes = np.zeros(g.shape, np.int8)
+    pairs = np.zeros(g.shape[:2] + (2,), np.float16)
+    hsum = h.sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for t in _Q4A_SHRINK:
+            base = mid - half * np.float32(t)
+            step = half * np.float32(2 * t / 15)
+            q = np.clip(np.rint(np.where(step > 0, (g - base) / step, 0)), 0, 15)
+            # least squares (s, m) for these codes
+            a, b = (h * q * q).sum(axis=-1), (h * q).sum(axis=-1)
+            d, e = (h * g * q).sum(axis=-1), (h * g).sum(axis=-1)
+            det = a * hsum - b * b
+            ok = det > 0
+            s = np.where(ok, (d * hsum - b * e) / np.where(ok, det, 1), step[..., 0])
+            m = np.where(ok, (a * e - b * d) / np.where(ok, det, 1),
+                         np.where(hsum > 0, e / np.where(hsum > 0, hsum, 1), 0))
+            s16, m16 = s.astype(np.float16), m.astype(np.float16)
+            s32, m32 = s16.astype(np.float32)[..., None], m16.astype(np.float32)[..., None]
+            again = np.clip(np.rint(np.where(s32 == 0, 0, (g - m32) / s32)), 0, 15)
+            for candidate in (q, again):
+                err = (h * np.square(g - s32 * candidate - m32)).sum(axis=-1)
+                better = err < best_err
+                best_err = np.where(better, err, best_err)
+                pairs = np.where(better[..., None], np.stack([s16, m16], axis=-1), pairs)
+                codes = np.where(better[..., None], candidate, codes).astype(np.int8)
+    # a group none of whose pairs fits f16 keeps an infinite scale: the caller refuses it
+    pairs[..., 0] = np.where(np.isinf(best_err), np.float16(np.inf), pairs[..., 0])
+    return codes.reshape(w.shape[0], -1)[:, : w.shape[1]], pairs
+
+
 def quantize_matrix(w: np.ndarray, dtype: str, group_size: int,
                     importance: np.ndarray | None = None) -> QuantizedMatrix:
     """Per row group, the codes and f16 scale that minimise the squared error weighted
@@ -119,10 +176,12 @@ def quantize_matrix(w: np.ndarray, dtype: str, group_size: int,
     # neuron that never fired there) still keeps its weights for other text
     h = h / h.mean() + np.float32(IMPORTANCE_FLOOR) if h.mean() > 0 else np.ones(cols, np.float32)
     codes = np.empty((rows, cols), np.int8)
-    scales = np.empty((rows, n_groups(cols, group_size)), np.float16)
+    scales = np.empty((rows, n_groups(cols, group_size)) + ((2,) if dtype == "q4a" else ()), np.float16)
     for begin in range(0, rows, ROW_BLOCK):
         end = begin + ROW_BLOCK
-        codes[begin:end], scales[begin:end] = _search_rows(w[begin:end], dtype, group_size, h)
+        codes[begin:end], scales[begin:end] = (
+            _search_rows_q4a(w[begin:end], group_size, h) if dtype == "q4a"
+            else _search_rows(w[begin:end], dtype, group_size, h))
     return QuantizedMatrix(dtype, codes, scales, group_size)
 
 
@@ -138,7 +197,8 @@ def relative_error(w: np.ndarray, q: QuantizedMatrix) -> float:
 
 
 def pack_q4(codes: np.ndarray) -> np.ndarray:
-    """Two 4-bit two's-complement codes per byte, even column in the low nibble."""
+    """Two 4-bit codes per byte (q4 two's complement, q4a unsigned), even column in
+    the low nibble."""
     rows, cols = codes.shape
     if cols % 2:
         codes = np.concatenate([codes, np.zeros((rows, 1), np.int8)], axis=1)
@@ -147,11 +207,13 @@ def pack_q4(codes: np.ndarray) -> np.ndarray:
     return (low | (high << 4)).astype(np.uint8)
 
 
-def unpack_q4(packed: np.ndarray, cols: int) -> np.ndarray:
+def unpack_q4(packed: np.ndarray, cols: int, signed: bool = True) -> np.ndarray:
+    """pack_q4's codes back: q4's signed, q4a's (signed=False) 0..15."""
     low = (packed & 0x0F).astype(np.int8)
     high = (packed >> 4).astype(np.int8)
-    low = np.where(low > 7, low - 16, low).astype(np.int8)
-    high = np.where(high > 7, high - 16, high).astype(np.int8)
+    if signed:
+        low = np.where(low > 7, low - 16, low).astype(np.int8)
+        high = np.where(high > 7, high - 16, high).astype(np.int8)
     codes = np.empty((packed.shape[0], packed.shape[1] * 2), np.int8)
     codes[:, 0::2] = low
     codes[:, 1::2] = high

@@ -33,18 +33,23 @@ from mote.reference.sample import Sampler
 
 @dataclass
 class _Quantized:
-    """A q8 or q4 matrix laid out for batched group sums: the codes of input group g
-    at codes[g] (group, rows), zero padded past the last column."""
+    """A q8, q4 or q4a matrix laid out for batched group sums: the codes of input
+    group g at codes[g] (group, rows), zero padded past the last column."""
 
     codes: np.ndarray  # int8 (n_groups, group, rows)
     scales: np.ndarray  # float32 (n_groups, rows): f32(ws)
+    offsets: np.ndarray | None  # float32 (n_groups, rows): q4a's f32(m); None otherwise
 
 
 def _prepare_quantized(t: BlobTensor, group: int) -> _Quantized:
     ng = n_groups(t.cols, group)
     codes = np.zeros((ng * group, t.rows), np.int8)
     codes[: t.cols] = t.values.T
-    return _Quantized(codes.reshape(ng, group, t.rows), np.ascontiguousarray(t.scales.T, np.float32))
+    if t.dtype == "q4a":
+        scales, offsets = t.scales[..., 0], np.ascontiguousarray(t.scales[..., 1].T, np.float32)
+    else:
+        scales, offsets = t.scales, None
+    return _Quantized(codes.reshape(ng, group, t.rows), np.ascontiguousarray(scales.T, np.float32), offsets)
 
 
 # Group sums computed at a time (n_groups * positions * rows): bounds the temporaries
@@ -54,7 +59,9 @@ _SUMS_PER_BLOCK = 1 << 18
 
 def _qmatmul(x: np.ndarray, w: _Quantized) -> np.ndarray:
     """y = W x for a batch x (T, n), as the firmware's matvec computes each position:
-    y[r] = sum over groups g in order of (float)isum[g, r] * (f32(ws[r, g]) * sx[g]).
+    y[r] = sum over groups g in order of (float)isum[g, r] * (f32(ws[r, g]) * sx[g]),
+    and for q4a after each such term (float)asum[g] * (f32(m[r, g]) * sx[g]), asum[g]
+    the sum of the group's activation codes (kernels.h, mote_ref_matvec).
     The integer group sums isum are float32 matrix products of int8 codes: every
     partial sum is an integer below 127*127*1024 < 2^24, so exact in any order BLAS
     adds in; everything after them is elementwise, in the firmware's order."""
@@ -63,15 +70,20 @@ def _qmatmul(x: np.ndarray, w: _Quantized) -> np.ndarray:
     xq, xs = quantize_activations(x, group)  # (T, ng, group), (T, ng)
     xq = np.ascontiguousarray(xq.transpose(1, 0, 2), np.float32)  # (ng, T, group)
     xs = np.ascontiguousarray(xs.T)  # (ng, T)
+    asum = xq.sum(axis=-1) if w.offsets is not None else None  # (ng, T), exact integers
     y = np.empty((T, rows), np.float32)
     step = max(1, _SUMS_PER_BLOCK // (ng * T))
     for begin in range(0, rows, step):
         end = min(rows, begin + step)
         terms = np.matmul(xq, w.codes[:, :, begin:end].astype(np.float32))  # (ng, T, rb)
         terms *= w.scales[:, None, begin:end] * xs[:, :, None]
+        offset_terms = None if asum is None else \
+            asum[:, :, None] * (w.offsets[:, None, begin:end] * xs[:, :, None])
         acc = np.zeros((T, end - begin), np.float32)
         for g in range(ng):  # the sum over groups in order, all outputs at once
             acc += terms[g]
+            if offset_terms is not None:
+                acc += offset_terms[g]
         y[:, begin:end] = acc
     return y
 
@@ -234,8 +246,11 @@ class Runner:
         t = self._embedding
         group = -(-t.cols // t.scales.shape[1])
         rows = t.values[tokens].astype(np.float32)
-        scale = np.repeat(t.scales[tokens].astype(np.float32), group, axis=1)[:, : t.cols]
-        return rows * scale
+        scales = t.scales[tokens].astype(np.float32)
+        if t.dtype != "q4a":
+            return rows * np.repeat(scales, group, axis=1)[:, : t.cols]
+        scale = np.repeat(scales[..., 0], group, axis=1)[:, : t.cols]
+        return rows * scale + np.repeat(scales[..., 1], group, axis=1)[:, : t.cols]
 
     def _cache(self, layer: int, pos: int, k: np.ndarray, v: np.ndarray):
         """Store k, v (T, kv_heads, head_dim) at pos..; return every cached key and

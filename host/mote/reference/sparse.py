@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mote.format.spec import SCALES_PER_GROUP
 from mote.quant.groups import n_groups
 
 
@@ -37,7 +38,7 @@ class Reads:
 
 def dense_matrix_bytes(rows: int, cols: int, dtype: str, group: int) -> int:
     row_bytes = cols if dtype == "q8" else -(-cols // 2)
-    return rows * (row_bytes + 2 * n_groups(cols, group))
+    return rows * (row_bytes + 2 * SCALES_PER_GROUP[dtype] * n_groups(cols, group))
 
 
 def count_columns(reads: Reads, rows: int, xq_groups: np.ndarray) -> None:

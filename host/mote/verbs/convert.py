@@ -19,7 +19,8 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     """The options of the convert path (shared by `mote convert` and `mote flash`)."""
     p.add_argument("--tokenizer", type=Path, help="tokenizer .bin for llama2.c checkpoints")
     p.add_argument("--quant", choices=QUANT_CHOICES, default="int8",
-                   help="int8: all q8; int4: q4 but q8 embedding; mixed: q8 attention, q4 FFN; "
+                   help="int8: all q8; int4: q4 but q8 embedding; int4a: as int4 with q4a (4-bit codes "
+                        "with a scale and an offset per group); mixed: q8 attention, q4 FFN; "
                         "auto: q8 or q4 per matrix by its measured cost, to fit --budget or --board "
                         "(needs --calib)")
     p.add_argument("--budget", type=int, metavar="BYTES", help="--quant auto: the blob's size at most")
