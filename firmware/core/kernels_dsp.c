@@ -577,11 +577,86 @@ static void block_q4(float *y, const chunk *c, uint32_t rows, uint32_t r, uint32
         y[base + k] = acc[k];
 }
 
+/* Bytes 0 and 2 / 1 and 3 of x as two zero-extended int16 lanes (as sxtb16_odd, asm). */
+static inline int16x2_t uxtb16_even(uint32_t x) { return (int16x2_t)__uxtb16((uint8x4_t)x); }
+static inline int16x2_t uxtb16_odd(uint32_t x)
+{
+    int16x2_t r;
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+/* The int32 sum of one q4a row's codes (0..15) times the activations over one group of
+ * n columns (*w at its first byte, *p at its prepared words, both advanced past it; x
+ * its activations): per 8 columns the low and the high nibbles masked are the codes
+ * themselves, which UXTB16 pairs in the prepared words' order (prepare_q4); the columns
+ * past the last whole 8 from x, two by two (an odd last one, the tensor's last column,
+ * has a low nibble only). */
+static int32_t dot_q4a(const uint8_t **w, const uint32_t **p, const int8_t *x, uint32_t n)
+{
+    const uint8_t *wk = *w;
+    const uint32_t *pp = *p;
+    const uint32_t *const units_end = pp + 4u * (n / 8u);
+    int32_t sum = 0;
+    uint32_t i;
+    for (; pp < units_end; pp += 4, wk += 4) {
+        const uint32_t v = load_word(wk), lo = v & 0x0F0F0F0Fu, hi = (v >> 4) & 0x0F0F0F0Fu;
+        sum = __smlad(uxtb16_even(lo), (int16x2_t)pp[0], sum);
+        sum = __smlad(uxtb16_odd(lo), (int16x2_t)pp[1], sum);
+        sum = __smlad(uxtb16_even(hi), (int16x2_t)pp[2], sum);
+        sum = __smlad(uxtb16_odd(hi), (int16x2_t)pp[3], sum);
+    }
+    for (i = n & ~7u; i + 1u < n; i += 2u, wk++)
+        sum += (int32_t)(*wk & 0x0Fu) * x[i] + (int32_t)(*wk >> 4) * x[i + 1u];
+    if (i < n)
+        sum += (int32_t)(*wk++ & 0x0Fu) * x[i];
+    *w = wk;
+    *p = (n & 7u) >= 4u ? pp + 2 : pp; /* past prepare_q4's half unit, if any */
+    return sum;
+}
+
+/* A q4a matvec, in C, chunk by chunk of groups as the q8 and q4 ones: the chunk's
+ * activations prepared as for q4 and its groups' activation sums once for every row;
+ * then per row and group the code term and the offset term, in the reference's order
+ * (kernels.h), the row's float sum kept in y between chunks. */
+static void matvec_q4a(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
+                       uint32_t group, uint32_t row_begin, uint32_t row_end)
+{
+    const uint32_t cols = w->cols, n_groups = (cols + group - 1u) / group;
+    const uint32_t per_chunk = group >= PREP_COLUMNS ? 1u : PREP_COLUMNS / group;
+    const size_t row_bytes = (cols + 1u) / 2u;
+    uint32_t prep[PREP_WORDS];
+    int32_t act_sum[PREP_COLUMNS / MOTE_MIN_GROUP];
+    uint32_t g0, g1, g, r;
+    for (g0 = 0; g0 < n_groups; g0 = g1) {
+        uint32_t *p = prep;
+        g1 = n_groups - g0 < per_chunk ? n_groups : g0 + per_chunk;
+        for (g = g0; g < g1; g++) {
+            const uint32_t begin = g * group, n = cols - begin < group ? cols - begin : group;
+            p = prepare_q4(p, xq + begin, n);
+            act_sum[g - g0] = mote_ref_act_sum(xq, begin, begin + n);
+        }
+        for (r = row_begin; r < row_end; r++) {
+            const uint8_t *row = (const uint8_t *)w->data + r * row_bytes + g0 * group / 2u;
+            const uint16_t *ws = w->scales + 2u * ((size_t)r * n_groups + g0);
+            const uint32_t *pp = prep;
+            float acc = g0 == 0u ? 0.0f : y[r];
+            for (g = g0; g < g1; g++, ws += 2) {
+                const uint32_t begin = g * group, n = cols - begin < group ? cols - begin : group;
+                const int32_t dot = dot_q4a(&row, &pp, xq + begin, n);
+                acc += (float)dot * (f16_to_f32(ws[0]) * xs[g]);
+                acc += (float)act_sum[g - g0] * (f16_to_f32(ws[1]) * xs[g]);
+            }
+            y[r] = acc;
+        }
+    }
+}
+
 void mote_dsp_matvec(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
                      uint32_t group, uint32_t row_begin, uint32_t row_end)
 {
-    if (w->dtype == MOTE_Q4A) { /* q4a: the reference kernel (kernels.h, README) */
-        mote_ref_matvec(y, w, xq, xs, group, row_begin, row_end);
+    if (w->dtype == MOTE_Q4A) {
+        matvec_q4a(y, w, xq, xs, group, row_begin, row_end);
         return;
     }
     const uint32_t cols = w->cols, n_groups = (cols + group - 1u) / group;
@@ -639,10 +714,6 @@ void mote_dsp_matmat(float *y, uint32_t y_stride, const mote_tensor *w, const in
                      const float *xs, uint32_t n_pos, uint32_t group, uint32_t row_begin,
                      uint32_t row_end)
 {
-    if (w->dtype == MOTE_Q4A) { /* q4a: the reference kernel (kernels.h, README) */
-        mote_ref_matmat(y, y_stride, w, xq, xs, n_pos, group, row_begin, row_end);
-        return;
-    }
     const uint32_t cols = w->cols, n_groups = (cols + group - 1u) / group;
     uint32_t r0, p;
     for (r0 = row_begin; r0 < row_end; r0 += MATMAT_TILE_ROWS) {
