@@ -268,26 +268,41 @@ static void groups_c(float acc[4], const mote_tensor *w, const uint8_t *const ro
 static inline int32x4_t dot4_q4a(const uint8_t *const w[4], const int8_t *x, uint32_t n)
 {
     const uint8x16_t low_mask = vdupq_n_u8(0x0F);
-    int32_t s[4] = {0, 0, 0, 0};
-    uint32_t i = 0, k;
+    const uint8_t *const w0 = w[0], *const w1 = w[1], *const w2 = w[2], *const w3 = w[3];
+    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int32x4_t sums = vdupq_n_s32(0);
+    uint32_t i = 0;
+#define Q4A_ROW(s, wk)                                                                     \
+    do {                                                                                   \
+        const uint8x16_t b = vldrbq_u8(wk + i / 2u);                                       \
+        s = vmladavaq_s8(s, vreinterpretq_s8_u8(vandq_u8(b, low_mask)), a.val[0]);         \
+        s = vmladavaq_s8(s, vreinterpretq_s8_u8(vshrq_n_u8(b, 4)), a.val[1]);              \
+    } while (0)
     for (; i + 32u <= n; i += 32u) {
         const int8x16x2_t a = vld2q_s8(x + i); /* val[0]: even columns, val[1]: odd */
-        for (k = 0; k < 4u; k++) {
-            const uint8x16_t b = vldrbq_u8(w[k] + i / 2u);
-            s[k] = vmladavaq_s8(s[k], vreinterpretq_s8_u8(vandq_u8(b, low_mask)), a.val[0]);
-            s[k] = vmladavaq_s8(s[k], vreinterpretq_s8_u8(vshrq_n_u8(b, 4)), a.val[1]);
-        }
+        Q4A_ROW(s0, w0);
+        Q4A_ROW(s1, w1);
+        Q4A_ROW(s2, w2);
+        Q4A_ROW(s3, w3);
     }
-    for (k = 0; k < 4u; k++) {
-        uint32_t j;
-        for (j = i; j + 1u < n; j += 2u) {
-            const uint8_t b = w[k][j / 2u];
-            s[k] += (int32_t)(b & 0x0Fu) * x[j] + (int32_t)(b >> 4) * x[j + 1u];
-        }
-        if (j < n)
-            s[k] += (int32_t)(w[k][j / 2u] & 0x0Fu) * x[j];
+#undef Q4A_ROW
+    for (; i + 1u < n; i += 2u) {
+        const int32_t a = x[i], b = x[i + 1u];
+        s0 += (int32_t)(w0[i / 2u] & 0x0Fu) * a + (int32_t)(w0[i / 2u] >> 4) * b;
+        s1 += (int32_t)(w1[i / 2u] & 0x0Fu) * a + (int32_t)(w1[i / 2u] >> 4) * b;
+        s2 += (int32_t)(w2[i / 2u] & 0x0Fu) * a + (int32_t)(w2[i / 2u] >> 4) * b;
+        s3 += (int32_t)(w3[i / 2u] & 0x0Fu) * a + (int32_t)(w3[i / 2u] >> 4) * b;
     }
-    return vld1q_s32(s);
+    if (i < n) {
+        s0 += (int32_t)(w0[i / 2u] & 0x0Fu) * x[i];
+        s1 += (int32_t)(w1[i / 2u] & 0x0Fu) * x[i];
+        s2 += (int32_t)(w2[i / 2u] & 0x0Fu) * x[i];
+        s3 += (int32_t)(w3[i / 2u] & 0x0Fu) * x[i];
+    }
+    sums = vsetq_lane_s32(s0, sums, 0);
+    sums = vsetq_lane_s32(s1, sums, 1);
+    sums = vsetq_lane_s32(s2, sums, 2);
+    return vsetq_lane_s32(s3, sums, 3);
 }
 
 /* Groups whose activation sums a q4a matvec holds at a time (on the stack). */
@@ -298,8 +313,9 @@ static inline int32x4_t dot4_q4a(const uint8_t *const w[4], const int8_t *x, uin
  * the code term and the offset term, each as scale_add4 in the reference's order
  * (kernels.h), a row's float sum kept in y between chunks; a row's scale and offset
  * pairs are 4 * n_groups bytes apart. */
-static void matvec_q4a(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
-                       uint32_t group, uint32_t row_begin, uint32_t row_end)
+static __attribute__((noinline)) void matvec_q4a(float *y, const mote_tensor *w, const int8_t *xq,
+                                                 const float *xs, uint32_t group,
+                                                 uint32_t row_begin, uint32_t row_end)
 {
     const uint32_t cols = w->cols, n_groups = (cols + group - 1u) / group;
     const size_t row_bytes = (cols + 1u) / 2u;
