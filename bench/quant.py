@@ -30,7 +30,7 @@ int4, int4a, mixed as `mote convert` writes them without --calib (the weight-err
 and with it (GPTQ on the calibration text); auto (--quant auto) at the size of calibrated mixed and
 at budgets between int4 and int8. --calib-text heldout measures only the float model
 and the calibrated schemes. --schemes measures only those (and the float model),
-replacing just their rows in the output (auto needs int8, int4 and mixed with it).
+replacing just their rows in the output.
 """
 
 from __future__ import annotations
@@ -196,14 +196,15 @@ def run_model(name: str, args, ood: str) -> list[dict]:
         record(scheme, True, blobfile.quantize(model, scheme, GROUP, CTX, grams=grams))
     if "auto" not in schemes:
         return finish(rows, texts)
-    mixed_bytes = next(r["bytes"] for r in rows if r["scheme"] == "mixed" and r["calibrated"])
-    int8_bytes, int4_bytes = (next(r["bytes"] for r in rows if r["scheme"] == s and r["calibrated"])
-                              for s in ("int8", "int4"))
+    mixed_bytes, int8_bytes, int4_bytes = (
+        blobfile.bytes_from_shapes(model, blobfile.tensor_dtypes(model.config, s), GROUP, None)
+        for s in ("mixed", "int8", "int4"))
     precision = MixedPrecision(model, GROUP, CTX, grams, windows)
     budgets = [mixed_bytes] + [int(int4_bytes + f * (int8_bytes - int4_bytes)) for f in AUTO_FRACTIONS]
     for budget in budgets:
         blob, chosen = precision.fit(budget)
-        record("auto", True, blob, budget=budget, q4=[c.name for c in chosen],
+        record("auto", True, blob, budget=budget, q4=[c.name for c in chosen if c.dtype == "q4"],
+               q4a=[c.name for c in chosen if c.dtype == "q4a"],
                predicted_kl=sum(c.cost for c in chosen))
     rows[-len(budgets)]["at_mixed_size"] = True
     return finish(rows, texts)

@@ -156,3 +156,14 @@ def test_bad_arguments_are_refused(stories):
         blobfile.pack(stories, "int8", 32, 100000)
     with pytest.raises(MoteError, match="unknown quantization"):
         blobfile.pack(stories, "int3", 32)
+
+
+def test_bytes_from_shapes_is_the_serialized_length():
+    from tiny_model import all_q4a, tiny_model
+
+    for model, quant, group in ((tiny_model(1), "int8", 32), (tiny_model(2, hidden=30), "int4", 6),
+                                (tiny_model(3, tied=False, n_layers=2), "mixed", 8),
+                                (tiny_model(4), all_q4a(tiny_model(4).config), 8)):
+        blob = blobfile.quantize(model, quant, group, 8)
+        dtypes = {name: t.dtype for name, t in blob.tensors.items()}
+        assert blobfile.bytes_from_shapes(model, dtypes, group, None) == len(blobfile.serialize(blob))

@@ -18,7 +18,7 @@ from mote.model import MoteError
 from mote.pipeline import ConvertOptions, convert
 from mote.quant.gptq import gptq_matrix
 from mote.quant.groups import CODE_RANGE, quantize_matrix
-from mote.quant.precision import Candidate, choose_q4
+from mote.quant.precision import Option, choose
 from mote.reference.forward import Runner
 
 EVAL_TOKENS = 2048
@@ -114,14 +114,28 @@ def test_zero_groups_and_partial_groups():
         assert np.abs(a.dequantize()[1, 35:] - w[1, 35:]).max() <= np.abs(a.scales[1, 1, 0].astype(np.float32)) / 2
 
 
-def test_choose_q4_takes_the_least_kl_per_byte():
-    cands = [Candidate("a", 0.010, 100), Candidate("b", 0.001, 50), Candidate("c", 0.004, 100),
-             Candidate("d", -0.001, 10)]
-    assert choose_q4(cands, 0) == []
-    assert [c.name for c in choose_q4(cands, 55)] == ["d", "b"]
-    assert [c.name for c in choose_q4(cands, 61)] == ["d", "b", "c"]
-    with pytest.raises(MoteError, match="over the budget"):
-        choose_q4(cands, 261)
+def test_choose_takes_the_least_kl_per_byte_then_steps_back_what_is_not_needed():
+    options = [Option("a", "q4", 0.010, 100), Option("b", "q4", 0.001, 50), Option("c", "q4", 0.004, 100),
+               Option("d", "q4", -0.001, 10)]
+    assert choose(options, 0) == []
+    assert [c.name for c in choose(options, 55)] == ["d", "b"]
+    # d, b, c by KL per byte save 160; b is then not needed, and d with c cost less than d, b and c
+    assert [c.name for c in choose(options, 61)] == ["d", "c"]
+
+
+def test_choose_between_q4_and_q4a():
+    def dtypes(options, must_save):
+        return {c.name: c.dtype for c in choose(options, must_save)}
+
+    # a's q4a costs a tenth of its q4 for 20 fewer bytes: taken where its saving is enough
+    a = [Option("a", "q4", 0.010, 100), Option("a", "q4a", 0.001, 80)]
+    b = [Option("b", "q4", 0.050, 100), Option("b", "q4a", 0.049, 80)]  # q4a: hardly less KL for fewer bytes
+    assert dtypes(a + b, 80) == {"a": "q4a"}
+    assert dtypes(a + b, 100) == {"a": "q4"}  # q4a saves too little: the larger saving it is
+    assert dtypes(a + b, 170) == {"a": "q4a", "b": "q4"}
+    assert dtypes(a + b, 200) == {"a": "q4", "b": "q4"}
+    # a q4a that costs more than q4 is never chosen
+    assert dtypes([Option("a", "q4", 0.01, 100), Option("a", "q4a", 0.02, 80)], 50) == {"a": "q4"}
 
 
 @pytest.fixture(scope="module")
@@ -154,10 +168,12 @@ def test_auto_at_the_size_of_mixed_beats_mixed_and_reports_its_choice(mcu, tmp_p
                            "--budget", str(len(mixed.data)), "--calib", str(calib), "--calib-tokens", "512"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert f"matrices q4 for a budget of {len(mixed.data):,} bytes" in done.stdout and "  q4 layers." in done.stdout
+    assert f"matrices for a budget of {len(mixed.data):,} bytes" in done.stdout
     auto = blobfile.load(out)
+    four_bit = {n: t.dtype for n, t in auto.tensors.items() if t.dtype in ("q4", "q4a")}
+    assert four_bit and all(f"  {d:3s} {n} " in done.stdout for n, d in four_bit.items())  # the choice reported
     assert out.stat().st_size <= len(mixed.data)
-    assert {t.dtype for t in auto.tensors.values()} == {"f32", "q8", "q4"}
+    assert {t.dtype for t in auto.tensors.values()} - set(four_bit.values()) == {"f32", "q8"}
     assert ppl(auto, text) < ppl(mixed.blob, text)
 
 

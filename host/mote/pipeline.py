@@ -17,7 +17,7 @@ from mote.boards.catalog import Board, check_fit
 from mote.eval import sparsity as calibration
 from mote.eval.activations import MAX_WINDOW, input_grams
 from mote.eval.perplexity import tokenizer_of
-from mote.eval.sensitivity import q4_costs
+from mote.eval.sensitivity import matrix_costs
 from mote.format import blob as blobfile
 from mote import chat
 from mote.format.chat import ChatTemplate
@@ -26,7 +26,8 @@ from mote.importers import load_model
 from mote.model import Model, MoteError
 from mote.quant.gptq import quantize_weights
 from mote.quant.groups import relative_error
-from mote.quant.precision import Candidate, choose_q4
+from mote.quant.native import stored_exactly
+from mote.quant.precision import Option, choose, over_budget
 
 QUANT_CHOICES = ("int8", "int4", "int4a", "mixed", "auto")
 # Calibration tokens each matrix's q4 cost is measured on (--quant auto): one run of
@@ -191,67 +192,91 @@ def _read(path: Path) -> str:
 
 
 class MixedPrecision:
-    """What --quant auto chooses from: the all-q8 blob, every matrix at q4, and what
-    q4 costs each matrix (measured once, when a budget first needs it)."""
+    """What --quant auto chooses from: the all-q8 blob, every matrix at q4 and at q4a,
+    and what each of those costs (measured once, when a budget first needs it)."""
 
     def __init__(self, model: Model, group: int, ctx: int | None, grams: dict, windows: list[list[int]],
                  progress: Callable[[str], None] | None = None, template: ChatTemplate | None = None):
         self.errors: dict[str, float] = {}
         self.q8 = blobfile.quantize(model, "int8", group, ctx, progress=progress, errors=self.errors,
                                     grams=grams, chat=template)
-        self.q4: dict[str, blobfile.BlobTensor] = {}
-        self.q4_errors: dict[str, float] = {}
+        self.variants: dict[str, dict[str, blobfile.BlobTensor]] = {"q4": {}, "q4a": {}}
+        self.variant_errors: dict[tuple[str, str], float] = {}
+        size = blobfile.blob_bytes(self.q8)
+        self.saved: dict[tuple[str, str], int] = {}
         for name, t in self.q8.tensors.items():
-            if t.scales is not None:
-                q = quantize_weights(np.asarray(model.tensors[name], np.float32), "q4", group, grams.get(name))
-                if not np.isfinite(q.scales).all():  # weights too large for q4's f16 scales
+            if t.scales is None:
+                continue
+            w = np.asarray(model.tensors[name], np.float32)
+            native = model.source_codes.get(name)
+            for dtype, variants in self.variants.items():
+                # a GGUF tensor's own 4-bit codes (Q4_1: q4a, Q4_0: q4) are that dtype's candidate
+                q = None if native is None else stored_exactly(native, dtype, group)
+                if q is None or q.dtype != dtype:
+                    q = quantize_weights(w, dtype, group, grams.get(name))
+                if not np.isfinite(q.scales).all():  # weights too large for 4-bit codes' f16 scales
                     continue
-                self.q4[name] = blobfile.BlobTensor(name, "q4", t.rows, t.cols, q.codes, q.scales)
-                self.q4_errors[name] = relative_error(model.tensors[name], q)
+                variants[name] = blobfile.BlobTensor(name, dtype, t.rows, t.cols, q.codes, q.scales)
+                self.variant_errors[name, dtype] = relative_error(w, q)
+                changed = dataclasses.replace(self.q8, tensors={**self.q8.tensors, name: variants[name]})
+                self.saved[name, dtype] = size - blobfile.blob_bytes(changed)
         self.sample: list[list[int]] = []  # the windows the costs are measured on
         for ids in windows:
             room = SENSITIVITY_TOKENS - sum(map(len, self.sample))
             if room <= 0:
                 break
             self.sample.append(ids[:room])
-        size = blobfile.blob_bytes(self.q8)
-        self.saved = {n: size - blobfile.blob_bytes(dataclasses.replace(self.q8, tensors={**self.q8.tensors, n: t}))
-                      for n, t in self.q4.items()}
-        self._costs: dict[str, float] | None = None
+        self._options: list[Option] | None = None
 
-    def fit(self, budget: int) -> tuple[blobfile.Blob, list[Candidate]]:
-        """The blob with the least predicted KL within `budget` bytes, and its q4 matrices."""
+    def fit(self, budget: int) -> tuple[blobfile.Blob, list[Option]]:
+        """The blob with the least predicted KL within `budget` bytes (to the chooser's
+        approximation, mote.quant.precision), and its 4-bit matrices."""
         over = blobfile.blob_bytes(self.q8) - budget
-        if over > sum(self.saved.values()):
-            raise MoteError(f"even with every matrix q4 the blob is {over - sum(self.saved.values()):,} bytes "
-                            f"over the budget of {budget:,}")
+        most = sum(max(self.saved.get((name, d), 0) for d in self.variants) for name in self.q8.tensors)
+        if over > most:  # a matrix whose 4-bit scales overflow f16 stays q8
+            raise over_budget(over - most, budget)
         chosen = []
         if over > 0:
-            if self._costs is None:
-                self._costs = q4_costs(self.q8, self.q4, self.sample)
-            chosen = choose_q4([Candidate(n, self._costs[n], self.saved[n]) for n in self.q4], over)
-        tensors = {**self.q8.tensors, **{c.name: self.q4[c.name] for c in chosen}}
+            if self._options is None:
+                self._options = [Option(name, dtype, cost, self.saved[name, dtype])
+                                 for dtype, variants in self.variants.items()
+                                 for name, cost in matrix_costs(self.q8, variants, self.sample).items()]
+            chosen = choose(self._options, over)
+        tensors = {**self.q8.tensors, **{c.name: self.variants[c.dtype][c.name] for c in chosen}}
         return dataclasses.replace(self.q8, tensors=tensors), chosen
+
+
+def smallest_blob(model: Model, o: ConvertOptions, template: ChatTemplate | None) -> int:
+    """The bytes of the blob with every matrix q4 (the smallest auto can write), from
+    the shapes alone."""
+    dtypes = blobfile.tensor_dtypes(model.config, "int8")
+    smallest = {name: "q4" if dtype == "q8" and "q4" in blobfile.KIND_DTYPES[name.rsplit(".", 1)[-1]] else dtype
+                for name, dtype in dtypes.items()}
+    return blobfile.bytes_from_shapes(model, smallest, o.group, template)
 
 
 def _auto(model: Model, o: ConvertOptions, ctx: int, template: ChatTemplate | None, grams, windows,
           budget: int | None, errors: dict, notes: list[str], progress) -> blobfile.Blob:
-    """--quant auto: every matrix q8, then the matrices whose q4 costs the least KL per
-    byte saved go q4 until the blob fits the budget (mote.quant.precision)."""
+    """--quant auto: every matrix q8, then q4 or q4a for the matrices where they cost
+    the least KL per byte saved, until the blob fits the budget (mote.quant.precision)."""
     if budget is None:
         raise MoteError("--quant auto needs --budget BYTES or --board B (whose model partition it fills)")
     if windows is None:
         raise MoteError("--quant auto measures what q4 costs each matrix on --calib TEXT")
+    smallest = smallest_blob(model, o, template)
+    if smallest > budget:  # refused before anything is quantized
+        raise over_budget(smallest - budget, budget)
     mixed = MixedPrecision(model, o.group, ctx, grams, windows, progress, template)
     blob, chosen = mixed.fit(budget)
     errors.update(mixed.errors)
-    errors.update({c.name: mixed.q4_errors[c.name] for c in chosen})
+    errors.update({c.name: mixed.variant_errors[c.name, c.dtype] for c in chosen})
     if chosen:  # measured only when all q8 does not fit
-        notes.append(f"auto: each matrix's q4 cost (mean KL from all-q8, nats/token) measured on "
+        notes.append(f"auto: each matrix's q4 and q4a cost (mean KL from all-q8, nats/token) measured on "
                      f"{sum(map(len, mixed.sample))} tokens of {o.calib}")
-    notes.append(f"auto: {len(chosen)} of {len(mixed.q4)} matrices q4 for a budget of {budget:,} bytes "
-                 f"(all q8: {blobfile.blob_bytes(mixed.q8):,}; now {blobfile.blob_bytes(blob):,}); "
-                 f"predicted KL {sum(c.cost for c in chosen):.5f}")
-    for c in sorted(chosen, key=lambda c: c.cost / c.saved):
-        notes.append(f"  q4 {c.name:24s} KL {c.cost:.6f}  saves {c.saved:,} bytes")
+    counts = {d: sum(c.dtype == d for c in chosen) for d in mixed.variants}
+    notes.append(f"auto: {counts['q4']} q4 and {counts['q4a']} q4a of {len(mixed.variants['q4'])} matrices "
+                 f"for a budget of {budget:,} bytes (all q8: {blobfile.blob_bytes(mixed.q8):,}; "
+                 f"now {blobfile.blob_bytes(blob):,}); predicted KL {sum(c.cost for c in chosen):.5f}")
+    for c in chosen:
+        notes.append(f"  {c.dtype:3s} {c.name:24s} KL {c.cost:.6f}  saves {c.saved:,} bytes")
     return blob

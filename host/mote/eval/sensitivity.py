@@ -1,6 +1,6 @@
-"""What each matrix costs at q4, measured: the mean KL divergence of the next-token
-distribution from the all-q8 model's when that one matrix is q4 (mote.quant.precision
-chooses from these costs for `mote convert --quant auto`)."""
+"""What each matrix costs at 4 bits, measured: the mean KL divergence of the
+next-token distribution from the all-q8 model's when that one matrix is q4 (or q4a)
+(mote.quant.precision chooses from these costs for `mote convert --quant auto`)."""
 
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ def _first_layer(name: str, n_layers: int) -> int | None:
     return int(name.split(".")[1]) if name.startswith("layers.") else n_layers
 
 
-def q4_costs(q8: Blob, q4: dict[str, BlobTensor], windows: list[list[int]]) -> dict[str, float]:
-    """Mean KL(all-q8 || one matrix q4) per position of the windows, per matrix in
-    q4. Each variant runs only from the first layer it changes, from the residual
+def matrix_costs(q8: Blob, variants: dict[str, BlobTensor], windows: list[list[int]]) -> dict[str, float]:
+    """Mean KL(all-q8 || one matrix replaced) per position of the windows, per matrix
+    in `variants` (its 4-bit form). Each variant runs only from the first layer it changes, from the residual
     stream the all-q8 model had there."""
     recorder = _Recorder(q8)
     base = []
@@ -43,7 +43,7 @@ def q4_costs(q8: Blob, q4: dict[str, BlobTensor], windows: list[list[int]]) -> d
     positions = sum(len(ids) for ids in windows)
     runner = Runner(q8)
     costs = {}
-    for name, tensor in q4.items():
+    for name, tensor in variants.items():
         runner.set_tensor(tensor)
         first = _first_layer(name, q8.config.n_layers)
         kl = 0.0

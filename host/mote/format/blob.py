@@ -251,6 +251,20 @@ def quantize(
                 tensors=tensors, tokenizer_section=pack_tokenizer(model.tokenizer), chat=chat)
 
 
+def bytes_from_shapes(model: Model, dtypes: dict[str, str], group_size: int, chat: ChatTemplate | None) -> int:
+    """The length a blob of `model` with these tensor dtypes will have, from the
+    shapes alone (nothing quantized)."""
+    c = model.config
+    tensors = {}
+    for name in tensor_order(c):
+        shape = np.shape(model.tensors[name])
+        rows, cols = (1, shape[0]) if len(shape) == 1 else shape
+        tensors[name] = BlobTensor(name, dtypes[name], rows, cols, np.empty(0, np.int8))
+    return blob_bytes(Blob(config=c, name=model.name, group_size=group_size, ctx_len=1, arena_bytes=0,
+                           total_bytes=0, tensors=tensors, tokenizer_section=pack_tokenizer(model.tokenizer),
+                           chat=chat))
+
+
 def _layout(blob: Blob) -> tuple[int, int, int, int, list, int]:
     """Where everything of `blob` goes, from shapes and dtypes alone: (table offset,
     tokenizer offset, sparsity offset, chat offset, per tensor (name, layout, data
