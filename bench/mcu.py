@@ -75,7 +75,7 @@ MODEL_SOURCES = {
 # the functions of the matvec (mote_k_matvec and what it calls, where not inlined) in
 # each set: kernels_ref.c, kernels_cm.c, kernels_dsp.c, kernels_mve.c
 MATVEC = re.compile(r"^(mote_(ref|cm|dsp|mve)_matvec|(whole_blocks|blocks32|other_groups|block|dot[24]"
-                    r"|prepare)_q[48]|groups_c|group_sums_q[48])$")
+                    r"|prepare)_q[48]|groups_c|group_sums_q[48]|(matvec|dot4?)_q4a|mote_ref_act_sum)$")
 
 
 def blob_for(board: Board, model: str, quant: str) -> bytes:
@@ -102,14 +102,14 @@ def elf_symbol_size(elf: Path, name: str) -> int:
 
 
 def dense_macs(blob: blobfile.Blob) -> int:
-    """Multiply-adds per token of the matvec: every q8/q4 matrix once (a tied
+    """Multiply-adds per token of the matvec: every q8/q4/q4a matrix once (a tied
     classifier is the embedding)."""
     kinds = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
     t = blob.tensors
     total = sum(x.rows * x.cols for name, x in t.items()
-                if name.rsplit(".", 1)[-1] in kinds and x.dtype in ("q8", "q4"))
+                if name.rsplit(".", 1)[-1] in kinds and x.dtype in ("q8", "q4", "q4a"))
     classifier = t.get("classifier", t["tok_embedding"])
-    return total + (classifier.rows * classifier.cols if classifier.dtype in ("q8", "q4") else 0)
+    return total + (classifier.rows * classifier.cols if classifier.dtype in ("q8", "q4", "q4a") else 0)
 
 
 def generate(console: MoteConsole, tokens: int):

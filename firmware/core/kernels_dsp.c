@@ -577,11 +577,108 @@ static void block_q4(float *y, const chunk *c, uint32_t rows, uint32_t r, uint32
         y[base + k] = acc[k];
 }
 
+/* Bytes 0 and 2 / 1 and 3 of x as two zero-extended int16 lanes (as sxtb16_odd, asm). */
+static inline int16x2_t uxtb16_even(uint32_t x) { return (int16x2_t)__uxtb16((uint8x4_t)x); }
+static inline int16x2_t uxtb16_odd(uint32_t x)
+{
+    int16x2_t r;
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+/* The int32 sums s[k] of two q4a rows' codes (0..15) times the activations over one
+ * group of n columns (w[k] at its first byte, *p at its prepared words, all advanced
+ * past it; x its activations): per 8 columns the low and the high nibbles masked are
+ * the codes themselves, which UXTB16 pairs in the prepared words' order (prepare_q4),
+ * the two rows sharing each prepared word; the columns past the last whole 8 from x,
+ * one by one (an odd last one, the tensor's last column, is a low nibble). */
+static inline void dot2_q4a(int32_t s[2], const uint8_t *w[2], const uint32_t **p,
+                            const int8_t *x, uint32_t n)
+{
+    const uint8_t *w0 = w[0], *w1 = w[1];
+    const uint32_t *pp = *p;
+    const uint32_t *const units_end = pp + 4u * (n / 8u);
+    int32_t s0 = 0, s1 = 0;
+    uint32_t i;
+    for (; pp < units_end; pp += 4, w0 += 4, w1 += 4) {
+        const int16x2_t x04 = (int16x2_t)pp[0], x26 = (int16x2_t)pp[1];
+        const int16x2_t x15 = (int16x2_t)pp[2], x37 = (int16x2_t)pp[3];
+        const uint32_t v0 = load_word(w0), v1 = load_word(w1);
+        const uint32_t lo0 = v0 & 0x0F0F0F0Fu, hi0 = (v0 >> 4) & 0x0F0F0F0Fu;
+        const uint32_t lo1 = v1 & 0x0F0F0F0Fu, hi1 = (v1 >> 4) & 0x0F0F0F0Fu;
+        s0 = __smlad(uxtb16_even(lo0), x04, s0);
+        s0 = __smlad(uxtb16_odd(lo0), x26, s0);
+        s0 = __smlad(uxtb16_even(hi0), x15, s0);
+        s0 = __smlad(uxtb16_odd(hi0), x37, s0);
+        s1 = __smlad(uxtb16_even(lo1), x04, s1);
+        s1 = __smlad(uxtb16_odd(lo1), x26, s1);
+        s1 = __smlad(uxtb16_even(hi1), x15, s1);
+        s1 = __smlad(uxtb16_odd(hi1), x37, s1);
+    }
+    for (i = n & ~7u; i < n; i++) { /* column i: byte (i % 8) / 2, nibble i % 2 */
+        const uint32_t at = (i & 7u) / 2u, shift = 4u * (i & 1u);
+        s0 += (int32_t)((w0[at] >> shift) & 0x0Fu) * x[i];
+        s1 += (int32_t)((w1[at] >> shift) & 0x0Fu) * x[i];
+    }
+    s[0] = s0, s[1] = s1;
+    w[0] = w0 + ((n & 7u) + 1u) / 2u, w[1] = w1 + ((n & 7u) + 1u) / 2u;
+    *p = (n & 7u) >= 4u ? pp + 2 : pp; /* past prepare_q4's half unit, if any */
+}
+
+/* A q4a matvec, in C, chunk by chunk of groups as the q8 and q4 ones: the chunk's
+ * activations prepared as for q4 and its groups' activation sums once for every row;
+ * then per two rows (the last pair repeating row_end - 1) and group the code term and
+ * the offset term, in the reference's order (kernels.h), a row's float sum kept in y
+ * between chunks. */
+static void matvec_q4a(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
+                       uint32_t group, uint32_t row_begin, uint32_t row_end)
+{
+    const uint32_t cols = w->cols, n_groups = (cols + group - 1u) / group;
+    const uint32_t per_chunk = group >= PREP_COLUMNS ? 1u : PREP_COLUMNS / group;
+    const size_t row_bytes = (cols + 1u) / 2u;
+    uint32_t prep[PREP_WORDS];
+    int32_t act_sum[PREP_COLUMNS / MOTE_MIN_GROUP];
+    uint32_t g0, g1, g, r, k;
+    for (g0 = 0; g0 < n_groups; g0 = g1) {
+        uint32_t *p = prep;
+        g1 = n_groups - g0 < per_chunk ? n_groups : g0 + per_chunk;
+        for (g = g0; g < g1; g++) {
+            const uint32_t begin = g * group, n = cols - begin < group ? cols - begin : group;
+            p = prepare_q4(p, xq + begin, n);
+            act_sum[g - g0] = mote_ref_act_sum(xq, begin, begin + n);
+        }
+        for (r = row_begin; r < row_end; r += 2u) {
+            const uint32_t rk[2] = {r, r + 1u < row_end ? r + 1u : r};
+            const uint8_t *row[2];
+            const uint16_t *ws[2];
+            const uint32_t *pp = prep;
+            float acc[2];
+            for (k = 0; k < 2u; k++) {
+                row[k] = (const uint8_t *)w->data + rk[k] * row_bytes + g0 * group / 2u;
+                ws[k] = w->scales + 2u * ((size_t)rk[k] * n_groups + g0);
+                acc[k] = g0 == 0u ? 0.0f : y[rk[k]];
+            }
+            for (g = g0; g < g1; g++) {
+                const uint32_t begin = g * group, n = cols - begin < group ? cols - begin : group;
+                int32_t dot[2];
+                dot2_q4a(dot, row, &pp, xq + begin, n);
+                for (k = 0; k < 2u; k++) {
+                    acc[k] += (float)dot[k] * (f16_to_f32(ws[k][0]) * xs[g]);
+                    acc[k] += (float)act_sum[g - g0] * (f16_to_f32(ws[k][1]) * xs[g]);
+                    ws[k] += 2;
+                }
+            }
+            y[rk[0]] = acc[0];
+            y[rk[1]] = acc[1];
+        }
+    }
+}
+
 void mote_dsp_matvec(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
                      uint32_t group, uint32_t row_begin, uint32_t row_end)
 {
-    if (w->dtype == MOTE_Q4A) { /* q4a: the reference kernel (kernels.h, README) */
-        mote_ref_matvec(y, w, xq, xs, group, row_begin, row_end);
+    if (w->dtype == MOTE_Q4A) {
+        matvec_q4a(y, w, xq, xs, group, row_begin, row_end);
         return;
     }
     const uint32_t cols = w->cols, n_groups = (cols + group - 1u) / group;
@@ -639,10 +736,6 @@ void mote_dsp_matmat(float *y, uint32_t y_stride, const mote_tensor *w, const in
                      const float *xs, uint32_t n_pos, uint32_t group, uint32_t row_begin,
                      uint32_t row_end)
 {
-    if (w->dtype == MOTE_Q4A) { /* q4a: the reference kernel (kernels.h, README) */
-        mote_ref_matmat(y, y_stride, w, xq, xs, n_pos, group, row_begin, row_end);
-        return;
-    }
     const uint32_t cols = w->cols, n_groups = (cols + group - 1u) / group;
     uint32_t r0, p;
     for (r0 = row_begin; r0 < row_end; r0 += MATMAT_TILE_ROWS) {

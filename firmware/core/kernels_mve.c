@@ -262,11 +262,105 @@ static void groups_c(float acc[4], const mote_tensor *w, const uint8_t *const ro
     }
 }
 
+/* The int32 sums of four q4a rows (codes 0..15) over one group of n columns, as
+ * dot4_q4 but exact: the low nibbles masked and the high ones shifted down are the
+ * codes themselves. */
+static inline int32x4_t dot4_q4a(const uint8_t *const w[4], const int8_t *x, uint32_t n)
+{
+    const uint8x16_t low_mask = vdupq_n_u8(0x0F);
+    const uint8_t *const w0 = w[0], *const w1 = w[1], *const w2 = w[2], *const w3 = w[3];
+    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int32x4_t sums = vdupq_n_s32(0);
+    uint32_t i = 0;
+#define Q4A_ROW(s, wk)                                                                     \
+    do {                                                                                   \
+        const uint8x16_t b = vldrbq_u8(wk + i / 2u);                                       \
+        s = vmladavaq_s8(s, vreinterpretq_s8_u8(vandq_u8(b, low_mask)), a.val[0]);         \
+        s = vmladavaq_s8(s, vreinterpretq_s8_u8(vshrq_n_u8(b, 4)), a.val[1]);              \
+    } while (0)
+    for (; i + 32u <= n; i += 32u) {
+        const int8x16x2_t a = vld2q_s8(x + i); /* val[0]: even columns, val[1]: odd */
+        Q4A_ROW(s0, w0);
+        Q4A_ROW(s1, w1);
+        Q4A_ROW(s2, w2);
+        Q4A_ROW(s3, w3);
+    }
+#undef Q4A_ROW
+    for (; i + 1u < n; i += 2u) {
+        const int32_t a = x[i], b = x[i + 1u];
+        s0 += (int32_t)(w0[i / 2u] & 0x0Fu) * a + (int32_t)(w0[i / 2u] >> 4) * b;
+        s1 += (int32_t)(w1[i / 2u] & 0x0Fu) * a + (int32_t)(w1[i / 2u] >> 4) * b;
+        s2 += (int32_t)(w2[i / 2u] & 0x0Fu) * a + (int32_t)(w2[i / 2u] >> 4) * b;
+        s3 += (int32_t)(w3[i / 2u] & 0x0Fu) * a + (int32_t)(w3[i / 2u] >> 4) * b;
+    }
+    if (i < n) {
+        s0 += (int32_t)(w0[i / 2u] & 0x0Fu) * x[i];
+        s1 += (int32_t)(w1[i / 2u] & 0x0Fu) * x[i];
+        s2 += (int32_t)(w2[i / 2u] & 0x0Fu) * x[i];
+        s3 += (int32_t)(w3[i / 2u] & 0x0Fu) * x[i];
+    }
+    sums = vsetq_lane_s32(s0, sums, 0);
+    sums = vsetq_lane_s32(s1, sums, 1);
+    sums = vsetq_lane_s32(s2, sums, 2);
+    return vsetq_lane_s32(s3, sums, 3);
+}
+
+/* Groups whose activation sums a q4a matvec holds at a time (on the stack). */
+#define Q4A_SUM_GROUPS 64u
+
+/* A q4a matvec, in C: chunk by chunk of groups, the chunk's activation sums once for
+ * every row, then four rows at a time (the last block repeating row_end - 1) per group
+ * the code term and the offset term, each as scale_add4 in the reference's order
+ * (kernels.h), a row's float sum kept in y between chunks; a row's scale and offset
+ * pairs are 4 * n_groups bytes apart. */
+static __attribute__((noinline)) void matvec_q4a(float *y, const mote_tensor *w, const int8_t *xq,
+                                                 const float *xs, uint32_t group,
+                                                 uint32_t row_begin, uint32_t row_end)
+{
+    const uint32_t cols = w->cols, n_groups = (cols + group - 1u) / group;
+    const size_t row_bytes = (cols + 1u) / 2u;
+    int32_t act_sum[Q4A_SUM_GROUPS];
+    uint32_t g0, g1, r, g, k;
+    for (g0 = 0; g0 < n_groups; g0 = g1) {
+        g1 = n_groups - g0 < Q4A_SUM_GROUPS ? n_groups : g0 + Q4A_SUM_GROUPS;
+        for (g = g0; g < g1; g++)
+            act_sum[g - g0] = mote_ref_act_sum(xq, g * group, g + 1u == n_groups ? cols : (g + 1u) * group);
+        for (r = row_begin; r < row_end; r += 4u) {
+            const uint8_t *at[4];
+            uint32_t scale_at[4];
+            float acc[4];
+            uint32x4_t scale_offsets;
+            for (k = 0; k < 4u; k++) {
+                const uint32_t rk = r + k < row_end ? r + k : row_end - 1u;
+                at[k] = (const uint8_t *)w->data + (size_t)rk * row_bytes + g0 * group / 2u;
+                scale_at[k] = 4u * rk * n_groups;
+                acc[k] = g0 == 0u ? 0.0f : y[rk];
+            }
+            scale_offsets = vld1q_u32(scale_at);
+            for (g = g0; g < g1; g++) {
+                const uint32_t begin = g * group;
+                const uint32_t n = cols - begin < group ? cols - begin : group;
+                const float32x4_t sums = vcvtq_f32_s32(dot4_q4a(at, xq + begin, n));
+                scale_add4(acc, sums,
+                           f16x4_to_f32(vldrhq_gather_offset_u32(w->scales + 2u * g, scale_offsets)),
+                           xs[g]);
+                scale_add4(acc, vdupq_n_f32((float)act_sum[g - g0]),
+                           f16x4_to_f32(vldrhq_gather_offset_u32(w->scales + 2u * g + 1u, scale_offsets)),
+                           xs[g]);
+                for (k = 0; k < 4u; k++)
+                    at[k] += n / 2u;
+            }
+            for (k = 0; k < 4u && r + k < row_end; k++)
+                y[r + k] = acc[k];
+        }
+    }
+}
+
 void mote_mve_matvec(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
                      uint32_t group, uint32_t row_begin, uint32_t row_end)
 {
-    if (w->dtype == MOTE_Q4A) { /* q4a: the reference kernel (kernels.h, README) */
-        mote_ref_matvec(y, w, xq, xs, group, row_begin, row_end);
+    if (w->dtype == MOTE_Q4A) {
+        matvec_q4a(y, w, xq, xs, group, row_begin, row_end);
         return;
     }
     const uint32_t cols = w->cols, n_groups = (cols + group - 1u) / group;

@@ -106,8 +106,8 @@ def model_blob(request: pytest.FixtureRequest, board: Board) -> bytes:
 
 @pytest.fixture(scope="session")
 def variant_blobs(board: Board) -> dict[str, bytes]:
-    """stories260K for `board` as int4, int4a (q4a matrices: the reference kernel on the
-    Cortex-M sets), and as int8 with calibrated sparsity (S = 0.3 at every point, on 300
+    """stories260K for `board` as int4, int4a (q4a matrices: the dsp and mve sets' q4a
+    matvec, cm's reference one), and as int8 with calibrated sparsity (S = 0.3 at every point, on 300
     tokens of a held-out text)."""
     stories, tokenizer = model_path("stories260K.bin"), model_path("tok512.bin")
     int4 = ConvertOptions(tokenizer=tokenizer, quant="int4", ctx=256)
