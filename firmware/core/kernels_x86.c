@@ -292,6 +292,65 @@ static ALWAYS_INLINE __m256 scales_one_by_one(const uint16_t *const row[8], uint
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)h));
 }
 
+/* The scales and offsets of eight q4a rows' pairs (one 32-bit word per row: the f16
+ * scale low, the f16 offset high), as floats. */
+static ALWAYS_INLINE void split_pairs(__m256i pairs, __m256 *ws, __m256 *wm)
+{
+    /* each 128-bit half: its four scales, then its four offsets; then the halves'
+     * scales together, their offsets together */
+    const __m256i split = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                           0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    const __m256i halves = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(pairs, split),
+                                                    _MM_SHUFFLE(3, 1, 2, 0));
+    *ws = _mm256_cvtph_ps(_mm256_castsi256_si128(halves));
+    *wm = _mm256_cvtph_ps(_mm256_extracti128_si256(halves, 1));
+}
+
+/* transpose_scales for q4a: ws[k] and wm[k] = the scales and offsets of groups
+ * g..g+7 of eight rows (row[j]: row j's first pair), one row per lane: eight loads
+ * and an 8 x 8 transpose of 32-bit words (the pairs), then the halves split. */
+static ALWAYS_INLINE void transpose_pairs(__m256 ws[8], __m256 wm[8], const uint16_t *const row[8],
+                                          uint32_t g)
+{
+    const __m256i r0 = _mm256_loadu_si256((const __m256i *)(const void *)(row[0] + 2u * g));
+    const __m256i r1 = _mm256_loadu_si256((const __m256i *)(const void *)(row[1] + 2u * g));
+    const __m256i r2 = _mm256_loadu_si256((const __m256i *)(const void *)(row[2] + 2u * g));
+    const __m256i r3 = _mm256_loadu_si256((const __m256i *)(const void *)(row[3] + 2u * g));
+    const __m256i r4 = _mm256_loadu_si256((const __m256i *)(const void *)(row[4] + 2u * g));
+    const __m256i r5 = _mm256_loadu_si256((const __m256i *)(const void *)(row[5] + 2u * g));
+    const __m256i r6 = _mm256_loadu_si256((const __m256i *)(const void *)(row[6] + 2u * g));
+    const __m256i r7 = _mm256_loadu_si256((const __m256i *)(const void *)(row[7] + 2u * g));
+    /* rows 2i, 2i+1 interleaved: groups (0,1) and (4,5) of each half, then (2,3), (6,7) */
+    const __m256i a0 = _mm256_unpacklo_epi32(r0, r1), a1 = _mm256_unpackhi_epi32(r0, r1);
+    const __m256i a2 = _mm256_unpacklo_epi32(r2, r3), a3 = _mm256_unpackhi_epi32(r2, r3);
+    const __m256i a4 = _mm256_unpacklo_epi32(r4, r5), a5 = _mm256_unpackhi_epi32(r4, r5);
+    const __m256i a6 = _mm256_unpacklo_epi32(r6, r7), a7 = _mm256_unpackhi_epi32(r6, r7);
+    /* rows 0-3 (b0..b3) and 4-7 (b4..b7) of groups 0|4, 1|5, 2|6, 3|7 */
+    const __m256i b0 = _mm256_unpacklo_epi64(a0, a2), b1 = _mm256_unpackhi_epi64(a0, a2);
+    const __m256i b2 = _mm256_unpacklo_epi64(a1, a3), b3 = _mm256_unpackhi_epi64(a1, a3);
+    const __m256i b4 = _mm256_unpacklo_epi64(a4, a6), b5 = _mm256_unpackhi_epi64(a4, a6);
+    const __m256i b6 = _mm256_unpacklo_epi64(a5, a7), b7 = _mm256_unpackhi_epi64(a5, a7);
+    split_pairs(_mm256_permute2x128_si256(b0, b4, 0x20), &ws[0], &wm[0]);
+    split_pairs(_mm256_permute2x128_si256(b1, b5, 0x20), &ws[1], &wm[1]);
+    split_pairs(_mm256_permute2x128_si256(b2, b6, 0x20), &ws[2], &wm[2]);
+    split_pairs(_mm256_permute2x128_si256(b3, b7, 0x20), &ws[3], &wm[3]);
+    split_pairs(_mm256_permute2x128_si256(b0, b4, 0x31), &ws[4], &wm[4]);
+    split_pairs(_mm256_permute2x128_si256(b1, b5, 0x31), &ws[5], &wm[5]);
+    split_pairs(_mm256_permute2x128_si256(b2, b6, 0x31), &ws[6], &wm[6]);
+    split_pairs(_mm256_permute2x128_si256(b3, b7, 0x31), &ws[7], &wm[7]);
+}
+
+/* The pairs of group g of eight q4a rows, one at a time (scales_one_by_one's case). */
+static ALWAYS_INLINE void pairs_one_by_one(__m256 *ws, __m256 *wm, const uint16_t *const row[8],
+                                           uint32_t g)
+{
+    uint32_t pairs[8];
+    uint32_t j;
+    for (j = 0; j < 8u; j++)
+        memcpy(&pairs[j], row[j] + 2u * g, sizeof pairs[j]);
+    split_pairs(_mm256_loadu_si256((const __m256i *)(const void *)pairs), ws, wm);
+}
+
 /* The unsigned dots' bias per activation sum: q8 with VNNI (codes w + 128), q4 (w + 8). */
 #define DOT_BIAS(is_q4) ((is_q4) == Q4A ? 0 : (is_q4) ? Q4_BIAS : Q8_BIAS)
 
@@ -313,24 +372,15 @@ static ALWAYS_INLINE __m256 gather_scales(const uint16_t *scale, __m256i offsets
 }
 
 /* acc plus group g's terms for eight rows: the biased dots corrected by bias_of (bias
- * times the group's activation sum) with the scales block_ws[g] (transpose_scales); or for
- * q4a, whose scales start at `scale` (scale and offset pairs, `offsets` bytes apart
- * from row to row), the dots' term then the offset's, whose integer is the activation
- * sum (bias_of holds it); a q4a pair is one 32-bit word, scale low, so one gather
- * serves both terms. */
+ * times the group's activation sum) with the scales block_ws[g] (transpose_scales); or
+ * for q4a, the dots' term with the scales block_ws[g] then the offset's, whose integer is
+ * the activation sum (bias_of holds it), with the offsets block_wm[g] (transpose_pairs). */
 static ALWAYS_INLINE __m256 add_group(__m256 acc, __m256i dots, const __m256 *block_ws,
-                                      const uint16_t *scale, uint32_t g, __m256i offsets, float sx,
+                                      const __m256 *block_wm, uint32_t g, float sx,
                                       __m256i bias_of, int is_q4)
 {
-    if (is_q4 == Q4A) {
-        const __m256i pairs = _mm256_i32gather_epi32(
-            (const int *)(const void *)(scale + 2u * g), offsets, 1);
-        const __m256 vsx = _mm256_set1_ps(sx);
-        const __m256 ws = low_halves_ps(_mm256_and_si256(pairs, _mm256_set1_epi32(0xFFFF)));
-        const __m256 wm = low_halves_ps(_mm256_srli_epi32(pairs, 16));
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(dots), _mm256_mul_ps(ws, vsx)));
-        return _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(bias_of), _mm256_mul_ps(wm, vsx)));
-    }
+    if (is_q4 == Q4A)
+        return add_term(add_term(acc, dots, block_ws[g], sx), bias_of, block_wm[g], sx);
     if (DOT_BIAS(is_q4) != 0)
         dots = _mm256_sub_epi32(dots, bias_of);
     return add_term(acc, dots, block_ws[g], sx);
@@ -346,14 +396,12 @@ static ALWAYS_INLINE __m256 careful_groups(__m256 acc, const mote_tensor *w, con
                                            uint32_t valid, int whole, uint32_t g_begin,
                                            uint32_t g_end, const __m256i *x_first,
                                            const __m256i *bias_of, const __m256 *ws,
-                                           __m256i offsets, int is_q4)
+                                           const __m256 *wm, int is_q4)
 {
     const uint32_t cols = w->cols, last_row = w->rows - 1u;
-    const uint32_t n_groups = (cols + group - 1u) / group;
     const size_t row_bytes = is_q4 ? (cols + 1u) / 2u : cols;
     const uint32_t base = valid == 8u || !whole ? r0 : r0 + valid - 8u;
     const uint8_t *block = (const uint8_t *)w->data + (size_t)base * row_bytes;
-    const uint16_t *scale = w->scales + (size_t)base * n_groups * mote_scales_per_group(w->dtype);
     uint32_t g, j;
     for (g = g_begin; g < g_end; g++) {
         const uint32_t begin = g * group, len = cols - begin < group ? cols - begin : group;
@@ -376,7 +424,7 @@ static ALWAYS_INLINE __m256 careful_groups(__m256 acc, const mote_tensor *w, con
             }
             dots = _mm256_loadu_si256((const __m256i *)(const void *)d);
         }
-        acc = add_group(acc, dots, ws, scale, g, offsets, xs[g], bias_of[g], is_q4);
+        acc = add_group(acc, dots, ws, wm, g, xs[g], bias_of[g], is_q4);
     }
     return acc;
 }
@@ -391,30 +439,30 @@ static NOINLINE __m256 careful_groups_q8(__m256 acc, const mote_tensor *w, const
                                          const float *xs, uint32_t group, uint32_t r0,
                                          uint32_t valid, int whole, uint32_t g_begin,
                                          uint32_t g_end, const __m256i *x_first,
-                                         const __m256i *bias_of, const __m256 *ws, __m256i offsets)
+                                         const __m256i *bias_of, const __m256 *ws, const __m256 *wm)
 {
     return careful_groups(acc, w, xq, xs, group, r0, valid, whole, g_begin, g_end, x_first,
-                          bias_of, ws, offsets, 0);
+                          bias_of, ws, wm, 0);
 }
 
 static NOINLINE __m256 careful_groups_q4(__m256 acc, const mote_tensor *w, const int8_t *xq,
                                          const float *xs, uint32_t group, uint32_t r0,
                                          uint32_t valid, int whole, uint32_t g_begin,
                                          uint32_t g_end, const __m256i *x_first,
-                                         const __m256i *bias_of, const __m256 *ws, __m256i offsets)
+                                         const __m256i *bias_of, const __m256 *ws, const __m256 *wm)
 {
     return careful_groups(acc, w, xq, xs, group, r0, valid, whole, g_begin, g_end, x_first,
-                          bias_of, ws, offsets, 1);
+                          bias_of, ws, wm, 1);
 }
 
 static NOINLINE __m256 careful_groups_q4a(__m256 acc, const mote_tensor *w, const int8_t *xq,
                                           const float *xs, uint32_t group, uint32_t r0,
                                           uint32_t valid, int whole, uint32_t g_begin,
                                           uint32_t g_end, const __m256i *x_first,
-                                          const __m256i *bias_of, const __m256 *ws, __m256i offsets)
+                                          const __m256i *bias_of, const __m256 *ws, const __m256 *wm)
 {
     return careful_groups(acc, w, xq, xs, group, r0, valid, whole, g_begin, g_end, x_first,
-                          bias_of, ws, offsets, Q4A);
+                          bias_of, ws, wm, Q4A);
 }
 
 /* Decode reads every weight once per token, from memory, eight rows at a time: a
@@ -455,14 +503,11 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
     /* q4a: bias_of holds the activation sums themselves (add_group) */
     const int32_t bias = is_q4 == Q4A ? 1 : DOT_BIAS(is_q4);
     const uint32_t n_simple = group == 32u ? cols / 32u : 0; /* groups of one whole chunk */
-    /* a row's f16 scales (q4a: pairs) take row_scales; 8 consecutive rows' are that
-     * far apart (see add_term) */
+    /* a row's f16 scales (q4a: pairs) take row_scales */
     const uint32_t row_scales = n_groups * mote_scales_per_group(w->dtype);
-    const __m256i scale_offsets = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                                     _mm256_set1_epi32((int)(2u * row_scales)));
     __m256i x_first[TILE_GROUPS], bias_of[TILE_GROUPS];
     __m256i x_pair[TILE_GROUPS]; /* q4: [even | even], [odd | odd] of two simple groups */
-    __m256 ws[TILE_GROUPS]; /* the block's scales, one row per lane (not q4a) */
+    __m256 ws[TILE_GROUPS], wm[TILE_GROUPS]; /* the block's scales and (q4a) offsets, one row per lane */
     const uint32_t ahead = (uint32_t)((PREFETCH_AHEAD + 8u * row_bytes - 1u) / (8u * row_bytes)); /* blocks */
     uint32_t g0, r0, g, j;
     for (g0 = 0; g0 < n_groups; g0 += TILE_GROUPS) {
@@ -491,20 +536,23 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
             const uint16_t *scale = w->scales + (size_t)base * row_scales;
             const uint16_t *scale_row[8];
             const uint8_t *pf = block + 8u * ahead * row_bytes, *pf_end = pf; /* PREFETCH_AHEAD */
-            __m256i offsets = scale_offsets;
             __m256 acc;
             float tmp[8];
-            if (!whole)
-                offsets = _mm256_min_epi32(offsets,
-                                           _mm256_set1_epi32((int)(2u * row_scales * (valid - 1u))));
             for (j = 0; j < 8u; j++) /* not whole: the last row repeated */
                 scale_row[j] = scale + (size_t)(whole || j < valid ? j : valid - 1u) * row_scales;
-            for (g = g0; is_q4 != Q4A && g1 - g0 >= 8u && g < g1; g += 8u) { /* a last short run redone as the last 8 */
+            for (g = g0; g1 - g0 >= 8u && g < g1; g += 8u) { /* a last short run redone as the last 8 */
                 const uint32_t first = g + 8u <= g1 ? g : g1 - 8u;
-                transpose_scales(ws + (first - g0), scale_row, first);
+                if (is_q4 == Q4A)
+                    transpose_pairs(ws + (first - g0), wm + (first - g0), scale_row, first);
+                else
+                    transpose_scales(ws + (first - g0), scale_row, first);
             }
-            for (g = g0; is_q4 != Q4A && g1 - g0 < 8u && g < g1; g++)
-                ws[g - g0] = scales_one_by_one(scale_row, g);
+            for (g = g0; g1 - g0 < 8u && g < g1; g++) {
+                if (is_q4 == Q4A)
+                    pairs_one_by_one(ws + (g - g0), wm + (g - g0), scale_row, g);
+                else
+                    ws[g - g0] = scales_one_by_one(scale_row, g);
+            }
             if (g0 == 0) {
                 acc = _mm256_setzero_ps();
             } else if (valid == 8u) {
@@ -528,9 +576,9 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
                     prefetch_bytes(pf, 256u);
                 pair_dots_q4(block + g * 16u, row_bytes, x_pair[g - g0], x_pair[g + 1u - g0],
                              &first, &second, is_q4);
-                acc = add_group(acc, first, ws - g0, scale, g, offsets, xs[g], bias_of[g - g0], is_q4);
-                acc = add_group(acc, second, ws - g0, scale, g + 1u, offsets, xs[g + 1u],
-                                bias_of[g + 1u - g0], is_q4);
+                acc = add_group(acc, first, ws - g0, wm - g0, g, xs[g], bias_of[g - g0], is_q4);
+                acc = add_group(acc, second, ws - g0, wm - g0, g + 1u, xs[g + 1u], bias_of[g + 1u - g0],
+                                is_q4);
             }
             for (; g < g_simple; g++, pf += 256u) {
                 __m256i dots;
@@ -538,15 +586,15 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
                     prefetch_bytes(pf, 256u);
                 dots = block_dots(block + (is_q4 ? g * 16u : g * 32u), row_bytes, x_first[g - g0],
                                   is_q4);
-                acc = add_group(acc, dots, ws - g0, scale, g, offsets, xs[g], bias_of[g - g0], is_q4);
+                acc = add_group(acc, dots, ws - g0, wm - g0, g, xs[g], bias_of[g - g0], is_q4);
             }
             if (g_simple < g1)
                 acc = is_q4 == Q4A ? careful_groups_q4a(acc, w, xq, xs, group, r0, valid, whole, g_simple,
-                                                        g1, x_first - g0, bias_of - g0, ws - g0, offsets)
+                                                        g1, x_first - g0, bias_of - g0, ws - g0, wm - g0)
                       : is_q4 ? careful_groups_q4(acc, w, xq, xs, group, r0, valid, whole, g_simple, g1,
-                                                  x_first - g0, bias_of - g0, ws - g0, offsets)
+                                                  x_first - g0, bias_of - g0, ws - g0, wm - g0)
                               : careful_groups_q8(acc, w, xq, xs, group, r0, valid, whole, g_simple, g1,
-                                                  x_first - g0, bias_of - g0, ws - g0, offsets);
+                                                  x_first - g0, bias_of - g0, ws - g0, wm - g0);
             if (pf < pf_end)
                 prefetch_bytes(pf, (size_t)(pf_end - pf));
             if (valid == 8u) {
