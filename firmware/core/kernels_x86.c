@@ -171,9 +171,10 @@ static ALWAYS_INLINE __m256i block_dots(const uint8_t *p, size_t row_bytes, __m2
                             _mm256_permute2x128_si256(d0123, d4567, 0x31));
 }
 
-/* acc += the dots of one q4 row's two whole groups of 32 (32 bytes at p: 16 of each)
- * with x_even = [even columns of group 1 | of group 2] and x_odd likewise: int32 lanes
- * 0..3 hold partial sums of the first group, 4..7 of the second. The low nibbles of
+/* The dots of one q4 row's two whole groups of 32 (32 bytes at p: 16 of each) with
+ * x_even = [even columns of group 1 | of group 2] and x_odd likewise: the low 128-bit
+ * half holds partial sums of the first group, the high one of the second (VNNI: four
+ * int32 each; else eight int16, four_rows_q4). The low nibbles of
  * both groups' bytes are their even columns, the high ones their odd columns, so one
  * load and two masks serve 64 weights. Weights enter as w + 8 (the caller subtracts
  * 8 * sum(x) per group). */
@@ -188,10 +189,23 @@ static ALWAYS_INLINE __m256i pair_row_q4(const uint8_t *p, __m256i x_even, __m25
 #if HAVE_VNNI
     return dpbusd(dpbusd(_mm256_setzero_si256(), lo, x_even), hi, x_odd);
 #else
-    /* each int16 lane: two products of at most 15 * 127, four after the add */
-    return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, x_even),
-                                              _mm256_maddubs_epi16(hi, x_odd)),
-                             _mm256_set1_epi16(1));
+    /* int16 lanes, each the sum of four products of at most 15 * 128 (pair_dots_q4
+     * adds them up further before they widen) */
+    return _mm256_add_epi16(_mm256_maddubs_epi16(lo, x_even), _mm256_maddubs_epi16(hi, x_odd));
+#endif
+}
+
+/* The int32 totals of four rows' pair_row_q4 sums (a..d), per 128-bit half [a b c d]. */
+static ALWAYS_INLINE __m256i four_rows_q4(__m256i a, __m256i b, __m256i c, __m256i d)
+{
+#if HAVE_VNNI
+    return _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+#else
+    /* two rounds of 16-bit adds first: sums of 16 products, at most 30720 in magnitude,
+     * still int16; then one widening add of pairs, where a widening add per row takes
+     * four times as many multiplier operations */
+    const __m256i sums = _mm256_hadd_epi16(_mm256_hadd_epi16(a, b), _mm256_hadd_epi16(c, d));
+    return _mm256_madd_epi16(sums, _mm256_set1_epi16(1));
 #endif
 }
 
@@ -201,17 +215,15 @@ static ALWAYS_INLINE void pair_dots_q4(const uint8_t *p, size_t row_bytes, __m25
                                        __m256i x_odd, __m256i *first, __m256i *second, int is_q4)
 {
     const uint8_t *p4 = p + 4u * row_bytes;
-    /* hadd works within 128-bit halves: the low half stays the first group's */
-    const __m256i d01 = _mm256_hadd_epi32(pair_row_q4(p, x_even, x_odd, is_q4),
-                                          pair_row_q4(p + row_bytes, x_even, x_odd, is_q4));
-    const __m256i d23 = _mm256_hadd_epi32(pair_row_q4(p + 2u * row_bytes, x_even, x_odd, is_q4),
-                                          pair_row_q4(p + 3u * row_bytes, x_even, x_odd, is_q4));
-    const __m256i d0123 = _mm256_hadd_epi32(d01, d23);
-    const __m256i d45 = _mm256_hadd_epi32(pair_row_q4(p4, x_even, x_odd, is_q4),
-                                          pair_row_q4(p4 + row_bytes, x_even, x_odd, is_q4));
-    const __m256i d67 = _mm256_hadd_epi32(pair_row_q4(p4 + 2u * row_bytes, x_even, x_odd, is_q4),
-                                          pair_row_q4(p4 + 3u * row_bytes, x_even, x_odd, is_q4));
-    const __m256i d4567 = _mm256_hadd_epi32(d45, d67);
+    /* horizontal adds work within 128-bit halves: the low half stays the first group's */
+    const __m256i d0123 = four_rows_q4(pair_row_q4(p, x_even, x_odd, is_q4),
+                                       pair_row_q4(p + row_bytes, x_even, x_odd, is_q4),
+                                       pair_row_q4(p + 2u * row_bytes, x_even, x_odd, is_q4),
+                                       pair_row_q4(p + 3u * row_bytes, x_even, x_odd, is_q4));
+    const __m256i d4567 = four_rows_q4(pair_row_q4(p4, x_even, x_odd, is_q4),
+                                       pair_row_q4(p4 + row_bytes, x_even, x_odd, is_q4),
+                                       pair_row_q4(p4 + 2u * row_bytes, x_even, x_odd, is_q4),
+                                       pair_row_q4(p4 + 3u * row_bytes, x_even, x_odd, is_q4));
     *first = _mm256_permute2x128_si256(d0123, d4567, 0x20);
     *second = _mm256_permute2x128_si256(d0123, d4567, 0x31);
 }
