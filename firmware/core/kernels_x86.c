@@ -497,176 +497,33 @@ static ALWAYS_INLINE void prefetch_bytes(const void *p, size_t n)
 }
 
 /* Groups per pass over the rows: their first activation chunks and the bias of the
- * unsigned dot products (VNNI, q4) are prepared once per pass, on the stack with two
- * blocks' scales and offsets (22 KB).
+ * unsigned dot products (VNNI, q4) are prepared once per pass, on the stack (8 KB).
  * Rows of up to 2048 columns (groups of 32) take one pass, so that decode reads each
  * block of rows in one sweep. */
 #define TILE_GROUPS 64u
 
-/* What a pass over the rows prepares once for all its row blocks (arrays indexed by
- * group - g0): its groups [g0, g1), their first activation chunks, q4's pairs of
- * them, the dots' bias (add_group), and the room for two blocks' scales and (q4a)
- * offsets, the second block's TILE_GROUPS after the first's. */
-typedef struct {
-    uint32_t g0, g1;
-    const __m256i *x_first, *x_pair, *bias_of;
-    __m256 *ws, *wm;
-} row_pass;
-
-/* Loops over a step's blocks unrolled, so that each block's sums stay in a register
- * (GCC keeps a loop of two large iterations otherwise, its sums on the stack). */
-#if defined(__GNUC__)
-#define BLOCKS_UNROLLED _Pragma("GCC unroll 2")
-#else
-#define BLOCKS_UNROLLED
-#endif
-
-/* One step of a pass: n_blocks (1 or 2) blocks of eight rows from r0, each row's
- * groups in order with its float sum in a register (kept in y between passes):
- * y[r] = ((0 + term_0) + term_1) + ..., the reference's acc += (float)sum * (f32(ws) * xs)
- * with the same operands. Two blocks side by side are two independent chains of float
- * adds, interleaved group by group: one chain alone keeps the adder waiting on its
- * latency, q4a's the more (two terms per group). Two blocks are sixteen whole rows;
- * one block shorter than 8 rows is computed as the 8 rows ending at row_end (lanes
- * before r0 dropped) when the tensor has them, else lane by lane with the last row
- * repeated. */
-static ALWAYS_INLINE void row_blocks(float *y, const mote_tensor *w, const int8_t *xq,
-                                     const float *xs, uint32_t group, uint32_t r0,
-                                     uint32_t row_end, const row_pass *pass, uint32_t n_blocks,
-                                     int is_q4)
-{
-    const uint32_t cols = w->cols, g0 = pass->g0, g1 = pass->g1;
-    const uint32_t n_groups = (cols + group - 1u) / group;
-    const size_t row_bytes = is_q4 ? (cols + 1u) / 2u : cols, block_bytes = 8u * row_bytes;
-    /* a row's f16 scales (q4a: pairs) take row_scales */
-    const uint32_t row_scales = n_groups * mote_scales_per_group(w->dtype);
-    const uint32_t n_simple = group == 32u ? cols / 32u : 0; /* groups of one whole chunk */
-    const uint32_t ahead = (uint32_t)((PREFETCH_AHEAD + block_bytes - 1u) / block_bytes); /* blocks */
-    const uint32_t valid = row_end - r0 < 8u ? row_end - r0 : 8u;
-    const int whole = valid == 8u || row_end >= 8u; /* eight distinct rows */
-    const uint32_t base = valid == 8u || !whole ? r0 : row_end - 8u;
-    const uint32_t skip = r0 - base; /* lanes before r0 */
-    const uint32_t g_simple = whole ? (n_simple < g0 ? g0 : n_simple < g1 ? n_simple : g1) : g0;
-    const uint8_t *block = (const uint8_t *)w->data + (size_t)base * row_bytes;
-    const uint16_t *scale = w->scales + (size_t)base * row_scales;
-    const uint8_t *pf = block + ahead * block_bytes, *pf_end = pf; /* PREFETCH_AHEAD */
-    const size_t pf_step = 256u * n_blocks;
-    /* the arrays indexed by group, each block's scales and offsets its own */
-    const __m256i *x_first = pass->x_first - g0, *x_pair = pass->x_pair - g0;
-    const __m256i *bias_of = pass->bias_of - g0;
-    const __m256 *ws[2], *wm[2];
-    __m256 acc[2];
-    float tmp[8];
-    uint32_t b, g, j;
-    BLOCKS_UNROLLED
-    for (b = 0; b < n_blocks; b++) {
-        const uint16_t *scale_row[8];
-        __m256 *bws = pass->ws + b * TILE_GROUPS, *bwm = pass->wm + b * TILE_GROUPS;
-        for (j = 0; j < 8u; j++) /* not whole: the last row repeated */
-            scale_row[j] = scale + (size_t)(8u * b + (whole || j < valid ? j : valid - 1u)) * row_scales;
-        for (g = g0; g1 - g0 >= 8u && g < g1; g += 8u) { /* a last short run redone as the last 8 */
-            const uint32_t first = g + 8u <= g1 ? g : g1 - 8u;
-            if (is_q4 == Q4A)
-                transpose_pairs(bws + (first - g0), bwm + (first - g0), scale_row, first);
-            else
-                transpose_scales(bws + (first - g0), scale_row, first);
-        }
-        for (g = g0; g1 - g0 < 8u && g < g1; g++) {
-            if (is_q4 == Q4A)
-                pairs_one_by_one(bws + (g - g0), bwm + (g - g0), scale_row, g);
-            else
-                bws[g - g0] = scales_one_by_one(scale_row, g);
-        }
-        ws[b] = bws - g0;
-        wm[b] = bwm - g0;
-        if (g0 == 0) {
-            acc[b] = _mm256_setzero_ps();
-        } else if (valid == 8u) {
-            acc[b] = _mm256_loadu_ps(y + r0 + 8u * b);
-        } else {
-            for (j = 0; j < 8u; j++)
-                tmp[j] = j >= skip && j - skip < valid ? y[r0 + j - skip] : 0.0f;
-            acc[b] = _mm256_loadu_ps(tmp);
-        }
-    }
-    /* whole rows, once; past row_end too, inside the tensor (a thread's range of
-     * rows: the next range comes next, here or on another core) */
-    if (g0 == 0 && base + 8u * (ahead + n_blocks) <= w->rows) {
-        pf_end = pf + n_blocks * block_bytes;
-        prefetch_bytes(scale + 8u * ahead * row_scales, 16u * n_blocks * row_scales);
-    }
-    /* the common case first: groups of exactly one whole chunk, q4 two at a time */
-    g = g0;
-    for (; is_q4 && g + 2u <= g_simple; g += 2u, pf += pf_step) {
-        __m256i first[2], second[2];
-        if (pf < pf_end)
-            prefetch_bytes(pf, pf_step);
-        BLOCKS_UNROLLED
-        for (b = 0; b < n_blocks; b++)
-            pair_dots_q4(block + b * block_bytes + g * 16u, row_bytes, x_pair[g], x_pair[g + 1u],
-                         &first[b], &second[b], is_q4);
-        BLOCKS_UNROLLED
-        for (b = 0; b < n_blocks; b++)
-            acc[b] = add_group(acc[b], first[b], ws[b], wm[b], g, xs[g], bias_of[g], is_q4);
-        BLOCKS_UNROLLED
-        for (b = 0; b < n_blocks; b++)
-            acc[b] = add_group(acc[b], second[b], ws[b], wm[b], g + 1u, xs[g + 1u], bias_of[g + 1u],
-                               is_q4);
-    }
-    for (; g < g_simple; g++, pf += pf_step) {
-        __m256i dots[2];
-        if (pf < pf_end)
-            prefetch_bytes(pf, pf_step);
-        BLOCKS_UNROLLED
-        for (b = 0; b < n_blocks; b++)
-            dots[b] = block_dots(block + b * block_bytes + (is_q4 ? g * 16u : g * 32u), row_bytes,
-                                 x_first[g], is_q4);
-        BLOCKS_UNROLLED
-        for (b = 0; b < n_blocks; b++)
-            acc[b] = add_group(acc[b], dots[b], ws[b], wm[b], g, xs[g], bias_of[g], is_q4);
-    }
-    BLOCKS_UNROLLED
-    for (b = 0; g_simple < g1 && b < n_blocks; b++)
-        acc[b] = is_q4 == Q4A ? careful_groups_q4a(acc[b], w, xq, xs, group, r0 + 8u * b, valid, whole,
-                                                   g_simple, g1, x_first, bias_of, ws[b], wm[b])
-                 : is_q4 ? careful_groups_q4(acc[b], w, xq, xs, group, r0 + 8u * b, valid, whole,
-                                             g_simple, g1, x_first, bias_of, ws[b], wm[b])
-                         : careful_groups_q8(acc[b], w, xq, xs, group, r0 + 8u * b, valid, whole,
-                                             g_simple, g1, x_first, bias_of, ws[b], wm[b]);
-    if (pf < pf_end)
-        prefetch_bytes(pf, (size_t)(pf_end - pf));
-    if (valid == 8u) {
-        BLOCKS_UNROLLED
-        for (b = 0; b < n_blocks; b++)
-            _mm256_storeu_ps(y + r0 + 8u * b, acc[b]);
-    } else {
-        _mm256_storeu_ps(tmp, acc[0]);
-        for (j = 0; j < valid; j++)
-            y[r0 + j] = tmp[skip + j];
-    }
-}
-
-/* The rows sixteen at a time (row_blocks), then a last block of eight or fewer, in
- * passes of up to TILE_GROUPS groups. */
+/* Eight rows at a time, each row's groups in order with its float sum in a register
+ * (kept in y between passes): y[r] = ((0 + term_0) + term_1) + ..., the reference's
+ * acc += (float)sum * (f32(ws) * xs) with the same operands. A block shorter than 8
+ * rows is computed as the 8 rows ending at row_end (lanes before r0 dropped) when the
+ * tensor has them, else lane by lane with the last row repeated. */
 static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8_t *xq,
                                       const float *xs, uint32_t group, uint32_t row_begin,
                                       uint32_t row_end, int is_q4)
 {
     const uint32_t cols = w->cols;
     const uint32_t n_groups = (cols + group - 1u) / group;
+    const size_t row_bytes = is_q4 ? (cols + 1u) / 2u : cols;
     /* q4a: bias_of holds the activation sums as floats (add_group) */
     const int32_t bias = is_q4 == Q4A ? 1 : DOT_BIAS(is_q4);
     const uint32_t n_simple = group == 32u ? cols / 32u : 0; /* groups of one whole chunk */
+    /* a row's f16 scales (q4a: pairs) take row_scales */
+    const uint32_t row_scales = n_groups * mote_scales_per_group(w->dtype);
     __m256i x_first[TILE_GROUPS], bias_of[TILE_GROUPS];
     __m256i x_pair[TILE_GROUPS]; /* q4: [even | even], [odd | odd] of two simple groups */
-    __m256 ws[2u * TILE_GROUPS], wm[2u * TILE_GROUPS]; /* two blocks' scales and (q4a) offsets */
-    row_pass pass;
-    uint32_t g0, r0, g;
-    pass.x_first = x_first;
-    pass.x_pair = x_pair;
-    pass.bias_of = bias_of;
-    pass.ws = ws;
-    pass.wm = wm;
+    __m256 ws[TILE_GROUPS], wm[TILE_GROUPS]; /* the block's scales and (q4a) offsets, one row per lane */
+    const uint32_t ahead = (uint32_t)((PREFETCH_AHEAD + 8u * row_bytes - 1u) / (8u * row_bytes)); /* blocks */
+    uint32_t g0, r0, g, j;
     for (g0 = 0; g0 < n_groups; g0 += TILE_GROUPS) {
         const uint32_t g1 = n_groups - g0 < TILE_GROUPS ? n_groups : g0 + TILE_GROUPS;
         for (g = g0; g < g1; g++) {
@@ -684,12 +541,85 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
             x_pair[g - g0] = _mm256_permute2x128_si256(x_first[g - g0], x_first[g + 1u - g0], 0x20);
             x_pair[g + 1u - g0] = _mm256_permute2x128_si256(x_first[g - g0], x_first[g + 1u - g0], 0x31);
         }
-        pass.g0 = g0;
-        pass.g1 = g1;
-        for (r0 = row_begin; row_end - r0 >= 16u; r0 += 16u)
-            row_blocks(y, w, xq, xs, group, r0, row_end, &pass, 2u, is_q4);
-        for (; r0 < row_end; r0 += 8u)
-            row_blocks(y, w, xq, xs, group, r0, row_end, &pass, 1u, is_q4);
+        for (r0 = row_begin; r0 < row_end; r0 += 8u) {
+            const uint32_t valid = row_end - r0 < 8u ? row_end - r0 : 8u;
+            const int whole = valid == 8u || row_end >= 8u; /* eight distinct rows */
+            const uint32_t base = valid == 8u || !whole ? r0 : row_end - 8u;
+            const uint32_t skip = r0 - base; /* lanes before r0 */
+            const uint32_t g_simple = whole ? (n_simple < g0 ? g0 : n_simple < g1 ? n_simple : g1) : g0;
+            const uint8_t *block = (const uint8_t *)w->data + (size_t)base * row_bytes;
+            const uint16_t *scale = w->scales + (size_t)base * row_scales;
+            const uint16_t *scale_row[8];
+            const uint8_t *pf = block + 8u * ahead * row_bytes, *pf_end = pf; /* PREFETCH_AHEAD */
+            __m256 acc;
+            float tmp[8];
+            for (j = 0; j < 8u; j++) /* not whole: the last row repeated */
+                scale_row[j] = scale + (size_t)(whole || j < valid ? j : valid - 1u) * row_scales;
+            for (g = g0; g1 - g0 >= 8u && g < g1; g += 8u) { /* a last short run redone as the last 8 */
+                const uint32_t first = g + 8u <= g1 ? g : g1 - 8u;
+                if (is_q4 == Q4A)
+                    transpose_pairs(ws + (first - g0), wm + (first - g0), scale_row, first);
+                else
+                    transpose_scales(ws + (first - g0), scale_row, first);
+            }
+            for (g = g0; g1 - g0 < 8u && g < g1; g++) {
+                if (is_q4 == Q4A)
+                    pairs_one_by_one(ws + (g - g0), wm + (g - g0), scale_row, g);
+                else
+                    ws[g - g0] = scales_one_by_one(scale_row, g);
+            }
+            if (g0 == 0) {
+                acc = _mm256_setzero_ps();
+            } else if (valid == 8u) {
+                acc = _mm256_loadu_ps(y + r0);
+            } else {
+                for (j = 0; j < 8u; j++)
+                    tmp[j] = j >= skip && j - skip < valid ? y[r0 + j - skip] : 0.0f;
+                acc = _mm256_loadu_ps(tmp);
+            }
+            /* whole rows, once; past row_end too, inside the tensor (a thread's range of
+             * rows: the next range comes next, here or on another core) */
+            if (g0 == 0 && base + 8u * (ahead + 1u) <= w->rows) {
+                pf_end = pf + 8u * row_bytes;
+                prefetch_bytes(scale + 8u * ahead * row_scales, 16u * row_scales);
+            }
+            /* the common case first: groups of exactly one whole chunk, q4 two at a time */
+            g = g0;
+            for (; is_q4 && g + 2u <= g_simple; g += 2u, pf += 256u) {
+                __m256i first, second;
+                if (pf < pf_end)
+                    prefetch_bytes(pf, 256u);
+                pair_dots_q4(block + g * 16u, row_bytes, x_pair[g - g0], x_pair[g + 1u - g0],
+                             &first, &second, is_q4);
+                acc = add_group(acc, first, ws - g0, wm - g0, g, xs[g], bias_of[g - g0], is_q4);
+                acc = add_group(acc, second, ws - g0, wm - g0, g + 1u, xs[g + 1u], bias_of[g + 1u - g0],
+                                is_q4);
+            }
+            for (; g < g_simple; g++, pf += 256u) {
+                __m256i dots;
+                if (pf < pf_end)
+                    prefetch_bytes(pf, 256u);
+                dots = block_dots(block + (is_q4 ? g * 16u : g * 32u), row_bytes, x_first[g - g0],
+                                  is_q4);
+                acc = add_group(acc, dots, ws - g0, wm - g0, g, xs[g], bias_of[g - g0], is_q4);
+            }
+            if (g_simple < g1)
+                acc = is_q4 == Q4A ? careful_groups_q4a(acc, w, xq, xs, group, r0, valid, whole, g_simple,
+                                                        g1, x_first - g0, bias_of - g0, ws - g0, wm - g0)
+                      : is_q4 ? careful_groups_q4(acc, w, xq, xs, group, r0, valid, whole, g_simple, g1,
+                                                  x_first - g0, bias_of - g0, ws - g0, wm - g0)
+                              : careful_groups_q8(acc, w, xq, xs, group, r0, valid, whole, g_simple, g1,
+                                                  x_first - g0, bias_of - g0, ws - g0, wm - g0);
+            if (pf < pf_end)
+                prefetch_bytes(pf, (size_t)(pf_end - pf));
+            if (valid == 8u) {
+                _mm256_storeu_ps(y + r0, acc);
+            } else {
+                _mm256_storeu_ps(tmp, acc);
+                for (j = 0; j < valid; j++)
+                    y[r0 + j] = tmp[skip + j];
+            }
+        }
     }
 }
 

@@ -160,8 +160,7 @@ static uint16_t rnd_scale(void)
     return mote_f32_to_f16(rnd_float(0.05f));
 }
 
-/* Row counts around the optimized sets' blocks of rows (the x86 set: 16 rows at a
- * time, then a block of 8 or fewer). */
+/* Row counts around multiples of 8 and 16 (the optimized sets' blocks of rows). */
 static void test_matvec(void)
 {
     static const uint32_t rows_list[] = {1, 3, 7, 8, 9, 16, 17, 24, 31, 64, 172};
