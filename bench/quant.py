@@ -2,7 +2,7 @@
 
     python bench/quant.py [--models stories260K,mcu-1m-silu,ref-11m-silu,ref-11m-relu]
                           [--eval-tokens N] [--calib-text samples|heldout] [--keep]
-                          [--schemes int4a,...] [--regenerate-texts]
+                          [--schemes int4a,...] [--group N] [--regenerate-texts]
 
 Writes bench/results/quant.json and bench/results/quant.png (--keep keeps the runs of
 other models and of the other --calib-text already there, so invocations can run in
@@ -30,7 +30,9 @@ int4, int4a, mixed as `mote convert` writes them without --calib (the weight-err
 and with it (GPTQ on the calibration text); auto (--quant auto) at the size of calibrated mixed and
 at budgets between int4 and int8. --calib-text heldout measures only the float model
 and the calibrated schemes. --schemes measures only those (and the float model),
-replacing just their rows in the output.
+replacing just their rows in the output. --group N (default 32) quantizes with groups
+of N columns (weights and activations alike, docs/blob-format.md); each row records its
+group, and a run replaces only the rows of its own group (and the float model's).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ SOURCES = {
     "ref-11m-relu": (MODELS / "ref-11m-relu", None),
 }
 CTX = 256
-GROUP = 32
+DEFAULT_GROUP = 32
 CALIB_SEEDS = range(1, 17)
 STORY_EVAL_SEEDS = range(101, 141)
 SAMPLE_TOKENS = 255
@@ -125,7 +127,7 @@ def texts_for(name: str, model: Model, args) -> dict[str, str]:
             "in_domain_name": in_domain_name}
 
 
-def round_to_nearest(blob: blobfile.Blob, model: Model) -> blobfile.Blob:
+def round_to_nearest(blob: blobfile.Blob, model: Model, group: int) -> blobfile.Blob:
     """The writer before issue 17: s = f16(amax / qmax), q = clamp(rint(w / s)) in
     [-qmax, qmax], qmax 127 (q8) or 7 (q4)."""
     for name, t in blob.tensors.items():
@@ -133,8 +135,8 @@ def round_to_nearest(blob: blobfile.Blob, model: Model) -> blobfile.Blob:
             continue
         qmax = 127 if t.dtype == "q8" else 7
         w = np.asarray(model.tensors[name], np.float32)
-        pad = -w.shape[1] % GROUP
-        g = np.pad(w, ((0, 0), (0, pad))).reshape(w.shape[0], -1, GROUP)
+        pad = -w.shape[1] % group
+        g = np.pad(w, ((0, 0), (0, pad))).reshape(w.shape[0], -1, group)
         s = (np.abs(g).max(axis=-1) / np.float32(qmax)).astype(np.float16)
         s32 = s.astype(np.float32)[..., None]
         codes = np.where(s32 == 0, 0, np.clip(np.rint(g / np.where(s32 == 0, 1, s32)), -qmax, qmax))
@@ -163,17 +165,18 @@ def run_model(name: str, args, ood: str) -> list[dict]:
     tok = tokenizer_of(model)
     eval_texts = {"in_domain": texts["in_domain"], "ood": ood}
     rows: list[dict] = []
+    group = args.group
 
     def record(scheme: str, calibrated: bool, blob, **extra) -> None:
         row = {"model": name, "scheme": scheme, "calibrated": calibrated, "run": args.calib_text,
-               "eval_tokens": args.eval_tokens,
+               "eval_tokens": args.eval_tokens, "group": None if blob is None else group,
                "bytes": None if blob is None else blobfile.blob_bytes(blob), **extra}
         row["eval"] = measure(model if blob is None else blob, tok, eval_texts, args.eval_tokens)
         base = rows[0]["eval"] if rows else row["eval"]
         for key, e in row["eval"].items():
             e["increase"] = e["perplexity"] / base[key]["perplexity"] - 1
         rows.append(row)
-        print(f"{name:13s} {scheme:10s} {'calib' if calibrated else '     '} "
+        print(f"{name:13s} {scheme:10s} {'calib' if calibrated else '     '} {'' if blob is None else group:>4} "
               f"{'' if blob is None else format(row['bytes'], ','):>11s}  " +
               "  ".join(f"{k} {e['perplexity']:9.4f} ({100 * e['increase']:+6.2f} %)" for k, e in row["eval"].items()),
               flush=True)
@@ -184,22 +187,23 @@ def run_model(name: str, args, ood: str) -> list[dict]:
     if args.calib_text == "samples":  # what does not depend on the calibration text: once
         for scheme in fixed:
             if scheme != "int4a":  # the rtn writer predates q4a
-                plain = blobfile.quantize(model, scheme, GROUP, CTX)
-                record("rtn-" + scheme, False, round_to_nearest(plain, model))
-            record(scheme, False, convert(source, ConvertOptions(tokenizer=tokenizer, quant=scheme, ctx=CTX)).blob)
+                plain = blobfile.quantize(model, scheme, group, CTX)
+                record("rtn-" + scheme, False, round_to_nearest(plain, model, group))
+            record(scheme, False, convert(source, ConvertOptions(tokenizer=tokenizer, quant=scheme, ctx=CTX,
+                                                                  group=group)).blob)
     with tempfile.TemporaryDirectory() as tmp:
         calib = Path(tmp) / "calib.txt"
         calib.write_text(texts["calib"], encoding="utf-8")
         options = ConvertOptions(tokenizer=tokenizer, quant="auto", ctx=CTX, calib=calib)
         grams, windows = activation_aware(model, options, [])
     for scheme in fixed:
-        record(scheme, True, blobfile.quantize(model, scheme, GROUP, CTX, grams=grams))
+        record(scheme, True, blobfile.quantize(model, scheme, group, CTX, grams=grams))
     if "auto" not in schemes:
         return finish(rows, texts)
     mixed_bytes, int8_bytes, int4_bytes = (
-        blobfile.bytes_from_shapes(model, blobfile.tensor_dtypes(model.config, s), GROUP, None)
+        blobfile.bytes_from_shapes(model, blobfile.tensor_dtypes(model.config, s), group, None)
         for s in ("mixed", "int8", "int4"))
-    precision = MixedPrecision(model, GROUP, CTX, grams, windows)
+    precision = MixedPrecision(model, group, CTX, grams, windows)
     budgets = [mixed_bytes] + [int(int4_bytes + f * (int8_bytes - int4_bytes)) for f in AUTO_FRACTIONS]
     for budget in budgets:
         blob, chosen = precision.fit(budget)
@@ -223,8 +227,8 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 4.2), squeeze=False)
+    models = [m for m in SOURCES if any(r["model"] == m for r in rows)]
+    fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 6), squeeze=False)
     styles = {"rtn": ("x", "gray"), "plain": ("s", "tab:blue"), "calib samples": ("o", "tab:green"),
               "calib heldout": ("D", "tab:olive"), "auto samples": ("^", "tab:red"),
               "auto heldout": ("v", "tab:purple"), "int4a plain": ("P", "tab:cyan"),
@@ -237,24 +241,35 @@ def plot(rows: list[dict], path: Path) -> None:
             return "rtn" if r["scheme"].startswith("rtn") else "plain"
         return f"{'auto' if r['scheme'] == 'auto' else 'calib'} {r['run']}"
 
+    legend: dict[str, object] = {}  # every axis' labels, once
     for ax, name in zip(axes[0], models):
         mine = [r for r in rows if r["model"] == name and r["bytes"]]
-        for key, line in (("in_domain", "-"), ("ood", ":")):
-            for k, (marker, color) in styles.items():
-                pick = sorted((r for r in mine if kind(r) == k), key=lambda r: r["bytes"])
-                if pick:
-                    ax.plot([r["bytes"] / 1e6 for r in pick], [100 * r["eval"][key]["increase"] for r in pick],
-                            marker=marker, linestyle=line if k.startswith("auto") else "none", color=color,
-                            label=f"{k} ({key})", alpha=1 if key == "in_domain" else 0.4)
+        for group in sorted({r["group"] for r in mine}, key=lambda g: g != DEFAULT_GROUP):
+            suffix = "" if group == DEFAULT_GROUP else f" g{group}"  # other groups: hollow markers
+            for key, line in (("in_domain", "-"), ("ood", ":")):
+                for k, (marker, color) in styles.items():
+                    pick = sorted((r for r in mine if kind(r) == k and r["group"] == group), key=lambda r: r["bytes"])
+                    if pick:
+                        handle, = ax.plot([r["bytes"] / 1e6 for r in pick],
+                                          [100 * r["eval"][key]["increase"] for r in pick],
+                                          marker=marker, linestyle=line if k.startswith("auto") else "none",
+                                          color=color, markerfacecolor=color if not suffix else "none",
+                                          alpha=1 if key == "in_domain" else 0.4)
+                        legend.setdefault(f"{k}{suffix} ({key})", handle)
         ax.axhline(0, color="black", linewidth=0.5)
         ax.set_yscale("symlog", linthresh=1)
         ax.set_title(name)
         ax.set_xlabel("blob MB")
     axes[0][0].set_ylabel("perplexity increase over float (%)")
-    axes[0][-1].legend(fontsize=7)
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=5, fontsize=7)
     fig.suptitle("Quantization: perplexity against blob size (exact evaluation)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.2, 1, 1))
     fig.savefig(path, dpi=110)
+
+
+def identity(row: dict) -> tuple:
+    """What a new measurement replaces: the row of the same model, run, scheme and group."""
+    return row["model"], row["run"], row["scheme"], row["calibrated"], row["group"]
 
 
 def main() -> int:
@@ -269,13 +284,15 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the output's runs of models not measured now")
     parser.add_argument("--schemes", default=",".join(SCHEMES),
                         help="measure only these (and the float model); the output's other rows are kept")
+    parser.add_argument("--group", type=int, default=DEFAULT_GROUP,
+                        help="quantization group length (weights and activations)")
     parser.add_argument("--replot", action="store_true", help="only redraw the plot from the output's runs")
     args = parser.parse_args()
     if args.replot:
         plot(json.loads(args.output.read_text())["runs"], args.output.with_suffix(".png"))
         return 0
     ood = ood_text()
-    settings = {"ctx": CTX, "group": GROUP, "python": sys.version.split()[0],
+    settings = {"ctx": CTX, "python": sys.version.split()[0],
                 "ood_sha256": hashlib.sha256(ood.encode()).hexdigest(), "ood_chars": len(ood),
                 "ood_modules": OOD_MODULES, "calib_seeds": [CALIB_SEEDS.start, CALIB_SEEDS.stop - 1]}
     measured = args.models.split(",")
@@ -286,12 +303,12 @@ def main() -> int:
         # a parallel invocation wrote meanwhile are kept too
         kept = []
         partial = set(args.schemes.split(",")) != set(SCHEMES)
-        fresh = {(r["model"], r["run"], r["scheme"], r["calibrated"]) for r in rows}
+        fresh = {identity(r) for r in rows}
         if (args.keep or partial) and args.output.exists():
             def stays(r: dict) -> bool:
                 if partial:  # only the rows measured now are replaced
-                    return (r["model"], r["run"], r["scheme"], r["calibrated"]) not in fresh
-                return r["model"] not in measured or r["run"] != args.calib_text
+                    return identity(r) not in fresh
+                return r["model"] not in measured or r["run"] != args.calib_text or r["group"] not in (None, args.group)
 
             kept = [r for r in json.loads(args.output.read_text())["runs"] if stays(r)]
         runs = kept + rows
