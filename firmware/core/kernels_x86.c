@@ -1289,18 +1289,20 @@ static __m256i rows_dots_short(const uint8_t *const p[8], size_t at, uint32_t n,
 }
 
 /* u[j] for the kept neurons j = idx[0..valid) (idx padded to eight with repeats),
- * each row's f16 scales following its dim codes: gathered as 32-bit words ending at
+ * whose rows start at region + at[k], each row's f16 scales following its dim codes: gathered as 32-bit words ending at
  * each scale, i.e. from 2 bytes before it (the row's last code). `x` (the chunks of
  * xq) and `bias` (per group) are prepared by the caller when every chunk is whole;
  * otherwise (x NULL) each chunk is loaded with its own length. */
-static ALWAYS_INLINE void bundled_block(float *u, const uint8_t *const p[8], const uint32_t *idx,
-                                        uint32_t valid, uint32_t dim, uint32_t group, const int8_t *xq,
-                                        const float *xs, const __m256i *x, const int32_t *bias)
+static ALWAYS_INLINE void bundled_block(float *u, const uint8_t *region, const int32_t *at,
+                                        const uint32_t *idx, uint32_t valid, uint32_t dim, uint32_t group,
+                                        const int8_t *xq, const float *xs, const __m256i *x,
+                                        const int32_t *bias)
 {
     const uint32_t n_groups = (dim + group - 1u) / group;
-    const __m256i offsets = _mm256_setr_epi32(0, (int)(p[1] - p[0]), (int)(p[2] - p[0]), (int)(p[3] - p[0]),
-                                              (int)(p[4] - p[0]), (int)(p[5] - p[0]), (int)(p[6] - p[0]),
-                                              (int)(p[7] - p[0]));
+    const __m256i at8 = _mm256_loadu_si256((const __m256i *)(const void *)at);
+    const __m256i offsets = _mm256_sub_epi32(at8, _mm256_set1_epi32(at[0]));
+    const uint8_t *const p[8] = {region + at[0], region + at[1], region + at[2], region + at[3],
+                                 region + at[4], region + at[5], region + at[6], region + at[7]};
     const uint16_t *scale0 = (const uint16_t *)(const void *)(p[0] + dim);
     __m256 acc = _mm256_setzero_ps();
     float out[8];
@@ -1330,18 +1332,18 @@ static ALWAYS_INLINE void bundled_block(float *u, const uint8_t *const p[8], con
         u[idx[k]] = out[k];
 }
 
-static NOINLINE void bundled_block_whole(float *u, const uint8_t *const p[8], const uint32_t *idx,
-                                         uint32_t valid, uint32_t dim, uint32_t group, const float *xs,
-                                         const __m256i *x, const int32_t *bias)
+static NOINLINE void bundled_block_whole(float *u, const uint8_t *region, const int32_t *at,
+                                         const uint32_t *idx, uint32_t valid, uint32_t dim, uint32_t group,
+                                         const float *xs, const __m256i *x, const int32_t *bias)
 {
-    bundled_block(u, p, idx, valid, dim, group, NULL, xs, x, bias);
+    bundled_block(u, region, at, idx, valid, dim, group, NULL, xs, x, bias);
 }
 
-static NOINLINE void bundled_block_ragged(float *u, const uint8_t *const p[8], const uint32_t *idx,
-                                          uint32_t valid, uint32_t dim, uint32_t group, const int8_t *xq,
-                                          const float *xs)
+static NOINLINE void bundled_block_ragged(float *u, const uint8_t *region, const int32_t *at,
+                                          const uint32_t *idx, uint32_t valid, uint32_t dim, uint32_t group,
+                                          const int8_t *xq, const float *xs)
 {
-    bundled_block(u, p, idx, valid, dim, group, xq, xs, NULL, NULL);
+    bundled_block(u, region, at, idx, valid, dim, group, xq, xs, NULL, NULL);
 }
 
 /* Widths up to this many columns get their activation chunks prepared once. */
@@ -1358,8 +1360,10 @@ void mote_x86_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float
     const int whole = dim % 32u == 0 && group % 32u == 0 && dim <= BUNDLE_DIM_CAP;
     __m256i x[BUNDLE_DIM_CAP / 32u];
     int32_t bias[BUNDLE_DIM_CAP / 32u];
-    const uint8_t *p[8];
-    uint32_t idx[8], n = 0, j, c, ng;
+    /* the kept neurons not yet computed and their rows' offsets in the region; a
+     * compaction stores eight at the end */
+    uint32_t idx[16], n = 0, j, c, ng;
+    int32_t at[16];
     /* the gather's 32-bit offsets span the region; a region of 2 GiB or more (no model
      * in sight) takes the reference */
     if ((uint64_t)(w_up->rows / group + 1u) * group_stride >= (1ull << 31)) {
@@ -1376,26 +1380,32 @@ void mote_x86_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float
         }
     }
     for (ng = begin / group; ng * group < end; ng++) { /* neurons of one group at a time */
-        const uint8_t *rows = region + ng * group_stride + 2u * (size_t)dim;
+        /* neuron k's row at rows_at + k * bundle */
+        const __m256i rows_at = _mm256_set1_epi32(
+            (int32_t)(ng * group_stride + 2u * (size_t)dim - (size_t)ng * group * bundle));
         const uint32_t lo = ng * group > begin ? ng * group : begin;
         const uint32_t hi = (ng + 1u) * group < end ? (ng + 1u) * group : end;
         for (j = lo; j < hi; j += 8u) {
             const uint32_t len = hi - j < 8u ? hi - j : 8u;
-            /* kept: gate != 0 (NaN kept, -0 dropped, as the reference's == 0 test) */
-            uint32_t bits = (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(
-                _mm256_maskload_ps(gate + j, first_lanes(len)), _mm256_setzero_ps(), _CMP_NEQ_UQ));
-            bits &= (1u << len) - 1u;
-            for (; bits; bits &= bits - 1u) {
-                const uint32_t k = j + (uint32_t)__builtin_ctz(bits);
-                idx[n] = k;
-                p[n] = rows + (k - ng * group) * bundle;
-                if (++n == 8u) {
-                    if (whole)
-                        bundled_block_whole(u, p, idx, 8u, dim, group, xs, x, bias);
-                    else
-                        bundled_block_ragged(u, p, idx, 8u, dim, group, xq, xs);
-                    n = 0;
-                }
+            /* kept: gate != 0 (NaN kept, -0 dropped, as the reference's == 0 test),
+             * listed in order without a branch per neuron */
+            const uint32_t bits = (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(
+                _mm256_maskload_ps(gate + j, first_lanes(len)), _mm256_setzero_ps(), _CMP_NEQ_UQ)) &
+                                  ((1u << len) - 1u);
+            const __m256i kept = _mm256_add_epi32(_mm256_set1_epi32((int32_t)j),
+                                                  _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)byte_bits[bits])));
+            _mm256_storeu_si256((__m256i *)(void *)(idx + n), kept);
+            _mm256_storeu_si256((__m256i *)(void *)(at + n),
+                                _mm256_add_epi32(rows_at, _mm256_mullo_epi32(kept, _mm256_set1_epi32((int32_t)bundle))));
+            n += (uint32_t)__builtin_popcount(bits);
+            if (n >= 8u) {
+                if (whole)
+                    bundled_block_whole(u, region, at, idx, 8u, dim, group, xs, x, bias);
+                else
+                    bundled_block_ragged(u, region, at, idx, 8u, dim, group, xq, xs);
+                n -= 8u;
+                _mm256_storeu_si256((__m256i *)(void *)idx, _mm256_loadu_si256((const __m256i *)(const void *)(idx + 8)));
+                _mm256_storeu_si256((__m256i *)(void *)at, _mm256_loadu_si256((const __m256i *)(const void *)(at + 8)));
             }
         }
     }
@@ -1403,12 +1413,12 @@ void mote_x86_matvec_bundled_rows(float *u, const mote_tensor *w_up, const float
         const uint32_t valid = n;
         for (; n < 8u; n++) {
             idx[n] = idx[valid - 1u];
-            p[n] = p[valid - 1u];
+            at[n] = at[valid - 1u];
         }
         if (whole)
-            bundled_block_whole(u, p, idx, valid, dim, group, xs, x, bias);
+            bundled_block_whole(u, region, at, idx, valid, dim, group, xs, x, bias);
         else
-            bundled_block_ragged(u, p, idx, valid, dim, group, xq, xs);
+            bundled_block_ragged(u, region, at, idx, valid, dim, group, xq, xs);
     }
 }
 
