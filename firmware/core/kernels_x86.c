@@ -1336,7 +1336,10 @@ static NOINLINE void bundled_block_whole(float *u, const uint8_t *region, const 
                                          const uint32_t *idx, uint32_t valid, uint32_t dim, uint32_t group,
                                          const float *xs, const __m256i *x, const int32_t *bias)
 {
-    bundled_block(u, region, at, idx, valid, dim, group, NULL, xs, x, bias);
+    if (group == 32u) /* the common group: one chunk per group, no chunk loop */
+        bundled_block(u, region, at, idx, valid, dim, 32u, NULL, xs, x, bias);
+    else
+        bundled_block(u, region, at, idx, valid, dim, group, NULL, xs, x, bias);
 }
 
 static NOINLINE void bundled_block_ragged(float *u, const uint8_t *region, const int32_t *at,
