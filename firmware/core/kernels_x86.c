@@ -956,9 +956,10 @@ void mote_x86_silu_mul(float *h, const float *u, uint32_t n)
  * codes at a time with vector compares and a compaction (no per-code branch): the
  * positive codes in one list, the negative ones in another, each group's padded with
  * code 0 to whole quads of four columns, as byte offsets of the columns and their
- * magnitudes as unsigned bytes. Then, 32 rows at a time, with the rows' float sums in
- * registers: per group, each quad's 32 rows of its four columns are loaded and
- * interleaved so that every 32-bit lane holds one row's four weights, which multiply
+ * magnitudes as unsigned bytes. Then, 64 rows at a time (32 for the last few), with
+ * the rows' float sums in registers: per group, each quad's offsets and magnitudes are
+ * loaded once, and per 32 rows its four columns loaded and interleaved so that every
+ * 32-bit lane holds one row's four weights, which multiply
  * the four magnitudes as the signed operand (maddubs or VNNI's dpbusd: no sign
  * juggling, no bias), the negative quads' products subtracted; the group's int32 sums
  * become the reference's float term y[r] += (float)sum * (f16(ws[r]) * xs[g]), groups
@@ -1158,19 +1159,26 @@ static ALWAYS_INLINE __m256i mag_dot(__m256i acc, __m256i m, __m256i w)
 #endif
 }
 
-static ALWAYS_INLINE void quads_into(__m256i acc[4], const column_side *side, uint32_t q, uint32_t end,
-                                     const int8_t *at)
+/* The quads q .. end-1 of one sign into acc: four vectors per 32 rows, for `halves`
+ * blocks of 32 rows from `at` (a constant, 1 or 2: two share each quad's offsets and
+ * magnitudes). */
+static ALWAYS_INLINE void quads_into(__m256i acc[8], const column_side *side, uint32_t q, uint32_t end,
+                                     const int8_t *at, uint32_t halves)
 {
     __m256i v[4];
     int32_t mags;
+    uint32_t h;
 #pragma GCC unroll 2
     for (; q < end; q++) {
         memcpy(&mags, side->mag + 4u * q, sizeof mags);
-        quad_rows32(v, side->off + 4u * q, at);
-        acc[0] = mag_dot(acc[0], _mm256_set1_epi32(mags), v[0]);
-        acc[1] = mag_dot(acc[1], _mm256_set1_epi32(mags), v[1]);
-        acc[2] = mag_dot(acc[2], _mm256_set1_epi32(mags), v[2]);
-        acc[3] = mag_dot(acc[3], _mm256_set1_epi32(mags), v[3]);
+        #pragma GCC unroll 8
+        for (h = 0; h < halves; h++) {
+            quad_rows32(v, side->off + 4u * q, at + 32u * h);
+            acc[4u * h] = mag_dot(acc[4u * h], _mm256_set1_epi32(mags), v[0]);
+            acc[4u * h + 1u] = mag_dot(acc[4u * h + 1u], _mm256_set1_epi32(mags), v[1]);
+            acc[4u * h + 2u] = mag_dot(acc[4u * h + 2u], _mm256_set1_epi32(mags), v[2]);
+            acc[4u * h + 3u] = mag_dot(acc[4u * h + 3u], _mm256_set1_epi32(mags), v[3]);
+        }
     }
 }
 
@@ -1181,39 +1189,54 @@ static ALWAYS_INLINE __m256 column_term(__m256 y, __m256i sums, const uint16_t *
     return _mm256_add_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(s, sx)));
 }
 
-/* The listed groups for the 32 rows at `base`: y[0..3] += each group's terms, in
- * group order. */
-static ALWAYS_INLINE void column_block(__m256 y[4], const column_list *list, const column_group *groups,
-                                       uint32_t n_groups, const int8_t *codes, size_t base)
+/* The listed groups for the 32 * halves rows at `base` (halves a constant, 1 or 2):
+ * y[0 .. 4 * halves) += each group's terms, in group order. */
+static ALWAYS_INLINE void column_block(__m256 y[8], const column_list *list, const column_group *groups,
+                                       uint32_t n_groups, const int8_t *codes, size_t base, uint32_t halves)
 {
     const __m256i zero = _mm256_setzero_si256();
     const int8_t *at = codes + base;
-    __m256 y0 = y[0], y1 = y[1], y2 = y[2], y3 = y[3];
-    uint32_t i;
+    uint32_t i, k;
     for (i = 0; i < n_groups; i++) {
         const column_group *gr = groups + i;
         const uint16_t *ws = gr->ws + base;
         const __m256 sx = _mm256_set1_ps(gr->sx);
-        __m256i acc[4];
-        acc[0] = acc[1] = acc[2] = acc[3] = zero;
+        __m256i acc[8];
+        #pragma GCC unroll 8
+        for (k = 0; k < 4u * halves; k++)
+            acc[k] = zero;
         /* the negative codes' products first, negated once: -(N) + P = P - N */
-        quads_into(acc, &list->neg, gr->neg_first, gr->neg_first + gr->neg_quads, at);
-        if (gr->neg_quads) {
-            acc[0] = _mm256_sub_epi32(zero, acc[0]);
-            acc[1] = _mm256_sub_epi32(zero, acc[1]);
-            acc[2] = _mm256_sub_epi32(zero, acc[2]);
-            acc[3] = _mm256_sub_epi32(zero, acc[3]);
+        quads_into(acc, &list->neg, gr->neg_first, gr->neg_first + gr->neg_quads, at, halves);
+                if (gr->neg_quads) {
+#pragma GCC unroll 8
+            for (k = 0; k < 4u * halves; k++)
+                acc[k] = _mm256_sub_epi32(zero, acc[k]);
         }
-        quads_into(acc, &list->pos, gr->pos_first, gr->pos_first + gr->pos_quads, at);
-        y0 = column_term(y0, _mm256_permute2x128_si256(acc[0], acc[1], 0x20), ws, sx);      /* rows 0-7 */
-        y1 = column_term(y1, _mm256_permute2x128_si256(acc[2], acc[3], 0x20), ws + 8, sx);  /* 8-15 */
-        y2 = column_term(y2, _mm256_permute2x128_si256(acc[0], acc[1], 0x31), ws + 16, sx); /* 16-23 */
-        y3 = column_term(y3, _mm256_permute2x128_si256(acc[2], acc[3], 0x31), ws + 24, sx); /* 24-31 */
+        quads_into(acc, &list->pos, gr->pos_first, gr->pos_first + gr->pos_quads, at, halves);
+        #pragma GCC unroll 8
+        for (k = 0; k < halves; k++) { /* rows 32k + 0-7, 8-15, 16-23, 24-31 */
+            const __m256i *a = acc + 4u * k;
+            const uint16_t *w = ws + 32u * k;
+            y[4u * k] = column_term(y[4u * k], _mm256_permute2x128_si256(a[0], a[1], 0x20), w, sx);
+            y[4u * k + 1u] = column_term(y[4u * k + 1u], _mm256_permute2x128_si256(a[2], a[3], 0x20), w + 8, sx);
+            y[4u * k + 2u] = column_term(y[4u * k + 2u], _mm256_permute2x128_si256(a[0], a[1], 0x31), w + 16, sx);
+            y[4u * k + 3u] = column_term(y[4u * k + 3u], _mm256_permute2x128_si256(a[2], a[3], 0x31), w + 24, sx);
+        }
     }
-    y[0] = y0;
-    y[1] = y1;
-    y[2] = y2;
-    y[3] = y3;
+}
+
+/* Rows base .. base+63 of y (at y64), whole: started, they add to y; otherwise they
+ * start at 0. */
+static NOINLINE void column_block64(float *y64, const column_list *list, const column_group *groups,
+                                    uint32_t n_groups, const int8_t *codes, size_t base, int started)
+{
+    __m256 acc[8];
+    uint32_t k;
+    for (k = 0; k < 8u; k++)
+        acc[k] = started ? _mm256_loadu_ps(y64 + 8u * k) : _mm256_setzero_ps();
+    column_block(acc, list, groups, n_groups, codes, base, 2u);
+    for (k = 0; k < 8u; k++)
+        _mm256_storeu_ps(y64 + 8u * k, acc[k]);
 }
 
 void mote_x86_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
@@ -1238,18 +1261,20 @@ void mote_x86_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, cons
         /* blocks of 32 rows of the tensor; a last short one is computed as the 32 rows
          * ending at the tensor's last, and only rows r0..row_end-1 of it kept. The
          * first pass with groups starts the sums at 0, later ones add to y */
-        for (r0 = row_begin; r0 < row_end && n_listed > 0; r0 += 32u) {
+        for (r0 = row_begin; r0 + 64u <= row_end && n_listed > 0; r0 += 64u)
+            column_block64(y + r0, &list, groups, n_listed, map.codes, r0, started);
+        for (; r0 < row_end && n_listed > 0; r0 += 32u) {
             const uint32_t base = r0 + 32u <= w->rows ? r0 : w->rows - 32u;
             const uint32_t first = r0 - base, last = row_end - base < 32u ? row_end - base : 32u;
             const int whole = first == 0 && last == 32u;
             float part[32];
-            __m256 acc[4];
+            __m256 acc[8];
             uint32_t k;
             for (k = 0; started && !whole && k < 32u; k++)
                 part[k] = k >= first && k < last ? y[base + k] : 0.0f;
             for (k = 0; k < 4u; k++)
                 acc[k] = started ? _mm256_loadu_ps(whole ? y + base + 8u * k : part + 8u * k) : _mm256_setzero_ps();
-            column_block(acc, &list, groups, n_listed, map.codes, base);
+            column_block(acc, &list, groups, n_listed, map.codes, base, 1u);
             for (k = 0; k < 4u; k++)
                 _mm256_storeu_ps(whole ? y + base + 8u * k : part + 8u * k, acc[k]);
             for (k = first; !whole && k < last; k++)
