@@ -5,6 +5,7 @@ figure against the ORIGINAL dense int8 model of the same run.
                              [--budgets 0.25,0.4,0.5] [--kl-budgets 0.01] [--uniform 0.25]
                              [--finetuned ref-11m-silu=DIR ...] [--corpus build/model/corpus]
                              [--qemu-board qemu-m7 --qemu-models stories260K]
+                             [--variants NAME,... --configs LABEL,... --cache DIR --keep]
     python bench/sparsity.py --kernels [--models mcu-1m-silu,ref-11m-silu] [--uniform 0.25,0.5]
 
 Writes bench/results/sparsity.json (with --keep, the runs of models not measured now are
@@ -41,6 +42,10 @@ dense form and its budgets. How each figure is obtained:
   the pairwise ratios are given (the machine may be shared: load averages recorded).
 - QEMU: instructions per generated token on --qemu-board (-icount; the console's decode
   ticks times the calibrated instructions per tick, as bench/mcu.py), for --qemu-models.
+
+--cache DIR keeps the original's float perplexity and dense logits, so that a model's rows
+can be measured in several runs (--variants, --configs; e.g. a fine-tune's after the
+original's, or side by side) without scoring the original again.
 
 --kernels measures only what the sparse kernels make of the bytes (issue 12's kernel
 target: dense time / sparse time >= 0.9 x dense bytes / sparse bytes): no perplexity, no
