@@ -171,9 +171,10 @@ static ALWAYS_INLINE __m256i block_dots(const uint8_t *p, size_t row_bytes, __m2
                             _mm256_permute2x128_si256(d0123, d4567, 0x31));
 }
 
-/* acc += the dots of one q4 row's two whole groups of 32 (32 bytes at p: 16 of each)
- * with x_even = [even columns of group 1 | of group 2] and x_odd likewise: int32 lanes
- * 0..3 hold partial sums of the first group, 4..7 of the second. The low nibbles of
+/* The dots of one q4 row's two whole groups of 32 (32 bytes at p: 16 of each) with
+ * x_even = [even columns of group 1 | of group 2] and x_odd likewise: the low 128-bit
+ * half holds partial sums of the first group, the high one of the second (VNNI: four
+ * int32 each; else eight int16, four_rows_q4). The low nibbles of
  * both groups' bytes are their even columns, the high ones their odd columns, so one
  * load and two masks serve 64 weights. Weights enter as w + 8 (the caller subtracts
  * 8 * sum(x) per group). */
@@ -188,10 +189,23 @@ static ALWAYS_INLINE __m256i pair_row_q4(const uint8_t *p, __m256i x_even, __m25
 #if HAVE_VNNI
     return dpbusd(dpbusd(_mm256_setzero_si256(), lo, x_even), hi, x_odd);
 #else
-    /* each int16 lane: two products of at most 15 * 127, four after the add */
-    return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, x_even),
-                                              _mm256_maddubs_epi16(hi, x_odd)),
-                             _mm256_set1_epi16(1));
+    /* int16 lanes, each the sum of four products of at most 15 * 128 (pair_dots_q4
+     * adds them up further before they widen) */
+    return _mm256_add_epi16(_mm256_maddubs_epi16(lo, x_even), _mm256_maddubs_epi16(hi, x_odd));
+#endif
+}
+
+/* The int32 totals of four rows' pair_row_q4 sums (a..d), per 128-bit half [a b c d]. */
+static ALWAYS_INLINE __m256i four_rows_q4(__m256i a, __m256i b, __m256i c, __m256i d)
+{
+#if HAVE_VNNI
+    return _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+#else
+    /* two rounds of 16-bit adds first: sums of 16 products, at most 30720 in magnitude,
+     * still int16; then one widening add of pairs, where a widening add per row takes
+     * four times as many multiplier operations */
+    const __m256i sums = _mm256_hadd_epi16(_mm256_hadd_epi16(a, b), _mm256_hadd_epi16(c, d));
+    return _mm256_madd_epi16(sums, _mm256_set1_epi16(1));
 #endif
 }
 
@@ -201,17 +215,15 @@ static ALWAYS_INLINE void pair_dots_q4(const uint8_t *p, size_t row_bytes, __m25
                                        __m256i x_odd, __m256i *first, __m256i *second, int is_q4)
 {
     const uint8_t *p4 = p + 4u * row_bytes;
-    /* hadd works within 128-bit halves: the low half stays the first group's */
-    const __m256i d01 = _mm256_hadd_epi32(pair_row_q4(p, x_even, x_odd, is_q4),
-                                          pair_row_q4(p + row_bytes, x_even, x_odd, is_q4));
-    const __m256i d23 = _mm256_hadd_epi32(pair_row_q4(p + 2u * row_bytes, x_even, x_odd, is_q4),
-                                          pair_row_q4(p + 3u * row_bytes, x_even, x_odd, is_q4));
-    const __m256i d0123 = _mm256_hadd_epi32(d01, d23);
-    const __m256i d45 = _mm256_hadd_epi32(pair_row_q4(p4, x_even, x_odd, is_q4),
-                                          pair_row_q4(p4 + row_bytes, x_even, x_odd, is_q4));
-    const __m256i d67 = _mm256_hadd_epi32(pair_row_q4(p4 + 2u * row_bytes, x_even, x_odd, is_q4),
-                                          pair_row_q4(p4 + 3u * row_bytes, x_even, x_odd, is_q4));
-    const __m256i d4567 = _mm256_hadd_epi32(d45, d67);
+    /* horizontal adds work within 128-bit halves: the low half stays the first group's */
+    const __m256i d0123 = four_rows_q4(pair_row_q4(p, x_even, x_odd, is_q4),
+                                       pair_row_q4(p + row_bytes, x_even, x_odd, is_q4),
+                                       pair_row_q4(p + 2u * row_bytes, x_even, x_odd, is_q4),
+                                       pair_row_q4(p + 3u * row_bytes, x_even, x_odd, is_q4));
+    const __m256i d4567 = four_rows_q4(pair_row_q4(p4, x_even, x_odd, is_q4),
+                                       pair_row_q4(p4 + row_bytes, x_even, x_odd, is_q4),
+                                       pair_row_q4(p4 + 2u * row_bytes, x_even, x_odd, is_q4),
+                                       pair_row_q4(p4 + 3u * row_bytes, x_even, x_odd, is_q4));
     *first = _mm256_permute2x128_si256(d0123, d4567, 0x20);
     *second = _mm256_permute2x128_si256(d0123, d4567, 0x31);
 }
@@ -292,23 +304,21 @@ static ALWAYS_INLINE __m256 scales_one_by_one(const uint16_t *const row[8], uint
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)h));
 }
 
-/* The scales and offsets of eight q4a rows' pairs (one 32-bit word per row: the f16
- * scale low, the f16 offset high), as floats. */
-static ALWAYS_INLINE void split_pairs(__m256i pairs, __m256 *ws, __m256 *wm)
+/* The eight f16 values of each 128-bit half of v, as floats. */
+static ALWAYS_INLINE void split_columns(__m256i v, __m256 *low, __m256 *high)
 {
-    /* each 128-bit half: its four scales, then its four offsets; then the halves'
-     * scales together, their offsets together */
-    const __m256i split = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
-                                           0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
-    const __m256i halves = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(pairs, split),
-                                                    _MM_SHUFFLE(3, 1, 2, 0));
-    *ws = _mm256_cvtph_ps(_mm256_castsi256_si128(halves));
-    *wm = _mm256_cvtph_ps(_mm256_extracti128_si256(halves, 1));
+    *low = _mm256_cvtph_ps(_mm256_castsi256_si128(v));
+    *high = _mm256_cvtph_ps(_mm256_extracti128_si256(v, 1));
 }
 
 /* transpose_scales for q4a: ws[k] and wm[k] = the scales and offsets of groups
- * g..g+7 of eight rows (row[j]: row j's first pair), one row per lane: eight loads
- * and an 8 x 8 transpose of 32-bit words (the pairs), then the halves split. */
+ * g..g+7 of eight rows (row[j]: row j's first pair), one row per lane. A row's eight
+ * pairs are sixteen f16 values, groups g..g+3 in the low 128-bit half and g+4..g+7 in
+ * the high one, so transpose_scales' 8 x 8 transpose of 16-bit words, run in both
+ * halves at once, leaves column c of each half in one register: (c even) the scales,
+ * (c odd) the offsets, of groups g + c / 2 (low half) and g + 4 + c / 2 (high half).
+ * 24 shuffles in all, where a transpose of the 32-bit pairs then split into halves
+ * takes 48 (the shuffle units are what bounds this on AMD Zen 3). */
 static ALWAYS_INLINE void transpose_pairs(__m256 ws[8], __m256 wm[8], const uint16_t *const row[8],
                                           uint32_t g)
 {
@@ -320,35 +330,36 @@ static ALWAYS_INLINE void transpose_pairs(__m256 ws[8], __m256 wm[8], const uint
     const __m256i r5 = _mm256_loadu_si256((const __m256i *)(const void *)(row[5] + 2u * g));
     const __m256i r6 = _mm256_loadu_si256((const __m256i *)(const void *)(row[6] + 2u * g));
     const __m256i r7 = _mm256_loadu_si256((const __m256i *)(const void *)(row[7] + 2u * g));
-    /* rows 2i, 2i+1 interleaved: groups (0,1) and (4,5) of each half, then (2,3), (6,7) */
-    const __m256i a0 = _mm256_unpacklo_epi32(r0, r1), a1 = _mm256_unpackhi_epi32(r0, r1);
-    const __m256i a2 = _mm256_unpacklo_epi32(r2, r3), a3 = _mm256_unpackhi_epi32(r2, r3);
-    const __m256i a4 = _mm256_unpacklo_epi32(r4, r5), a5 = _mm256_unpackhi_epi32(r4, r5);
-    const __m256i a6 = _mm256_unpacklo_epi32(r6, r7), a7 = _mm256_unpackhi_epi32(r6, r7);
-    /* rows 0-3 (b0..b3) and 4-7 (b4..b7) of groups 0|4, 1|5, 2|6, 3|7 */
-    const __m256i b0 = _mm256_unpacklo_epi64(a0, a2), b1 = _mm256_unpackhi_epi64(a0, a2);
-    const __m256i b2 = _mm256_unpacklo_epi64(a1, a3), b3 = _mm256_unpackhi_epi64(a1, a3);
-    const __m256i b4 = _mm256_unpacklo_epi64(a4, a6), b5 = _mm256_unpackhi_epi64(a4, a6);
-    const __m256i b6 = _mm256_unpacklo_epi64(a5, a7), b7 = _mm256_unpackhi_epi64(a5, a7);
-    split_pairs(_mm256_permute2x128_si256(b0, b4, 0x20), &ws[0], &wm[0]);
-    split_pairs(_mm256_permute2x128_si256(b1, b5, 0x20), &ws[1], &wm[1]);
-    split_pairs(_mm256_permute2x128_si256(b2, b6, 0x20), &ws[2], &wm[2]);
-    split_pairs(_mm256_permute2x128_si256(b3, b7, 0x20), &ws[3], &wm[3]);
-    split_pairs(_mm256_permute2x128_si256(b0, b4, 0x31), &ws[4], &wm[4]);
-    split_pairs(_mm256_permute2x128_si256(b1, b5, 0x31), &ws[5], &wm[5]);
-    split_pairs(_mm256_permute2x128_si256(b2, b6, 0x31), &ws[6], &wm[6]);
-    split_pairs(_mm256_permute2x128_si256(b3, b7, 0x31), &ws[7], &wm[7]);
+    /* as transpose_scales, in each 128-bit half */
+    const __m256i a0 = _mm256_unpacklo_epi16(r0, r1), a1 = _mm256_unpackhi_epi16(r0, r1);
+    const __m256i a2 = _mm256_unpacklo_epi16(r2, r3), a3 = _mm256_unpackhi_epi16(r2, r3);
+    const __m256i a4 = _mm256_unpacklo_epi16(r4, r5), a5 = _mm256_unpackhi_epi16(r4, r5);
+    const __m256i a6 = _mm256_unpacklo_epi16(r6, r7), a7 = _mm256_unpackhi_epi16(r6, r7);
+    const __m256i b0 = _mm256_unpacklo_epi32(a0, a2), b1 = _mm256_unpackhi_epi32(a0, a2);
+    const __m256i b2 = _mm256_unpacklo_epi32(a1, a3), b3 = _mm256_unpackhi_epi32(a1, a3);
+    const __m256i b4 = _mm256_unpacklo_epi32(a4, a6), b5 = _mm256_unpackhi_epi32(a4, a6);
+    const __m256i b6 = _mm256_unpacklo_epi32(a5, a7), b7 = _mm256_unpackhi_epi32(a5, a7);
+    split_columns(_mm256_unpacklo_epi64(b0, b4), &ws[0], &ws[4]);
+    split_columns(_mm256_unpackhi_epi64(b0, b4), &wm[0], &wm[4]);
+    split_columns(_mm256_unpacklo_epi64(b1, b5), &ws[1], &ws[5]);
+    split_columns(_mm256_unpackhi_epi64(b1, b5), &wm[1], &wm[5]);
+    split_columns(_mm256_unpacklo_epi64(b2, b6), &ws[2], &ws[6]);
+    split_columns(_mm256_unpackhi_epi64(b2, b6), &wm[2], &wm[6]);
+    split_columns(_mm256_unpacklo_epi64(b3, b7), &ws[3], &ws[7]);
+    split_columns(_mm256_unpackhi_epi64(b3, b7), &wm[3], &wm[7]);
 }
 
 /* The pairs of group g of eight q4a rows, one at a time (scales_one_by_one's case). */
 static ALWAYS_INLINE void pairs_one_by_one(__m256 *ws, __m256 *wm, const uint16_t *const row[8],
                                            uint32_t g)
 {
-    uint32_t pairs[8];
+    uint16_t h[16]; /* the scales, then the offsets */
     uint32_t j;
-    for (j = 0; j < 8u; j++)
-        memcpy(&pairs[j], row[j] + 2u * g, sizeof pairs[j]);
-    split_pairs(_mm256_loadu_si256((const __m256i *)(const void *)pairs), ws, wm);
+    for (j = 0; j < 8u; j++) {
+        h[j] = row[j][2u * g];
+        h[8u + j] = row[j][2u * g + 1u];
+    }
+    split_columns(_mm256_loadu_si256((const __m256i *)(const void *)h), ws, wm);
 }
 
 /* The unsigned dots' bias per activation sum: q8 with VNNI (codes w + 128), q4 (w + 8). */
@@ -374,13 +385,16 @@ static ALWAYS_INLINE __m256 gather_scales(const uint16_t *scale, __m256i offsets
 /* acc plus group g's terms for eight rows: the biased dots corrected by bias_of (bias
  * times the group's activation sum) with the scales block_ws[g] (transpose_scales); or
  * for q4a, the dots' term with the scales block_ws[g] then the offset's, whose integer is
- * the activation sum (bias_of holds it), with the offsets block_wm[g] (transpose_pairs). */
+ * the activation sum, with the offsets block_wm[g] (transpose_pairs): bias_of holds that
+ * sum converted to float (the same conversion as the reference's, done once per call). */
 static ALWAYS_INLINE __m256 add_group(__m256 acc, __m256i dots, const __m256 *block_ws,
                                       const __m256 *block_wm, uint32_t g, float sx,
                                       __m256i bias_of, int is_q4)
 {
     if (is_q4 == Q4A)
-        return add_term(add_term(acc, dots, block_ws[g], sx), bias_of, block_wm[g], sx);
+        return _mm256_add_ps(add_term(acc, dots, block_ws[g], sx),
+                             _mm256_mul_ps(_mm256_castsi256_ps(bias_of),
+                                           _mm256_mul_ps(block_wm[g], _mm256_set1_ps(sx))));
     if (DOT_BIAS(is_q4) != 0)
         dots = _mm256_sub_epi32(dots, bias_of);
     return add_term(acc, dots, block_ws[g], sx);
@@ -500,7 +514,7 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
     const uint32_t cols = w->cols;
     const uint32_t n_groups = (cols + group - 1u) / group;
     const size_t row_bytes = is_q4 ? (cols + 1u) / 2u : cols;
-    /* q4a: bias_of holds the activation sums themselves (add_group) */
+    /* q4a: bias_of holds the activation sums as floats (add_group) */
     const int32_t bias = is_q4 == Q4A ? 1 : DOT_BIAS(is_q4);
     const uint32_t n_simple = group == 32u ? cols / 32u : 0; /* groups of one whole chunk */
     /* a row's f16 scales (q4a: pairs) take row_scales */
@@ -520,7 +534,8 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
             for (c = 0; c < len && bias != 0; c += 32u) /* x_chunk's permutation keeps the sum */
                 x_sum += hsum_epi32(byte_sums(
                     c == 0 ? x_first[g - g0] : load_bytes32(xq + begin + c, len - c < 32u ? len - c : 32u)));
-            bias_of[g - g0] = _mm256_set1_epi32(bias * x_sum);
+            bias_of[g - g0] = is_q4 == Q4A ? _mm256_castps_si256(_mm256_set1_ps((float)x_sum))
+                                           : _mm256_set1_epi32(bias * x_sum);
         }
         for (g = g0; is_q4 && g + 2u <= (n_simple < g1 ? n_simple : g1); g += 2u) {
             x_pair[g - g0] = _mm256_permute2x128_si256(x_first[g - g0], x_first[g + 1u - g0], 0x20);

@@ -160,16 +160,17 @@ static uint16_t rnd_scale(void)
     return mote_f32_to_f16(rnd_float(0.05f));
 }
 
+/* Row counts around multiples of 8 and 16 (the optimized sets' blocks of rows). */
 static void test_matvec(void)
 {
-    static const uint32_t rows_list[] = {1, 3, 7, 8, 9, 16, 17, 64, 172};
+    static const uint32_t rows_list[] = {1, 3, 7, 8, 9, 16, 17, 24, 31, 64, 172};
     static const uint32_t cols_list[] = {1, 2, 12, 13, 31, 32, 33, 64, 100, 172, 320};
     static const uint32_t groups[] = {2, 8, 16, 32, 48, 64, 128};
     uint8_t *data = (uint8_t *)weight_buf;
     uint16_t *scales = scale_buf + 16;
     float x[MAXC], xs[MAXC], y_ref[MAXR], y_opt[MAXR];
     int8_t xq[MAXC];
-    unsigned a, b, c, dt;
+    unsigned a, b, c, dt, k;
     for (a = 0; a < sizeof rows_list / sizeof rows_list[0]; a++)
         for (b = 0; b < sizeof cols_list / sizeof cols_list[0]; b++)
             for (c = 0; c < sizeof groups / sizeof groups[0]; c++)
@@ -192,20 +193,23 @@ static void test_matvec(void)
                     w.rows = rows;
                     w.cols = cols;
                     w.dtype = dt == 2 ? MOTE_Q4A : dt ? MOTE_Q4 : MOTE_Q8;
-                    /* all rows, then a sub-range as a thread would get */
+                    /* all rows, then sub-ranges as a thread would get: a random one and
+                     * one from row 3 to the second last (mid-block at both ends) */
                     mote_ref_matvec(y_ref, &w, xq, xs, g, 0, rows);
                     mote_k_matvec(y_opt, &w, xq, xs, g, 0, rows);
                     expect(memcmp(y_ref, y_opt, rows * sizeof(float)) == 0, "matvec", rows, cols,
                            g, dt);
-                    begin = rnd() % rows;
-                    end = begin + 1 + rnd() % (rows - begin);
-                    memset(y_opt, 0, sizeof y_opt);
-                    mote_k_matvec(y_opt, &w, xq, xs, g, begin, end);
-                    expect(memcmp(y_ref + begin, y_opt + begin, (end - begin) * sizeof(float)) == 0,
-                           "matvec row range", rows, cols, begin, end);
-                    for (i = 0; i < MAXR; i++)
-                        if ((i < begin || i >= end) && y_opt[i] != 0.0f)
-                            expect(0, "matvec wrote outside its rows", rows, cols, begin, i);
+                    for (k = 0; k < 2; k++) {
+                        begin = k == 0 || rows < 5 ? rnd() % rows : 3;
+                        end = k == 0 || rows < 5 ? begin + 1 + rnd() % (rows - begin) : rows - 1;
+                        memset(y_opt, 0, sizeof y_opt);
+                        mote_k_matvec(y_opt, &w, xq, xs, g, begin, end);
+                        expect(memcmp(y_ref + begin, y_opt + begin, (end - begin) * sizeof(float)) == 0,
+                               "matvec row range", rows, cols, begin, end);
+                        for (i = 0; i < MAXR; i++)
+                            if ((i < begin || i >= end) && y_opt[i] != 0.0f)
+                                expect(0, "matvec wrote outside its rows", rows, cols, begin, i);
+                    }
                 }
 }
 
@@ -215,7 +219,7 @@ static void test_matvec(void)
 static void test_matmat(void)
 {
     enum { MAXP = 5, STRIDE = MAXR + 3 };
-    static const uint32_t rows_list[] = {1, 7, 8, 9, 17, 64, 172};
+    static const uint32_t rows_list[] = {1, 7, 8, 9, 17, 24, 64, 172};
     static const uint32_t cols_list[] = {1, 13, 32, 33, 64, 100, 320};
     static const uint32_t groups[] = {2, 16, 32, 48, 128};
     static float x[MAXC], xs[MAXP * MAXC], y_ref[MAXR], y_opt[MAXP * STRIDE];
