@@ -5,6 +5,7 @@ figure against the ORIGINAL dense int8 model of the same run.
                              [--budgets 0.25,0.4,0.5] [--kl-budgets 0.01] [--uniform 0.25]
                              [--finetuned ref-11m-silu=DIR ...] [--corpus build/model/corpus]
                              [--qemu-board qemu-m7 --qemu-models stories260K]
+                             [--variants NAME,... --configs LABEL,... --cache DIR --keep]
     python bench/sparsity.py --kernels [--models mcu-1m-silu,ref-11m-silu] [--uniform 0.25,0.5]
 
 Writes bench/results/sparsity.json (with --keep, the runs of models not measured now are
@@ -42,6 +43,10 @@ dense form and its budgets. How each figure is obtained:
 - QEMU: instructions per generated token on --qemu-board (-icount; the console's decode
   ticks times the calibrated instructions per tick, as bench/mcu.py), for --qemu-models.
 
+--cache DIR keeps the original's float perplexity and dense logits, so that a model's rows
+can be measured in several runs (--variants, --configs; e.g. a fine-tune's after the
+original's, or side by side) without scoring the original again.
+
 --kernels measures only what the sparse kernels make of the bytes (issue 12's kernel
 target: dense time / sparse time >= 0.9 x dense bytes / sparse bytes): no perplexity, no
 KL, no reference-kernel callgrind; per configuration the weight bytes per token, the AVX2
@@ -53,6 +58,8 @@ Writes bench/results/sparsity-kernels.json and .png unless --output says otherwi
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import json
 import os
 import random
@@ -71,6 +78,7 @@ import numpy as np  # noqa: E402
 from mote.eval import budget as budgets  # noqa: E402
 from mote.eval import sparsity  # noqa: E402
 from mote.eval.perplexity import perplexity, tokenizer_of  # noqa: E402
+from mote.fileio import write_atomically  # noqa: E402
 from mote.format import blob as blobfile  # noqa: E402
 from mote.format.sparsity import POINTS  # noqa: E402
 from mote.importers import load_model  # noqa: E402
@@ -190,20 +198,43 @@ def qemu_instructions(board_name: str, data: bytes, prompt: str, tokens: int) ->
 class DenseLogits:
     """A runner that computes each window's logits once: the original dense model is
     compared with every configuration on the same windows. Up to `limit` bytes of
-    logits are kept (a large vocabulary recomputes what does not fit)."""
+    logits are kept in memory (a large vocabulary recomputes what does not fit); with
+    `store`, a directory, every chunk's logits are also kept there, so that separate
+    runs (--cache, e.g. a fine-tune's rows measured after the original's, or in
+    parallel) compute them once. A window comes in chunks (mote.eval.perplexity.log_probs):
+    a chunk's logits are keyed by the whole window up to its end, and a chunk computed
+    after a cached one first replays the window's earlier positions into the cache."""
 
-    def __init__(self, runner: Runner, limit: int = 2 << 30):
+    def __init__(self, runner: Runner, limit: int = 2 << 30, store: Path | None = None):
         self.runner, self.ctx, self.limit, self.kept, self.cache = runner, runner.ctx, limit, 0, {}
+        self.store = store
+        self.window: list[int] = []  # the tokens of the current window so far
+        self.fed: list[int] = []  # the tokens in the runner's KV cache
 
     def reset(self) -> None:
-        pass  # forward_batch resets the runner itself: compare passes whole windows from position 0
+        self.window = []
 
     def forward_batch(self, ids: list[int], pos: int) -> np.ndarray:
-        key = (tuple(ids), pos)
+        if pos > len(self.window):
+            raise ValueError(f"chunk at position {pos} after {len(self.window)} tokens of the window")
+        self.window = self.window[:pos] + list(ids)  # one object may serve both sides of compare
+        key = (tuple(self.window), pos)
         if key in self.cache:
             return self.cache[key]
-        self.runner.reset()
-        logits = self.runner.forward_batch(ids, pos)
+        stored = self.store / f"{hashlib.sha256(repr(key).encode()).hexdigest()[:24]}.npy" if self.store else None
+        if stored is not None and stored.exists():
+            logits = np.load(stored)
+        else:
+            if self.fed != self.window[:pos]:
+                self.runner.reset()
+                if pos:
+                    self.runner.forward_batch(self.window[:pos], 0)
+            logits = self.runner.forward_batch(ids, pos)
+            self.fed = list(self.window)
+            if stored is not None:
+                buffer = io.BytesIO()
+                np.save(buffer, logits)
+                write_atomically(stored, buffer.getvalue())
         if self.kept + logits.nbytes <= self.limit:
             self.cache[key] = logits
             self.kept += logits.nbytes
@@ -251,6 +282,18 @@ class Bench:
                             else checkpoint, None))
         return out
 
+    def float_perplexity(self, original, ctx: int, tok, eval_text: str, store: Path | None) -> float:
+        """The original float model's perplexity on the evaluation text (kept in the
+        --cache directory, keyed by the text and the token limit)."""
+        key = hashlib.sha256(f"{eval_text}\0{self.args.eval_tokens}".encode()).hexdigest()[:24]
+        stored = store / f"float-{key}.json" if store else None
+        if stored is not None and stored.exists():
+            return json.loads(stored.read_text())["perplexity"]
+        ppl = perplexity(Runner(original, ctx), tok, eval_text, self.args.eval_tokens).ppl
+        if stored is not None:
+            write_atomically(stored, json.dumps({"perplexity": ppl}).encode())
+        return ppl
+
     def run_model(self, name: str) -> list[dict]:
         args = self.args
         source, tokenizer = SOURCES[name]
@@ -270,14 +313,16 @@ class Bench:
         windows = sparsity.calibration_windows(tok, calib_text, ctx, args.calib_tokens)
         prompt = PROMPTS.get(name, DEFAULT_PROMPT)
         prompt_ids = ([tok.bos_id] if tok.kind == 1 else []) + tok.encode(prompt, bos=False)
-        float_ppl = None if args.kernels else perplexity(Runner(original, ctx), tok, eval_text,
-                                                         args.eval_tokens).ppl
-        dense_runner = None if args.kernels else DenseLogits(Runner(dense))
+        store = args.cache / name if args.cache else None
+        float_ppl = None if args.kernels else self.float_perplexity(original, ctx, tok, eval_text, store)
+        dense_runner = None if args.kernels else DenseLogits(Runner(dense), store=store)
         base = {"model": name, "float_perplexity": float_ppl, "eval_tokens": args.eval_tokens or "all"}
         dense_tokens, _ = dump_run(self.tools["dump"], dense_path, prompt_ids, args.tokens)
         base_figures: dict = {}
         rows = []
         for variant, checkpoint, variant_tok in self.variants(name):
+            if args.variants and variant not in args.variants:
+                continue
             model = original if variant == "original" else load_model(checkpoint, variant_tok)
             packed = dense if variant == "original" else blobfile.load(blobfile.pack(model, "int8", 32, ctx))
             configs: list[tuple[str, object]] = [("dense", None)]
@@ -289,6 +334,8 @@ class Bench:
                 configs.append(("natural", "natural"))
             calibrator = None
             for label, how in configs:
+                if args.configs and label not in args.configs and (variant, label) != ("original", "dense"):
+                    continue
                 if variant == "original" and label == "dense":
                     path, blob, extra = dense_path, dense, {}
                 else:
@@ -333,7 +380,9 @@ class Bench:
                                   len(generated)),
         }
         if not args.kernels:
-            cmp = sparsity.compare(Runner(blob), dense_runner, tok, eval_text, args.eval_tokens)
+            # the original dense blob is the dense runner itself: its logits are computed once
+            runner = dense_runner if path == dense_path else Runner(blob)
+            cmp = sparsity.compare(runner, dense_runner, tok, eval_text, args.eval_tokens)
             row |= {"perplexity": cmp.ppl, "dense_int8_perplexity": cmp.dense_ppl, "tokens_scored": cmp.tokens,
                     "perplexity_increase": cmp.ppl / base["float_perplexity"] - 1, "mean_kl": cmp.kl,
                     "instructions_per_token": callgrind(tools["ref"], path, prompt, args.callgrind_tokens,
@@ -441,6 +490,14 @@ def main() -> int:
                         help="one fraction dropped at every point (the original model only)")
     parser.add_argument("--finetuned", action="append", default=[], metavar="MODEL=DIR",
                         help="a mote finetune output of MODEL, measured against MODEL's original")
+    parser.add_argument("--variants", type=lambda t: t.split(","), default=[],
+                        help="measure only these variants (original, a --finetuned DIR's name); the "
+                             "original dense row, the baseline, is always measured")
+    parser.add_argument("--configs", type=lambda t: t.split(","), default=[],
+                        help="measure only these configurations (dense, natural, bytes=F, ...)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="a directory keeping the original's float perplexity and dense logits "
+                             "between runs (runs of one model's rows, one after another or in parallel)")
     parser.add_argument("--corpus", type=Path, default=ROOT / "build" / "model" / "corpus",
                         help="the public-domain corpus (mote corpus build) the HF models calibrate on")
     parser.add_argument("--tokens", type=int, default=128, help="greedy tokens for agreement, reads and tok/s")

@@ -1,0 +1,44 @@
+"""bench/sparsity.py's cache of the original dense model's logits: a configuration
+compared with it must see exactly the logits a plain runner gives, across the chunks a
+window is scored in, from memory or from the --cache directory."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from mote.eval import perplexity as perplexity_module
+from mote.eval import sparsity
+from mote.eval.perplexity import tokenizer_of
+from mote.format import blob as mote_blob
+from mote.reference.forward import Runner
+from tiny_model import tiny_model
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "sparsity.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_sparsity", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dense_logits_equal_a_plain_runner_across_chunks(bench, tmp_path, monkeypatch):
+    monkeypatch.setattr(perplexity_module, "POSITIONS_PER_CALL", 8)  # 4 chunks per window of 32
+    blob = mote_blob.load(mote_blob.pack(tiny_model(), "int8", 32, 32))
+    tok = tokenizer_of(blob)
+    text = "the quick brown fox jumps over the lazy dog " * 12
+    exact = sparsity.compare(Runner(blob), Runner(blob), tok, text)
+    assert exact.kl == 0.0
+    for runner in (bench.DenseLogits(Runner(blob)),  # in memory
+                   bench.DenseLogits(Runner(blob), limit=0, store=tmp_path),  # computes, fills the store
+                   bench.DenseLogits(Runner(blob), limit=0, store=tmp_path)):  # all from the store
+        got = sparsity.compare(Runner(blob), runner, tok, text)
+        assert (got.dense_nll, got.kl) == (exact.nll, 0.0)
+        both_sides = sparsity.compare(runner, runner, tok, text)  # the original dense row
+        assert (both_sides.nll, both_sides.dense_nll, both_sides.kl) == (exact.nll, exact.nll, 0.0)
+    assert len(list(tmp_path.glob("*.npy"))) > 4
