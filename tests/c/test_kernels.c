@@ -160,11 +160,15 @@ static uint16_t rnd_scale(void)
     return mote_f32_to_f16(rnd_float(0.05f));
 }
 
-/* Row counts around multiples of 8 and 16 (the optimized sets' blocks of rows). */
+/* Row counts around multiples of 8 and 16 (the optimized sets' blocks of rows); column
+ * counts that give every group count from 1 to 18 (x86 transposes the scales of a block
+ * of rows eight, four, two or one groups at a time) and passes of more than 64 groups
+ * whose last pass has 1, 3 or 7 (130, 134 and 142 columns in groups of 2). */
 static void test_matvec(void)
 {
     static const uint32_t rows_list[] = {1, 3, 7, 8, 9, 16, 17, 24, 31, 64, 172};
-    static const uint32_t cols_list[] = {1, 2, 12, 13, 31, 32, 33, 64, 100, 172, 320};
+    static const uint32_t cols_list[] = {1, 2, 12, 13, 31, 32, 33, 64, 100, 130, 134, 142,
+                                         172, 192, 224, 240, 288, 320};
     static const uint32_t groups[] = {2, 8, 16, 32, 48, 64, 128};
     uint8_t *data = (uint8_t *)weight_buf;
     uint16_t *scales = scale_buf + 16;
