@@ -1014,6 +1014,47 @@ void mote_x86_softmax(float *x, uint32_t n)
         x[i] /= sum;
 }
 
+/* mote_ref_argmax in two passes: the maximum m of x[0] and every x[i] that is not NaN
+ * (maxps returns its second operand, the running maxima that start at x[0], when
+ * either is NaN), then the first i with x[i] == m: the reference's pick, as its strict
+ * `>` leaves ties (-0 == +0 among them) to the lowest index and NaN equals nothing. A
+ * NaN x[0], which the reference keeps, goes to the reference. */
+int32_t mote_x86_argmax(const float *x, uint32_t n)
+{
+    __m256 m0, m1, m2, m3, target;
+    __m128 h;
+    float m;
+    uint32_t i;
+    if (n < 32u || x[0] != x[0])
+        return mote_ref_argmax(x, n);
+    m0 = m1 = m2 = m3 = _mm256_set1_ps(x[0]);
+    for (i = 0; i + 32u <= n; i += 32u) {
+        m0 = _mm256_max_ps(_mm256_loadu_ps(x + i), m0);
+        m1 = _mm256_max_ps(_mm256_loadu_ps(x + i + 8u), m1);
+        m2 = _mm256_max_ps(_mm256_loadu_ps(x + i + 16u), m2);
+        m3 = _mm256_max_ps(_mm256_loadu_ps(x + i + 24u), m3);
+    }
+    m0 = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
+    h = _mm_max_ps(_mm256_castps256_ps128(m0), _mm256_extractf128_ps(m0, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    m = _mm_cvtss_f32(_mm_max_ss(h, _mm_shuffle_ps(h, h, 1)));
+    for (; i < n; i++)
+        if (x[i] > m)
+            m = x[i];
+    target = _mm256_set1_ps(m);
+    for (i = 0; i + 32u <= n; i += 32u) {
+        const __m256 eq01 = _mm256_or_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), target, _CMP_EQ_OQ),
+                                         _mm256_cmp_ps(_mm256_loadu_ps(x + i + 8u), target, _CMP_EQ_OQ));
+        const __m256 eq23 = _mm256_or_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i + 16u), target, _CMP_EQ_OQ),
+                                         _mm256_cmp_ps(_mm256_loadu_ps(x + i + 24u), target, _CMP_EQ_OQ));
+        if (_mm256_movemask_ps(_mm256_or_ps(eq01, eq23)) != 0)
+            break;
+    }
+    while (x[i] != m) /* m is one of x's values: this stops */
+        i++;
+    return (int32_t)i;
+}
+
 void mote_x86_silu_mul(float *h, const float *u, uint32_t n)
 {
     const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);

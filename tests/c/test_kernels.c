@@ -382,6 +382,43 @@ static void test_softmax(void)
         }
 }
 
+/* Greedy sampling's argmax: every length around the vector steps, ties (the first index
+ * wins), the maximum at either end, signed zeros, infinities and NaN (at 0 and elsewhere). */
+static void test_argmax(void)
+{
+    static const uint32_t ns[] = {1, 2, 7, 31, 32, 33, 63, 64, 65, 100, 1000, 4096};
+    static float x[4096];
+    unsigned a, rep;
+    uint32_t i;
+    for (a = 0; a < sizeof ns / sizeof ns[0]; a++)
+        for (rep = 0; rep < 40; rep++) {
+            const uint32_t n = ns[a];
+            for (i = 0; i < n; i++) /* few distinct values: many ties */
+                x[i] = rep < 10 ? rnd_float(5.0f) : (float)(rnd() % 7u) - 3.0f;
+            if (rep == 10)
+                x[n - 1] = 100.0f;
+            if (rep == 11)
+                x[0] = 100.0f;
+            if (rep == 12 || rep == 13) /* only zeros of both signs */
+                for (i = 0; i < n; i++)
+                    x[i] = rnd() % 2u ? 0.0f : -0.0f;
+            if (rep == 14)
+                x[rnd() % n] = INFINITY;
+            if (rep == 15)
+                for (i = 0; i < n; i++)
+                    x[i] = -INFINITY;
+            if (rep == 16 || rep == 17)
+                x[rnd() % n] = NAN;
+            if (rep == 18)
+                x[0] = NAN;
+            if (rep == 19)
+                for (i = 0; i < n; i++)
+                    x[i] = i % 3u ? NAN : -1.0f;
+            expect(mote_k_argmax(x, n) == mote_ref_argmax(x, n), "argmax", n, rep,
+                   (uint32_t)mote_ref_argmax(x, n), (uint32_t)mote_k_argmax(x, n));
+        }
+}
+
 /* The vector exp inside the SiLU kernels, lane by lane against mote_expf through the
  * reference formula: every length (partial last vector), and inputs over the whole
  * range of exp, beyond its cut-offs, and non-finite. */
@@ -717,6 +754,7 @@ int main(void)
 #endif
     test_attention();
     test_softmax();
+    test_argmax();
     test_silu_mul();
     test_drop_small_gate_mul();
     test_rmsnorm_quantize_kv();
