@@ -544,7 +544,8 @@ typedef struct {
     const float *xs;
     uint32_t group, g0, g1;
     uint32_t g_simple;   /* groups g0..g_simple are one whole chunk each (eight distinct rows) */
-    uint32_t row_end, row_scales, ahead;
+    uint32_t row_end, row_scales;
+    uint32_t ahead;      /* blocks of rows: PREFETCH_AHEAD */
     size_t row_bytes;
     const __m256i *x_first, *x_pair, *bias_of; /* indexed from g0 */
     __m256 *ws, *wm;     /* the block's scales and (q4a) offsets, one row per lane */
@@ -650,22 +651,12 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
     __m256i x_pair[TILE_GROUPS]; /* q4: [even | even], [odd | odd] of two simple groups */
     __m256 ws[TILE_GROUPS], wm[TILE_GROUPS];
     uint16_t spare[8u * 2u * TILE_GROUPS];
-    rows_pass p;
+    rows_pass p = {.w = w, .xq = xq, .xs = xs, .group = group, .row_end = row_end,
+                   .row_scales = n_groups * (is_q4 == Q4A ? 2u : 1u), /* f16 words: q4a's are pairs */
+                   .ahead = (uint32_t)((PREFETCH_AHEAD + 8u * row_bytes - 1u) / (8u * row_bytes)),
+                   .row_bytes = row_bytes, .x_first = x_first, .x_pair = x_pair, .bias_of = bias_of,
+                   .ws = ws, .wm = wm, .spare = spare};
     uint32_t g0, r0, g;
-    p.w = w;
-    p.xq = xq;
-    p.xs = xs;
-    p.group = group;
-    p.row_end = row_end;
-    p.row_scales = n_groups * (is_q4 == Q4A ? 2u : 1u); /* f16 words: q4a's are pairs */
-    p.ahead = (uint32_t)((PREFETCH_AHEAD + 8u * row_bytes - 1u) / (8u * row_bytes)); /* blocks */
-    p.row_bytes = row_bytes;
-    p.x_first = x_first;
-    p.x_pair = x_pair;
-    p.bias_of = bias_of;
-    p.ws = ws;
-    p.wm = wm;
-    p.spare = spare;
     for (g0 = 0; g0 < n_groups; g0 += TILE_GROUPS) {
         const uint32_t g1 = n_groups - g0 < TILE_GROUPS ? n_groups : g0 + TILE_GROUPS;
         for (g = g0; g < g1; g++) {
