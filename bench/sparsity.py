@@ -43,8 +43,8 @@ dense form and its budgets. How each figure is obtained:
 - QEMU: instructions per generated token on --qemu-board (-icount; the console's decode
   ticks times the calibrated instructions per tick, as bench/mcu.py), for --qemu-models.
 
---cache DIR keeps the original's float perplexity and dense logits, so that a model's rows
-can be measured in several runs (--variants, --configs; e.g. a fine-tune's after the
+--cache DIR keeps the original's float perplexity, dense logits and the budgets' per-layer
+KL curves, so that a model's rows can be measured in several runs (--variants, --configs; e.g. a fine-tune's after the
 original's, or side by side) without scoring the original again.
 
 --kernels measures only what the sparse kernels make of the bytes (issue 12's kernel
@@ -58,6 +58,7 @@ Writes bench/results/sparsity-kernels.json and .png unless --output says otherwi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import json
@@ -294,6 +295,20 @@ class Bench:
             write_atomically(stored, json.dumps({"perplexity": ppl}).encode())
         return ppl
 
+    @staticmethod
+    def calibrator(data: bytes, blob, windows: list[list[int]], store: Path | None) -> budgets.Calibrator:
+        """A budget Calibrator whose per-layer curves (the long part: a partial pass per
+        layer, point and level) are kept in the --cache directory, keyed by the blob, the
+        calibration windows and the levels, and reused by any later run's budgets."""
+        key = hashlib.sha256(data + repr((windows, budgets.LEVELS, POINTS)).encode()).hexdigest()[:24]
+        stored = store / f"curves-{key}.json" if store else None
+        curves = ([budgets.Curve(**c) for c in json.loads(stored.read_text())]
+                  if stored is not None and stored.exists() else None)
+        calibrator = budgets.Calibrator(blob, windows, POINTS, progress=True, curves=curves)
+        if stored is not None and curves is None:
+            write_atomically(stored, json.dumps([dataclasses.asdict(c) for c in calibrator.curves()]).encode())
+        return calibrator
+
     def run_model(self, name: str) -> list[dict]:
         args = self.args
         source, tokenizer = SOURCES[name]
@@ -324,7 +339,8 @@ class Bench:
             if args.variants and variant not in args.variants:
                 continue
             model = original if variant == "original" else load_model(checkpoint, variant_tok)
-            packed = dense if variant == "original" else blobfile.load(blobfile.pack(model, "int8", 32, ctx))
+            packed_bytes = dense_bytes if variant == "original" else blobfile.pack(model, "int8", 32, ctx)
+            packed = dense if variant == "original" else blobfile.load(packed_bytes)
             configs: list[tuple[str, object]] = [("dense", None)]
             if variant == "original":
                 configs += [(f"uniform={s:g}", s) for s in args.uniform]
@@ -344,7 +360,7 @@ class Bench:
                     if isinstance(how, float):
                         sp, _ = sparsity.calibrate(packed, windows, how)
                     elif isinstance(how, budgets.Budget):
-                        calibrator = calibrator or budgets.Calibrator(packed, windows, POINTS, progress=True)
+                        calibrator = calibrator or self.calibrator(packed_bytes, packed, windows, store)
                         a = calibrator.allocation(how)
                         sp = a.sparsity
                         extra = {"calibration": {"skipped": a.skipped, "kl": a.kl, "levels": a.levels,

@@ -153,9 +153,11 @@ def _kl(logp_dense: np.ndarray, logp: np.ndarray) -> float:
 
 class Calibrator:
     """The dense pass over calibration windows, the curves it gives (measured once,
-    on first use) and allocations of them for any number of budgets."""
+    on first use, unless given: curves measured earlier on the same blob and windows)
+    and allocations of them for any number of budgets."""
 
-    def __init__(self, blob, windows: list[list[int]], points: tuple[str, ...] = POINTS, progress: bool = False):
+    def __init__(self, blob, windows: list[list[int]], points: tuple[str, ...] = POINTS, progress: bool = False,
+                 curves: list[Curve] | None = None):
         unknown = set(points) - set(POINTS)
         if unknown:
             raise MoteError(f"unknown sparsity point(s) {sorted(unknown)}; choose from {', '.join(POINTS)}")
@@ -167,7 +169,7 @@ class Calibrator:
         self.progress = progress
         self.data = _Windows(blob, windows)
         self.runner = Runner(blob)
-        self._curves: list[Curve] | None = None
+        self._curves = curves
 
     # ---------------------------------------------------------------- bytes
 
