@@ -295,16 +295,16 @@ class Bench:
             write_atomically(stored, json.dumps({"perplexity": ppl}).encode())
         return ppl
 
-    @staticmethod
-    def calibrator(data: bytes, blob, windows: list[list[int]], store: Path | None) -> budgets.Calibrator:
+    def calibrator(self, data: bytes, blob, windows: list[list[int]], store: Path | None) -> budgets.Calibrator:
         """A budget Calibrator whose per-layer curves (the long part: a partial pass per
         layer, point and level) are kept in the --cache directory, keyed by the blob, the
         calibration windows and the levels, and reused by any later run's budgets."""
-        key = hashlib.sha256(data + repr((windows, budgets.LEVELS, POINTS)).encode()).hexdigest()[:24]
+        levels = tuple(self.args.levels)
+        key = hashlib.sha256(data + repr((windows, levels, POINTS)).encode()).hexdigest()[:24]
         stored = store / f"curves-{key}.json" if store else None
         curves = ([budgets.Curve(**c) for c in json.loads(stored.read_text())]
                   if stored is not None and stored.exists() else None)
-        calibrator = budgets.Calibrator(blob, windows, POINTS, progress=True, curves=curves)
+        calibrator = budgets.Calibrator(blob, windows, POINTS, progress=True, curves=curves, levels=levels)
         if stored is not None and curves is None:
             write_atomically(stored, json.dumps([dataclasses.asdict(c) for c in calibrator.curves()]).encode())
         return calibrator
@@ -519,6 +519,8 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=128, help="greedy tokens for agreement, reads and tok/s")
     parser.add_argument("--eval-tokens", type=int, default=None, help="score only this many tokens")
     parser.add_argument("--calib-tokens", type=int, default=1024)
+    parser.add_argument("--levels", type=floats, default=list(budgets.LEVELS),
+                        help="the budgets' drop levels per point (fewer: cheaper curves, e.g. for small budgets)")
     parser.add_argument("--callgrind-tokens", type=int, default=8)
     parser.add_argument("--runs", type=int, default=5, help="interleaved tok/s runs")
     parser.add_argument("--qemu-board", default="qemu-m7", help="empty to skip QEMU")

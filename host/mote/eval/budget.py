@@ -9,7 +9,7 @@ steps, all on the quantized model through the reference (exactly the firmware's
 arithmetic):
 
 1. Curves. For every layer and point alone, and every drop level (the fraction of
-   that point's calibration activations at or below the threshold, LEVELS), measure
+   that point's calibration activations at or below the threshold, LEVELS or the levels given), measure
    the weight bytes per token it saves (counted as the runtime counts them: zero
    activation codes after quantization skip their columns, dropped neurons their
    bundles) and the KL divergence of the next-token distribution from the dense
@@ -157,7 +157,7 @@ class Calibrator:
     and allocations of them for any number of budgets."""
 
     def __init__(self, blob, windows: list[list[int]], points: tuple[str, ...] = POINTS, progress: bool = False,
-                 curves: list[Curve] | None = None):
+                 curves: list[Curve] | None = None, levels: tuple[float, ...] = LEVELS):
         unknown = set(points) - set(POINTS)
         if unknown:
             raise MoteError(f"unknown sparsity point(s) {sorted(unknown)}; choose from {', '.join(POINTS)}")
@@ -170,6 +170,7 @@ class Calibrator:
         self.data = _Windows(blob, windows)
         self.runner = Runner(blob)
         self._curves = curves
+        self.levels = levels  # fewer levels: cheaper curves, coarser choice
 
     # ---------------------------------------------------------------- bytes
 
@@ -216,7 +217,7 @@ class Calibrator:
     def curve(self, layer: int, point: str) -> Curve:
         mags = np.abs(self.data.values((point, layer))).ravel()
         base = float(np.mean(mags == 0)) if (self.natural and point == "gate") else 0.0
-        fractions = [base] + [base + (1 - base) * f for f in LEVELS]
+        fractions = [base] + [base + (1 - base) * f for f in self.levels]
         thresholds = [0.0] + [float(np.quantile(mags, f, method="lower")) for f in fractions[1:]]
         dense = self.point_dense_bytes(point)
         on_at_zero = self.natural and point == "gate"
