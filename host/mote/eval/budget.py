@@ -9,11 +9,12 @@ steps, all on the quantized model through the reference (exactly the firmware's
 arithmetic):
 
 1. Curves. For every layer and point alone, and every drop level (the fraction of
-   that point's calibration activations at or below the threshold, LEVELS or the levels given), measure
-   the weight bytes per token it saves (counted as the runtime counts them: zero
-   activation codes after quantization skip their columns, dropped neurons their
-   bundles) and the KL divergence of the next-token distribution from the dense
-   model's (the pass restarts at that layer from the saved residual stream).
+   that point's calibration activations at or below the threshold: LEVELS, or the
+   levels given), measure the weight bytes per token it saves (counted as the
+   runtime counts them: zero activation codes after quantization skip their
+   columns, dropped neurons their bundles) and the KL divergence of the next-token
+   distribution from the dense model's (the pass restarts at that layer from the
+   saved residual stream).
 2. Allocation. For a price lambda, every layer and point takes the level minimising
    KL - lambda x bytes saved (a Lagrangian relaxation: the best mix of levels on the
    lower convex hull of all the curves); lambda is bisected until the predicted
