@@ -6,6 +6,7 @@ figure against the ORIGINAL dense int8 model of the same run.
                              [--finetuned ref-11m-silu=DIR ...] [--corpus build/model/corpus]
                              [--qemu-board qemu-m7 --qemu-models stories260K]
                              [--variants NAME,... --configs LABEL,... --cache DIR --keep]
+                             [--calib-tokens N --levels 0.1,0.2,0.35,0.5]
     python bench/sparsity.py --kernels [--models mcu-1m-silu,ref-11m-silu] [--uniform 0.25,0.5]
 
 Writes bench/results/sparsity.json (with --keep, the runs of models not measured now are
