@@ -7,6 +7,7 @@ figure against the ORIGINAL dense int8 model of the same run.
                              [--qemu-board qemu-m7 --qemu-models stories260K]
                              [--variants NAME,... --configs LABEL,... --cache DIR --keep]
     python bench/sparsity.py --kernels [--models mcu-1m-silu,ref-11m-silu] [--uniform 0.25,0.5]
+    python bench/sparsity.py --write-stories DIR   # stories260K's fine-tuning text
 
 Writes bench/results/sparsity.json (with --keep, the runs of models not measured now are
 kept) and bench/results/sparsity.png (perplexity increase against the speed-up in
@@ -23,7 +24,9 @@ dense form and its budgets. How each figure is obtained:
   (`mote corpus build`, --corpus) that share no content with it (mote.train.exclude),
   the first --calib-tokens tokens of them in a fixed shuffled order. stories260K (trained
   on TinyStories, of which no text is available here) calibrates and is evaluated on
-  stories the dense model itself samples (temperature 1, seeds 1-8 and 101-120).
+  stories the dense model itself samples (temperature 1, seeds 1-8 and 101-120);
+  --write-stories writes 6,000 more (seeds 1001-7000) to fine-tune it on, with the
+  evaluation stories beside them for `mote finetune --exclude`.
 - perplexity increase: against the ORIGINAL float model's perplexity on the same tokens;
   mean KL(original dense int8 || configuration) of the next-token distributions. Both
   through the numpy reference (mote.eval.sparsity.compare).
@@ -254,13 +257,40 @@ def corpus_calibration(corpus: Path) -> str:
     return "\n\n".join(text for _, text in docs[:200])
 
 
-def stories(linux: Path, blob: Path, seeds) -> str:
+# stories260K's texts: stories its dense int8 blob samples (temperature 1), by seed
+CALIB_SEEDS = range(1, 9)
+EVAL_SEEDS = range(101, 121)
+FINETUNE_SEEDS = range(1001, 7001)  # --write-stories: fine-tuning text, disjoint from the two above
+
+
+def story_list(linux: Path, blob: Path, seeds) -> list[str]:
     out = []
     for seed in seeds:
         run = subprocess.run([str(linux), str(blob), "--prompt", PROMPTS["stories260K"], "-n", "250",
                               "--temp", "1.0", "--seed", str(seed)], capture_output=True, text=True, check=True)
         out.append(PROMPTS["stories260K"] + run.stdout)
-    return "\n".join(out)
+    return out
+
+
+def stories(linux: Path, blob: Path, seeds) -> str:
+    return "\n".join(story_list(linux, blob, seeds))
+
+
+def write_stories(linux: Path, out: Path) -> None:
+    """stories260K's fine-tuning text (one file per story, FINETUNE_SEEDS) and the
+    evaluation and calibration texts the bench uses (eval.txt, calib.txt), for
+    `mote finetune --text OUT/train --exclude OUT/eval.txt`."""
+    original = load_model(*SOURCES["stories260K"])
+    dense = out / "dense.mote"
+    out.mkdir(parents=True, exist_ok=True)
+    dense.write_bytes(blobfile.pack(original, "int8", 32, min(CTX, original.config.max_seq_len)))
+    write_atomically(out / "eval.txt", stories(linux, dense, EVAL_SEEDS).encode())
+    write_atomically(out / "calib.txt", stories(linux, dense, CALIB_SEEDS).encode())
+    (out / "train").mkdir(exist_ok=True)
+    for seed, text in zip(FINETUNE_SEEDS, story_list(linux, dense, FINETUNE_SEEDS)):
+        write_atomically(out / "train" / f"story-{seed:05d}.txt", text.encode())
+    dense.unlink()
+    print(f"wrote {len(FINETUNE_SEEDS)} stories to {out / 'train'}, and {out / 'eval.txt'}, {out / 'calib.txt'}")
 
 
 # ------------------------------------------------------------------ measuring
@@ -305,8 +335,8 @@ class Bench:
         dense_path.write_bytes(dense_bytes)
         tok = tokenizer_of(dense)
         if name == "stories260K":
-            calib_text = stories(self.tools["native"], dense_path, range(1, 9))
-            eval_text = stories(self.tools["native"], dense_path, range(101, 121))
+            calib_text = stories(self.tools["native"], dense_path, CALIB_SEEDS)
+            eval_text = stories(self.tools["native"], dense_path, EVAL_SEEDS)
         else:
             calib_text = corpus_calibration(args.corpus)
             eval_text = HELDOUT.read_text(encoding="utf-8")
@@ -514,7 +544,13 @@ def main() -> int:
                         help="default bench/results/sparsity.json (--kernels: sparsity-kernels.json)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the output file's runs of the models not measured now")
+    parser.add_argument("--write-stories", type=Path, metavar="DIR",
+                        help="only write stories260K's fine-tuning stories (DIR/train) and the bench's "
+                             "evaluation and calibration stories (DIR/eval.txt, calib.txt)")
     args = parser.parse_args()
+    if args.write_stories:
+        write_stories(build_tools()["native"], args.write_stories)
+        return 0
     args.qemu_models = args.qemu_models.split(",")
     if args.output is None:
         args.output = RESULTS / ("sparsity-kernels.json" if args.kernels else "sparsity.json")
