@@ -9,9 +9,9 @@ figure against the ORIGINAL dense int8 model of the same run.
     python bench/sparsity.py --kernels [--models mcu-1m-silu,ref-11m-silu] [--uniform 0.25,0.5]
     python bench/sparsity.py --write-stories DIR   # stories260K's fine-tuning text
 
-Writes bench/results/sparsity.json (with --keep, the runs of models not measured now are
-kept) and bench/results/sparsity.png (perplexity increase against the speed-up in
-instructions). Configurations of every model: `dense` (the original, int8: the
+Writes bench/results/sparsity.json (with --keep, the runs of models, or with --variants of
+variants, not measured now are kept) and bench/results/sparsity.png (perplexity increase
+against the speed-up in instructions). Configurations of every model: `dense` (the original, int8: the
 baseline), `bytes=F` (mote convert --sparsity F: thresholds per layer and point for a
 fraction F of the weight bytes per token skipped, chosen by measured KL per byte;
 mote.eval.budget), `kl=K` (the same for a mean KL budget), `uniform=S` (one fraction S
@@ -543,7 +543,8 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=None,
                         help="default bench/results/sparsity.json (--kernels: sparsity-kernels.json)")
     parser.add_argument("--keep", action="store_true",
-                        help="keep the output file's runs of the models not measured now")
+                        help="keep the output file's runs of the models (with --variants: of the "
+                             "variants) not measured now")
     parser.add_argument("--write-stories", type=Path, metavar="DIR",
                         help="only write stories260K's fine-tuning stories (DIR/train) and the bench's "
                              "evaluation and calibration stories (DIR/eval.txt, calib.txt)")
@@ -557,7 +558,12 @@ def main() -> int:
     rows: list[dict] = []
     if args.keep and args.output.exists():
         measured = set(args.models.split(","))
-        rows = [r for r in json.loads(args.output.read_text())["runs"] if r["model"] not in measured]
+
+        def remeasured(r: dict) -> bool:  # the original dense row, the baseline, always is
+            return r["model"] in measured and (not args.variants or r["variant"] in args.variants
+                                               or (r["variant"], r["config"]) == ("original", "dense"))
+
+        rows = [r for r in json.loads(args.output.read_text())["runs"] if not remeasured(r)]
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                 if k not in ("output", "keep")}
     with tempfile.TemporaryDirectory(prefix="mote-sparsity-") as tmp:
