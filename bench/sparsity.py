@@ -351,8 +351,9 @@ class Bench:
         base_figures: dict = {}
         rows = []
         for variant, checkpoint, variant_tok in self.variants(name):
-            if args.variants and variant not in args.variants:
-                continue
+            only_dense = bool(args.variants) and variant not in args.variants
+            if only_dense and variant != "original":
+                continue  # the original's dense row, the baseline, is measured all the same
             model = original if variant == "original" else load_model(checkpoint, variant_tok)
             packed = dense if variant == "original" else blobfile.load(blobfile.pack(model, "int8", 32, ctx))
             configs: list[tuple[str, object]] = [("dense", None)]
@@ -364,7 +365,8 @@ class Bench:
                 configs.append(("natural", "natural"))
             calibrator = None
             for label, how in configs:
-                if args.configs and label not in args.configs and (variant, label) != ("original", "dense"):
+                skipped = only_dense or (args.configs and label not in args.configs)
+                if skipped and (variant, label) != ("original", "dense"):
                     continue
                 if variant == "original" and label == "dense":
                     path, blob, extra = dense_path, dense, {}
@@ -506,6 +508,17 @@ def plot_kernels(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def kept_runs(runs: list[dict], models: list[str], variants: list[str]) -> list[dict]:
+    """--keep: the earlier runs a run of `models` (of their `variants` only, if any) does
+    not measure again; the original dense row, the baseline, it always measures."""
+
+    def measured(r: dict) -> bool:
+        return r["model"] in models and (not variants or r["variant"] in variants
+                                         or (r["variant"], r["config"]) == ("original", "dense"))
+
+    return [r for r in runs if not measured(r)]
+
+
 def floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",") if v]
 
@@ -557,13 +570,7 @@ def main() -> int:
         args.output = RESULTS / ("sparsity-kernels.json" if args.kernels else "sparsity.json")
     rows: list[dict] = []
     if args.keep and args.output.exists():
-        measured = set(args.models.split(","))
-
-        def remeasured(r: dict) -> bool:  # the original dense row, the baseline, always is
-            return r["model"] in measured and (not args.variants or r["variant"] in args.variants
-                                               or (r["variant"], r["config"]) == ("original", "dense"))
-
-        rows = [r for r in json.loads(args.output.read_text())["runs"] if not remeasured(r)]
+        rows = kept_runs(json.loads(args.output.read_text())["runs"], args.models.split(","), args.variants)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                 if k not in ("output", "keep")}
     with tempfile.TemporaryDirectory(prefix="mote-sparsity-") as tmp:

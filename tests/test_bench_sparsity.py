@@ -49,3 +49,16 @@ def test_stories260k_fine_tuning_seeds_are_not_evaluation_or_calibration_seeds(b
     evaluated or calibrated on: the same seed samples the same story."""
     finetune = set(bench.FINETUNE_SEEDS)
     assert finetune and not finetune & set(bench.EVAL_SEEDS) and not finetune & set(bench.CALIB_SEEDS)
+
+
+def test_keep_replaces_only_what_is_measured_again(bench):
+    runs = [{"model": m, "variant": v, "config": c} for m, v, c in [
+        ("a", "original", "dense"), ("a", "original", "bytes=0.5"), ("a", "ft1", "dense"), ("a", "ft2", "dense"),
+        ("b", "original", "dense")]]
+
+    def names(rows):
+        return [(r["model"], r["variant"], r["config"]) for r in rows]
+
+    assert names(bench.kept_runs(runs, ["a"], [])) == [("b", "original", "dense")]
+    assert names(bench.kept_runs(runs, ["a"], ["ft2"])) == [
+        ("a", "original", "bytes=0.5"), ("a", "ft1", "dense"), ("b", "original", "dense")]
