@@ -42,3 +42,23 @@ def test_dense_logits_equal_a_plain_runner_across_chunks(bench, tmp_path, monkey
         both_sides = sparsity.compare(runner, runner, tok, text)  # the original dense row
         assert (both_sides.nll, both_sides.dense_nll, both_sides.kl) == (exact.nll, exact.nll, 0.0)
     assert len(list(tmp_path.glob("*.npy"))) > 4
+
+
+def test_stories260k_fine_tuning_seeds_are_not_evaluation_or_calibration_seeds(bench):
+    """stories260K's fine-tuning stories (--write-stories) must not be the stories it is
+    evaluated or calibrated on: the same seed samples the same story."""
+    finetune = set(bench.FINETUNE_SEEDS)
+    assert finetune and not finetune & set(bench.EVAL_SEEDS) and not finetune & set(bench.CALIB_SEEDS)
+
+
+def test_keep_replaces_only_what_is_measured_again(bench):
+    runs = [{"model": m, "variant": v, "config": c} for m, v, c in [
+        ("a", "original", "dense"), ("a", "original", "bytes=0.5"), ("a", "ft1", "dense"), ("a", "ft2", "dense"),
+        ("b", "original", "dense")]]
+
+    def names(rows):
+        return [(r["model"], r["variant"], r["config"]) for r in rows]
+
+    assert names(bench.kept_runs(runs, ["a"], [])) == [("b", "original", "dense")]
+    assert names(bench.kept_runs(runs, ["a"], ["ft2"])) == [
+        ("a", "original", "bytes=0.5"), ("a", "ft1", "dense"), ("b", "original", "dense")]
