@@ -44,4 +44,4 @@ model-sparse: model-corpus
 	rm -rf $(MODEL_BUILD)/mote-sparse
 	$(MODEL_TRAIN) -o $(MODEL_BUILD)/mote-sparse $(MODEL_SPARSE)
 	$(PYTHON) -m mote convert $(MODEL_BUILD)/mote-sparse -o $(MODEL_BUILD)/sparse.mote --quant int8 \
-	  --sparsity natural --board qemu-m4
+	  --sparsity trained --board qemu-m4
