@@ -63,3 +63,23 @@ def test_budget_curves_are_kept_in_the_cache(bench, tmp_path, monkeypatch):
     assert runs.calibrator(data, blob, windows, tmp_path / "cache").curves() == first and not measured
     runs.args.levels = [0.5]
     assert len(runs.calibrator(data, blob, windows, tmp_path / "cache").curves()[0].kl) == 2 and measured
+
+
+def test_stories260k_fine_tuning_seeds_are_not_evaluation_or_calibration_seeds(bench):
+    """stories260K's fine-tuning stories (--write-stories) must not be the stories it is
+    evaluated or calibrated on: the same seed samples the same story."""
+    finetune = set(bench.FINETUNE_SEEDS)
+    assert finetune and not finetune & set(bench.EVAL_SEEDS) and not finetune & set(bench.CALIB_SEEDS)
+
+
+def test_keep_replaces_only_what_is_measured_again(bench):
+    runs = [{"model": m, "variant": v, "config": c} for m, v, c in [
+        ("a", "original", "dense"), ("a", "original", "bytes=0.5"), ("a", "ft1", "dense"), ("a", "ft2", "dense"),
+        ("b", "original", "dense")]]
+
+    def names(rows):
+        return [(r["model"], r["variant"], r["config"]) for r in rows]
+
+    assert names(bench.kept_runs(runs, ["a"], [])) == [("b", "original", "dense")]
+    assert names(bench.kept_runs(runs, ["a"], ["ft2"])) == [
+        ("a", "original", "bytes=0.5"), ("a", "ft1", "dense"), ("b", "original", "dense")]
