@@ -6,6 +6,7 @@ figure against the ORIGINAL dense int8 model of the same run.
                              [--finetuned ref-11m-silu=DIR ...] [--corpus build/model/corpus]
                              [--qemu-board qemu-m7 --qemu-models stories260K]
                              [--variants NAME,... --configs LABEL,... --cache DIR --keep]
+                             [--calib-tokens N --levels 0.1,0.2,0.35,0.5]
     python bench/sparsity.py --kernels [--models mcu-1m-silu,ref-11m-silu] [--uniform 0.25,0.5]
     python bench/sparsity.py --write-stories DIR   # stories260K's fine-tuning text
 
@@ -46,9 +47,10 @@ dense form and its budgets. How each figure is obtained:
 - QEMU: instructions per generated token on --qemu-board (-icount; the console's decode
   ticks times the calibrated instructions per tick, as bench/mcu.py), for --qemu-models.
 
---cache DIR keeps the original's float perplexity and dense logits, so that a model's rows
-can be measured in several runs (--variants, --configs; e.g. a fine-tune's after the
-original's, or side by side) without scoring the original again.
+--cache DIR keeps the original's float perplexity, dense logits and the budgets' per-layer
+KL curves, so that a model's rows can be measured in several runs (--variants, --configs;
+e.g. a fine-tune's after the original's, or side by side) without scoring the original or
+measuring the curves again.
 
 --kernels measures only what the sparse kernels make of the bytes (issue 12's kernel
 target: dense time / sparse time >= 0.9 x dense bytes / sparse bytes): no perplexity, no
@@ -61,6 +63,7 @@ Writes bench/results/sparsity-kernels.json and .png unless --output says otherwi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import json
@@ -324,6 +327,20 @@ class Bench:
             write_atomically(stored, json.dumps({"perplexity": ppl}).encode())
         return ppl
 
+    def calibrator(self, data: bytes, blob, windows: list[list[int]], store: Path | None) -> budgets.Calibrator:
+        """A budget Calibrator whose per-layer curves (the long part: a partial pass per
+        layer, point and level) are kept in the --cache directory, keyed by the blob, the
+        calibration windows and the levels, and reused by any later run's budgets."""
+        levels = tuple(self.args.levels)
+        key = hashlib.sha256(data + repr((windows, levels, POINTS)).encode()).hexdigest()[:24]
+        stored = store / f"curves-{key}.json" if store else None
+        curves = ([budgets.Curve(**c) for c in json.loads(stored.read_text())]
+                  if stored is not None and stored.exists() else None)
+        calibrator = budgets.Calibrator(blob, windows, POINTS, progress=True, curves=curves, levels=levels)
+        if stored is not None and curves is None:
+            write_atomically(stored, json.dumps([dataclasses.asdict(c) for c in calibrator.curves()]).encode())
+        return calibrator
+
     def run_model(self, name: str) -> list[dict]:
         args = self.args
         source, tokenizer = SOURCES[name]
@@ -355,7 +372,8 @@ class Bench:
             if only_dense and variant != "original":
                 continue  # the original's dense row, the baseline, is measured all the same
             model = original if variant == "original" else load_model(checkpoint, variant_tok)
-            packed = dense if variant == "original" else blobfile.load(blobfile.pack(model, "int8", 32, ctx))
+            packed_bytes = dense_bytes if variant == "original" else blobfile.pack(model, "int8", 32, ctx)
+            packed = dense if variant == "original" else blobfile.load(packed_bytes)
             configs: list[tuple[str, object]] = [("dense", None)]
             if variant == "original":
                 configs += [(f"uniform={s:g}", s) for s in args.uniform]
@@ -376,7 +394,7 @@ class Bench:
                     if isinstance(how, float):
                         sp, _ = sparsity.calibrate(packed, windows, how)
                     elif isinstance(how, budgets.Budget):
-                        calibrator = calibrator or budgets.Calibrator(packed, windows, POINTS, progress=True)
+                        calibrator = calibrator or self.calibrator(packed_bytes, packed, windows, store)
                         a = calibrator.allocation(how)
                         sp = a.sparsity
                         extra = {"calibration": {"skipped": a.skipped, "kl": a.kl, "levels": a.levels,
@@ -546,6 +564,8 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=128, help="greedy tokens for agreement, reads and tok/s")
     parser.add_argument("--eval-tokens", type=int, default=None, help="score only this many tokens")
     parser.add_argument("--calib-tokens", type=int, default=1024)
+    parser.add_argument("--levels", type=floats, default=list(budgets.LEVELS),
+                        help="the budgets' drop levels per point (fewer: cheaper curves, e.g. for small budgets)")
     parser.add_argument("--callgrind-tokens", type=int, default=8)
     parser.add_argument("--runs", type=int, default=5, help="interleaved tok/s runs")
     parser.add_argument("--qemu-board", default="qemu-m7", help="empty to skip QEMU")
