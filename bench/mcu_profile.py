@@ -10,6 +10,7 @@ Kernels are separate functions (mote_k_* are calls into kernels_<set>.c), so the
 counts are exact; what model.c inlines is counted to model.c's functions.
 
     python bench/mcu_profile.py --board qemu-m4 [--model stories260K] [--quant int8] [--tokens 16]
+    python bench/mcu_profile.py --board qemu-m7 --blob sparse.mote [--tokens 8]
 """
 
 from __future__ import annotations
@@ -173,12 +174,19 @@ def main() -> int:
     parser.add_argument("--quant", default="int8")
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--kernels", default=None, help="kernel set (default: the board file's)")
+    parser.add_argument("--blob", type=Path, default=None,
+                        help="profile this .mote file (e.g. a sparse one) instead of --model/--quant")
     args = parser.parse_args()
     board = load_board(args.board)
     build_firmware(board, kernels=args.kernels)
-    flash_model(board, blob_for(board, args.model, args.quant))
+    try:
+        blob = args.blob.read_bytes() if args.blob else blob_for(board, args.model, args.quant)
+    except OSError as err:
+        raise MoteError(f"cannot read {args.blob}: {err.strerror}") from None
+    flash_model(board, blob)
     result = profile(board, args.kernels, args.tokens)
-    print(f"{board.name} {args.model} {args.quant}: {result['total']:,} instructions/token "
+    what = args.blob.name if args.blob else f"{args.model} {args.quant}"
+    print(f"{board.name} {what}: {result['total']:,} instructions/token "
           f"({result['total_from_clock']:,} by the clock)")
     for name, n in result["functions"].items():
         print(f"  {n:>10,}  {100 * n / result['total']:5.1f} %  {name}")

@@ -6,11 +6,13 @@ figure against the ORIGINAL dense int8 model of the same run.
                              [--finetuned ref-11m-silu=DIR ...] [--corpus build/model/corpus]
                              [--qemu-board qemu-m7 --qemu-models stories260K]
                              [--variants NAME,... --configs LABEL,... --cache DIR --keep]
+                             [--calib-tokens N --levels 0.1,0.2,0.35,0.5]
     python bench/sparsity.py --kernels [--models mcu-1m-silu,ref-11m-silu] [--uniform 0.25,0.5]
+    python bench/sparsity.py --write-stories DIR   # stories260K's fine-tuning text
 
-Writes bench/results/sparsity.json (with --keep, the runs of models not measured now are
-kept) and bench/results/sparsity.png (perplexity increase against the speed-up in
-instructions). Configurations of every model: `dense` (the original, int8: the
+Writes bench/results/sparsity.json (with --keep, the runs of models, or with --variants of
+variants, not measured now are kept) and bench/results/sparsity.png (perplexity increase
+against the speed-up in instructions). Configurations of every model: `dense` (the original, int8: the
 baseline), `bytes=F` (mote convert --sparsity F: thresholds per layer and point for a
 fraction F of the weight bytes per token skipped, chosen by measured KL per byte;
 mote.eval.budget), `kl=K` (the same for a mean KL budget), `uniform=S` (one fraction S
@@ -23,7 +25,9 @@ dense form and its budgets. How each figure is obtained:
   (`mote corpus build`, --corpus) that share no content with it (mote.train.exclude),
   the first --calib-tokens tokens of them in a fixed shuffled order. stories260K (trained
   on TinyStories, of which no text is available here) calibrates and is evaluated on
-  stories the dense model itself samples (temperature 1, seeds 1-8 and 101-120).
+  stories the dense model itself samples (temperature 1, seeds 1-8 and 101-120);
+  --write-stories writes 6,000 more (seeds 1001-7000) to fine-tune it on, with the
+  evaluation stories beside them for `mote finetune --exclude`.
 - perplexity increase: against the ORIGINAL float model's perplexity on the same tokens;
   mean KL(original dense int8 || configuration) of the next-token distributions. Both
   through the numpy reference (mote.eval.sparsity.compare).
@@ -43,9 +47,10 @@ dense form and its budgets. How each figure is obtained:
 - QEMU: instructions per generated token on --qemu-board (-icount; the console's decode
   ticks times the calibrated instructions per tick, as bench/mcu.py), for --qemu-models.
 
---cache DIR keeps the original's float perplexity and dense logits, so that a model's rows
-can be measured in several runs (--variants, --configs; e.g. a fine-tune's after the
-original's, or side by side) without scoring the original again.
+--cache DIR keeps the original's float perplexity, dense logits and the budgets' per-layer
+KL curves, so that a model's rows can be measured in several runs (--variants, --configs;
+e.g. a fine-tune's after the original's, or side by side) without scoring the original or
+measuring the curves again.
 
 --kernels measures only what the sparse kernels make of the bytes (issue 12's kernel
 target: dense time / sparse time >= 0.9 x dense bytes / sparse bytes): no perplexity, no
@@ -58,6 +63,7 @@ Writes bench/results/sparsity-kernels.json and .png unless --output says otherwi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import json
@@ -254,13 +260,40 @@ def corpus_calibration(corpus: Path) -> str:
     return "\n\n".join(text for _, text in docs[:200])
 
 
-def stories(linux: Path, blob: Path, seeds) -> str:
+# stories260K's texts: stories its dense int8 blob samples (temperature 1), by seed
+CALIB_SEEDS = range(1, 9)
+EVAL_SEEDS = range(101, 121)
+FINETUNE_SEEDS = range(1001, 7001)  # --write-stories: fine-tuning text, disjoint from the two above
+
+
+def story_list(linux: Path, blob: Path, seeds) -> list[str]:
     out = []
     for seed in seeds:
         run = subprocess.run([str(linux), str(blob), "--prompt", PROMPTS["stories260K"], "-n", "250",
                               "--temp", "1.0", "--seed", str(seed)], capture_output=True, text=True, check=True)
         out.append(PROMPTS["stories260K"] + run.stdout)
-    return "\n".join(out)
+    return out
+
+
+def stories(linux: Path, blob: Path, seeds) -> str:
+    return "\n".join(story_list(linux, blob, seeds))
+
+
+def write_stories(linux: Path, out: Path) -> None:
+    """stories260K's fine-tuning text (one file per story, FINETUNE_SEEDS) and the
+    evaluation and calibration texts the bench uses (eval.txt, calib.txt), for
+    `mote finetune --text OUT/train --exclude OUT/eval.txt`."""
+    original = load_model(*SOURCES["stories260K"])
+    dense = out / "dense.mote"
+    out.mkdir(parents=True, exist_ok=True)
+    dense.write_bytes(blobfile.pack(original, "int8", 32, min(CTX, original.config.max_seq_len)))
+    write_atomically(out / "eval.txt", stories(linux, dense, EVAL_SEEDS).encode())
+    write_atomically(out / "calib.txt", stories(linux, dense, CALIB_SEEDS).encode())
+    (out / "train").mkdir(exist_ok=True)
+    for seed, text in zip(FINETUNE_SEEDS, story_list(linux, dense, FINETUNE_SEEDS)):
+        write_atomically(out / "train" / f"story-{seed:05d}.txt", text.encode())
+    dense.unlink()
+    print(f"wrote {len(FINETUNE_SEEDS)} stories to {out / 'train'}, and {out / 'eval.txt'}, {out / 'calib.txt'}")
 
 
 # ------------------------------------------------------------------ measuring
@@ -294,6 +327,20 @@ class Bench:
             write_atomically(stored, json.dumps({"perplexity": ppl}).encode())
         return ppl
 
+    def calibrator(self, data: bytes, blob, windows: list[list[int]], store: Path | None) -> budgets.Calibrator:
+        """A budget Calibrator whose per-layer curves (the long part: a partial pass per
+        layer, point and level) are kept in the --cache directory, keyed by the blob, the
+        calibration windows and the levels, and reused by any later run's budgets."""
+        levels = tuple(self.args.levels)
+        key = hashlib.sha256(data + repr((windows, levels, POINTS)).encode()).hexdigest()[:24]
+        stored = store / f"curves-{key}.json" if store else None
+        curves = ([budgets.Curve(**c) for c in json.loads(stored.read_text())]
+                  if stored is not None and stored.exists() else None)
+        calibrator = budgets.Calibrator(blob, windows, POINTS, progress=True, curves=curves, levels=levels)
+        if stored is not None and curves is None:
+            write_atomically(stored, json.dumps([dataclasses.asdict(c) for c in calibrator.curves()]).encode())
+        return calibrator
+
     def run_model(self, name: str) -> list[dict]:
         args = self.args
         source, tokenizer = SOURCES[name]
@@ -305,8 +352,8 @@ class Bench:
         dense_path.write_bytes(dense_bytes)
         tok = tokenizer_of(dense)
         if name == "stories260K":
-            calib_text = stories(self.tools["native"], dense_path, range(1, 9))
-            eval_text = stories(self.tools["native"], dense_path, range(101, 121))
+            calib_text = stories(self.tools["native"], dense_path, CALIB_SEEDS)
+            eval_text = stories(self.tools["native"], dense_path, EVAL_SEEDS)
         else:
             calib_text = corpus_calibration(args.corpus)
             eval_text = HELDOUT.read_text(encoding="utf-8")
@@ -321,10 +368,12 @@ class Bench:
         base_figures: dict = {}
         rows = []
         for variant, checkpoint, variant_tok in self.variants(name):
-            if args.variants and variant not in args.variants:
-                continue
+            only_dense = bool(args.variants) and variant not in args.variants
+            if only_dense and variant != "original":
+                continue  # the original's dense row, the baseline, is measured all the same
             model = original if variant == "original" else load_model(checkpoint, variant_tok)
-            packed = dense if variant == "original" else blobfile.load(blobfile.pack(model, "int8", 32, ctx))
+            packed_bytes = dense_bytes if variant == "original" else blobfile.pack(model, "int8", 32, ctx)
+            packed = dense if variant == "original" else blobfile.load(packed_bytes)
             configs: list[tuple[str, object]] = [("dense", None)]
             if variant == "original":
                 configs += [(f"uniform={s:g}", s) for s in args.uniform]
@@ -334,7 +383,8 @@ class Bench:
                 configs.append(("natural", "natural"))
             calibrator = None
             for label, how in configs:
-                if args.configs and label not in args.configs and (variant, label) != ("original", "dense"):
+                skipped = only_dense or (args.configs and label not in args.configs)
+                if skipped and (variant, label) != ("original", "dense"):
                     continue
                 if variant == "original" and label == "dense":
                     path, blob, extra = dense_path, dense, {}
@@ -344,7 +394,7 @@ class Bench:
                     if isinstance(how, float):
                         sp, _ = sparsity.calibrate(packed, windows, how)
                     elif isinstance(how, budgets.Budget):
-                        calibrator = calibrator or budgets.Calibrator(packed, windows, POINTS, progress=True)
+                        calibrator = calibrator or self.calibrator(packed_bytes, packed, windows, store)
                         a = calibrator.allocation(how)
                         sp = a.sparsity
                         extra = {"calibration": {"skipped": a.skipped, "kl": a.kl, "levels": a.levels,
@@ -476,6 +526,17 @@ def plot_kernels(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def kept_runs(runs: list[dict], models: list[str], variants: list[str]) -> list[dict]:
+    """--keep: the earlier runs a run of `models` (of their `variants` only, if any) does
+    not measure again; the original dense row, the baseline, it always measures."""
+
+    def measured(r: dict) -> bool:
+        return r["model"] in models and (not variants or r["variant"] in variants
+                                         or (r["variant"], r["config"]) == ("original", "dense"))
+
+    return [r for r in runs if not measured(r)]
+
+
 def floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",") if v]
 
@@ -503,6 +564,8 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=128, help="greedy tokens for agreement, reads and tok/s")
     parser.add_argument("--eval-tokens", type=int, default=None, help="score only this many tokens")
     parser.add_argument("--calib-tokens", type=int, default=1024)
+    parser.add_argument("--levels", type=floats, default=list(budgets.LEVELS),
+                        help="the budgets' drop levels per point (fewer: cheaper curves, e.g. for small budgets)")
     parser.add_argument("--callgrind-tokens", type=int, default=8)
     parser.add_argument("--runs", type=int, default=5, help="interleaved tok/s runs")
     parser.add_argument("--qemu-board", default="qemu-m7", help="empty to skip QEMU")
@@ -513,15 +576,21 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=None,
                         help="default bench/results/sparsity.json (--kernels: sparsity-kernels.json)")
     parser.add_argument("--keep", action="store_true",
-                        help="keep the output file's runs of the models not measured now")
+                        help="keep the output file's runs of the models (with --variants: of the "
+                             "variants) not measured now")
+    parser.add_argument("--write-stories", type=Path, metavar="DIR",
+                        help="only write stories260K's fine-tuning stories (DIR/train) and the bench's "
+                             "evaluation and calibration stories (DIR/eval.txt, calib.txt)")
     args = parser.parse_args()
+    if args.write_stories:
+        write_stories(build_tools()["native"], args.write_stories)
+        return 0
     args.qemu_models = args.qemu_models.split(",")
     if args.output is None:
         args.output = RESULTS / ("sparsity-kernels.json" if args.kernels else "sparsity.json")
     rows: list[dict] = []
     if args.keep and args.output.exists():
-        measured = set(args.models.split(","))
-        rows = [r for r in json.loads(args.output.read_text())["runs"] if r["model"] not in measured]
+        rows = kept_runs(json.loads(args.output.read_text())["runs"], args.models.split(","), args.variants)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                 if k not in ("output", "keep")}
     with tempfile.TemporaryDirectory(prefix="mote-sparsity-") as tmp:

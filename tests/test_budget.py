@@ -116,3 +116,17 @@ def test_a_shortfall_smaller_than_a_level_still_changes_the_levels():
                                      0.1)
     a = calibrator.allocation(budget.Budget("bytes", 0.28))  # 56 bytes: levels (1, 1) predict 60, measure 55
     assert [r["measured"] for r in a.rounds][:2] == [55, 85] and a.skipped == pytest.approx(85 / 200)
+
+
+def test_curves_given_are_reused_not_measured_again(dense, windows, monkeypatch):
+    """bench/sparsity.py --cache hands a Calibrator the curves of an earlier run: its
+    allocations must come from them, without a single per-point pass. (Levels of its
+    own choosing: as many per curve, at those fractions.)"""
+    first = budget.Calibrator(dense, windows, points=("gate",), levels=(0.3, 0.6))
+    wanted = budget.Budget("bytes", 0.2)
+    expected = first.allocation(wanted)
+    curves = [budget.Curve(**vars(c)) for c in first.curves()]
+    assert all(len(c.kl) == 3 and c.fractions[1:] == pytest.approx([0.3, 0.6], abs=0.02) for c in curves)
+    monkeypatch.setattr(budget.Calibrator, "_kl_alone", lambda *a: pytest.fail("a curve was measured again"))
+    again = budget.Calibrator(dense, windows, points=("gate",), curves=curves).allocation(wanted)
+    assert again.levels == expected.levels and again.bytes == expected.bytes and again.kl == expected.kl

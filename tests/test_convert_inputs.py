@@ -21,6 +21,7 @@ from tiny_model import tiny_model
 from mote import cli
 from mote.format import blob as blobfile
 from mote.format import spec
+from mote.format.sparsity import POINTS
 from mote.importers.config_schema import build_config
 from mote.model import Config, Model, MoteError, expected_shapes
 
@@ -284,3 +285,24 @@ def test_schema_agrees_with_the_runtime_check(field, value):
             assert err.status == "header"
             loads = False
     assert accepted == loads, (field, value)
+
+
+def test_sparsity_trained_takes_the_loops_thresholds(tmp_path, capsys):
+    """--sparsity trained packs the thresholds train_meta.json records (the points
+    trained with --drop, within --sparse-points); without a training record, or with
+    one trained without drops, it is one line."""
+    hf = write_hf(tmp_path / "hf")
+    assert_one_line_error(*convert(capsys, hf, "--sparsity", "trained"), "train_meta.json")
+    recorded = {"gate": [0.5, 0.25], "attn_in": [0.125, 0.0625]}
+    (hf / "train_meta.json").write_text(json.dumps({"sparsity": {"thresholds": recorded}}))
+    for points, want in (("attn_in,attn_out,ffn_in,gate", ("attn_in", "gate")), ("gate", ("gate",))):
+        assert convert(capsys, hf, "--sparsity", "trained", "--sparse-points", points)[0] == 0
+        sp = blobfile.load(hf.parent / "out.mote").sparsity
+        assert sp.points == want
+        for p in want:
+            assert sp.thresholds[:, POINTS.index(p)].tolist() == recorded[p]
+        (hf.parent / "out.mote").unlink()
+    assert_one_line_error(*convert(capsys, hf, "--sparsity", "trained", "--sparse-points", "ffn_in"),
+                          "no thresholds of the loop")
+    (hf / "train_meta.json").write_text(json.dumps({"sparsity": {"thresholds": {"gate": [0.5]}}}))
+    assert_one_line_error(*convert(capsys, hf, "--sparsity", "trained"), "one per layer")

@@ -761,15 +761,33 @@ typedef struct {
     uint32_t first, second; /* their byte offsets from the group's first column */
 } column_pair;
 
-/* sum[k] += the pairs' products for rows r..r+3 (at byte `base` of the group). */
-static inline void pairs_dot4(int32_t sum[4], const column_pair *pair, uint32_t n_pairs,
-                              const int8_t *base)
+/* (lo of a, lo of b) and (hi of a, hi of b) as halfword pairs: one PKHBT / PKHTB each,
+ * which GCC does not find in the masks and shifts (it gives two instructions each) */
+static inline uint32_t pack_low_halves(uint32_t a, uint32_t b)
 {
-    int32_t s0 = sum[0], s1 = sum[1], s2 = sum[2], s3 = sum[3];
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline uint32_t pack_high_halves(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+/* sum[k] = (`add` ? sum[k] : 0) + the pairs' products for rows r..r+3 (at byte `base` of
+ * the group): a group's first pairs start its sums, which are not zeroed beforehand. */
+static inline void pairs_dot4(int32_t sum[4], const column_pair *pair, uint32_t n_pairs,
+                              const int8_t *base, uint32_t add)
+{
+    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    if (add)
+        s0 = sum[0], s1 = sum[1], s2 = sum[2], s3 = sum[3];
     const column_pair *const end = pair + n_pairs;
     for (; pair < end; pair++) {
         const uint32_t a = load_word(base + pair->first), b = load_word(base + pair->second);
-        const uint32_t rows01 = (a & 0xFFFFu) | (b << 16), rows23 = (b & 0xFFFF0000u) | (a >> 16);
+        const uint32_t rows01 = pack_low_halves(a, b), rows23 = pack_high_halves(a, b);
         s0 = __smlad(sxtb16_even(rows01), pair->codes, s0);
         s1 = __smlad(sxtb16_odd(rows01), pair->codes, s1);
         s2 = __smlad(sxtb16_even(rows23), pair->codes, s2);
@@ -797,8 +815,6 @@ void mote_dsp_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, cons
             const uint16_t *ws;
             uint32_t j = begin, n_pairs, any = 0;
             const float sx = xs[g];
-            for (r = 0; r < n; r++)
-                acc[r] = 0;
             while (j < end) {
                 /* the next needed columns, in pairs */
                 int32_t code[2];
@@ -823,15 +839,17 @@ void mote_dsp_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, cons
                 }
                 if (n_pairs == 0)
                     break;
-                any = 1;
                 for (r = 0; r + 4u <= n; r += 4u)
-                    pairs_dot4(acc + r, pairs, n_pairs, block + r);
+                    pairs_dot4(acc + r, pairs, n_pairs, block + r, any);
                 for (; r < n; r++) { /* the tile's last rows */
                     uint32_t i;
+                    int32_t sum = any ? acc[r] : 0;
                     for (i = 0; i < n_pairs; i++)
-                        acc[r] += (int16_t)pairs[i].codes * block[pairs[i].first + r] +
-                                  ((int32_t)pairs[i].codes >> 16) * block[pairs[i].second + r];
+                        sum += (int16_t)pairs[i].codes * block[pairs[i].first + r] +
+                               ((int32_t)pairs[i].codes >> 16) * block[pairs[i].second + r];
+                    acc[r] = sum;
                 }
+                any = 1;
             }
             if (!any)
                 continue; /* all codes 0: the dense term is +0, skip the group's scales */
@@ -1443,41 +1461,53 @@ void mote_dsp_rmsnorm(float *out, const float *x, const float *w, uint32_t n, fl
         out[i] = x[i] * inv * w[i];
 }
 
-/* h = h / (1 + exp(-h)) * u, the reference's exp and order */
+/* h = h / (1 + exp(-h)), the reference's exp and order, then `times_u` (empty, or h *= u):
+ * silu_mul, and SiLU alone for CATS, whose bits times u are silu_mul's. */
+#define SILU_LOOP(times_u)                                                                 \
+    __asm__ volatile(                                                                      \
+        "vldmia %[c], {s16-s22}\n\t"                                                       \
+        "1:\n\t"                                                                           \
+        "vldr s10, [%[h]]\n\t"                                                             \
+        "vneg.f32 s0, s10\n\t"                                                             \
+        "vcmp.f32 s0, s21\n\t"                                                             \
+        "vmrs APSR_nzcv, fpscr\n\t"                                                        \
+        "blt 2f\n\t" /* below -87, or NaN (unordered) */                                   \
+        "vcmp.f32 s0, s22\n\t"                                                             \
+        "vmrs APSR_nzcv, fpscr\n\t"                                                        \
+        "bgt 5f\n\t" /* above 88 */                                                        \
+        EXP_S0                                                                             \
+        "3:\n\t"                                                                           \
+        "vadd.f32 s0, %[one], s0\n\t"                                                      \
+        "vdiv.f32 s10, s10, s0\n\t" times_u                                                 \
+        "vstmia %[h]!, {s10}\n\t"                                                          \
+        "cmp %[h], %[end]\n\t"                                                             \
+        "bne 1b\n\t"                                                                       \
+        "b 4f\n\t"                                                                         \
+        EXP_BELOW_RANGE                                                                    \
+        "5:\n\t"                                                                           \
+        "vmov.f32 s0, %[inf]\n\t"                                                          \
+        "b 3b\n\t"                                                                         \
+        "4:\n\t"                                                                           \
+        : [h] "+r"(h), [u] "+r"(u), [bits] "=&r"(bits), [pb] "=&r"(pb)                     \
+        : [c] "r"(exp_constants), [k] "r"(exp_horner), [end] "r"(end), [zero] "t"(0.0f),   \
+          [one] "t"(1.0f), [inf] "t"(HUGE_VALF)                                            \
+        : EXP_CLOBBERS, "s10", "s11")
+
 void mote_dsp_silu_mul(float *h, const float *u, uint32_t n)
 {
     const float *const end = h + n;
     uint32_t bits, pb;
     if (n == 0u)
         return;
-    __asm__ volatile(
-        "vldmia %[c], {s16-s22}\n\t"
-        "1:\n\t"
-        "vldr s10, [%[h]]\n\t"
-        "vneg.f32 s0, s10\n\t"
-        "vcmp.f32 s0, s21\n\t"
-        "vmrs APSR_nzcv, fpscr\n\t"
-        "blt 2f\n\t" /* below -87, or NaN (unordered) */
-        "vcmp.f32 s0, s22\n\t"
-        "vmrs APSR_nzcv, fpscr\n\t"
-        "bgt 5f\n\t" /* above 88 */
-        EXP_S0
-        "3:\n\t"
-        "vadd.f32 s0, %[one], s0\n\t"
-        "vdiv.f32 s10, s10, s0\n\t"
-        "vldmia %[u]!, {s11}\n\t"
-        "vmul.f32 s10, s10, s11\n\t"
-        "vstmia %[h]!, {s10}\n\t"
-        "cmp %[h], %[end]\n\t"
-        "bne 1b\n\t"
-        "b 4f\n\t"
-        EXP_BELOW_RANGE
-        "5:\n\t"
-        "vmov.f32 s0, %[inf]\n\t"
-        "b 3b\n\t"
-        "4:\n\t"
-        : [h] "+r"(h), [u] "+r"(u), [bits] "=&r"(bits), [pb] "=&r"(pb)
-        : [c] "r"(exp_constants), [k] "r"(exp_horner), [end] "r"(end), [zero] "t"(0.0f),
-          [one] "t"(1.0f), [inf] "t"(HUGE_VALF)
-        : EXP_CLOBBERS, "s10", "s11");
+    SILU_LOOP("vldmia %[u]!, {s11}\n\t"
+              "vmul.f32 s10, s10, s11\n\t");
+}
+
+void mote_dsp_silu(float *h, uint32_t n)
+{
+    const float *const end = h + n, *u = h; /* u: an operand the loop does not use */
+    uint32_t bits, pb;
+    if (n == 0u)
+        return;
+    SILU_LOOP("");
 }

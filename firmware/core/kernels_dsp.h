@@ -25,6 +25,7 @@ void mote_dsp_attn_mix(float *out, const float *const att[], uint32_t n_q, const
                        const uint16_t *vs, uint32_t stride, uint32_t head_dim, uint32_t n_pos);
 void mote_dsp_softmax(float *x, uint32_t n);
 void mote_dsp_silu_mul(float *h, const float *u, uint32_t n);
+void mote_dsp_silu(float *h, uint32_t n);
 void mote_dsp_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps);
 void mote_dsp_rope_apply(float *x, const float *cos_t, const float *sin_t, uint32_t n_heads,
                          uint32_t head_dim);
@@ -64,6 +65,9 @@ void mote_dsp_rope_apply(float *x, const float *cos_t, const float *sin_t, uint3
 #endif
 #ifndef mote_k_silu_mul
 #define mote_k_silu_mul mote_dsp_silu_mul
+#endif
+#ifndef mote_k_silu
+#define mote_k_silu mote_dsp_silu
 #endif
 
 #endif /* MOTE_KERNELS_DSP_H */

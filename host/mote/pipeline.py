@@ -49,7 +49,7 @@ class ConvertOptions:
     budget: int | None = None  # --quant auto: blob bytes at most (a board's partition too)
     group: int = 32
     ctx: int | None = None  # context the arena is sized for (default: trained, at most DEFAULT_CTX_MAX)
-    sparsity: str | None = None  # a budget (mote.eval.budget), "natural", or None (dense)
+    sparsity: str | None = None  # a budget (mote.eval.budget), "natural", "trained", or None (dense)
     calib: Path | None = None  # calibration text: activation-aware quantization, sparsity
     calib_tokens: int = 4096
     sparse_points: tuple[str, ...] = POINTS
@@ -75,7 +75,7 @@ def convert(source: Path, options: ConvertOptions, board: Board | None = None,
     o = options
     if o.sparsity is not None and o.quant != "int8":
         raise MoteError("--sparsity lays out q8 matrices: use --quant int8")
-    if o.sparsity not in (None, "natural") and o.calib is None:
+    if o.sparsity not in (None, "natural", "trained") and o.calib is None:
         raise MoteError("a --sparsity budget needs --calib TEXT to calibrate the thresholds on")
     if o.calib_tokens < 1:
         raise MoteError(f"--calib-tokens must be at least 1, got {o.calib_tokens}")
@@ -98,7 +98,10 @@ def convert(source: Path, options: ConvertOptions, board: Board | None = None,
     if blob.arena_bytes > 0xFFFFFFFF:  # the header's arena_bytes is a u32
         raise MoteError(f"the arena for context {blob.ctx_len} is {blob.arena_bytes} bytes, more than the "
                         f"32-bit header can hold: convert with a smaller --ctx")
-    if o.sparsity is not None:
+    if o.sparsity == "trained":
+        blob.sparsity, sparse_notes = _trained(source, blob.config, o.sparse_points)
+        notes += sparse_notes
+    elif o.sparsity is not None:
         blob.sparsity, sparse_notes = _calibrate(blob, o)
         notes += sparse_notes
     if board is not None and o.ctx is None:
@@ -182,6 +185,36 @@ def _calibrate(dense: blobfile.Blob, o: ConvertOptions):
     for point, levels in a.levels.items():
         notes.append(f"  {point:8s} " + " ".join(f"{v:.2f}" for v in levels))
     return a.sparsity, notes
+
+
+def _trained(source: Path, config, points: tuple[str, ...]):
+    """The thresholds the drops in the loop ended training with (`mote train` or
+    `mote finetune --drop`), as the run's train_meta.json or finetune_meta.json records
+    them: exactly what the model learned to live with, no calibration text needed."""
+    import json
+
+    from mote.format.sparsity import Sparsity
+
+    metas = [Path(source) / name for name in ("train_meta.json", "finetune_meta.json")]
+    meta = next((m for m in metas if m.is_file()), None)
+    if meta is None:
+        raise MoteError(f"--sparsity trained needs the train_meta.json or finetune_meta.json of a "
+                        f"`mote train`/`mote finetune` run in {source}")
+    try:
+        recorded = json.loads(meta.read_text()).get("sparsity", {}).get("thresholds", {})
+    except (OSError, ValueError, AttributeError) as err:
+        raise MoteError(f"{meta}: not a training record ({err})") from None
+    chosen = tuple(p for p in POINTS if p in recorded and p in points)
+    if not chosen:
+        raise MoteError(f"{meta}: no thresholds of the loop at {', '.join(points)} (trained without --drop?)")
+    thresholds = np.zeros((config.n_layers, len(POINTS)), np.float32)
+    for p in chosen:
+        values = recorded[p]
+        if not isinstance(values, list) or len(values) != config.n_layers:
+            raise MoteError(f"{meta}: {p} thresholds are not one per layer ({config.n_layers})")
+        thresholds[:, POINTS.index(p)] = values
+    sp = Sparsity(chosen, thresholds, 0.0)
+    return sp, [f"sparsity trained (the loop's thresholds, {meta.name}): {calibration.describe(sp, config)}"]
 
 
 def _read(path: Path) -> str:

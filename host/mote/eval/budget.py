@@ -9,11 +9,12 @@ steps, all on the quantized model through the reference (exactly the firmware's
 arithmetic):
 
 1. Curves. For every layer and point alone, and every drop level (the fraction of
-   that point's calibration activations at or below the threshold, LEVELS), measure
-   the weight bytes per token it saves (counted as the runtime counts them: zero
-   activation codes after quantization skip their columns, dropped neurons their
-   bundles) and the KL divergence of the next-token distribution from the dense
-   model's (the pass restarts at that layer from the saved residual stream).
+   that point's calibration activations at or below the threshold: LEVELS, or the
+   levels given), measure the weight bytes per token it saves (counted as the
+   runtime counts them: zero activation codes after quantization skip their
+   columns, dropped neurons their bundles) and the KL divergence of the next-token
+   distribution from the dense model's (the pass restarts at that layer from the
+   saved residual stream).
 2. Allocation. For a price lambda, every layer and point takes the level minimising
    KL - lambda x bytes saved (a Lagrangian relaxation: the best mix of levels on the
    lower convex hull of all the curves); lambda is bisected until the predicted
@@ -153,9 +154,11 @@ def _kl(logp_dense: np.ndarray, logp: np.ndarray) -> float:
 
 class Calibrator:
     """The dense pass over calibration windows, the curves it gives (measured once,
-    on first use) and allocations of them for any number of budgets."""
+    on first use, unless given: curves measured earlier on the same blob and windows)
+    and allocations of them for any number of budgets."""
 
-    def __init__(self, blob, windows: list[list[int]], points: tuple[str, ...] = POINTS, progress: bool = False):
+    def __init__(self, blob, windows: list[list[int]], points: tuple[str, ...] = POINTS, progress: bool = False,
+                 curves: list[Curve] | None = None, levels: tuple[float, ...] = LEVELS):
         unknown = set(points) - set(POINTS)
         if unknown:
             raise MoteError(f"unknown sparsity point(s) {sorted(unknown)}; choose from {', '.join(POINTS)}")
@@ -167,7 +170,8 @@ class Calibrator:
         self.progress = progress
         self.data = _Windows(blob, windows)
         self.runner = Runner(blob)
-        self._curves: list[Curve] | None = None
+        self._curves = curves
+        self.levels = levels  # fewer levels: cheaper curves, coarser choice
 
     # ---------------------------------------------------------------- bytes
 
@@ -214,7 +218,7 @@ class Calibrator:
     def curve(self, layer: int, point: str) -> Curve:
         mags = np.abs(self.data.values((point, layer))).ravel()
         base = float(np.mean(mags == 0)) if (self.natural and point == "gate") else 0.0
-        fractions = [base] + [base + (1 - base) * f for f in LEVELS]
+        fractions = [base] + [base + (1 - base) * f for f in self.levels]
         thresholds = [0.0] + [float(np.quantile(mags, f, method="lower")) for f in fractions[1:]]
         dense = self.point_dense_bytes(point)
         on_at_zero = self.natural and point == "gate"

@@ -27,11 +27,12 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group", type=int, default=32, help="quantization group length (even)")
     p.add_argument("--ctx", type=int, help="context length to size the arena for (default: the trained "
                                            f"context, at most {DEFAULT_CTX_MAX})")
-    p.add_argument("--sparsity", metavar="F|kl=K|natural",
+    p.add_argument("--sparsity", metavar="F|kl=K|natural|trained",
                    help="dynamic activation sparsity for a budget: skip a fraction F (0..0.9) of the weight "
                         "bytes per token, or stay within a mean KL divergence K (nats/token) from dense; "
                         "thresholds per layer and point chosen by measured KL per byte on --calib; "
-                        "'natural' (ReLU models): the gate's own zeros")
+                        "'natural' (ReLU models): the gate's own zeros; 'trained': the thresholds a "
+                        "`mote train`/`mote finetune --drop` run ended with (its train_meta.json)")
     p.add_argument("--calib", type=Path, metavar="TEXT",
                    help="UTF-8 calibration text: quantizes every matrix by GPTQ error feedback against "
                         "what its inputs are on it, measures --quant auto's costs, calibrates a --sparsity "
