@@ -172,6 +172,10 @@ void mote_ref_rope_apply(float *x, const float *cos_t, const float *sin_t, uint3
                          uint32_t head_dim);
 /* In place: x = mote_expf(x - max) / sum, sum in index order. */
 void mote_ref_softmax(float *x, uint32_t n);
+/* Greedy sampling's pick: the first i (n >= 1) whose x[i] is greater than every earlier
+ * x[best] (`x[i] > x[best]` in index order: ties go to the lowest index, a NaN is never
+ * picked unless it is x[0], which then stays). */
+int32_t mote_ref_argmax(const float *x, uint32_t n);
 /* SwiGLU's gate in place: h = h / (1 + mote_expf(-h)) * u. */
 void mote_ref_silu_mul(float *h, const float *u, uint32_t n);
 /* SiLU alone in place, h = h / (1 + mote_expf(-h)): CATS drops on it before w_up runs
@@ -242,6 +246,9 @@ void mote_ref_relu_mul(float *h, const float *u, uint32_t n);
 #endif
 #ifndef mote_k_softmax
 #define mote_k_softmax mote_ref_softmax
+#endif
+#ifndef mote_k_argmax
+#define mote_k_argmax mote_ref_argmax
 #endif
 #ifndef mote_k_silu_mul
 #define mote_k_silu_mul mote_ref_silu_mul

@@ -417,6 +417,15 @@ void mote_ref_softmax(float *x, uint32_t n)
         x[i] /= sum;
 }
 
+int32_t mote_ref_argmax(const float *x, uint32_t n)
+{
+    uint32_t i, best = 0;
+    for (i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return (int32_t)best;
+}
+
 void mote_ref_silu_mul(float *h, const float *u, uint32_t n)
 {
     uint32_t i;

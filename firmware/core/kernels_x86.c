@@ -260,106 +260,141 @@ static ALWAYS_INLINE __m256 add_term(__m256 acc, __m256i dots, __m256 ws, float 
                                             _mm256_mul_ps(ws, _mm256_set1_ps(sx))));
 }
 
-/* ws[k] = the scales of groups g..g+7 of eight rows (row[j]: row j's first scale), one
- * row per lane: eight loads and an 8 x 8 transpose of 16-bit words instead of a
- * gather per group (AVX2 gathers are slow, on AMD Zen especially). */
-static ALWAYS_INLINE void transpose_scales(__m256 ws[8], const uint16_t *const row[8], uint32_t g)
+/* n f16 words at p (n = 16, 8, 4, 2 or 1, a constant after inlining) in the low words
+ * of a vector, one load of exactly those bytes. */
+static ALWAYS_INLINE __m256i load_words(const uint16_t *p, uint32_t n)
 {
-    const __m128i r0 = _mm_loadu_si128((const __m128i *)(const void *)(row[0] + g));
-    const __m128i r1 = _mm_loadu_si128((const __m128i *)(const void *)(row[1] + g));
-    const __m128i r2 = _mm_loadu_si128((const __m128i *)(const void *)(row[2] + g));
-    const __m128i r3 = _mm_loadu_si128((const __m128i *)(const void *)(row[3] + g));
-    const __m128i r4 = _mm_loadu_si128((const __m128i *)(const void *)(row[4] + g));
-    const __m128i r5 = _mm_loadu_si128((const __m128i *)(const void *)(row[5] + g));
-    const __m128i r6 = _mm_loadu_si128((const __m128i *)(const void *)(row[6] + g));
-    const __m128i r7 = _mm_loadu_si128((const __m128i *)(const void *)(row[7] + g));
-    /* rows 2i, 2i+1 interleaved: groups 0-3, then 4-7 */
-    const __m128i a0 = _mm_unpacklo_epi16(r0, r1), a1 = _mm_unpackhi_epi16(r0, r1);
-    const __m128i a2 = _mm_unpacklo_epi16(r2, r3), a3 = _mm_unpackhi_epi16(r2, r3);
-    const __m128i a4 = _mm_unpacklo_epi16(r4, r5), a5 = _mm_unpackhi_epi16(r4, r5);
-    const __m128i a6 = _mm_unpacklo_epi16(r6, r7), a7 = _mm_unpackhi_epi16(r6, r7);
-    /* rows 0-3 (b0..b3) and 4-7 (b4..b7) of groups (0,1), (2,3), (4,5), (6,7) */
-    const __m128i b0 = _mm_unpacklo_epi32(a0, a2), b1 = _mm_unpackhi_epi32(a0, a2);
-    const __m128i b2 = _mm_unpacklo_epi32(a1, a3), b3 = _mm_unpackhi_epi32(a1, a3);
-    const __m128i b4 = _mm_unpacklo_epi32(a4, a6), b5 = _mm_unpackhi_epi32(a4, a6);
-    const __m128i b6 = _mm_unpacklo_epi32(a5, a7), b7 = _mm_unpackhi_epi32(a5, a7);
-    ws[0] = _mm256_cvtph_ps(_mm_unpacklo_epi64(b0, b4));
-    ws[1] = _mm256_cvtph_ps(_mm_unpackhi_epi64(b0, b4));
-    ws[2] = _mm256_cvtph_ps(_mm_unpacklo_epi64(b1, b5));
-    ws[3] = _mm256_cvtph_ps(_mm_unpackhi_epi64(b1, b5));
-    ws[4] = _mm256_cvtph_ps(_mm_unpacklo_epi64(b2, b6));
-    ws[5] = _mm256_cvtph_ps(_mm_unpackhi_epi64(b2, b6));
-    ws[6] = _mm256_cvtph_ps(_mm_unpacklo_epi64(b3, b7));
-    ws[7] = _mm256_cvtph_ps(_mm_unpackhi_epi64(b3, b7));
+    if (n == 16u)
+        return _mm256_loadu_si256((const __m256i *)(const void *)p);
+    if (n == 8u)
+        return _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)p));
+    if (n == 4u)
+        return _mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)(const void *)p));
+    if (n == 2u) {
+        int32_t word;
+        memcpy(&word, p, sizeof word);
+        return _mm256_castsi128_si256(_mm_cvtsi32_si128(word));
+    }
+    return _mm256_castsi128_si256(_mm_cvtsi32_si128(p[0]));
 }
 
-/* The scales of group g of eight rows, one at a time: for passes of fewer than eight
- * groups (rows narrower than 256 columns). */
-static ALWAYS_INLINE __m256 scales_one_by_one(const uint16_t *const row[8], uint32_t g)
+/* The 8 x 8 transpose of 16-bit words in each 128-bit half: word c of out[k]'s half is
+ * word k of r[c]'s. Outputs the caller does not use cost nothing after inlining. */
+static ALWAYS_INLINE void transpose_words(__m256i out[8], const __m256i r[8])
 {
-    uint16_t h[8];
-    uint32_t j;
-    for (j = 0; j < 8u; j++)
-        h[j] = row[j][g];
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)h));
-}
-
-/* The eight f16 values of each 128-bit half of v, as floats. */
-static ALWAYS_INLINE void split_columns(__m256i v, __m256 *low, __m256 *high)
-{
-    *low = _mm256_cvtph_ps(_mm256_castsi256_si128(v));
-    *high = _mm256_cvtph_ps(_mm256_extracti128_si256(v, 1));
-}
-
-/* transpose_scales for q4a: ws[k] and wm[k] = the scales and offsets of groups
- * g..g+7 of eight rows (row[j]: row j's first pair), one row per lane. A row's eight
- * pairs are sixteen f16 values, groups g..g+3 in the low 128-bit half and g+4..g+7 in
- * the high one, so transpose_scales' 8 x 8 transpose of 16-bit words, run in both
- * halves at once, leaves column c of each half in one register: (c even) the scales,
- * (c odd) the offsets, of groups g + c / 2 (low half) and g + 4 + c / 2 (high half).
- * 24 shuffles in all, where a transpose of the 32-bit pairs then split into halves
- * takes 48 (the shuffle units are what bounds this on AMD Zen 3). */
-static ALWAYS_INLINE void transpose_pairs(__m256 ws[8], __m256 wm[8], const uint16_t *const row[8],
-                                          uint32_t g)
-{
-    const __m256i r0 = _mm256_loadu_si256((const __m256i *)(const void *)(row[0] + 2u * g));
-    const __m256i r1 = _mm256_loadu_si256((const __m256i *)(const void *)(row[1] + 2u * g));
-    const __m256i r2 = _mm256_loadu_si256((const __m256i *)(const void *)(row[2] + 2u * g));
-    const __m256i r3 = _mm256_loadu_si256((const __m256i *)(const void *)(row[3] + 2u * g));
-    const __m256i r4 = _mm256_loadu_si256((const __m256i *)(const void *)(row[4] + 2u * g));
-    const __m256i r5 = _mm256_loadu_si256((const __m256i *)(const void *)(row[5] + 2u * g));
-    const __m256i r6 = _mm256_loadu_si256((const __m256i *)(const void *)(row[6] + 2u * g));
-    const __m256i r7 = _mm256_loadu_si256((const __m256i *)(const void *)(row[7] + 2u * g));
-    /* as transpose_scales, in each 128-bit half */
-    const __m256i a0 = _mm256_unpacklo_epi16(r0, r1), a1 = _mm256_unpackhi_epi16(r0, r1);
-    const __m256i a2 = _mm256_unpacklo_epi16(r2, r3), a3 = _mm256_unpackhi_epi16(r2, r3);
-    const __m256i a4 = _mm256_unpacklo_epi16(r4, r5), a5 = _mm256_unpackhi_epi16(r4, r5);
-    const __m256i a6 = _mm256_unpacklo_epi16(r6, r7), a7 = _mm256_unpackhi_epi16(r6, r7);
+    /* rows 2i, 2i+1 interleaved: words 0-3, then 4-7 */
+    const __m256i a0 = _mm256_unpacklo_epi16(r[0], r[1]), a1 = _mm256_unpackhi_epi16(r[0], r[1]);
+    const __m256i a2 = _mm256_unpacklo_epi16(r[2], r[3]), a3 = _mm256_unpackhi_epi16(r[2], r[3]);
+    const __m256i a4 = _mm256_unpacklo_epi16(r[4], r[5]), a5 = _mm256_unpackhi_epi16(r[4], r[5]);
+    const __m256i a6 = _mm256_unpacklo_epi16(r[6], r[7]), a7 = _mm256_unpackhi_epi16(r[6], r[7]);
+    /* rows 0-3 (b0..b3) and 4-7 (b4..b7) of words (0,1), (2,3), (4,5), (6,7) */
     const __m256i b0 = _mm256_unpacklo_epi32(a0, a2), b1 = _mm256_unpackhi_epi32(a0, a2);
     const __m256i b2 = _mm256_unpacklo_epi32(a1, a3), b3 = _mm256_unpackhi_epi32(a1, a3);
     const __m256i b4 = _mm256_unpacklo_epi32(a4, a6), b5 = _mm256_unpackhi_epi32(a4, a6);
     const __m256i b6 = _mm256_unpacklo_epi32(a5, a7), b7 = _mm256_unpackhi_epi32(a5, a7);
-    split_columns(_mm256_unpacklo_epi64(b0, b4), &ws[0], &ws[4]);
-    split_columns(_mm256_unpackhi_epi64(b0, b4), &wm[0], &wm[4]);
-    split_columns(_mm256_unpacklo_epi64(b1, b5), &ws[1], &ws[5]);
-    split_columns(_mm256_unpackhi_epi64(b1, b5), &wm[1], &wm[5]);
-    split_columns(_mm256_unpacklo_epi64(b2, b6), &ws[2], &ws[6]);
-    split_columns(_mm256_unpackhi_epi64(b2, b6), &wm[2], &wm[6]);
-    split_columns(_mm256_unpacklo_epi64(b3, b7), &ws[3], &ws[7]);
-    split_columns(_mm256_unpackhi_epi64(b3, b7), &wm[3], &wm[7]);
+    out[0] = _mm256_unpacklo_epi64(b0, b4);
+    out[1] = _mm256_unpackhi_epi64(b0, b4);
+    out[2] = _mm256_unpacklo_epi64(b1, b5);
+    out[3] = _mm256_unpackhi_epi64(b1, b5);
+    out[4] = _mm256_unpacklo_epi64(b2, b6);
+    out[5] = _mm256_unpackhi_epi64(b2, b6);
+    out[6] = _mm256_unpacklo_epi64(b3, b7);
+    out[7] = _mm256_unpackhi_epi64(b3, b7);
 }
 
-/* The pairs of group g of eight q4a rows, one at a time (scales_one_by_one's case). */
-static ALWAYS_INLINE void pairs_one_by_one(__m256 *ws, __m256 *wm, const uint16_t *const row[8],
-                                           uint32_t g)
+/* The low eight f16 words of v as floats. */
+static ALWAYS_INLINE __m256 low_words_ps(__m256i v)
 {
-    uint16_t h[16]; /* the scales, then the offsets */
-    uint32_t j;
-    for (j = 0; j < 8u; j++) {
-        h[j] = row[j][2u * g];
-        h[8u + j] = row[j][2u * g + 1u];
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(v));
+}
+
+/* ws[k] (q4a: and wm[k]) = the scales (and offsets) of group k of eight rows, the first
+ * row's at `at` and the others `stride` words apart, one row per lane, for k < n (n = 8,
+ * 4, 2 or 1, a constant): per row one load of exactly its n groups' words and
+ * transpose_words, instead of a gather per group (AVX2 gathers are slow, on AMD Zen
+ * especially) or eight scalar loads. q8 and q4: word k is group k's scale. q4a: a row's
+ * pairs interleave scale and offset, so n = 8 loads sixteen words, groups 0-3 in the low
+ * 128-bit half and 4-7 in the high one, and the transpose in both halves at once leaves
+ * word c of each half in one register: (c even) the scales, (c odd) the offsets, of
+ * groups c / 2 (low half) and 4 + c / 2 (high half): 24 shuffles where a transpose of
+ * the 32-bit pairs then split into halves takes 48 (the shuffle units are what bounds
+ * this on AMD Zen 3); for n <= 4 the words are all in the low half. */
+static ALWAYS_INLINE void transpose_scales(__m256 *ws, __m256 *wm, const uint16_t *at, size_t stride,
+                                           uint32_t n, int is_q4)
+{
+    const uint32_t words = is_q4 == Q4A ? 2u : 1u; /* per group */
+    __m256i r[8], col[8];
+    uint32_t k;
+#pragma GCC unroll 8
+    for (k = 0; k < 8u; k++)
+        r[k] = load_words(at + k * stride, words * n);
+    transpose_words(col, r);
+#pragma GCC unroll 8
+    for (k = 0; k < n; k++) {
+        if (is_q4 != Q4A) {
+            ws[k] = low_words_ps(col[k]);
+        } else if (n == 8u) {
+            if (k < 4u) {
+                ws[k] = low_words_ps(col[2u * k]);
+                wm[k] = low_words_ps(col[2u * k + 1u]);
+            } else {
+                ws[k] = _mm256_cvtph_ps(_mm256_extracti128_si256(col[2u * (k - 4u)], 1));
+                wm[k] = _mm256_cvtph_ps(_mm256_extracti128_si256(col[2u * (k - 4u) + 1u], 1));
+            }
+        } else {
+            ws[k] = low_words_ps(col[2u * k]);
+            wm[k] = low_words_ps(col[2u * k + 1u]);
+        }
     }
-    split_columns(_mm256_loadu_si256((const __m256i *)(const void *)h), ws, wm);
+}
+
+/* transpose_scales for groups g..n-1 of a block (n - g < 8) by four, two and one, exactly
+ * (a run of three after four as the last four again: the loads stay inside the row). */
+static ALWAYS_INLINE void scales_tail(__m256 *ws, __m256 *wm, const uint16_t *at, size_t stride,
+                                      uint32_t g, uint32_t n, int is_q4)
+{
+    const uint32_t words = is_q4 == Q4A ? 2u : 1u;
+    if (n - g >= 4u) {
+        transpose_scales(ws + g, wm + g, at + words * g, stride, 4u, is_q4);
+        g += 4u;
+    }
+    if (n - g == 3u && g > 0) {
+        transpose_scales(ws + n - 4u, wm + n - 4u, at + words * (n - 4u), stride, 4u, is_q4);
+        return;
+    }
+    if (n - g >= 2u) {
+        transpose_scales(ws + g, wm + g, at + words * g, stride, 2u, is_q4);
+        g += 2u;
+    }
+    if (g < n)
+        transpose_scales(ws + g, wm + g, at + words * g, stride, 1u, is_q4);
+}
+
+/* transpose_scales over a block's n groups (ws[0..n), wm[0..n)): eight groups per
+ * transpose, a last run of 5-7 as the last eight again, shorter ones by scales_tail.
+ * Rows of fewer than eight groups take their own branch, where every offset is a
+ * constant. */
+static ALWAYS_INLINE void block_scales(__m256 *ws, __m256 *wm, const uint16_t *at, size_t stride,
+                                       uint32_t n, int is_q4)
+{
+    const uint32_t words = is_q4 == Q4A ? 2u : 1u;
+    uint32_t g = 0;
+    switch (n) { /* scales_tail with constants */
+    case 1u: scales_tail(ws, wm, at, stride, 0, 1u, is_q4); return;
+    case 2u: scales_tail(ws, wm, at, stride, 0, 2u, is_q4); return;
+    case 3u: scales_tail(ws, wm, at, stride, 0, 3u, is_q4); return;
+    case 4u: scales_tail(ws, wm, at, stride, 0, 4u, is_q4); return;
+    case 5u: scales_tail(ws, wm, at, stride, 0, 5u, is_q4); return;
+    case 6u: scales_tail(ws, wm, at, stride, 0, 6u, is_q4); return;
+    case 7u: scales_tail(ws, wm, at, stride, 0, 7u, is_q4); return;
+    default: break;
+    }
+    for (; g + 8u <= n; g += 8u)
+        transpose_scales(ws + g, wm + g, at + words * g, stride, 8u, is_q4);
+    if (n - g > 4u)
+        transpose_scales(ws + n - 8u, wm + n - 8u, at + words * (n - 8u), stride, 8u, is_q4);
+    else if (g < n)
+        scales_tail(ws, wm, at, stride, g, n, is_q4);
 }
 
 /* The unsigned dots' bias per activation sum: q8 with VNNI (codes w + 128), q4 (w + 8). */
@@ -502,11 +537,106 @@ static ALWAYS_INLINE void prefetch_bytes(const void *p, size_t n)
  * block of rows in one sweep. */
 #define TILE_GROUPS 64u
 
+/* What the blocks of rows of one pass over groups [g0, g1) share (matvec_impl). */
+typedef struct {
+    const mote_tensor *w;
+    const int8_t *xq;
+    const float *xs;
+    uint32_t group, g0, g1;
+    uint32_t g_simple;   /* groups g0..g_simple are one whole chunk each (eight distinct rows) */
+    uint32_t row_end, row_scales;
+    uint32_t ahead;      /* blocks of rows: PREFETCH_AHEAD */
+    size_t row_bytes;
+    const __m256i *x_first, *x_pair, *bias_of; /* indexed from g0 */
+    __m256 *ws, *wm;     /* the block's scales and (q4a) offsets, one row per lane */
+    uint16_t *spare;     /* a short tensor's scales, its last row repeated */
+} rows_pass;
+
+/* The rows [r0, r0 + valid) of pass p (valid = 8 a constant in the common case):
+ * computed as the 8 rows ending at row_end (lanes before r0 dropped) when the tensor
+ * has them, else lane by lane with the last row repeated. */
+static ALWAYS_INLINE void row_block(float *y, const rows_pass *p, uint32_t r0, uint32_t valid, int is_q4)
+{
+    const mote_tensor *w = p->w;
+    const uint32_t g0 = p->g0, g1 = p->g1, row_end = p->row_end, row_scales = p->row_scales;
+    const uint32_t words = is_q4 == Q4A ? 2u : 1u;
+    const size_t row_bytes = p->row_bytes;
+    const int whole = valid == 8u || row_end >= 8u; /* eight distinct rows */
+    const uint32_t base = valid == 8u || !whole ? r0 : row_end - 8u;
+    const uint32_t skip = r0 - base; /* lanes before r0 */
+    const uint32_t g_simple = whole ? p->g_simple : g0;
+    const uint8_t *block = (const uint8_t *)w->data + (size_t)base * row_bytes;
+    const uint16_t *scale = w->scales + (size_t)base * row_scales;
+    const uint8_t *pf = block + 8u * p->ahead * row_bytes, *pf_end = pf; /* PREFETCH_AHEAD */
+    const __m256i *x_first = p->x_first - g0, *x_pair = p->x_pair - g0, *bias_of = p->bias_of - g0;
+    const __m256 *ws = p->ws - g0, *wm = p->wm - g0;
+    const float *xs = p->xs;
+    __m256 acc;
+    float tmp[8];
+    uint32_t g, j;
+    if (whole) {
+        block_scales(p->ws, p->wm, scale + words * g0, row_scales, g1 - g0, is_q4);
+    } else { /* a tensor of fewer than 8 rows */
+        for (j = 0; j < 8u; j++)
+            memcpy(p->spare + j * words * (g1 - g0),
+                   scale + (size_t)(j < valid ? j : valid - 1u) * row_scales + words * g0,
+                   words * (g1 - g0) * sizeof p->spare[0]);
+        block_scales(p->ws, p->wm, p->spare, words * (g1 - g0), g1 - g0, is_q4);
+    }
+    if (g0 == 0) {
+        acc = _mm256_setzero_ps();
+    } else if (valid == 8u) {
+        acc = _mm256_loadu_ps(y + r0);
+    } else {
+        for (j = 0; j < 8u; j++)
+            tmp[j] = j >= skip && j - skip < valid ? y[r0 + j - skip] : 0.0f;
+        acc = _mm256_loadu_ps(tmp);
+    }
+    /* whole rows, once; past row_end too, inside the tensor (a thread's range of
+     * rows: the next range comes next, here or on another core) */
+    if (g0 == 0 && base + 8u * (p->ahead + 1u) <= w->rows) {
+        pf_end = pf + 8u * row_bytes;
+        prefetch_bytes(scale + 8u * p->ahead * row_scales, 16u * row_scales);
+    }
+    /* the common case first: groups of exactly one whole chunk, q4 two at a time */
+    g = g0;
+    for (; is_q4 && g + 2u <= g_simple; g += 2u, pf += 256u) {
+        __m256i first, second;
+        if (pf < pf_end)
+            prefetch_bytes(pf, 256u);
+        pair_dots_q4(block + g * 16u, row_bytes, x_pair[g], x_pair[g + 1u], &first, &second, is_q4);
+        acc = add_group(acc, first, ws, wm, g, xs[g], bias_of[g], is_q4);
+        acc = add_group(acc, second, ws, wm, g + 1u, xs[g + 1u], bias_of[g + 1u], is_q4);
+    }
+    for (; g < g_simple; g++, pf += 256u) {
+        __m256i dots;
+        if (pf < pf_end)
+            prefetch_bytes(pf, 256u);
+        dots = block_dots(block + (is_q4 ? g * 16u : g * 32u), row_bytes, x_first[g], is_q4);
+        acc = add_group(acc, dots, ws, wm, g, xs[g], bias_of[g], is_q4);
+    }
+    if (g_simple < g1)
+        acc = is_q4 == Q4A ? careful_groups_q4a(acc, w, p->xq, xs, p->group, r0, valid, whole, g_simple,
+                                                g1, x_first, bias_of, ws, wm)
+              : is_q4 ? careful_groups_q4(acc, w, p->xq, xs, p->group, r0, valid, whole, g_simple, g1,
+                                          x_first, bias_of, ws, wm)
+                      : careful_groups_q8(acc, w, p->xq, xs, p->group, r0, valid, whole, g_simple, g1,
+                                          x_first, bias_of, ws, wm);
+    if (pf < pf_end)
+        prefetch_bytes(pf, (size_t)(pf_end - pf));
+    if (valid == 8u) {
+        _mm256_storeu_ps(y + r0, acc);
+    } else {
+        _mm256_storeu_ps(tmp, acc);
+        for (j = 0; j < valid; j++)
+            y[r0 + j] = tmp[skip + j];
+    }
+}
+
 /* Eight rows at a time, each row's groups in order with its float sum in a register
  * (kept in y between passes): y[r] = ((0 + term_0) + term_1) + ..., the reference's
- * acc += (float)sum * (f32(ws) * xs) with the same operands. A block shorter than 8
- * rows is computed as the 8 rows ending at row_end (lanes before r0 dropped) when the
- * tensor has them, else lane by lane with the last row repeated. */
+ * acc += (float)sum * (f32(ws) * xs) with the same operands. Whole blocks of eight rows
+ * first, then the short last block (row_block). */
 static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8_t *xq,
                                       const float *xs, uint32_t group, uint32_t row_begin,
                                       uint32_t row_end, int is_q4)
@@ -517,13 +647,16 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
     /* q4a: bias_of holds the activation sums as floats (add_group) */
     const int32_t bias = is_q4 == Q4A ? 1 : DOT_BIAS(is_q4);
     const uint32_t n_simple = group == 32u ? cols / 32u : 0; /* groups of one whole chunk */
-    /* a row's f16 scales (q4a: pairs) take row_scales */
-    const uint32_t row_scales = n_groups * mote_scales_per_group(w->dtype);
     __m256i x_first[TILE_GROUPS], bias_of[TILE_GROUPS];
     __m256i x_pair[TILE_GROUPS]; /* q4: [even | even], [odd | odd] of two simple groups */
-    __m256 ws[TILE_GROUPS], wm[TILE_GROUPS]; /* the block's scales and (q4a) offsets, one row per lane */
-    const uint32_t ahead = (uint32_t)((PREFETCH_AHEAD + 8u * row_bytes - 1u) / (8u * row_bytes)); /* blocks */
-    uint32_t g0, r0, g, j;
+    __m256 ws[TILE_GROUPS], wm[TILE_GROUPS];
+    uint16_t spare[8u * 2u * TILE_GROUPS];
+    rows_pass p = {.w = w, .xq = xq, .xs = xs, .group = group, .row_end = row_end,
+                   .row_scales = n_groups * (is_q4 == Q4A ? 2u : 1u), /* f16 words: q4a's are pairs */
+                   .ahead = (uint32_t)((PREFETCH_AHEAD + 8u * row_bytes - 1u) / (8u * row_bytes)),
+                   .row_bytes = row_bytes, .x_first = x_first, .x_pair = x_pair, .bias_of = bias_of,
+                   .ws = ws, .wm = wm, .spare = spare};
+    uint32_t g0, r0, g;
     for (g0 = 0; g0 < n_groups; g0 += TILE_GROUPS) {
         const uint32_t g1 = n_groups - g0 < TILE_GROUPS ? n_groups : g0 + TILE_GROUPS;
         for (g = g0; g < g1; g++) {
@@ -541,85 +674,13 @@ static ALWAYS_INLINE void matvec_impl(float *y, const mote_tensor *w, const int8
             x_pair[g - g0] = _mm256_permute2x128_si256(x_first[g - g0], x_first[g + 1u - g0], 0x20);
             x_pair[g + 1u - g0] = _mm256_permute2x128_si256(x_first[g - g0], x_first[g + 1u - g0], 0x31);
         }
-        for (r0 = row_begin; r0 < row_end; r0 += 8u) {
-            const uint32_t valid = row_end - r0 < 8u ? row_end - r0 : 8u;
-            const int whole = valid == 8u || row_end >= 8u; /* eight distinct rows */
-            const uint32_t base = valid == 8u || !whole ? r0 : row_end - 8u;
-            const uint32_t skip = r0 - base; /* lanes before r0 */
-            const uint32_t g_simple = whole ? (n_simple < g0 ? g0 : n_simple < g1 ? n_simple : g1) : g0;
-            const uint8_t *block = (const uint8_t *)w->data + (size_t)base * row_bytes;
-            const uint16_t *scale = w->scales + (size_t)base * row_scales;
-            const uint16_t *scale_row[8];
-            const uint8_t *pf = block + 8u * ahead * row_bytes, *pf_end = pf; /* PREFETCH_AHEAD */
-            __m256 acc;
-            float tmp[8];
-            for (j = 0; j < 8u; j++) /* not whole: the last row repeated */
-                scale_row[j] = scale + (size_t)(whole || j < valid ? j : valid - 1u) * row_scales;
-            for (g = g0; g1 - g0 >= 8u && g < g1; g += 8u) { /* a last short run redone as the last 8 */
-                const uint32_t first = g + 8u <= g1 ? g : g1 - 8u;
-                if (is_q4 == Q4A)
-                    transpose_pairs(ws + (first - g0), wm + (first - g0), scale_row, first);
-                else
-                    transpose_scales(ws + (first - g0), scale_row, first);
-            }
-            for (g = g0; g1 - g0 < 8u && g < g1; g++) {
-                if (is_q4 == Q4A)
-                    pairs_one_by_one(ws + (g - g0), wm + (g - g0), scale_row, g);
-                else
-                    ws[g - g0] = scales_one_by_one(scale_row, g);
-            }
-            if (g0 == 0) {
-                acc = _mm256_setzero_ps();
-            } else if (valid == 8u) {
-                acc = _mm256_loadu_ps(y + r0);
-            } else {
-                for (j = 0; j < 8u; j++)
-                    tmp[j] = j >= skip && j - skip < valid ? y[r0 + j - skip] : 0.0f;
-                acc = _mm256_loadu_ps(tmp);
-            }
-            /* whole rows, once; past row_end too, inside the tensor (a thread's range of
-             * rows: the next range comes next, here or on another core) */
-            if (g0 == 0 && base + 8u * (ahead + 1u) <= w->rows) {
-                pf_end = pf + 8u * row_bytes;
-                prefetch_bytes(scale + 8u * ahead * row_scales, 16u * row_scales);
-            }
-            /* the common case first: groups of exactly one whole chunk, q4 two at a time */
-            g = g0;
-            for (; is_q4 && g + 2u <= g_simple; g += 2u, pf += 256u) {
-                __m256i first, second;
-                if (pf < pf_end)
-                    prefetch_bytes(pf, 256u);
-                pair_dots_q4(block + g * 16u, row_bytes, x_pair[g - g0], x_pair[g + 1u - g0],
-                             &first, &second, is_q4);
-                acc = add_group(acc, first, ws - g0, wm - g0, g, xs[g], bias_of[g - g0], is_q4);
-                acc = add_group(acc, second, ws - g0, wm - g0, g + 1u, xs[g + 1u], bias_of[g + 1u - g0],
-                                is_q4);
-            }
-            for (; g < g_simple; g++, pf += 256u) {
-                __m256i dots;
-                if (pf < pf_end)
-                    prefetch_bytes(pf, 256u);
-                dots = block_dots(block + (is_q4 ? g * 16u : g * 32u), row_bytes, x_first[g - g0],
-                                  is_q4);
-                acc = add_group(acc, dots, ws - g0, wm - g0, g, xs[g], bias_of[g - g0], is_q4);
-            }
-            if (g_simple < g1)
-                acc = is_q4 == Q4A ? careful_groups_q4a(acc, w, xq, xs, group, r0, valid, whole, g_simple,
-                                                        g1, x_first - g0, bias_of - g0, ws - g0, wm - g0)
-                      : is_q4 ? careful_groups_q4(acc, w, xq, xs, group, r0, valid, whole, g_simple, g1,
-                                                  x_first - g0, bias_of - g0, ws - g0, wm - g0)
-                              : careful_groups_q8(acc, w, xq, xs, group, r0, valid, whole, g_simple, g1,
-                                                  x_first - g0, bias_of - g0, ws - g0, wm - g0);
-            if (pf < pf_end)
-                prefetch_bytes(pf, (size_t)(pf_end - pf));
-            if (valid == 8u) {
-                _mm256_storeu_ps(y + r0, acc);
-            } else {
-                _mm256_storeu_ps(tmp, acc);
-                for (j = 0; j < valid; j++)
-                    y[r0 + j] = tmp[skip + j];
-            }
-        }
+        p.g0 = g0;
+        p.g1 = g1;
+        p.g_simple = n_simple < g0 ? g0 : n_simple < g1 ? n_simple : g1;
+        for (r0 = row_begin; row_end - r0 >= 8u; r0 += 8u)
+            row_block(y, &p, r0, 8u, is_q4);
+        if (r0 < row_end)
+            row_block(y, &p, r0, row_end - r0, is_q4);
     }
 }
 
@@ -942,6 +1003,47 @@ void mote_x86_softmax(float *x, uint32_t n)
         _mm256_storeu_ps(x + i, _mm256_div_ps(_mm256_loadu_ps(x + i), vsum));
     for (; i < n; i++)
         x[i] /= sum;
+}
+
+/* mote_ref_argmax in two passes: the maximum m of x[0] and every x[i] that is not NaN
+ * (maxps returns its second operand, the running maxima that start at x[0], when
+ * either is NaN), then the first i with x[i] == m: the reference's pick, as its strict
+ * `>` leaves ties (-0 == +0 among them) to the lowest index and NaN equals nothing. A
+ * NaN x[0], which the reference keeps, goes to the reference. */
+int32_t mote_x86_argmax(const float *x, uint32_t n)
+{
+    __m256 m0, m1, m2, m3, target;
+    __m128 h;
+    float m;
+    uint32_t i;
+    if (n < 32u || x[0] != x[0])
+        return mote_ref_argmax(x, n);
+    m0 = m1 = m2 = m3 = _mm256_set1_ps(x[0]);
+    for (i = 0; i + 32u <= n; i += 32u) {
+        m0 = _mm256_max_ps(_mm256_loadu_ps(x + i), m0);
+        m1 = _mm256_max_ps(_mm256_loadu_ps(x + i + 8u), m1);
+        m2 = _mm256_max_ps(_mm256_loadu_ps(x + i + 16u), m2);
+        m3 = _mm256_max_ps(_mm256_loadu_ps(x + i + 24u), m3);
+    }
+    m0 = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
+    h = _mm_max_ps(_mm256_castps256_ps128(m0), _mm256_extractf128_ps(m0, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    m = _mm_cvtss_f32(_mm_max_ss(h, _mm_shuffle_ps(h, h, 1)));
+    for (; i < n; i++)
+        if (x[i] > m)
+            m = x[i];
+    target = _mm256_set1_ps(m);
+    for (i = 0; i + 32u <= n; i += 32u) {
+        const __m256 eq01 = _mm256_or_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), target, _CMP_EQ_OQ),
+                                         _mm256_cmp_ps(_mm256_loadu_ps(x + i + 8u), target, _CMP_EQ_OQ));
+        const __m256 eq23 = _mm256_or_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i + 16u), target, _CMP_EQ_OQ),
+                                         _mm256_cmp_ps(_mm256_loadu_ps(x + i + 24u), target, _CMP_EQ_OQ));
+        if (_mm256_movemask_ps(_mm256_or_ps(eq01, eq23)) != 0)
+            break;
+    }
+    while (x[i] != m) /* m is one of x's values: this stops */
+        i++;
+    return (int32_t)i;
 }
 
 void mote_x86_silu_mul(float *h, const float *u, uint32_t n)

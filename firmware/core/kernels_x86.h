@@ -18,6 +18,7 @@ void mote_x86_attn_mix(float *out, const float *const att[], uint32_t n_q, const
                        const uint16_t *vs, uint32_t stride, uint32_t head_dim, uint32_t n_pos);
 void mote_x86_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps);
 void mote_x86_softmax(float *x, uint32_t n);
+int32_t mote_x86_argmax(const float *x, uint32_t n);
 void mote_x86_silu_mul(float *h, const float *u, uint32_t n);
 void mote_x86_silu(float *h, uint32_t n);
 void mote_x86_matvec_cols(float *y, const mote_tensor *w, const int8_t *xq, const float *xs,
@@ -38,6 +39,7 @@ void mote_x86_gate_mul(float *h, const float *u, uint32_t n);
 #define mote_k_attn_mix mote_x86_attn_mix
 #define mote_k_rmsnorm mote_x86_rmsnorm
 #define mote_k_softmax mote_x86_softmax
+#define mote_k_argmax mote_x86_argmax
 #define mote_k_silu_mul mote_x86_silu_mul
 #define mote_k_silu mote_x86_silu
 #define mote_k_matvec_cols mote_x86_matvec_cols

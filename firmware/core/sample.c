@@ -37,15 +37,6 @@ static float random_f32(uint64_t *state)
     return (float)(random_u32(state) >> 8) / 16777216.0f;
 }
 
-static int32_t argmax(const float *x, uint32_t n)
-{
-    uint32_t i, best = 0;
-    for (i = 1; i < n; i++)
-        if (x[i] > x[best])
-            best = i;
-    return (int32_t)best;
-}
-
 /* a comes before b: more probable first, lower index first on ties */
 static int before(const candidate *a, const candidate *b)
 {
@@ -97,7 +88,7 @@ int32_t mote_sample(mote_sampler *smp, float *logits, uint32_t n, void *scratch)
     uint32_t i, kept;
 
     if (!(smp->temperature > 0.0f))
-        return argmax(logits, n); /* greedy: no draw */
+        return mote_k_argmax(logits, n); /* greedy: no draw */
     for (i = 0; i < n; i++)
         logits[i] /= smp->temperature;
     mote_k_softmax(logits, n);

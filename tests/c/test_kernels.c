@@ -160,11 +160,15 @@ static uint16_t rnd_scale(void)
     return mote_f32_to_f16(rnd_float(0.05f));
 }
 
-/* Row counts around multiples of 8 and 16 (the optimized sets' blocks of rows). */
+/* Row counts around multiples of 8 and 16 (the optimized sets' blocks of rows); column
+ * counts that give every group count from 1 to 18 (x86 transposes the scales of a block
+ * of rows eight, four, two or one groups at a time) and passes of more than 64 groups
+ * whose last pass has 1, 3 or 7 (130, 134 and 142 columns in groups of 2). */
 static void test_matvec(void)
 {
     static const uint32_t rows_list[] = {1, 3, 7, 8, 9, 16, 17, 24, 31, 64, 172};
-    static const uint32_t cols_list[] = {1, 2, 12, 13, 31, 32, 33, 64, 100, 172, 320};
+    static const uint32_t cols_list[] = {1, 2, 12, 13, 31, 32, 33, 64, 100, 130, 134, 142,
+                                         172, 192, 224, 240, 288, 320};
     static const uint32_t groups[] = {2, 8, 16, 32, 48, 64, 128};
     uint8_t *data = (uint8_t *)weight_buf;
     uint16_t *scales = scale_buf + 16;
@@ -375,6 +379,43 @@ static void test_softmax(void)
             mote_k_softmax(opt, n);
             for (i = 0; i < n; i++)
                 expect(same_float(ref[i], opt[i]), "softmax", n, rep, i, 0);
+        }
+}
+
+/* Greedy sampling's argmax: every length around the vector steps, ties (the first index
+ * wins), the maximum at either end, signed zeros, infinities and NaN (at 0 and elsewhere). */
+static void test_argmax(void)
+{
+    static const uint32_t ns[] = {1, 2, 7, 31, 32, 33, 63, 64, 65, 100, 1000};
+    static float x[1000];
+    unsigned a, rep;
+    uint32_t i;
+    for (a = 0; a < sizeof ns / sizeof ns[0]; a++)
+        for (rep = 0; rep < 40; rep++) {
+            const uint32_t n = ns[a];
+            for (i = 0; i < n; i++) /* few distinct values: many ties */
+                x[i] = rep < 10 ? rnd_float(5.0f) : (float)(rnd() % 7u) - 3.0f;
+            if (rep == 10)
+                x[n - 1] = 100.0f;
+            if (rep == 11)
+                x[0] = 100.0f;
+            if (rep == 12 || rep == 13) /* only zeros of both signs */
+                for (i = 0; i < n; i++)
+                    x[i] = rnd() % 2u ? 0.0f : -0.0f;
+            if (rep == 14)
+                x[rnd() % n] = INFINITY;
+            if (rep == 15)
+                for (i = 0; i < n; i++)
+                    x[i] = -INFINITY;
+            if (rep == 16 || rep == 17)
+                x[rnd() % n] = NAN;
+            if (rep == 18)
+                x[0] = NAN;
+            if (rep == 19)
+                for (i = 0; i < n; i++)
+                    x[i] = i % 3u ? NAN : -1.0f;
+            expect(mote_k_argmax(x, n) == mote_ref_argmax(x, n), "argmax", n, rep,
+                   (uint32_t)mote_ref_argmax(x, n), (uint32_t)mote_k_argmax(x, n));
         }
 }
 
@@ -714,6 +755,7 @@ int main(void)
 #endif
     test_attention();
     test_softmax();
+    test_argmax();
     test_silu_mul();
     test_drop_small_gate_mul();
     test_rmsnorm_quantize_kv();
