@@ -33,9 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from mote.boards.catalog import load_board
-from mote.boards.images import Image, build_firmware, flash_model
-from mote.boards.qemu import QemuBoard
-from mote.console.client import MoteConsole
+from mote.boards.images import flash_model
 from mote.eval import sparsity
 from mote.eval.perplexity import perplexity, tokenizer_of
 from mote.fileio import write_atomically
@@ -46,6 +44,8 @@ from mote.train.corpus import calibration_text, validation_text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+from real_boards import count_decode  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 BOARD = "qemu-m4"
 PROMPT = "KING HENRY"
@@ -58,21 +58,8 @@ BOUNDS = ["gate=0.9", "gate=1", "gate=0.9,attn_in=0.6,attn_out=0.6,ffn_in=0.6",
 
 def per_token(board, data: bytes, tokens: int, work: Path) -> tuple[float, int]:
     """Instructions and weight bytes per generated token on the emulated board."""
-    model = work / "model.bin"
-    model.write_bytes(data)
-    flash = [Image(board.flash_base, build_firmware(board)), Image(board.model_base, model)]
-    with QemuBoard(board, flash=flash) as qb, MoteConsole(qb.url, timeout=1200) as console:
-        console.read_banner(boot_wait=60)
-        console.set("temp", 0)
-        runs = {}
-        for n in (1, tokens + 1):
-            console.set("n", n)
-            _, stats = console.ask(PROMPT)
-            if stats.tokens != n:
-                raise SystemExit(f"the model stopped after {stats.tokens} of {n} tokens")
-            runs[n] = stats
-    instructions = (runs[tokens + 1].decode_ticks - runs[1].decode_ticks) * 1e9 / board.tick_hz / tokens
-    return instructions, runs[tokens + 1].read_bytes_per_token
+    instructions, stats, _ = count_decode(board, data, tokens, PROMPT, work)
+    return instructions, stats.read_bytes_per_token
 
 
 def bound_blob(dense: blobfile.Blob, windows: list[list[int]], spec: str) -> bytes:

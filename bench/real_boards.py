@@ -41,24 +41,25 @@ def blobs(board) -> dict[str, bytes]:
             "default int8": default}
 
 
-def per_token(emulated, blob: bytes, tokens: int, tmp: Path) -> tuple[float, int]:
-    model = tmp / f"{emulated.name}-model.bin"
+def count_decode(board, blob: bytes, tokens: int, prompt: str, work: Path):
+    """Instructions per generated token on an emulated board, greedy: the difference of
+    a (tokens + 1)- and a 1-token run's decode ticks (-icount shift=0: one tick per
+    instruction), over tokens. Returns them with the longer run's stats and the banner."""
+    model = work / f"{board.name}-model.bin"
     model.write_bytes(blob)
-    flash = [Image(emulated.flash_base, build_firmware(emulated)), Image(emulated.model_base, model)]
-    with QemuBoard(emulated, flash=flash) as qb:
-        console = MoteConsole(qb.url, timeout=600)
+    flash = [Image(board.flash_base, build_firmware(board)), Image(board.model_base, model)]
+    with QemuBoard(board, flash=flash) as qb, MoteConsole(qb.url, timeout=1200) as console:
         console.read_banner(boot_wait=60)
         console.set("temp", 0)
-        ticks = {}
+        runs = {}
         for n in (1, tokens + 1):
             console.set("n", n)
-            _, stats = console.ask(PROMPT)
+            _, stats = console.ask(prompt)
             if stats.tokens != n:
-                raise SystemExit(f"{emulated.name}: the model stopped after {stats.tokens} of {n} tokens")
-            ticks[n] = stats.decode_ticks
-        console.close()
-    instructions = (ticks[tokens + 1] - ticks[1]) * 1e9 / emulated.tick_hz / tokens
-    return instructions, int(ctx_of(console.banner))
+                raise SystemExit(f"{board.name}: the model stopped after {stats.tokens} of {n} tokens")
+            runs[n] = stats
+    instructions = (runs[tokens + 1].decode_ticks - runs[1].decode_ticks) * 1e9 / board.tick_hz / tokens
+    return instructions, runs[tokens + 1], console.banner
 
 
 def ctx_of(banner: str) -> str:
@@ -76,7 +77,8 @@ def main() -> int:
     for real_name, emulated_name in STAND_INS.items():
         real, emulated = load_board(real_name), load_board(emulated_name)
         for model, blob in blobs(real).items():
-            instructions, ctx = per_token(emulated, blob, args.tokens, tmp)
+            instructions, _, banner = count_decode(emulated, blob, args.tokens, PROMPT, tmp)
+            ctx = int(ctx_of(banner))
             rows.append({"board": real.name, "measured_on": emulated.name, "model": model, "ctx": ctx,
                          "instructions_per_token": round(instructions),
                          "clock_hz": real.clock_hz,
